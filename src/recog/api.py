@@ -1,0 +1,385 @@
+"""The Python API and what every CLI subcommand calls: `train`, `load`, `Recognizer`.
+
+`train` resolves a `TrainConfig` (task, image size and data defaults),
+builds data, model and task, runs the engine and writes the run directory.
+`load` rebuilds a `Recognizer` from a run directory alone: `config.yaml`,
+`labels.json` and `model.safetensors`, with nothing unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recog.config import TrainConfig
+from recog.engine import checkpoint as ckpt
+from recog.engine.distributed import DistContext, pick_device
+from recog.engine.trainer import (
+    RESULTS_NAME,
+    WEIGHTS_NAME,
+    Trainer,
+    final_evaluation,
+    sample_predictions,
+    seed_all,
+)
+from recog.errors import RecogError
+from recog.models.registry import ModelSpec, create_model, get_spec
+from recog.tasks import TASKS, Task
+from recog.types import Prediction, TaskName
+
+CONFIG_NAME = "config.yaml"
+LABELS_NAME = "labels.json"
+
+
+# ------------------------------------------------------------------ building
+def build_task(cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
+    from recog.data import batch_mix
+
+    task_cls = TASKS[TaskName(cfg.task)]
+    kwargs: dict[str, Any] = {}
+    if task_cls.name == TaskName.CLASSIFY:
+        kwargs = {
+            "label_smoothing": cfg.label_smoothing,
+            "batch_mix": batch_mix(mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(class_names)),
+        }
+    return task_cls(class_names, spec.mean, spec.std, **kwargs)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
+    spec = get_spec(cfg.model)
+    model = create_model(cfg.model, num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args)
+    return model, spec
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill what the user left to recog: task, image size, data-dependent defaults."""
+    from recog.data import data_defaults
+
+    spec = get_spec(cfg.model)
+    task = cfg.task or spec.task
+    if TaskName(task) != spec.task:
+        raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
+    defaults = data_defaults(cfg.data)
+    return dataclasses.replace(
+        cfg,
+        task=str(TaskName(task)),
+        img_size=cfg.img_size or defaults.img_size or spec.default_img_size,
+        hflip=defaults.hflip if cfg.hflip is None else cfg.hflip,
+    )
+
+
+def _load_splits(cfg: TrainConfig):  # -> DataSplits
+    from recog.data import data_defaults, load_classification
+
+    defaults = data_defaults(cfg.data)
+    return load_classification(
+        cfg.data,
+        img_size=int(cfg.img_size or 0),
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        augment=cfg.augment,
+        auto_augment=cfg.auto_augment,
+        hflip=float(cfg.hflip or 0.0),
+        crop_pct=defaults.crop_pct,
+        cache=cfg.cache,
+        strict=cfg.strict,
+    )
+
+
+def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    base = Path("runs") / str(cfg.task) / (cfg.name or f"{data_name}-{cfg.model.replace(':', '_')}")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+# --------------------------------------------------------------------- train
+def train(
+    data: str | None = None,
+    model: str | None = None,
+    *,
+    config: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    **overrides: Any,
+) -> Recognizer:
+    """Train a model and write its run directory; returns the trained `Recognizer`.
+
+    `recog.train("digits", "cnn", epochs=15)` or `recog.train(config=TrainConfig(...))`.
+    `resume=RUN_DIR` continues an interrupted run from its `last.ckpt`.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "last.ckpt").is_file() or not (run_dir / CONFIG_NAME).is_file():
+            raise RecogError(f"{run_dir}: nothing to resume (needs config.yaml and last.ckpt)")
+        cfg = TrainConfig.load(run_dir / CONFIG_NAME)
+        if "epochs" in overrides:
+            cfg = dataclasses.replace(cfg, epochs=int(overrides.pop("epochs")))
+    else:
+        cfg = config or TrainConfig()
+        if data is not None:
+            cfg = dataclasses.replace(cfg, data=str(data))
+        if model is not None:
+            cfg = dataclasses.replace(cfg, model=model)
+    if overrides:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
+    cfg = resolve_config(cfg)
+
+    ctx = DistContext.from_env(cfg.device)
+    try:
+        return _train(cfg, ctx, resume_dir=Path(resume) if resume is not None else None)
+    finally:
+        ctx.close()
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Recognizer:
+    from recog.data import balanced_sampler
+
+    seed_all(cfg.seed, deterministic=cfg.deterministic)
+    splits = _load_splits(cfg)
+    if ctx.enabled and cfg.balanced:
+        raise RecogError("--balanced is not supported with torchrun (DistributedSampler shards the data)")
+    run_dir = resume_dir or ctx.broadcast(_run_dir(cfg, splits.name) if ctx.is_main else None)
+    seed_all(cfg.seed, deterministic=cfg.deterministic)
+    model, spec = build_model(cfg, len(splits.class_names))
+    if cfg.weights:
+        from recog.models.weights import load_pretrained
+
+        load_pretrained(model, spec, cfg.weights)
+    if cfg.freeze_backbone:
+        from recog.models.weights import freeze_backbone
+
+        freeze_backbone(model, spec)
+    task = build_task(cfg, splits.class_names, spec)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_to_save = dataclasses.replace(cfg, out=str(run_dir))
+        cfg_to_save.save(run_dir / CONFIG_NAME)
+        ckpt.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
+    sampler = None
+    if cfg.balanced:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        sampler = balanced_sampler(splits.train_labels, generator=gen)
+    trainer = Trainer(
+        cfg,
+        task,
+        model,
+        splits.train,
+        splits.val,
+        ctx,
+        run_dir=run_dir,
+        weights_metadata={"model": cfg.model, "task": str(cfg.task)},
+        sampler=sampler,
+        resume=resume_dir is not None,
+    )
+    result = trainer.fit()
+    model = trainer.model
+    if ctx.is_main:
+        acc = final_evaluation(task, model, splits.val, DistContext(device=ctx.device), batch_size=cfg.batch_size * 2)
+        samples = sample_predictions(task, model, splits.val, ctx.device)
+        from recog.report.run_outputs import write_outputs
+
+        write_outputs(
+            run_dir,
+            task=task,
+            acc=acc,
+            extra_metrics={
+                "train_seconds": round(result.train_seconds, 3),
+                "best_epoch": result.best_epoch,
+                "epochs_run": result.epochs_run,
+                "skipped_images": len(splits.skipped),
+            },
+            samples=samples,
+            results_csv=run_dir / RESULTS_NAME,
+            config=cfg.to_dict(),
+            title=f"recog {cfg.task}: {cfg.model} on {splits.name}",
+            summary={
+                "task": str(cfg.task),
+                "model": cfg.model,
+                "data": cfg.data,
+                "classes": len(splits.class_names),
+                "train images": len(splits.train),
+                "val images": len(splits.val),
+                "epochs": f"{result.epochs_run}/{cfg.epochs}",
+                "best epoch": result.best_epoch,
+                "train seconds": round(result.train_seconds, 1),
+                "run directory": str(run_dir),
+            },
+        )
+    return Recognizer(run_dir=run_dir, config=cfg, class_names=splits.class_names, model=model, spec=spec, task=task, device=ctx.device)
+
+
+# ---------------------------------------------------------------------- load
+def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
+    """Rebuild a trained recognizer from its run directory (no training data, no unpickling)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RecogError(f"{run_dir}: no such run directory")
+    missing = [n for n in (CONFIG_NAME, LABELS_NAME, WEIGHTS_NAME) if not (run_dir / n).is_file()]
+    if missing:
+        raise RecogError(f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)")
+    cfg = TrainConfig.load(run_dir / CONFIG_NAME)
+    try:
+        class_names = json.loads((run_dir / LABELS_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecogError(f"{run_dir / LABELS_NAME}: not a JSON list of class names") from exc
+    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
+        raise RecogError(f"{run_dir / LABELS_NAME}: not a JSON list of class names")
+    model, spec = build_model(cfg, len(class_names))
+    state = ckpt.load_weights(run_dir / WEIGHTS_NAME)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
+        raise RecogError(f"{run_dir / WEIGHTS_NAME}: does not match {cfg.model} ({first})") from exc
+    task = build_task(cfg, class_names, spec)
+    dev = pick_device(device)
+    return Recognizer(run_dir=run_dir, config=cfg, class_names=class_names, model=model, spec=spec, task=task, device=dev)
+
+
+ImageInput = str | Path | torch.Tensor | np.ndarray | Any
+
+
+class Recognizer:
+    """A trained model with its task and preprocessing: predict, evaluate."""
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path,
+        config: TrainConfig,
+        class_names: list[str],
+        model: nn.Module,
+        spec: ModelSpec,
+        task: Task,
+        device: torch.device,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.class_names = class_names
+        self.spec = spec
+        self.task = task
+        self.device = device
+        self.model = model.to(device).eval()
+
+    @property
+    def img_size(self) -> int:
+        return int(self.config.img_size or self.spec.default_img_size)
+
+    def __repr__(self) -> str:
+        return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
+
+    def _transform(self):
+        from recog.data import data_defaults, eval_transform
+
+        return eval_transform(img_size=self.img_size, crop_pct=data_defaults(self.config.data).crop_pct)
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> list[Prediction]:
+        """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images."""
+        items = _as_image_list(images)
+        transform = self._transform()
+        out: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            chunk = [_to_tensor(x) for x in items[start : start + batch_size]]
+            batch = torch.stack([transform(img) for img in chunk]).to(self.device)
+            meta = [{"orig_size": tuple(img.shape[-2:])} for img in chunk]
+            out += self.task.predict(self.model, batch, meta)
+        return out
+
+    def predict_files(self, paths: Sequence[str]) -> tuple[list[Path], list[Prediction]]:
+        from recog.data import find_images
+
+        files = find_images(list(paths))
+        return files, self.predict(files)
+
+    def evaluate(self, data: str | None = None, *, out_dir: str | Path | None = None) -> dict[str, Any]:
+        """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
+        from recog.data import data_defaults, load_eval_dataset
+
+        start = time.perf_counter()
+        if data is None:
+            dataset = _load_splits(self.config).val
+            name = self.config.data
+        else:
+            dataset = load_eval_dataset(
+                data,
+                class_names=self.class_names,
+                img_size=self.img_size,
+                crop_pct=data_defaults(data).crop_pct,
+                cache=self.config.cache,
+                strict=self.config.strict,
+            )
+            name = data
+        ctx = DistContext(device=self.device)
+        acc = final_evaluation(self.task, self.model, dataset, ctx, batch_size=self.config.batch_size * 2)
+        extra = {"eval_seconds": round(time.perf_counter() - start, 3), "data": str(name)}
+        if out_dir is None:
+            return {**acc.compute(), **extra}
+        from recog.report.run_outputs import write_outputs
+
+        samples = sample_predictions(self.task, self.model, dataset, self.device)
+        return write_outputs(
+            Path(out_dir),
+            task=self.task,
+            acc=acc,
+            extra_metrics=extra,
+            samples=samples,
+            results_csv=None,
+            config=self.config.to_dict(),
+            title=f"recog val: {self.config.model} on {name}",
+            summary={"run": str(self.run_dir), "data": str(name), "images": len(dataset)},
+        )
+
+
+def _as_image_list(images: Any) -> list[Any]:
+    if isinstance(images, str | Path):
+        from recog.data import find_images
+
+        return list(find_images([str(images)]))
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, Iterable) and not isinstance(images, torch.Tensor | np.ndarray):
+        return list(images)
+    return [images]
+
+
+def _to_tensor(item: Any) -> torch.Tensor:
+    """Anything image-like -> (3, H, W) uint8 RGB."""
+    from recog.data import read_image
+
+    if isinstance(item, str | Path):
+        return read_image(Path(item))
+    if isinstance(item, np.ndarray):
+        item = torch.from_numpy(np.ascontiguousarray(item))
+        if item.ndim == 3 and item.shape[-1] in (1, 3, 4):
+            item = item.permute(2, 0, 1)
+    if isinstance(item, torch.Tensor):
+        t = item
+        if t.ndim == 2:
+            t = t.unsqueeze(0)
+        if t.dtype != torch.uint8:
+            t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8) if t.is_floating_point() else t.to(torch.uint8)
+        if t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        return t[:3].contiguous()
+    try:
+        from PIL import Image
+
+        if isinstance(item, Image.Image):
+            return torch.from_numpy(np.asarray(item.convert("RGB")).copy()).permute(2, 0, 1)
+    except ImportError:  # pragma: no cover
+        pass
+    raise RecogError(f"cannot use {type(item).__name__} as an image")

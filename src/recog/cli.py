@@ -1,0 +1,267 @@
+"""`recog` command line: argument parsing only; every subcommand calls `recog.api`.
+
+`recog train` options are generated from `TrainConfig`'s fields, so the CLI,
+the YAML config and the Python API cannot drift apart.  User mistakes
+(`RecogError`) print one line and exit 2; there is no traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from recog.config import TrainConfig
+from recog.errors import RecogError
+
+_HIDDEN = {"version"}
+_HELP = {
+    "data": "digits, a class-folder root (train/ + val/, or <class>/ split by --val-split), or a path,label CSV",
+    "task": "classify (inferred from the model when omitted)",
+    "model": "registry name (see `recog models`) or timm:<name>",
+    "model_args": "builder options as key=value, e.g. width=64 depth=4",
+    "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the local torch cache",
+    "img_size": "input size in pixels (default: the data's or the model's)",
+    "lr": "peak learning rate (default: 1e-3 AdamW / 0.05 SGD, scaled by batch/64)",
+    "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999)",
+    "patience": "stop after this many epochs without improvement",
+    "hflip": "horizontal-flip probability (default 0.5; 0 for digits)",
+    "cache": "decode and resize images once into memory (auto: datasets up to 20,000 images)",
+    "strict": "fail on the first corrupt image instead of skipping it",
+    "out": "run directory (default runs/<task>/<data>-<model>, numbered when taken)",
+}
+
+
+def _parse_value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    hints = get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _HIDDEN:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _HELP.get(f.name)}
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if hint is bool:
+            parser.add_argument(flag, action="store_true", **kwargs)
+        elif get_origin(hint) is Literal:
+            parser.add_argument(flag, choices=list(args), **kwargs)
+        elif get_origin(hint) is dict:
+            parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", **kwargs)
+        else:
+            base = args[0] if get_origin(hint) in (typing.Union, types.UnionType) else hint
+            if get_origin(base) is Literal:
+                parser.add_argument(flag, choices=list(get_args(base)), **kwargs)
+            else:
+                parser.add_argument(flag, type=base if base in (int, float) else str, **kwargs)
+
+
+def _overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(ns, f.name, None)
+        if value is None or value is False:
+            continue
+        if f.name == "model_args":
+            pairs = {}
+            for item in value:
+                if "=" not in item:
+                    raise RecogError(f"--model-args: expected KEY=VALUE, not {item!r}")
+                key, raw = item.split("=", 1)
+                pairs[key] = _parse_value(raw)
+            value = pairs
+        out[f.name] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recog", description="Deep-learning image recognition end to end.")
+    parser.add_argument("--version", action="version", version=f"recog {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model; writes a run directory")
+    _add_config_options(p)
+    p.add_argument("--config", type=Path, help="a config.yaml to start from (flags override it)")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from RUN/last.ckpt")
+
+    p = sub.add_parser("val", help="evaluate a run (its own validation split, or --data)")
+    p.add_argument("run", type=Path)
+    p.add_argument("--data", help="data to evaluate on (same classes as the run)")
+    p.add_argument("--out", type=Path, help="where to write metrics, plots and report (default RUN/val)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("predict", help="predict image files, folders or globs")
+    p.add_argument("run", type=Path)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--save-dir", type=Path, help="also save each image with its prediction drawn on it")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--task", choices=["classify", "detect", "segment"])
+
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    for action, text in (("check", "validate a dataset and list its problems"), ("stats", "counts and image sizes")):
+        q = dsub.add_parser(action, help=text)
+        q.add_argument("path")
+        q.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _version() -> str:
+    from recog import __version__
+
+    return __version__
+
+
+# -------------------------------------------------------------- subcommands
+def cmd_train(ns: argparse.Namespace) -> int:
+    from recog import api
+
+    overrides = _overrides(ns)
+    if ns.resume is not None:
+        rec = api.train(resume=ns.resume, **({"epochs": overrides["epochs"]} if "epochs" in overrides else {}))
+    else:
+        base = TrainConfig.load(ns.config) if ns.config else TrainConfig()
+        cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}, source="command line")
+        rec = api.train(config=cfg)
+    if _is_main():
+        print(f"run directory: {rec.run_dir}")
+        print(f"report: {rec.run_dir / 'report.html'}")
+        metrics = json.loads((rec.run_dir / "metrics.json").read_text())
+        print(_headline(metrics))
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    keys = ("top1", "top5", "macro_f1", "ece", "map", "map50", "miou", "dice", "train_seconds")
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float))
+
+
+def cmd_val(ns: argparse.Namespace) -> int:
+    from recog import api
+
+    rec = api.load(ns.run, device=ns.device)
+    out = ns.out or (ns.run / "val")
+    metrics = rec.evaluate(ns.data, out_dir=out)
+    print(_headline(metrics))
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from recog import api
+
+    rec = api.load(ns.run, device=ns.device)
+    files, preds = rec.predict_files(ns.paths) if ns.batch_size else ([], [])
+    records = [{"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)} for f, p in zip(files, preds, strict=True)]
+    if ns.save_dir:
+        _save_drawn(rec, files, preds, ns.save_dir)
+    if ns.format == "json":
+        print(json.dumps(records, indent=1))
+    elif ns.format == "csv":
+        buf = io.StringIO()
+        columns = ["path", "label", "score", "top_k"]
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({**r, "top_k": ";".join(f"{t['label']}:{t['score']:.4f}" for t in r.get("top_k", []))})
+        sys.stdout.write(buf.getvalue())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(records)} images, {rec.config.model}")
+        table.add_column("image")
+        table.add_column("prediction")
+        table.add_column("score", justify="right")
+        table.add_column(f"top {ns.top_k}")
+        for r in records:
+            others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r.get("top_k", [])[1:])
+            table.add_row(r["path"], r.get("label", ""), f"{r.get('score', 0):.3f}", others)
+        Console(width=160).print(table)
+    return 0
+
+
+def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -> None:
+    from PIL import Image
+
+    from recog.data import read_image
+    from recog.engine.checkpoint import atomic_write_bytes
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    for path, pred in zip(files, preds, strict=True):
+        drawn = rec.task.draw(read_image(path), pred)
+        buf = io.BytesIO()
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+        atomic_write_bytes(save_dir / f"{path.stem}.png", buf.getvalue())
+
+
+def cmd_models(ns: argparse.Namespace) -> int:
+    from recog.models.registry import get_spec, list_models
+
+    for name in list_models(ns.task):
+        spec = get_spec(name)
+        print(f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px  {spec.description}")
+    print("timm:<name>            classify         any timm model")
+    return 0
+
+
+def cmd_data(ns: argparse.Namespace) -> int:
+    from recog.data import check_dataset
+
+    report = check_dataset(ns.path)
+    if ns.json:
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    from rich.console import Console
+    from rich.pretty import Pretty
+
+    con = Console()
+    shown = {k: v for k, v in report.items() if k != "problems"} if ns.data_command == "stats" else report
+    con.print(Pretty(shown, expand_all=False))
+    problems = report.get("problems", [])
+    if ns.data_command == "check":
+        print(f"{len(problems)} problem(s)" if problems else "no problems found")
+        return 1 if problems else 0
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "val": cmd_val, "predict": cmd_predict, "models": cmd_models, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return COMMANDS[ns.command](ns)
+    except RecogError as exc:
+        print(f"recog: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recog: interrupted", file=sys.stderr)
+        return 130

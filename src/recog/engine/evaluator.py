@@ -1,0 +1,60 @@
+"""One evaluation pass, task-agnostic: predictions -> the task's accumulator.
+
+Under DDP every rank evaluates its own shard (no padding, so no image is
+counted twice) and the accumulators are gathered and merged on every rank,
+so all ranks agree on the metrics that drive checkpointing and early stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import Sampler
+
+from recog.engine.distributed import DistContext
+from recog.tasks.base import Accumulator, Task
+from recog.types import Batch
+
+
+class ShardSampler(Sampler[int]):
+    """Indices rank, rank + world, ...: a disjoint, unpadded shard per rank."""
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    loader: Iterable[Batch],
+    ctx: DistContext,
+    *,
+    amp: torch.dtype | None = None,
+    on_batch: callable | None = None,  # type: ignore[valid-type]
+) -> Accumulator:
+    """Run `task.predict` over `loader`; returns the (rank-merged) accumulator."""
+    was_training = model.training
+    model.eval()
+    acc = task.metrics()
+    with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        for batch in loader:
+            images = batch.images.to(ctx.device, non_blocking=True)
+            predictions = task.predict(model, images, batch.meta)
+            acc.update(predictions, batch.truth)
+            if on_batch is not None:
+                on_batch(len(batch))
+    model.train(was_training)
+    if ctx.enabled:
+        parts = ctx.gather(acc)
+        acc = parts[0]
+        for other in parts[1:]:
+            acc.merge(other)
+    return acc

@@ -1,0 +1,297 @@
+"""The one training loop every task shares.
+
+The loop knows nothing about tasks or model types: the Task seam supplies
+collation, the loss dict, predictions and metrics.  It owns AMP, gradient
+accumulation and clipping, the per-step schedule, EMA, early stopping,
+best-by-metric checkpointing, exact resume from `last.ckpt`, DDP, progress
+and `results.csv`.
+
+Exact resume: every epoch re-seeds all RNGs from (seed, epoch), so the data
+order and augmentation of epoch k do not depend on how the run got there;
+with the model, optimizer, scheduler, scaler and EMA states restored, an
+interrupted-and-resumed deterministic run repeats the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+
+from recog.config import TrainConfig
+from recog.engine import checkpoint as ckpt
+from recog.engine.distributed import DistContext
+from recog.engine.evaluator import ShardSampler, evaluate
+from recog.engine.logging import ResultsTable, console, epoch_line, progress_bar
+from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_scheduler
+from recog.errors import RecogError
+from recog.tasks.base import Accumulator, Task
+
+CHECKPOINT_NAME = "last.ckpt"
+WEIGHTS_NAME = "model.safetensors"
+RESULTS_NAME = "results.csv"
+
+
+def seed_all(seed: int, *, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The scalar metrics (what goes in results.csv)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, Any]
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # next epoch to run
+    best: float = -math.inf
+    best_epoch: int = -1
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    bad_epochs: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Fits `model` on `train` for `cfg.epochs`, evaluating on `val` after each epoch."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        task: Task,
+        model: nn.Module,
+        train: Dataset,
+        val: Dataset,
+        ctx: DistContext,
+        *,
+        run_dir: Path | None,
+        weights_metadata: dict[str, str] | None = None,
+        sampler: Sampler[int] | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.cfg, self.task, self.ctx = cfg, task, ctx
+        self.model = model.to(ctx.device)
+        self.train_set, self.val_set = train, val
+        self.run_dir = run_dir if ctx.is_main else None
+        self.ckpt_dir = run_dir
+        self.weights_metadata = weights_metadata or {}
+        self.sampler = sampler
+        self.resume = resume
+        self.amp = amp_dtype(ctx.device, cfg.amp)
+
+    # ----------------------------------------------------------------- loaders
+    def _loader(self, dataset: Dataset, sampler: Sampler[int] | None, batch_size: int) -> DataLoader:
+        workers = self.cfg.workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=self.task.collate,
+            pin_memory=self.ctx.device.type == "cuda",
+            persistent_workers=False,
+            drop_last=False,
+        )
+
+    def train_loader(self) -> DataLoader:
+        if self.ctx.enabled:
+            sampler: Sampler[int] = DistributedSampler(
+                self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=self.cfg.seed
+            )
+        else:
+            sampler = self.sampler or RandomSampler(self.train_set)
+        return self._loader(self.train_set, sampler, self.cfg.batch_size)
+
+    def val_loader(self) -> DataLoader:
+        sampler = ShardSampler(len(self.val_set), self.ctx.rank, self.ctx.world_size)  # type: ignore[arg-type]
+        return self._loader(self.val_set, sampler, self.cfg.batch_size * 2)
+
+    # -------------------------------------------------------------------- fit
+    def fit(self) -> FitResult:
+        cfg, ctx, task = self.cfg, self.ctx, self.task
+        if len(self.train_set) == 0:  # type: ignore[arg-type]
+            raise RecogError("no training images")
+        model = self.model
+        net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
+        loader = self.train_loader()
+        steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
+        optimizer = build_optimizer(cfg, model)
+        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+        ema = build_ema(model, cfg.ema) if cfg.ema else None
+        scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
+        state = _State()
+        rows: list[dict[str, Any]] = []
+        if self.resume:
+            assert self.ckpt_dir is not None
+            saved = ckpt.load_checkpoint(self.ckpt_dir / CHECKPOINT_NAME)
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            scaler.load_state_dict(saved["scaler"])
+            if ema is not None and "ema" in saved:
+                ema.load_state_dict(saved["ema"])
+            state = _State(**saved["state"])
+            ckpt.set_rng_state(saved["rng"])
+            rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
+        table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
+        out = console()
+        stopped_early = False
+        with progress_bar(enabled=ctx.is_main) as bar:
+            for epoch in range(state.epoch, cfg.epochs):
+                seed_all(cfg.seed * 1000 + epoch, deterministic=cfg.deterministic)
+                if isinstance(loader.sampler, DistributedSampler):
+                    loader.sampler.set_epoch(epoch)
+                start = time.perf_counter()
+                bar_id = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_set), info="")  # type: ignore[arg-type]
+                losses, images = self._train_epoch(net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id)
+                train_time = time.perf_counter() - start
+                bar.remove_task(bar_id)
+                eval_model = ema.module if ema is not None else model
+                val_id = bar.add_task("  validate", total=len(self.val_set), info="")  # type: ignore[arg-type]
+                acc = evaluate(
+                    eval_model, task, self.val_loader(), ctx, amp=self.amp,
+                    on_batch=lambda n, i=val_id: bar.advance(i, n),
+                )
+                bar.remove_task(val_id)
+                metrics = acc.compute()
+                seconds = time.perf_counter() - start
+                score = float(metrics.get(task.primary_metric, -math.inf))
+                improved = score > state.best
+                row = {
+                    "epoch": epoch + 1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": seconds,
+                    "train_images_per_second": ctx.world_size * images / max(train_time, 1e-9),
+                    **{f"train_{k}": v for k, v in losses.items()},
+                    **flat_metrics(metrics),
+                }
+                state.seconds += seconds
+                state.epoch = epoch + 1
+                if improved:
+                    state.best, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
+                    state.bad_epochs = 0
+                    if self.run_dir:
+                        ckpt.save_weights(self.run_dir / WEIGHTS_NAME, eval_model.state_dict(), self.weights_metadata)
+                else:
+                    state.bad_epochs += 1
+                if self.run_dir:
+                    table.append(row)
+                    ckpt.save_checkpoint(
+                        self.run_dir / CHECKPOINT_NAME,
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict(),
+                            **({"ema": ema.state_dict()} if ema is not None else {}),
+                            "state": vars(state),
+                            "rng": ckpt.rng_state(),
+                            "format_version": ckpt.FORMAT_VERSION,
+                        },
+                    )
+                else:
+                    table.rows.append(row)
+                if ctx.is_main:
+                    out.print(epoch_line(epoch, cfg.epochs, row, task.primary_metric))
+                if cfg.patience is not None and state.bad_epochs >= cfg.patience:
+                    stopped_early = epoch + 1 < cfg.epochs
+                    if ctx.is_main and stopped_early:
+                        out.print(f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs")
+                    break
+                ctx.barrier()
+        if state.best_epoch < 0:
+            raise RecogError(f"training ran no epoch (epochs={cfg.epochs})")
+        # The run's weights are the best epoch's; hand them back in memory too.
+        best = (ema.module if ema is not None else model)
+        if self.ckpt_dir is not None and (self.ckpt_dir / WEIGHTS_NAME).is_file():
+            ctx.barrier()
+            best.load_state_dict(ckpt.load_weights(self.ckpt_dir / WEIGHTS_NAME))
+        if best is not self.model:
+            self.model.load_state_dict(best.state_dict())
+        return FitResult(
+            metrics=state.best_metrics,
+            best_epoch=state.best_epoch,
+            epochs_run=state.epoch,
+            train_seconds=state.seconds,
+            stopped_early=stopped_early,
+            history=table.rows,
+        )
+
+    def _train_epoch(self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id) -> tuple[dict[str, float], int]:
+        cfg, ctx = self.cfg, self.ctx
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, torch.Tensor] = {}
+        seen = 0
+        last = len(loader) - 1
+        params = [p for p in model.parameters() if p.requires_grad]
+        for step, batch in enumerate(loader):
+            batch = batch.to(ctx.device, non_blocking=True)
+            n = len(batch)
+            with torch.autocast(ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                parts = self.task.loss(net, batch)
+            scaler.scale(parts["loss"] / cfg.accumulate).backward()
+            if (step + 1) % cfg.accumulate == 0 or step == last:
+                if cfg.clip_grad:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0) + value.detach().float() * n
+            seen += n
+            bar.advance(bar_id, n)
+        losses = {k: ctx.mean(float(v) / max(seen, 1)) for k, v in sums.items()}
+        if not math.isfinite(losses.get("loss", 0.0)):
+            raise RecogError("training diverged (the loss is not finite); try a lower --lr or --clip-grad")
+        return losses, seen
+
+
+def final_evaluation(
+    task: Task, model: nn.Module, dataset: Dataset, ctx: DistContext, *, batch_size: int, workers: int = 0
+) -> Accumulator:
+    """Evaluate `model` on `dataset` with the task's own collation (no training)."""
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
+    return evaluate(model.to(ctx.device), task, loader, ctx)
+
+
+def sample_predictions(task: Task, model: nn.Module, dataset: Dataset, device: torch.device, count: int = 24) -> Sequence:
+    """(sample, prediction) pairs for the first `count` images, for the report grid."""
+    n = min(count, len(dataset))  # type: ignore[arg-type]
+    if n == 0:
+        return []
+    samples = [dataset[i] for i in range(n)]
+    batch = task.collate(samples)
+    model.eval()
+    preds = task.predict(model.to(device), batch.images.to(device), batch.meta)
+    return list(zip(samples, preds, strict=True))

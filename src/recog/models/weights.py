@@ -1,0 +1,111 @@
+"""Local pretrained weights: read safely, match to a model, replace the head.
+
+`--weights` takes a path (safetensors, or a torch/timm state dict read with
+`weights_only=True`) or `torchvision`, meaning the file torchvision would
+have downloaded for this architecture, if it is already in the local torch
+hub cache.  Nothing is ever downloaded.  Classifier-head tensors whose shape
+differs (a new set of classes) are left at their fresh initialisation; any
+other mismatch is an error naming the first mismatching layer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recog.errors import RecogError
+from recog.models.registry import ModelSpec
+
+_WRAPPER_KEYS = ("state_dict", "model", "model_state", "module", "ema")
+_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file or a (possibly wrapped) torch state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecogError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        from recog.engine.checkpoint import load_weights
+
+        state = load_weights(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - anything unreadable is a bad file
+            raise RecogError(f"{path}: not a safetensors file or a torch state dict ({exc.__class__.__name__})") from exc
+        for key in _WRAPPER_KEYS:
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise RecogError(f"{path}: holds no state dict of tensors")
+    for prefix in _PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    return state
+
+
+def cached_torchvision_weights(model_name: str) -> Path:
+    """The torch hub cache file of torchvision's default weights for `model_name`."""
+    import torchvision.models as tvm
+
+    try:
+        weights = tvm.get_model_weights(model_name).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise RecogError(f"--weights torchvision: torchvision has no weights for {model_name}") from exc
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not path.is_file():
+        raise RecogError(
+            f"--weights torchvision: {path} is not in the local torch cache and recog never downloads; "
+            "copy the file there or pass its path"
+        )
+    return path
+
+
+def _is_head(key: str, head: tuple[str, ...]) -> bool:
+    return any(key == h or key.startswith(h + ".") for h in head)
+
+
+def load_pretrained(model: nn.Module, spec: ModelSpec, source: str, *, tv_name: str | None = None) -> list[str]:
+    """Load `source` into `model`; returns the head keys left freshly initialised."""
+    path = cached_torchvision_weights(tv_name or spec.name) if source == "torchvision" else Path(source)
+    state = read_state_dict(path)
+    own = model.state_dict()
+    fresh: list[str] = []
+    for key, tensor in own.items():
+        if key not in state:
+            if _is_head(key, spec.head):
+                fresh.append(key)
+                continue
+            raise RecogError(f"{path}: no tensor for layer {key!r} of {spec.name} (is this the right architecture?)")
+        if state[key].shape != tensor.shape:
+            if _is_head(key, spec.head):
+                fresh.append(key)
+                continue
+            raise RecogError(
+                f"{path}: layer {key!r} has shape {tuple(state[key].shape)} in the file "
+                f"but {tuple(tensor.shape)} in {spec.name}"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise RecogError(f"{path}: layer {extra[0]!r} is not in {spec.name} (is this the right architecture?)")
+    model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
+    return fresh
+
+
+def freeze_backbone(model: nn.Module, spec: ModelSpec) -> int:
+    """Linear probing: only the head trains; backbone batch-norm statistics stay fixed.
+
+    Returns the number of trainable parameters left.
+    """
+    if not spec.head:
+        raise RecogError(f"--freeze-backbone: model {spec.name} has no known classifier head")
+    for name, param in model.named_parameters():
+        param.requires_grad = _is_head(name, spec.head)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not _is_head(name, spec.head):
+            module.momentum = 0.0  # running statistics no longer move
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,55 @@
+"""A run's human-facing outputs: metrics.json, plots/ and report.html.
+
+Shared by `recog train` (after the last epoch) and `recog val` (on new
+data), so both leave the same files for the same kind of evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recog.engine.checkpoint import atomic_write_text
+from recog.tasks.base import Accumulator, Task
+from recog.types import Prediction, Sample
+
+
+def write_outputs(
+    out_dir: Path,
+    *,
+    task: Task,
+    acc: Accumulator,
+    extra_metrics: dict[str, Any],
+    samples: Sequence[tuple[Sample, Prediction]],
+    results_csv: Path | None,
+    config: dict[str, Any],
+    title: str,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Write metrics.json, plots and report.html under `out_dir`; returns the metrics."""
+    from recog.report.html import write_report
+    from recog.report.plots import plot_curves
+
+    metrics = {**acc.compute(), **extra_metrics}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    plots_dir = out_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    plots: list[Path] = []
+    if results_csv is not None and results_csv.is_file():
+        plots.append(plot_curves(results_csv, plots_dir / "curves.png"))
+    plots += acc.plots(plots_dir, task.class_names)
+    grid = task.sample_plot(samples, plots_dir / "samples.png")
+    if grid is not None:
+        plots.append(grid)
+    write_report(
+        out_dir / "report.html",
+        title=title,
+        summary=summary,
+        metrics=metrics,
+        plots=plots,
+        config=config,
+        class_names=task.class_names,
+    )
+    return metrics

@@ -1,0 +1,92 @@
+"""The Task seam: everything the engine must not know about a task.
+
+The engine (train loop, evaluator, checkpointing) talks to a task only
+through `Task` and `Accumulator`; it never inspects a target, a prediction or
+a model type.  Classification, detection and segmentation each implement
+this protocol in their own module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from recog.types import Batch, Prediction, Sample, Target, TaskName
+
+if TYPE_CHECKING:
+    from recog.config import TrainConfig
+    from recog.data.source import DataSplits
+
+
+class Accumulator(ABC):
+    """Collects predictions over an evaluation pass and reduces them to metrics."""
+
+    @abstractmethod
+    def update(self, predictions: Sequence[Prediction], targets: Sequence[Target]) -> None: ...
+
+    @abstractmethod
+    def compute(self) -> dict[str, Any]:
+        """Flat metric names of DESIGN.md (fractions in [0, 1]) plus `per_class`."""
+
+    @abstractmethod
+    def merge(self, other: Accumulator) -> None:
+        """Fold in another rank's accumulator (distributed evaluation)."""
+
+    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
+        """Task-specific plots (confusion matrix, PR curves); default none."""
+        return []
+
+
+class Task(ABC):
+    """A recognition task as the engine sees it."""
+
+    name: ClassVar[TaskName]
+    #: metric that selects the best checkpoint and drives early stopping (higher is better)
+    primary_metric: ClassVar[str]
+
+    def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
+        self.class_names = list(class_names)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float normalized, on the images' device."""
+        images = images.float().div_(255.0)
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
+
+    @abstractmethod
+    def collate(self, samples: Sequence[Sample]) -> Batch: ...
+
+    @abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        """Training losses; `loss` is the total the engine back-propagates."""
+
+    @abstractmethod
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
+        """Post-processed predictions for a uint8 (B, 3, H, W) batch, in original-image pixels."""
+
+    @abstractmethod
+    def metrics(self) -> Accumulator: ...
+
+    @abstractmethod
+    def draw(self, image: torch.Tensor, prediction: Prediction, target: Target | None = None) -> torch.Tensor:
+        """(3, H, W) uint8 image with the prediction drawn on it."""
+
+    def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """A JSON-ready summary of one prediction for CLI tables, files and the API."""
+        return prediction.to_dict(self.class_names)
+
+    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
+        """A grid of predictions for the report; default none."""
+        return None

@@ -1,0 +1,103 @@
+"""Image classification behind the Task seam.
+
+Targets are 0-d int64 class indices; predictions carry the soft-max over all
+classes.  Mixup/CutMix (torchvision.transforms.v2) run inside `loss`, on the
+device, after normalization, so the data loader ships plain uint8 images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+from torch import nn
+
+from recog.tasks.base import Accumulator, Task
+from recog.types import Batch, Prediction, Sample, Target, TaskName
+
+
+class ClassifyTask(Task):
+    name: ClassVar[TaskName] = TaskName.CLASSIFY
+    primary_metric: ClassVar[str] = "top1"
+
+    def __init__(
+        self,
+        class_names: list[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        label_smoothing: float = 0.0,
+        batch_mix: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__(class_names, mean, std)
+        self.label_smoothing = label_smoothing
+        self.batch_mix = batch_mix
+
+    def collate(self, samples: Sequence[Sample]) -> Batch:
+        """images (B, 3, H, W) uint8; targets (B,) int64."""
+        images = torch.stack([s.image for s in samples])
+        labels = torch.stack([s.target.labels for s in samples]).long()
+        meta = [{"path": s.path, "orig_size": s.orig_size} for s in samples]
+        return Batch(images, labels, [s.target for s in samples], meta)
+
+    def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        x = self.normalize(batch.images)
+        y = batch.targets
+        if self.batch_mix is not None and model.training:
+            x, y = self.batch_mix(x, y)  # y becomes (B, C) soft labels
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
+        probs = model(self.normalize(images)).float().softmax(dim=1).cpu()
+        return [Prediction(labels=p.argmax(), scores=p) for p in probs]
+
+    def metrics(self) -> Accumulator:
+        from recog.metrics.classification import ClassificationAccumulator
+
+        return ClassificationAccumulator(self.class_names)
+
+    def draw(self, image: torch.Tensor, prediction: Prediction, target: Target | None = None) -> torch.Tensor:
+        """The image with a banner: predicted class and confidence (and the truth when known)."""
+        label = int(prediction.labels)
+        text = f"{self.class_names[label]} {float(prediction.scores[label]):.0%}"
+        if target is not None and target.labels is not None:
+            text += f" (true: {self.class_names[int(target.labels)]})"
+        pil = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+        canvas = ImageDraw.Draw(pil)
+        height = max(12, pil.height // 12)
+        canvas.rectangle((0, 0, pil.width, height), fill=(0, 0, 0))
+        canvas.text((2, 1), text, fill=(255, 255, 255))
+        return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+
+    def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        scores = prediction.scores
+        k = min(top_k, scores.numel())
+        values, indices = scores.topk(k)
+        top = [{"label": self.class_names[int(i)], "score": round(float(v), 6)} for v, i in zip(values, indices, strict=True)]
+        return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+
+    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
+        from recog.report.plots import plot_sample_grid
+
+        if not samples:
+            return None
+        titles, correct = [], []
+        for sample, pred in samples:
+            label = int(pred.labels)
+            truth = int(sample.target.labels) if sample.target.labels is not None else None
+            title = f"{self.class_names[label]} {float(pred.scores[label]):.0%}"
+            if truth is not None and truth != label:
+                title += f"\ntrue: {self.class_names[truth]}"
+            titles.append(title)
+            correct.append(None if truth is None else truth == label)
+        return plot_sample_grid([s.image for s, _ in samples], titles, correct, out)

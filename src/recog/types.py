@@ -1,0 +1,114 @@
+"""Canonical records every task speaks: `Sample`, `Target`, `Prediction`, `Batch`.
+
+All tensors are torch tensors in the pixel space of the *original* image, so
+a prediction can be drawn on the file the user gave without knowing which
+resize the model saw.
+
+- classification: `Target.labels` is a 0-d int64 tensor; `Prediction.scores`
+  is a (C,) float tensor of probabilities over all classes and
+  `Prediction.labels` the arg-max (0-d).
+- detection: `boxes` (N, 4) float xyxy in pixels, `labels` (N,) int64;
+  predictions add `scores` (N,).
+- semantic segmentation: `mask` (H, W) int64 class ids, 255 = ignore.
+- instance segmentation: detection fields plus `masks` (N, H, W) bool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+import torch
+
+IGNORE_INDEX = 255
+
+
+class TaskName(StrEnum):
+    CLASSIFY = "classify"
+    DETECT = "detect"
+    SEGMENT = "segment"
+
+
+@dataclass
+class Target:
+    """Ground truth for one image; which fields are set depends on the task."""
+
+    labels: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Target:
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)
+            },
+        )
+
+
+@dataclass
+class Prediction(Target):
+    """Model output for one image: the `Target` fields plus `scores`."""
+
+    scores: torch.Tensor | None = None
+
+    def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
+        """JSON-ready form (lists of floats and ints, class names when known)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                out[f.name] = value.detach().cpu().tolist()
+        if class_names is not None and self.labels is not None:
+            labels = self.labels.detach().cpu()
+            out["names"] = (
+                class_names[int(labels)]
+                if labels.ndim == 0
+                else [class_names[int(i)] for i in labels]
+            )
+        return out
+
+
+@dataclass
+class Sample:
+    """One image as the data layer yields it.
+
+    image: (3, H, W) uint8 RGB, already decoded (and possibly transformed).
+    orig_size: (H, W) of the file on disk, so predictions can be mapped back.
+    """
+
+    image: torch.Tensor
+    target: Target
+    path: str = ""
+    orig_size: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Batch:
+    """What `Task.collate` hands the engine.
+
+    images: (B, 3, H, W) uint8; the task normalizes them on the device.
+    targets: task-specific training targets; the engine only moves them with `.to(device)`.
+    truth: one `Target` per image in original-image pixels, for metrics (stays on the CPU).
+    meta: per-image bookkeeping (paths, original sizes) the engine never reads.
+    """
+
+    images: torch.Tensor
+    targets: Any
+    truth: list[Target] = field(default_factory=list)
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        targets = self.targets
+        if isinstance(targets, torch.Tensor):
+            targets = targets.to(device, non_blocking=non_blocking)
+        elif isinstance(targets, list):
+            targets = [t.to(device) if hasattr(t, "to") else t for t in targets]
+        return Batch(self.images.to(device, non_blocking=non_blocking), targets, self.truth, self.meta)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
