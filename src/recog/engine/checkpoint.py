@@ -27,6 +27,8 @@ from safetensors.torch import load_file, save_file
 from recog.errors import RecogError
 
 FORMAT_VERSION = "1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
@@ -36,6 +38,7 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

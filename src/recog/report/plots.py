@@ -1,0 +1,228 @@
+"""Report figures as PNG files: training curves, confusion matrices, sample grids.
+
+Each function builds a `matplotlib.figure.Figure` directly (no pyplot, so no
+global figure registry and no GUI backend), renders it to memory with the Agg
+canvas and writes the bytes atomically, so a report never links a half-written
+image.  Every function returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties, findfont
+from matplotlib.ft2font import FT2Font
+
+from recog.engine.checkpoint import atomic_write_bytes
+
+DPI = 100
+_NOT_PLOTTED = {"epoch", "lr", "seconds", "num_samples"}
+_GREEN, _RED, _BLACK = "#1a7f37", "#cf222e", "#000000"
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    out = Path(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    fig.clear()
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+# ---------------------------------------------------------------- curves
+
+
+def _read_columns(results_csv: Path) -> dict[str, list[float]]:
+    """Numeric columns of a results.csv; blanks and non-numbers become NaN."""
+    with Path(results_csv).open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    columns: dict[str, list[float]] = {}
+    for name in rows[0].keys() if rows else []:
+        if not name:
+            continue
+        values = [_float(row.get(name)) for row in rows]
+        if any(math.isfinite(v) for v in values):
+            columns[name] = values
+    return columns
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _is_loss(name: str) -> bool:
+    if "second" in name:  # train_images_per_second, train_seconds: rates and times, not losses
+        return False
+    return name.startswith("train_") or name.startswith("val_loss") or name == "nll"
+
+
+def _is_fraction(values: list[float]) -> bool:
+    finite = [v for v in values if math.isfinite(v)]
+    return bool(finite) and all(0.0 <= v <= 1.0 for v in finite)
+
+
+def plot_curves(results_csv: Path, out: Path) -> Path:
+    """Losses (left) and validation metrics in [0, 1] (right) against the epoch.
+
+    Loss panel: columns starting with `train_` or `val_loss` (and `nll`); metric
+    panel: every other numeric column whose values are fractions, except epoch,
+    lr and timing columns.  One row draws markers; missing columns leave an empty
+    panel with a note instead of failing.
+    """
+    columns = _read_columns(results_csv)
+    n = max((len(v) for v in columns.values()), default=0)
+    epochs = columns.get("epoch") or [float(i + 1) for i in range(n)]
+    losses = {k: v for k, v in columns.items() if k not in _NOT_PLOTTED and _is_loss(k)}
+    metrics = {
+        k: v
+        for k, v in columns.items()
+        if k not in _NOT_PLOTTED and k not in losses and "second" not in k and _is_fraction(v)
+    }
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    marker = "o" if n <= 30 else None
+    for ax, series, title in (
+        (ax_loss, losses, "losses"),
+        (ax_metric, metrics, "validation metrics"),
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        for name, values in series.items():
+            ax.plot(epochs, values, marker=marker, markersize=4, label=name)
+        if series:
+            ax.legend(fontsize=8, loc="best")
+        else:
+            ax.text(
+                0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray"
+            )
+    if metrics:
+        ax_metric.set_ylim(-0.02, 1.02)
+    if n:
+        lo, hi = min(epochs), max(epochs)
+        pad = 0.5 if lo == hi else 0.02 * (hi - lo)
+        for ax in (ax_loss, ax_metric):
+            ax.set_xlim(lo - pad, hi + pad)
+    return _save(fig, out)
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+
+def plot_confusion(matrix: list[list[int]], class_names: list[str], out: Path) -> Path:
+    """Counts (left) and row-normalized rates (right); rows = true class, columns = predicted.
+
+    Cells carry their numbers while they fit (about 30 classes); beyond that the
+    colour alone speaks, and the tick labels shrink so that ~50 names still fit.
+    """
+    counts = np.asarray(matrix, dtype=np.int64).reshape(len(class_names), len(class_names))
+    c = counts.shape[0]
+    row_sums = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
+    side = min(max(4.0, 0.22 * c + 2.0), 14.0)  # inches per panel
+    fig = Figure(figsize=(2 * side + 1.5, side + 0.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    # a cell's height in points, leaving a quarter of the panel to the labels
+    cell_points = 72 * 0.75 * side / max(c, 1)
+    tick_size = max(3.0, min(9.0, 0.8 * cell_points))
+    cell_text = min(10.0, 0.33 * cell_points)  # "0.00" must fit inside its cell
+    annotate = cell_text >= 5.0
+    for ax, data, title, fmt in (
+        (axes[0], counts, "counts", "d"),
+        (axes[1], rates, "row-normalized (recall)", ".2f"),
+    ):
+        # rates on a fixed 0..1 scale so two reports compare by eye
+        vmax = 1.0 if fmt != "d" else max(float(data.max(initial=0)), 1.0)
+        image = ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(c))
+        ax.set_yticks(range(c))
+        ax.set_xticklabels(class_names, rotation=90, fontsize=tick_size)
+        ax.set_yticklabels(class_names, fontsize=tick_size)
+        if annotate:
+            for i in range(c):
+                for j in range(c):
+                    value = data[i, j]
+                    dark = value > 0.55 * vmax
+                    ax.text(
+                        j,
+                        i,
+                        format(value, fmt),
+                        ha="center",
+                        va="center",
+                        fontsize=cell_text,
+                        color="white" if dark else "black",
+                    )
+    return _save(fig, out)
+
+
+# ---------------------------------------------------------------- sample grid
+
+
+def _marks(font: FontProperties) -> tuple[str, str]:
+    """✓/✗ when the title font has the glyphs, else plain words."""
+    try:
+        face = FT2Font(findfont(font))
+        if face.get_char_index(ord("✓")) and face.get_char_index(ord("✗")):
+            return "✓", "✗"
+    except (OSError, RuntimeError, ValueError):
+        pass
+    return "OK", "WRONG"
+
+
+def _to_hwc(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, H, W) uint8 -> (H, W, 3) uint8 for imshow."""
+    image = image.detach().cpu()
+    if image.ndim == 2:
+        image = image.unsqueeze(0)
+    if image.shape[0] == 1:
+        image = image.expand(3, -1, -1)
+    if image.dtype != torch.uint8:
+        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return image[:3].permute(1, 2, 0).numpy()
+
+
+def plot_sample_grid(
+    images: list[torch.Tensor],
+    titles: list[str],
+    correct: list[bool | None],
+    out: Path,
+    *,
+    cols: int = 6,
+) -> Path:
+    """Images in a grid, each titled; green ✓ when correct, red ✗ when wrong, black when unknown.
+
+    images: (3, H, W) uint8 each (raw or already drawn on).
+    """
+    if not (len(images) == len(titles) == len(correct)):
+        raise ValueError(f"{len(images)} images, {len(titles)} titles, {len(correct)} flags")
+    count = max(len(images), 1)
+    cols = max(1, min(cols, count))
+    rows = math.ceil(count / cols)
+    fig = Figure(figsize=(2.4 * cols, 2.7 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    ok_mark, wrong_mark = _marks(FontProperties())
+    for ax in axes:
+        ax.axis("off")
+    for ax, image, title, flag in zip(axes, images, titles, correct, strict=False):
+        ax.imshow(_to_hwc(image), interpolation="bilinear")
+        if flag is None:
+            text, colour = title, _BLACK
+        elif flag:
+            text, colour = f"{ok_mark} {title}", _GREEN
+        else:
+            text, colour = f"{wrong_mark} {title}", _RED
+        ax.set_title(text, color=colour, fontsize=9)
+    return _save(fig, out)
