@@ -1,0 +1,212 @@
+"""COCO object-detection JSON: `read_coco` and `write_coco` (boxes only; masks are not read).
+
+A COCO `bbox` is `[x, y, w, h]` in pixels (top-left corner and size), read as
+xyxy `(x, y, x + w, y + h)`.  Category ids may be any integers: they map to
+contiguous class indices in ascending id order, named by the categories.
+`iscrowd=1` annotations are skipped (they mark regions, not countable
+objects).  Image `file_name`s are relative to `image_root`, by default the
+JSON's own folder; the writer records them that way and never copies images.
+Written coordinates are rounded to 0.001 px.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from recog.data.detection_formats import (
+    BoxChecker,
+    DetectionAnnotations,
+    DetectionRecord,
+    finite_number,
+    image_size,
+)
+from recog.engine.checkpoint import atomic_write_text
+from recog.errors import RecogError
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecogError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecogError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecogError(
+            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
+        ) from None
+    if not isinstance(data, dict):
+        raise RecogError(
+            f"{path}: not a COCO file (top level is a {type(data).__name__}, expected an object)"
+        )
+    for key in ("images", "categories"):
+        if not isinstance(data.get(key), list):
+            raise RecogError(f"{path}: not a COCO file (no {key!r} list)")
+    if not isinstance(data.get("annotations", []), list):
+        raise RecogError(f"{path}: 'annotations' is not a list")
+    return data
+
+
+def _categories(path: Path, entries: list[Any]) -> tuple[dict[int, int], list[str]]:
+    """category id -> contiguous class index (ascending id), and the class names."""
+    by_id: dict[int, str] = {}
+    for k, cat in enumerate(entries):
+        if (
+            not isinstance(cat, dict)
+            or type(cat.get("id")) is not int
+            or not isinstance(cat.get("name"), str)
+        ):
+            raise RecogError(f"{path}: categories[{k}] needs an integer 'id' and a string 'name'")
+        if cat["id"] in by_id:
+            raise RecogError(f"{path}: category id {cat['id']} appears twice")
+        by_id[cat["id"]] = cat["name"]
+    names = [by_id[i] for i in sorted(by_id)]
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise RecogError(f"{path}: category names {repeated} are used by more than one id")
+    return {cat_id: i for i, cat_id in enumerate(sorted(by_id))}, names
+
+
+def _images(path: Path, entries: list[Any]) -> dict[Any, dict[str, Any]]:
+    images: dict[Any, dict[str, Any]] = {}
+    for k, img in enumerate(entries):
+        if (
+            not isinstance(img, dict)
+            or not _is_id(img.get("id"))
+            or not isinstance(img.get("file_name"), str)
+        ):
+            raise RecogError(
+                f"{path}: images[{k}] needs an integer or string 'id' and a string 'file_name'"
+            )
+        if img["id"] in images:
+            raise RecogError(f"{path}: image id {img['id']} appears twice")
+        images[img["id"]] = img
+    return images
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _bbox(where: str, ann: dict[str, Any]) -> list[float]:
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise RecogError(f"{where}: 'bbox' must be a list [x, y, w, h], got {bbox!r}")
+    x, y, w, h = (finite_number(v, where=f"{where}: bbox") for v in bbox)
+    return [x, y, x + w, y + h]
+
+
+def read_coco(
+    json_path: str | Path, *, image_root: str | Path | None = None
+) -> DetectionAnnotations:
+    """Records in the order of the JSON's `images`; images without annotations are negatives."""
+    path = Path(json_path)
+    data = _load(path)
+    cat_index, class_names = _categories(path, data["categories"])
+    images = _images(path, data["images"])
+    if not images:
+        raise RecogError(f"{path}: lists no images")
+    boxes: dict[Any, list[tuple[list[float], int, str]]] = {image_id: [] for image_id in images}
+    crowd = 0
+    for k, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, dict):
+            raise RecogError(f"{path}: annotations[{k}] is not an object")
+        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
+            raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
+            raise RecogError(
+                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories' "
+                f"(ids {sorted(cat_index)})"
+            )
+        if ann.get("iscrowd", 0):
+            crowd += 1
+            continue
+        name = f"annotation id {ann.get('id', f'#{k}')} ({images[ann['image_id']]['file_name']})"
+        boxes[ann["image_id"]].append((_bbox(where, ann), cat_index[ann["category_id"]], name))
+
+    base = Path(image_root) if image_root is not None else path.parent
+    checker = BoxChecker()
+    records = []
+    for image_id, img in images.items():
+        file = base / img["file_name"]
+        objects = boxes[image_id]
+        if not file.is_file():
+            checker.warnings.append(
+                f"{path}: image id {image_id} {img['file_name']!r} not found at {file}; "
+                f"skipped with its {len(objects)} annotation(s)"
+            )
+            continue
+        width, height = img.get("width"), img.get("height")
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            width, height = image_size(file)
+        kept_boxes, labels = checker.clean(
+            [b for b, _, _ in objects],
+            [c for _, c, _ in objects],
+            width=width,
+            height=height,
+            where=str(path),
+            names=[n for _, _, n in objects],
+        )
+        records.append(DetectionRecord(file, width, height, kept_boxes, labels))
+    if not records:
+        raise RecogError(f"{path}: none of its {len(images)} images were found under {base}")
+    warnings = checker.finish()
+    if crowd:
+        warnings.append(f"{path}: skipped {crowd} crowd annotation(s) (iscrowd=1)")
+    return DetectionAnnotations(records, class_names, warnings)
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
+    except ValueError:  # another drive on Windows: no relative path exists
+        return Path(os.path.abspath(path)).as_posix()
+
+
+def write_coco(
+    ann: DetectionAnnotations, out_json: str | Path, *, image_root: str | Path | None = None
+) -> Path:
+    """One COCO JSON at `out_json`; category ids are class index + 1, image and annotation ids count from 1."""
+    out_json = Path(out_json)
+    base = Path(image_root) if image_root is not None else out_json.parent
+    images, annotations = [], []
+    for image_id, record in enumerate(ann.records, start=1):
+        images.append(
+            {
+                "id": image_id,
+                "file_name": _relative(record.path, base),
+                "width": record.width,
+                "height": record.height,
+            }
+        )
+        for (x1, y1, x2, y2), label in zip(
+            record.boxes.tolist(), record.labels.tolist(), strict=True
+        ):
+            x, y = round(x1, 3), round(y1, 3)
+            w, h = round(round(x2, 3) - x, 3), round(round(y2, 3) - y, 3)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": label + 1,
+                    "bbox": [x, y, w, h],
+                    "area": round(w * h, 3),
+                    "iscrowd": 0,
+                }
+            )
+    data = {
+        "info": {"description": "written by recog"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(ann.class_names)],
+    }
+    atomic_write_text(out_json, json.dumps(data) + "\n")
+    return out_json

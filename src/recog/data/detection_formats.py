@@ -1,0 +1,319 @@
+"""Detection annotations in memory, and the door to the on-disk formats.
+
+Owns the records every detection reader returns (`DetectionRecord`,
+`DetectionAnnotations`), the box checks they share (`BoxChecker`: clip to the
+image, drop empty boxes, one warning line per problem), format autodetection
+(`detect_format`, `read_detection`) and conversion (`write_annotations`,
+`convert`).  The formats themselves live in `coco.py`, `voc.py` and
+`yolo_format.py`.
+
+Boxes are always `(N, 4)` float32 xyxy in pixel edges of the original image
+(a box covering the whole W x H image is `[0, 0, W, H]`); labels are `(N,)`
+int64 indices into `class_names`.  Images with no objects are kept as
+negatives with `(0, 4)` boxes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from recog.errors import RecogError
+
+DetectionFormat = Literal["coco", "yolo", "voc"]
+DETECTION_FORMATS: tuple[str, ...] = get_args(DetectionFormat)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# Writers round coordinates (YOLO to 1e-6 of the image size, COCO and VOC to
+# 0.001 px), so a box read back can overshoot its image by a hair: clip those
+# silently and warn only about real overshoots.
+CLIP_TOLERANCE_PX = 0.01
+
+
+@dataclass
+class DetectionRecord:
+    """One image and its objects.
+
+    boxes: (N, 4) float32 xyxy, pixels of the original image.
+    labels: (N,) int64 indices into the owning `DetectionAnnotations.class_names`.
+    """
+
+    path: Path
+    width: int
+    height: int
+    boxes: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class DetectionAnnotations:
+    """A whole annotation set; `warnings` holds one line per problem met while reading."""
+
+    records: list[DetectionRecord]
+    class_names: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_boxes(self) -> int:
+        return sum(int(r.boxes.shape[0]) for r in self.records)
+
+
+@dataclass
+class BoxChecker:
+    """Cleans the boxes of one read: clips to the image, drops empty ones, keeps the story.
+
+    Clipped boxes are counted into one warning line (`finish`); each dropped
+    box gets its own line naming the file and the object.
+    """
+
+    warnings: list[str] = field(default_factory=list)
+    clipped: int = 0
+    first_clipped: str = ""
+
+    def clean(
+        self,
+        boxes: Sequence[Sequence[float]],
+        labels: Sequence[int],
+        *,
+        width: int,
+        height: int,
+        where: str,
+        names: Sequence[str],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """boxes: xyxy pixels; names: how to point at each object ("object 2", "line 5")."""
+        kept_boxes: list[list[float]] = []
+        kept_labels: list[int] = []
+        for (x1, y1, x2, y2), label, name in zip(boxes, labels, names, strict=True):
+            if x2 <= x1 or y2 <= y1:
+                self.warnings.append(
+                    f"{where}: {name}: dropped box {_fmt_box(x1, y1, x2, y2)}: zero or negative area"
+                )
+                continue
+            cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+            cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+            if cx2 <= cx1 or cy2 <= cy1:
+                self.warnings.append(
+                    f"{where}: {name}: dropped box {_fmt_box(x1, y1, x2, y2)}: "
+                    f"lies outside the {width}x{height} image"
+                )
+                continue
+            moved = max(abs(cx1 - x1), abs(cy1 - y1), abs(cx2 - x2), abs(cy2 - y2))
+            if moved > CLIP_TOLERANCE_PX:
+                self.clipped += 1
+                self.first_clipped = self.first_clipped or f"{where} {name}"
+            kept_boxes.append([cx1, cy1, cx2, cy2])
+            kept_labels.append(int(label))
+        return (
+            torch.tensor(kept_boxes, dtype=torch.float32).reshape(-1, 4),
+            torch.tensor(kept_labels, dtype=torch.int64),
+        )
+
+    def finish(self) -> list[str]:
+        """All warnings, with the clipping count as one line at the end."""
+        if self.clipped:
+            self.warnings.append(
+                f"{self.clipped} box{'es' if self.clipped != 1 else ''} extended past "
+                f"{'their' if self.clipped != 1 else 'its'} image and "
+                f"{'were' if self.clipped != 1 else 'was'} clipped (first: {self.first_clipped})"
+            )
+        return self.warnings
+
+
+def _fmt_box(*xs: float) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in xs) + "]"
+
+
+def finite_number(text: object, *, where: str) -> float:
+    """A finite float from a str or number, else a RecogError naming `where`."""
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecogError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise RecogError(f"{where}: {text!r} is not a finite number")
+    return value
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header only (no pixel decode)."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RecogError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+
+
+def output_names(records: Sequence[DetectionRecord], *, flat: bool = False) -> list[str]:
+    """A unique relative POSIX image name per record, for writers that lay images out themselves.
+
+    Names keep the folders below the images' common parent (so `images/train/a.jpg`
+    and `images/val/a.jpg` stay apart), or join them with `_` when `flat`.  Names
+    are unique without their suffix too (label and XML files drop it); a clash left
+    over gets `-1`, `-2`... on its stem.
+    """
+    if not records:
+        return []
+    absolute = [os.path.abspath(r.path) for r in records]
+    common = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    names: list[str] = []
+    taken: set[str] = set()
+    for path in absolute:
+        rel = Path(os.path.relpath(path, common))
+        if flat:
+            rel = Path("_".join(rel.parts))
+        candidate, n = rel, 0
+        while candidate.with_suffix("").as_posix().lower() in taken:
+            n += 1
+            candidate = rel.with_stem(f"{rel.stem}-{n}")
+        taken.add(candidate.with_suffix("").as_posix().lower())
+        names.append(candidate.as_posix())
+    return names
+
+
+def format_coord(value: float) -> str:
+    """A pixel coordinate as text: to 0.001 px, without trailing zeros ("81", "80.5")."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Place `src` at `dst` as a symlink (a copy where links fail), atomically replacing `dst`."""
+    src_abs = Path(os.path.abspath(src))
+    if dst.exists() and os.path.samefile(src_abs, dst):
+        return  # writing into the folder the image already lives in
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.symlink(src_abs.resolve(), tmp)
+        except OSError:
+            shutil.copy2(src_abs, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def with_class_names(
+    ann: DetectionAnnotations, *, class_names: Sequence[str], source: Path | str
+) -> DetectionAnnotations:
+    """The same annotations with labels re-indexed into `class_names` (which may add or reorder)."""
+    if len(set(class_names)) != len(class_names):
+        raise RecogError(f"class names given for {source} repeat a name: {list(class_names)}")
+    index = {name: i for i, name in enumerate(class_names)}
+    used = {ann.class_names[int(i)] for r in ann.records for i in r.labels}
+    missing = sorted(used - index.keys())
+    if missing:
+        raise RecogError(
+            f"{source}: classes {missing} are not in the given class names {list(class_names)}"
+        )
+    mapping = torch.tensor([index.get(name, -1) for name in ann.class_names], dtype=torch.int64)
+    records = [
+        DetectionRecord(r.path, r.width, r.height, r.boxes, mapping[r.labels]) for r in ann.records
+    ]
+    return DetectionAnnotations(records, list(class_names), list(ann.warnings))
+
+
+def detect_format(path: str | Path) -> DetectionFormat:
+    """Which format `path` holds: a .json file is COCO, a .yaml file or a folder with a
+    YAML naming classes is YOLO, a folder with annotations/ or Annotations/ of XML is VOC."""
+    path = Path(path)
+    if not path.exists():
+        raise RecogError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() == ".json":
+            return "coco"
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return "yolo"
+        raise RecogError(
+            f"{path}: not a detection annotation file (expected a COCO .json or a YOLO .yaml)"
+        )
+    from recog.data.voc import find_voc_dirs
+    from recog.data.yolo_format import find_data_yaml
+
+    is_yolo = find_data_yaml(path) is not None and (path / "labels").is_dir()
+    is_voc = find_voc_dirs(path) is not None
+    if is_yolo and is_voc:
+        raise RecogError(
+            f"{path}: holds both a YOLO data.yaml with labels/ and VOC XML annotations; "
+            "pass the .yaml file or move one of them"
+        )
+    if is_yolo:
+        return "yolo"
+    if is_voc:
+        return "voc"
+    raise RecogError(
+        f"{path}: not a detection dataset (expected a COCO .json, a YOLO folder with data.yaml, "
+        "images/ and labels/, or a VOC folder with annotations/ or Annotations/ of .xml files)"
+    )
+
+
+def read_detection(
+    path: str | Path, *, class_names: list[str] | None = None
+) -> DetectionAnnotations:
+    """Read COCO, YOLO or VOC annotations, whichever `path` holds (see `detect_format`).
+
+    class_names: the class order to use; labels are re-indexed into it and a
+    class found in the data but not in it is a RecogError.
+    """
+    # Imported here: the format modules import the records from this module.
+    from recog.data.coco import read_coco
+    from recog.data.voc import read_voc
+    from recog.data.yolo_format import read_yolo
+
+    fmt = detect_format(path)
+    if fmt == "voc":
+        return read_voc(path, class_names=class_names)
+    ann = read_coco(path) if fmt == "coco" else read_yolo(path)
+    if class_names is not None:
+        ann = with_class_names(ann, class_names=class_names, source=path)
+    return ann
+
+
+def write_annotations(ann: DetectionAnnotations, out: str | Path, *, fmt: DetectionFormat) -> Path:
+    """Write `ann` as `fmt` under `out`; returns what to hand `read_detection` next.
+
+    coco: `out` is the JSON file (or a folder, which gets `annotations.json`);
+    yolo and voc: `out` is the dataset folder.  Images are referenced (COCO)
+    or symlinked (YOLO, VOC; copied where links fail), never re-encoded.
+    """
+    from recog.data.coco import write_coco
+    from recog.data.voc import write_voc
+    from recog.data.yolo_format import write_yolo
+
+    out = Path(out)
+    if fmt == "coco":
+        return write_coco(ann, out if out.suffix.lower() == ".json" else out / "annotations.json")
+    if fmt == "yolo":
+        return write_yolo(ann, out)
+    if fmt == "voc":
+        return write_voc(ann, out)
+    raise RecogError(
+        f"unknown annotation format {fmt!r}; choose one of {', '.join(DETECTION_FORMATS)}"
+    )
+
+
+def convert(
+    src: str | Path,
+    *,
+    to: DetectionFormat,
+    out: str | Path,
+    class_names: list[str] | None = None,
+) -> Path:
+    """Read `src` in whatever format it is and write it as `to` under `out`."""
+    if to not in DETECTION_FORMATS:
+        raise RecogError(
+            f"unknown annotation format {to!r}; choose one of {', '.join(DETECTION_FORMATS)}"
+        )
+    return write_annotations(read_detection(src, class_names=class_names), out, fmt=to)
