@@ -32,7 +32,7 @@ from recog.engine.trainer import (
 )
 from recog.errors import RecogError
 from recog.models.registry import ModelSpec, create_model, get_spec
-from recog.tasks import TASKS, Task
+from recog.tasks import DEFAULT_MODELS, TASKS, Task
 from recog.types import Prediction, TaskName
 
 CONFIG_NAME = "config.yaml"
@@ -41,63 +41,49 @@ LABELS_NAME = "labels.json"
 
 # ------------------------------------------------------------------ building
 def build_task(cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
-    from recog.data import batch_mix
-
-    task_cls = TASKS[TaskName(cfg.task)]
-    kwargs: dict[str, Any] = {}
-    if task_cls.name == TaskName.CLASSIFY:
-        kwargs = {
-            "label_smoothing": cfg.label_smoothing,
-            "batch_mix": batch_mix(mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(class_names)),
-        }
-    return task_cls(class_names, spec.mean, spec.std, **kwargs)
+    return TASKS[TaskName(cfg.task)].from_config(cfg, class_names, spec)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
-    spec = get_spec(cfg.model)
-    model = create_model(cfg.model, num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args)
+    spec = get_spec(str(cfg.model))
+    model = create_model(str(cfg.model), num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args)
     return model, spec
 
 
+def infer_task(data: str) -> TaskName:
+    """The task a data source implies when neither --task nor --model says."""
+    path = Path(data)
+    if data == "shapes" or path.suffix == ".json":
+        return TaskName.DETECT
+    if path.is_dir() and any((path / d).is_dir() for d in ("annotations", "Annotations", "labels")):
+        return TaskName.DETECT
+    return TaskName.CLASSIFY
+
+
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill what the user left to recog: task, image size, data-dependent defaults."""
+    """Fill what the user left to recog: task, model, image size, data-dependent defaults."""
     from recog.data import data_defaults
 
-    spec = get_spec(cfg.model)
-    task = cfg.task or spec.task
-    if TaskName(task) != spec.task:
+    if cfg.model is None:
+        task = TaskName(cfg.task) if cfg.task else infer_task(cfg.data)
+        cfg = dataclasses.replace(cfg, model=DEFAULT_MODELS[task])
+    spec = get_spec(str(cfg.model))
+    task = TaskName(cfg.task or spec.task)
+    if task != spec.task:
         raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
     defaults = data_defaults(cfg.data)
     return dataclasses.replace(
         cfg,
-        task=str(TaskName(task)),
+        task=str(task),
         img_size=cfg.img_size or defaults.img_size or spec.default_img_size,
         hflip=defaults.hflip if cfg.hflip is None else cfg.hflip,
-    )
-
-
-def _load_splits(cfg: TrainConfig):  # -> DataSplits
-    from recog.data import data_defaults, load_classification
-
-    defaults = data_defaults(cfg.data)
-    return load_classification(
-        cfg.data,
-        img_size=int(cfg.img_size or 0),
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=cfg.augment,
-        auto_augment=cfg.auto_augment,
-        hflip=float(cfg.hflip or 0.0),
-        crop_pct=defaults.crop_pct,
-        cache=cfg.cache,
-        strict=cfg.strict,
     )
 
 
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     if cfg.out:
         return Path(cfg.out)
-    base = Path("runs") / str(cfg.task) / (cfg.name or f"{data_name}-{cfg.model.replace(':', '_')}")
+    base = Path("runs") / str(cfg.task) / (cfg.name or f"{data_name}-{str(cfg.model).replace(':', '_')}")
     path, n = base, 1
     while path.exists():
         n += 1
@@ -147,7 +133,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     from recog.data import balanced_sampler
 
     seed_all(cfg.seed, deterministic=cfg.deterministic)
-    splits = _load_splits(cfg)
+    splits = TASKS[TaskName(cfg.task)].load_splits(cfg)
     if ctx.enabled and cfg.balanced:
         raise RecogError("--balanced is not supported with torchrun (DistributedSampler shards the data)")
     run_dir = resume_dir or ctx.broadcast(_run_dir(cfg, splits.name) if ctx.is_main else None)
@@ -280,21 +266,14 @@ class Recognizer:
     def __repr__(self) -> str:
         return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
 
-    def _transform(self):
-        from recog.data import data_defaults, eval_transform
-
-        return eval_transform(img_size=self.img_size, crop_pct=data_defaults(self.config.data).crop_pct)
-
     def predict(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> list[Prediction]:
         """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images."""
         items = _as_image_list(images)
-        transform = self._transform()
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
-            chunk = [_to_tensor(x) for x in items[start : start + batch_size]]
-            batch = torch.stack([transform(img) for img in chunk]).to(self.device)
-            meta = [{"orig_size": tuple(img.shape[-2:])} for img in chunk]
-            out += self.task.predict(self.model, batch, meta)
+            prepared = [self.task.prepare(_to_tensor(x)) for x in items[start : start + batch_size]]
+            batch = torch.stack([image for image, _ in prepared]).to(self.device)
+            out += self.task.predict(self.model, batch, [meta for _, meta in prepared])
         return out
 
     def predict_files(self, paths: Sequence[str]) -> tuple[list[Path], list[Prediction]]:
@@ -305,21 +284,12 @@ class Recognizer:
 
     def evaluate(self, data: str | None = None, *, out_dir: str | Path | None = None) -> dict[str, Any]:
         """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
-        from recog.data import data_defaults, load_eval_dataset
-
         start = time.perf_counter()
         if data is None:
-            dataset = _load_splits(self.config).val
+            dataset = type(self.task).load_splits(self.config).val
             name = self.config.data
         else:
-            dataset = load_eval_dataset(
-                data,
-                class_names=self.class_names,
-                img_size=self.img_size,
-                crop_pct=data_defaults(data).crop_pct,
-                cache=self.config.cache,
-                strict=self.config.strict,
-            )
+            dataset = type(self.task).load_eval(data, self.config, self.class_names)
             name = data
         ctx = DistContext(device=self.device)
         acc = final_evaluation(self.task, self.model, dataset, ctx, batch_size=self.config.batch_size * 2)

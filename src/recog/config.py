@@ -32,7 +32,7 @@ class TrainConfig:
 
     data: str = "digits"
     task: str | None = None  # inferred from data / model when None
-    model: str = "cnn"
+    model: str | None = None  # None: the task's default (cnn, yolo_n)
     model_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
     freeze_backbone: bool = False

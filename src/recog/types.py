@@ -79,12 +79,15 @@ class Sample:
 
     image: (3, H, W) uint8 RGB, already decoded (and possibly transformed).
     orig_size: (H, W) of the file on disk, so predictions can be mapped back.
+    meta: task-specific extras, e.g. the letterbox `scale` and the original-pixel
+        `truth` of a detection sample.
     """
 
     image: torch.Tensor
     target: Target
     path: str = ""
     orig_size: tuple[int, int] = (0, 0)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -49,6 +49,8 @@ def register_model(
     default_img_size: int = 224,
     min_img_size: int = 32,
     head: tuple[str, ...] = (),
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225),
     description: str = "",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
@@ -63,6 +65,8 @@ def register_model(
             default_img_size=default_img_size,
             min_img_size=min_img_size,
             head=head,
+            mean=mean,
+            std=std,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn
@@ -72,7 +76,7 @@ def register_model(
 
 def _ensure_builtin() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from recog.models import classify, cnn  # noqa: F401
+    from recog.models import classify, cnn, detect, yolo  # noqa: F401
 
 
 def list_models(task: TaskName | str | None = None) -> list[str]:

@@ -18,9 +18,12 @@ improvement over anchor-based YOLOs and all of it fits in one small file:
 Written here because neither torchvision nor timm ships a YOLO, and the
 peer (Ultralytics) is AGPL and a framework, not a library we can depend on.
 
-Shapes: images (B, 3, H, W) float normalized; `forward` returns the raw
-per-level maps (B, 4 * reg_max + C, H_l, W_l); `decode` turns them into
-(B, A, 4) xyxy boxes in input pixels and (B, A, C) class probabilities.
+Shapes: images (B, 3, H, W) float in [0, 1].  `forward(images, targets)`
+returns the loss dict; `forward(images)` returns per image
+{"boxes": (N, 4) xyxy input pixels, "scores": (N,), "labels": (N,)} after
+class-aware NMS (the detection model contract of `recog.models.detect`).
+`forward_maps` gives the raw per-level maps (B, 4 * reg_max + C, H_l, W_l)
+and `decode` turns them into (B, A, 4) boxes and (B, A, C) probabilities.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_iou, complete_box_iou_loss
+from torchvision.ops import batched_nms, box_iou, complete_box_iou_loss
 
 from recog.models.registry import register_model
 from recog.types import TaskName
@@ -186,9 +189,33 @@ class YOLO(nn.Module):
         self.head = DecoupledHead(self.backbone.out_channels, num_classes)
         self.head.init_bias(img_size)
         self.register_buffer("bins", torch.arange(REG_MAX, dtype=torch.float32), persistent=False)
+        self.criterion = YOLOLoss()
+        # Evaluation keeps low-score boxes (COCO mAP integrates over them); display filters later.
+        self.score_threshold, self.iou_threshold, self.max_detections, self.pre_nms = 0.001, 0.7, 300, 3000
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.head(self.neck(self.backbone(images)))
+
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
+        maps = self.forward_maps(images)
+        if targets is not None:
+            return self.criterion(self, maps, targets)
+        return self.postprocess(maps)
+
+    @torch.no_grad()
+    def postprocess(self, maps: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Per-image detections: every (point, class) above the threshold, class-aware NMS."""
+        boxes, probs = self.decode(maps)
+        out = []
+        for b, p in zip(boxes, probs, strict=True):
+            point, cls = (p > self.score_threshold).nonzero(as_tuple=True)
+            scores = p[point, cls]
+            if scores.numel() > self.pre_nms:
+                top = scores.topk(self.pre_nms).indices
+                point, cls, scores = point[top], cls[top], scores[top]
+            keep = batched_nms(b[point], scores, cls, self.iou_threshold)[: self.max_detections]
+            out.append({"boxes": b[point[keep]], "scores": scores[keep], "labels": cls[keep]})
+        return out
 
     def split(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flatten levels: DFL logits (B, A, 4, REG_MAX), class logits (B, A, C), points, strides."""
@@ -301,7 +328,6 @@ class YOLOLoss:
             loss_dfl = (dfl * weight).sum() / norm
         else:
             loss_box = loss_dfl = cls_logits.sum() * 0.0
-        batch = len(targets)
         parts = {
             "box": loss_box * self.gain_box,
             "cls": loss_cls * self.gain_cls,
@@ -311,13 +337,13 @@ class YOLOLoss:
         return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
 
 
-@register_model("yolo_n", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",),
+@register_model("yolo_n", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",), mean=(0, 0, 0), std=(1, 1, 1),
                 description="recog YOLO, nano (YOLOv8-style, anchor-free, TAL assigner)")
 def yolo_n(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.25, depth=0.33, img_size=img_size)
 
 
-@register_model("yolo_s", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",),
+@register_model("yolo_s", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",), mean=(0, 0, 0), std=(1, 1, 1),
                 description="recog YOLO, small (YOLOv8-style, anchor-free, TAL assigner)")
 def yolo_s(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.5, depth=0.33, img_size=img_size)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from recog.tasks.base import Accumulator, Task
 from recog.tasks.classify import ClassifyTask
+from recog.tasks.detect import DetectTask
 from recog.types import TaskName
 
 TASKS: dict[TaskName, type[Task]] = {
     TaskName.CLASSIFY: ClassifyTask,
+    TaskName.DETECT: DetectTask,
 }
 
-__all__ = ["TASKS", "Accumulator", "ClassifyTask", "Task"]
+#: the model a task trains when the user names none
+DEFAULT_MODELS: dict[TaskName, str] = {
+    TaskName.CLASSIFY: "cnn",
+    TaskName.DETECT: "yolo_n",
+}
+
+__all__ = ["DEFAULT_MODELS", "TASKS", "Accumulator", "ClassifyTask", "DetectTask", "Task"]

@@ -19,8 +19,11 @@ from torch import nn
 from recog.types import Batch, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
     from recog.config import TrainConfig
     from recog.data.source import DataSplits
+    from recog.models.registry import ModelSpec
 
 
 class Accumulator(ABC):
@@ -54,6 +57,22 @@ class Task(ABC):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
 
+    # ------------------------------------------------ building (task-specific)
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
+        """The task as a run's config describes it."""
+
+    @staticmethod
+    @abstractmethod
+    def load_splits(cfg: TrainConfig) -> DataSplits:
+        """Train and validation datasets for `cfg.data` (samples already at `cfg.img_size`)."""
+
+    @staticmethod
+    @abstractmethod
+    def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
+        """An evaluation dataset from other data, with the run's classes."""
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -62,6 +81,10 @@ class Task(ABC):
         """uint8 (B, 3, H, W) -> float normalized, on the images' device."""
         images = images.float().div_(255.0)
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
+
+    @abstractmethod
+    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One decoded (3, H, W) uint8 image -> the model's input size (uint8) and its `meta`."""
 
     @abstractmethod
     def collate(self, samples: Sequence[Sample]) -> Batch: ...

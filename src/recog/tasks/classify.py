@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -19,6 +19,13 @@ from torch import nn
 
 from recog.tasks.base import Accumulator, Task
 from recog.types import Batch, Prediction, Sample, Target, TaskName
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from recog.config import TrainConfig
+    from recog.data.source import DataSplits
+    from recog.models.registry import ModelSpec
 
 
 class ClassifyTask(Task):
@@ -31,12 +38,67 @@ class ClassifyTask(Task):
         mean: Sequence[float],
         std: Sequence[float],
         *,
+        img_size: int,
+        crop_pct: float = 0.875,
         label_smoothing: float = 0.0,
         batch_mix: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(class_names, mean, std)
+        self.img_size, self.crop_pct = img_size, crop_pct
         self.label_smoothing = label_smoothing
         self.batch_mix = batch_mix
+        self._eval_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> ClassifyTask:
+        from recog.data import batch_mix, data_defaults
+
+        return cls(
+            class_names,
+            spec.mean,
+            spec.std,
+            img_size=int(cfg.img_size or spec.default_img_size),
+            crop_pct=data_defaults(cfg.data).crop_pct,
+            label_smoothing=cfg.label_smoothing,
+            batch_mix=batch_mix(mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(class_names)),
+        )
+
+    @staticmethod
+    def load_splits(cfg: TrainConfig) -> DataSplits:
+        from recog.data import data_defaults, load_classification
+
+        return load_classification(
+            cfg.data,
+            img_size=int(cfg.img_size or 0),
+            val_split=cfg.val_split,
+            seed=cfg.seed,
+            augment=cfg.augment,
+            auto_augment=cfg.auto_augment,
+            hflip=float(cfg.hflip or 0.0),
+            crop_pct=data_defaults(cfg.data).crop_pct,
+            cache=cfg.cache,
+            strict=cfg.strict,
+        )
+
+    @staticmethod
+    def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
+        from recog.data import data_defaults, load_eval_dataset
+
+        return load_eval_dataset(
+            data,
+            class_names=class_names,
+            img_size=int(cfg.img_size or 0),
+            crop_pct=data_defaults(data).crop_pct,
+            cache=cfg.cache,
+            strict=cfg.strict,
+        )
+
+    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        if self._eval_transform is None:
+            from recog.data import eval_transform
+
+            self._eval_transform = eval_transform(img_size=self.img_size, crop_pct=self.crop_pct)
+        return self._eval_transform(image), {"orig_size": tuple(image.shape[-2:])}
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
         """images (B, 3, H, W) uint8; targets (B,) int64."""

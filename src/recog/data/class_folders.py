@@ -1,0 +1,175 @@
+"""Where classification data comes from: class folders, CSV lists, built-in digits.
+
+Layouts: `root/train/<class>/*` with `root/val/<class>/*` (or `test/`);
+`root/<class>/*` split per class by `val_split` with a fixed seed; a CSV of
+`path,label` (header optional; paths relative to the CSV); `digits`,
+scikit-learn's 1,797 handwritten digits (shipped inside scikit-learn).
+Non-image files are ignored; hidden files too.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from recog.data.images import is_image_file
+from recog.errors import RecogError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Listing:
+    """Image items with label indices; items are paths or in-memory uint8 tensors."""
+
+    items: list
+    labels: list[int]
+    ignored: int = 0  # non-image files seen
+
+
+def _scan(root: Path) -> tuple[dict[str, list[Path]], int]:
+    classes: dict[str, list[Path]] = {}
+    ignored = 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        images = [p for p in files if is_image_file(p)]
+        ignored += len(files) - len(images)
+        classes[folder.name] = images
+    return classes, ignored
+
+
+def _listing(classes: dict[str, list[Path]], names: list[str], ignored: int) -> Listing:
+    index = {n: i for i, n in enumerate(names)}
+    items, labels = [], []
+    for name, files in classes.items():
+        items += files
+        labels += [index[name]] * len(files)
+    return Listing(items, labels, ignored)
+
+
+def stratified_split(labels: list[int], val_split: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, val): each class split by val_split with a seeded permutation."""
+    gen = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    by_class: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    for label in sorted(by_class):
+        idx = by_class[label]
+        perm = torch.randperm(len(idx), generator=gen).tolist()
+        n_val = round(len(idx) * val_split) if len(idx) > 1 else 0
+        val += [idx[p] for p in perm[:n_val]]
+        train += [idx[p] for p in perm[n_val:]]
+    return sorted(train), sorted(val)
+
+
+def _subset(listing: Listing, indices: list[int]) -> Listing:
+    return Listing([listing.items[i] for i in indices], [listing.labels[i] for i in indices])
+
+
+def _check_classes(names: list[str], where: str) -> None:
+    if not names:
+        raise RecogError(f"{where}: no class folders with images found")
+    if len(names) < 2:
+        raise RecogError(f"{where}: needs at least 2 classes, found only {names[0]!r}")
+
+
+def read_csv(path: Path) -> tuple[list[Path], list[str]]:
+    items, labels = [], []
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RecogError(f"{path}: cannot read CSV ({exc})") from exc
+    for n, row in enumerate(rows, start=1):
+        if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise RecogError(f"{path}, line {n}: expected 'path,label', got {','.join(row)!r}")
+        file = Path(row[0].strip())
+        items.append(file if file.is_absolute() else path.parent / file)
+        labels.append(row[1].strip())
+    return items, labels
+
+
+def digits_images() -> tuple[torch.Tensor, list[int]]:
+    """(1797, 3, 8, 8) uint8 and labels 0..9."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = torch.from_numpy(d.images * (255.0 / 16.0)).round().to(torch.uint8)
+    return images[:, None].expand(-1, 3, -1, -1).contiguous(), [int(t) for t in d.target]
+
+
+def list_splits(spec: str, *, val_split: float, seed: int) -> tuple[Listing, Listing, list[str], str]:
+    """(train, val, class names, short name) for any classification source."""
+    if spec == "digits":
+        images, labels = digits_images()
+        full = Listing(list(images), labels)
+        tr, va = stratified_split(labels, val_split, seed)
+        return _subset(full, tr), _subset(full, va), [str(i) for i in range(10)], "digits"
+    path = Path(spec)
+    if not path.exists():
+        raise RecogError(f"{spec}: no such file or directory (expected a class-folder root, a CSV, or 'digits')")
+    if path.is_file():
+        if path.suffix.lower() != ".csv":
+            raise RecogError(f"{spec}: not a CSV list or a directory of class folders")
+        files, names = read_csv(path)
+        classes = sorted(set(names))
+        _check_classes(classes, spec)
+        full = Listing(files, [classes.index(n) for n in names])
+        tr, va = stratified_split(full.labels, val_split, seed)
+        return _subset(full, tr), _subset(full, va), classes, path.stem
+    splits = {s: path / s for s in SPLIT_NAMES if (path / s).is_dir()}
+    if "train" in splits:
+        train_classes, ignored = _scan(splits["train"])
+        names = sorted(n for n, f in train_classes.items() if f)
+        _check_classes(names, str(splits["train"]))
+        val_dir = splits.get("val") or splits.get("test")
+        if val_dir is None:
+            full = _listing({n: train_classes[n] for n in names}, names, ignored)
+            tr, va = stratified_split(full.labels, val_split, seed)
+            return _subset(full, tr), _subset(full, va), names, path.name
+        val_classes, ignored_val = _scan(val_dir)
+        unknown = [n for n, f in val_classes.items() if f and n not in names]
+        if unknown:
+            raise RecogError(f"{val_dir / unknown[0]}: class {unknown[0]!r} is not in {splits['train']}")
+        return (
+            _listing({n: train_classes[n] for n in names}, names, ignored),
+            _listing({n: f for n, f in val_classes.items() if f}, names, ignored_val),
+            names,
+            path.name,
+        )
+    classes, ignored = _scan(path)
+    names = sorted(n for n, f in classes.items() if f)
+    _check_classes(names, spec)
+    full = _listing({n: classes[n] for n in names}, names, ignored)
+    tr, va = stratified_split(full.labels, val_split, seed)
+    return _subset(full, tr), _subset(full, va), names, path.name
+
+
+def list_eval(spec: str, *, class_names: list[str]) -> Listing:
+    """Everything to evaluate on: the val/ (or test/) split if present, else all images."""
+    if spec == "digits":
+        _, val, _, _ = list_splits("digits", val_split=0.2, seed=0)
+        return val
+    path = Path(spec)
+    if not path.exists():
+        raise RecogError(f"{spec}: no such file or directory")
+    if path.is_file():
+        files, names = read_csv(path)
+        bad = [n for n in names if n not in class_names]
+        if bad:
+            raise RecogError(f"{spec}: class {bad[0]!r} is not one of the run's classes")
+        return Listing(files, [class_names.index(n) for n in names])
+    root = next((path / s for s in ("val", "test") if (path / s).is_dir()), path)
+    classes, ignored = _scan(root)
+    classes = {n: f for n, f in classes.items() if f}
+    unknown = [n for n in classes if n not in class_names]
+    if unknown:
+        raise RecogError(f"{root / unknown[0]}: class {unknown[0]!r} is not one of the run's classes ({', '.join(class_names)})")
+    if not classes:
+        raise RecogError(f"{root}: no class folders with images found")
+    return _listing(classes, class_names, ignored)

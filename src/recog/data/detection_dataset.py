@@ -1,0 +1,173 @@
+"""Detection samples: box-aware augmentation, letterboxing, and the data sources.
+
+Every image is letterboxed to `img_size` x `img_size`: scaled so its longer
+side fits, placed at the top-left, the rest filled with grey (114).  Mapping
+back to the original image is then a single division by `scale`, which the
+task applies to predictions.  Training augmentation is torchvision
+transforms.v2 on `tv_tensors.BoundingBoxes` (flip, scale jitter with
+translation, colour jitter), then `SanitizeBoundingBoxes` drops boxes that
+fell out of the picture.
+
+Sources: the built-in `shapes` scenes and any annotation set
+`read_detection` understands (COCO JSON, YOLO, Pascal VOC), split with a
+fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from recog.data.shapes import ShapesConfig, render_scene
+from recog.errors import RecogError
+from recog.types import Sample, Target, TaskName
+
+PAD_VALUE = 114
+
+
+def letterbox(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(3, H, W) uint8 and (N, 4) xyxy -> (3, size, size), boxes scaled, and the scale."""
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (nh, nw) != (h, w):
+        image = TF.resize(image, [nh, nw], antialias=True)
+    out = torch.full((3, size, size), PAD_VALUE, dtype=torch.uint8)
+    out[:, :nh, :nw] = image
+    return out, boxes * scale, scale
+
+
+def detection_train_transform(*, hflip: float = 0.5, scale: tuple[float, float] = (0.5, 1.5)) -> v2.Transform:
+    """Box-aware augmentation applied before the letterbox."""
+    return v2.Compose([
+        v2.RandomHorizontalFlip(hflip),
+        v2.RandomAffine(degrees=0.0, translate=(0.1, 0.1), scale=scale, fill=PAD_VALUE),
+        v2.ColorJitter(0.3, 0.3, 0.3, 0.02),
+        v2.ClampBoundingBoxes(),
+        v2.SanitizeBoundingBoxes(min_size=2.0),
+    ])
+
+
+@dataclass
+class DetectionItem:
+    """What a source yields before augmentation: image, boxes, labels, name."""
+
+    image: torch.Tensor  # (3, H, W) uint8
+    boxes: torch.Tensor  # (N, 4) float xyxy pixels
+    labels: torch.Tensor  # (N,) int64
+    path: str
+
+
+class DetectionDataset(Dataset):
+    """Samples with `target` in letterboxed pixels and `meta["truth"]` in original pixels."""
+
+    def __init__(self, load: Callable[[int], DetectionItem], length: int, *, img_size: int,
+                 augment: Callable[..., Any] | None = None) -> None:
+        self.load, self.length, self.img_size, self.augment = load, length, img_size, augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Sample:
+        item = self.load(index)
+        h, w = item.image.shape[-2:]
+        truth = Target(boxes=item.boxes.float(), labels=item.labels.long())
+        image, boxes, labels = item.image, item.boxes.float(), item.labels.long()
+        if self.augment is not None:
+            bb = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
+            image, target = self.augment(tv_tensors.Image(image), {"boxes": bb, "labels": labels})
+            image, boxes, labels = image.as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor), target["labels"]
+        image, boxes, scale = letterbox(image, boxes, self.img_size)
+        return Sample(
+            image=image,
+            target=Target(boxes=boxes, labels=labels),
+            path=item.path,
+            orig_size=(int(h), int(w)),
+            meta={"scale": scale, "truth": truth},
+        )
+
+
+class _ShapesLoader:
+    def __init__(self, offset: int, seed: int, config: ShapesConfig) -> None:
+        self.offset, self.seed, self.config = offset, seed, config
+
+    def __call__(self, index: int) -> DetectionItem:
+        scene = render_scene(self.offset + index, seed=self.seed, config=self.config)
+        return DetectionItem(scene.image, scene.boxes, scene.labels, f"shapes[{self.offset + index}]")
+
+
+class _RecordLoader:
+    def __init__(self, records: list) -> None:
+        self.records = records
+
+    def __call__(self, index: int) -> DetectionItem:
+        from recog.data import read_image
+
+        r = self.records[index]
+        return DetectionItem(read_image(r.path), r.boxes, r.labels, str(r.path))
+
+
+@dataclass
+class DetectionSplits:
+    train: Dataset
+    val: Dataset
+    class_names: list[str]
+    name: str
+    task: TaskName
+    train_labels: list[int]
+    skipped: list[tuple[str, str]]
+
+
+SHAPES_TRAIN, SHAPES_VAL = 2000, 300
+
+
+def load_detection(spec: str, *, img_size: int, val_split: float = 0.2, seed: int = 0,
+                   augment: str = "standard", hflip: float = 0.5) -> DetectionSplits:
+    aug = None if augment == "none" else detection_train_transform(
+        hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5))
+    if spec == "shapes":
+        cfg = ShapesConfig(img_size=max(img_size, 64))
+        # Scenes are a pure function of (seed, index): train and val never share an index.
+        train = DetectionDataset(_ShapesLoader(0, 1234, cfg), SHAPES_TRAIN, img_size=img_size, augment=aug)
+        val = DetectionDataset(_ShapesLoader(SHAPES_TRAIN, 1234, cfg), SHAPES_VAL, img_size=img_size)
+        return DetectionSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT, [], [])
+    from recog.data.detection_formats import read_detection
+
+    path = Path(spec)
+    if not path.exists():
+        raise RecogError(f"{spec}: no such file or directory")
+    ann = read_detection(path)
+    for line in ann.warnings:
+        print(f"recog: warning: {line}", file=__import__("sys").stderr)
+    records = ann.records
+    if len(records) < 2:
+        raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(records), generator=gen).tolist()
+    n_val = max(1, round(len(records) * val_split))
+    val_recs = [records[i] for i in sorted(order[:n_val])]
+    train_recs = [records[i] for i in sorted(order[n_val:])]
+    name = path.stem if path.is_file() else path.name
+    return DetectionSplits(
+        DetectionDataset(_RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug),
+        DetectionDataset(_RecordLoader(val_recs), len(val_recs), img_size=img_size),
+        ann.class_names, name, TaskName.DETECT, [], [],
+    )
+
+
+def load_detection_eval(spec: str, *, img_size: int, class_names: list[str]) -> Dataset:
+    """All images of an annotation set, labels renumbered to the run's classes."""
+    from recog.data.detection_formats import read_detection
+
+    if spec == "shapes":
+        return load_detection("shapes", img_size=img_size).val
+    ann = read_detection(Path(spec), class_names=class_names)
+    return DetectionDataset(_RecordLoader(ann.records), len(ann.records), img_size=img_size)

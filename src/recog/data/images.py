@@ -1,0 +1,101 @@
+"""Reading images from disk into (3, H, W) uint8 RGB tensors, and finding them.
+
+torchvision.io decodes first (fast, libjpeg-turbo / libpng); Pillow is the
+fallback for what it cannot read (CMYK and 16-bit variants, TIFF, palette
+modes with transparency).  Every failure becomes a `RecogError` naming the
+file.  Truncated files are errors, not silently grey-filled images.
+"""
+
+from __future__ import annotations
+
+import glob
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from recog.errors import RecogError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# Decompression bombs: refuse images above this many pixels (about 16k x 16k).
+MAX_PIXELS = 268_435_456
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _pil_decode(path: Path) -> torch.Tensor:
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ValueError(f"{img.width}x{img.height} pixels is too large")
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+                top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+                arr = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
+                rgb = np.repeat(arr[..., None], 3, axis=2)
+            else:
+                rgb = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """(3, H, W) uint8 RGB; greyscale, CMYK, 16-bit, palette and alpha are converted."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
+            data = read_file(str(path))
+    except (RuntimeError, OSError) as exc:
+        if not path.exists():
+            raise RecogError(f"{path}: no such file") from exc
+        raise RecogError(f"{path}: cannot read file ({exc})") from exc
+    if data.numel() == 0:
+        raise RecogError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # libjpeg's "premature end of data" must not pass
+            warnings.simplefilter("ignore", DeprecationWarning)
+            image = decode_image(data, mode=ImageReadMode.RGB)
+        if image.dtype != torch.uint8:  # 16-bit PNG
+            image = (image.to(torch.int32) >> 8).to(torch.uint8)
+        if image.shape[0] == 3 and image.numel() > 0:
+            return image
+    except (RuntimeError, ValueError, Warning):
+        pass
+    try:
+        return _pil_decode(path)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        reason = str(exc).split("\n")[0] or exc.__class__.__name__
+        if isinstance(exc, UnidentifiedImageError):
+            reason = "not an image format recog can read"
+        raise RecogError(f"{path}: cannot decode image ({reason})") from exc
+
+
+def find_images(paths: list[str]) -> list[Path]:
+    """Image files named by `paths`: files, folders (recursive, sorted) and shell globs."""
+    found: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            files = [p for p in matches if p.is_file() and is_image_file(p)]
+            if not files:
+                raise RecogError(f"{item}: matches no image files")
+            found += files
+        else:
+            raise RecogError(f"{item}: no such file or directory")
+    if not found:
+        raise RecogError(f"{' '.join(paths)}: no image files found")
+    return found
