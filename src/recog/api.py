@@ -53,7 +53,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpe
 def infer_task(data: str) -> TaskName:
     """The task a data source implies when neither --task nor --model says."""
     path = Path(data)
-    if data == "shapes" or path.suffix == ".json":
+    if data.split(":")[0] == "shapes" or path.suffix == ".json":
         return TaskName.DETECT
     if path.is_dir() and any((path / d).is_dir() for d in ("annotations", "Annotations", "labels")):
         return TaskName.DETECT

@@ -15,6 +15,7 @@ fixed seed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,15 +130,34 @@ class DetectionSplits:
 SHAPES_TRAIN, SHAPES_VAL = 2000, 300
 
 
+def parse_shapes(spec: str) -> tuple[int, int] | None:
+    """`shapes` or `shapes:TRAIN:VAL` (scene counts) -> (train, val); None for other specs."""
+    parts = spec.split(":")
+    if parts[0] != "shapes":
+        return None
+    if len(parts) == 1:
+        return SHAPES_TRAIN, SHAPES_VAL
+    try:
+        train, val = (int(p) for p in parts[1:3]) if len(parts) == 3 else (int(parts[1]), max(1, int(parts[1]) // 5))
+    except ValueError as exc:
+        raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts") from exc
+    if train < 1 or val < 1:
+        raise RecogError(f"{spec}: scene counts must be positive")
+    return train, val
+
+
 def load_detection(spec: str, *, img_size: int, val_split: float = 0.2, seed: int = 0,
                    augment: str = "standard", hflip: float = 0.5) -> DetectionSplits:
     aug = None if augment == "none" else detection_train_transform(
         hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5))
-    if spec == "shapes":
+    counts = parse_shapes(spec)
+    if counts is not None:
+        n_train, n_val = counts
         cfg = ShapesConfig(img_size=max(img_size, 64))
-        # Scenes are a pure function of (seed, index): train and val never share an index.
-        train = DetectionDataset(_ShapesLoader(0, 1234, cfg), SHAPES_TRAIN, img_size=img_size, augment=aug)
-        val = DetectionDataset(_ShapesLoader(SHAPES_TRAIN, 1234, cfg), SHAPES_VAL, img_size=img_size)
+        # Scenes are a pure function of (seed, index): train and val never share an index,
+        # and the validation scenes are the same whatever the training count.
+        train = DetectionDataset(_ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug)
+        val = DetectionDataset(_ShapesLoader(1_000_000, 1234, cfg), n_val, img_size=img_size)
         return DetectionSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT, [], [])
     from recog.data.detection_formats import read_detection
 
@@ -146,7 +166,7 @@ def load_detection(spec: str, *, img_size: int, val_split: float = 0.2, seed: in
         raise RecogError(f"{spec}: no such file or directory")
     ann = read_detection(path)
     for line in ann.warnings:
-        print(f"recog: warning: {line}", file=__import__("sys").stderr)
+        print(f"recog: warning: {line}", file=sys.stderr)
     records = ann.records
     if len(records) < 2:
         raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
@@ -167,7 +187,7 @@ def load_detection_eval(spec: str, *, img_size: int, class_names: list[str]) -> 
     """All images of an annotation set, labels renumbered to the run's classes."""
     from recog.data.detection_formats import read_detection
 
-    if spec == "shapes":
-        return load_detection("shapes", img_size=img_size).val
+    if parse_shapes(spec) is not None:
+        return load_detection(spec, img_size=img_size).val
     ann = read_detection(Path(spec), class_names=class_names)
     return DetectionDataset(_RecordLoader(ann.records), len(ann.records), img_size=img_size)

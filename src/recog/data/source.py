@@ -40,7 +40,7 @@ def data_defaults(spec: str) -> DataDefaults:
     if spec == "digits":
         # 8x8 digits: upscale to 32 px, never mirror (a mirrored 2 is no digit), crop gently.
         return DataDefaults(img_size=32, hflip=0.0, crop_pct=1.0, min_scale=0.6)
-    if spec == "shapes":
+    if spec.split(":")[0] == "shapes":
         return DataDefaults(img_size=128, hflip=0.5, crop_pct=1.0)
     return DataDefaults()
 
