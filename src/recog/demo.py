@@ -21,10 +21,14 @@ def write_sample_images(out: Path, count: int = 8) -> Path:
 
     from recog.engine.checkpoint import atomic_write_bytes
 
+    from recog.data.class_folders import stratified_split
+
     digits = load_digits()
     out.mkdir(parents=True, exist_ok=True)
+    # the validation split the demo run holds out (same split as `recog train`'s defaults)
+    _, held_out = stratified_split([int(t) for t in digits.target], 0.2, 0)
     rng = np.random.default_rng(7)
-    for i in rng.choice(len(digits.images), size=count, replace=False):
+    for i in rng.choice(held_out, size=count, replace=False):
         pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
         img = Image.fromarray(pixels, mode="L").resize((64, 64), Image.Resampling.NEAREST)
         buf = io.BytesIO()
