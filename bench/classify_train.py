@@ -31,17 +31,21 @@ import recog  # noqa: E402
 from recog.engine.logging import ResultsTable  # noqa: E402
 
 
-def plain_loop(root: Path, *, epochs: int, img_size: int, batch_size: int, seed: int) -> list[float]:
+def plain_loop(
+    root: Path, *, epochs: int, img_size: int, batch_size: int, seed: int
+) -> list[float]:
     """The loop a user would write from the torchvision docs; returns images/s per epoch."""
     torch.manual_seed(seed)
-    tf = v2.Compose([
-        v2.PILToTensor(),
-        v2.RandomResizedCrop(img_size, scale=(0.25, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.ColorJitter(0.3, 0.3, 0.3),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
+    tf = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.RandomResizedCrop(img_size, scale=(0.25, 1.0), antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.ColorJitter(0.3, 0.3, 0.3),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
     data = torchvision.datasets.ImageFolder(str(root / "train"), transform=tf)
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
     model = torchvision.models.resnet18(num_classes=len(data.classes))
@@ -60,11 +64,19 @@ def plain_loop(root: Path, *, epochs: int, img_size: int, batch_size: int, seed:
     return rates
 
 
-def recog_run(data: str, *, epochs: int, img_size: int, batch_size: int, seed: int, cache: str) -> list[float]:
+def recog_run(
+    data: str, *, epochs: int, img_size: int, batch_size: int, seed: int, cache: str
+) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         recog.train(
-            data, "resnet18", epochs=epochs, img_size=img_size, batch_size=batch_size,
-            seed=seed, cache=cache, out=str(Path(tmp) / "run"),
+            data,
+            "resnet18",
+            epochs=epochs,
+            img_size=img_size,
+            batch_size=batch_size,
+            seed=seed,
+            cache=cache,
+            out=str(Path(tmp) / "run"),
         )
         rows = ResultsTable.read(Path(tmp) / "run" / "results.csv")
     return [float(r["train_images_per_second"]) for r in rows]
@@ -79,11 +91,22 @@ def main() -> int:
     args = parser.parse_args()
     root = SHARED_DATA / "hymenoptera"
     if not root.is_dir():
-        print(f"{root} is absent: this benchmark needs the hymenoptera class folders", file=sys.stderr)
+        print(
+            f"{root} is absent: this benchmark needs the hymenoptera class folders", file=sys.stderr
+        )
         return 1
-    print(header("classify_train: recog train vs a plain torchvision loop (resnet18, hymenoptera)", seed=args.seed))
-    print(f"epochs {args.epochs} (first is warm-up), img {args.img_size}px, batch {args.batch_size}\n")
-    kw = dict(epochs=args.epochs, img_size=args.img_size, batch_size=args.batch_size, seed=args.seed)
+    print(
+        header(
+            "classify_train: recog train vs a plain torchvision loop (resnet18, hymenoptera)",
+            seed=args.seed,
+        )
+    )
+    print(
+        f"epochs {args.epochs} (first is warm-up), img {args.img_size}px, batch {args.batch_size}\n"
+    )
+    kw = dict(
+        epochs=args.epochs, img_size=args.img_size, batch_size=args.batch_size, seed=args.seed
+    )
     results = {
         "plain torchvision loop": plain_loop(root, **kw),
         "recog train (cache auto)": recog_run(str(root), cache="auto", **kw),
@@ -95,7 +118,9 @@ def main() -> int:
     for name, value in rate.items():
         print(f"{name:28s} {value:8.1f} {value / base:6.2f}x")
     worst = min(rate["recog train (cache auto)"], rate["recog train (cache off)"]) / base
-    print(f"\nratio recog / plain (worst of the two recog settings): {worst:.2f}x (target >= 0.95x)")
+    print(
+        f"\nratio recog / plain (worst of the two recog settings): {worst:.2f}x (target >= 0.95x)"
+    )
     return 0
 
 

@@ -1,9 +1,9 @@
 """recog: deep-learning image recognition end to end.
 
-    import recog
-    rec = recog.train("digits", "cnn", epochs=15)
-    rec = recog.load("runs/classify/digits-cnn")
-    rec.predict("photos/")
+import recog
+rec = recog.train("digits", "cnn", epochs=15)
+rec = recog.load("runs/classify/digits-cnn")
+rec.predict("photos/")
 """
 
 from recog.api import Recognizer, load, train
@@ -12,4 +12,13 @@ from recog.errors import RecogError
 from recog.models.registry import create_model, list_models
 
 __version__ = "0.1.0"
-__all__ = ["Recognizer", "RecogError", "TrainConfig", "create_model", "list_models", "load", "train", "__version__"]
+__all__ = [
+    "Recognizer",
+    "RecogError",
+    "TrainConfig",
+    "create_model",
+    "list_models",
+    "load",
+    "train",
+    "__version__",
+]

@@ -46,7 +46,9 @@ def build_task(cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Tas
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
     spec = get_spec(str(cfg.model))
-    model = create_model(str(cfg.model), num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args)
+    model = create_model(
+        str(cfg.model), num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args
+    )
     return model, spec
 
 
@@ -83,7 +85,11 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     if cfg.out:
         return Path(cfg.out)
-    base = Path("runs") / str(cfg.task) / (cfg.name or f"{data_name}-{str(cfg.model).replace(':', '_')}")
+    base = (
+        Path("runs")
+        / str(cfg.task)
+        / (cfg.name or f"{data_name}-{str(cfg.model).replace(':', '_')}")
+    )
     path, n = base, 1
     while path.exists():
         n += 1
@@ -135,7 +141,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     splits = TASKS[TaskName(cfg.task)].load_splits(cfg)
     if ctx.enabled and cfg.balanced:
-        raise RecogError("--balanced is not supported with torchrun (DistributedSampler shards the data)")
+        raise RecogError(
+            "--balanced is not supported with torchrun (DistributedSampler shards the data)"
+        )
     run_dir = resume_dir or ctx.broadcast(_run_dir(cfg, splits.name) if ctx.is_main else None)
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     model, spec = build_model(cfg, len(splits.class_names))
@@ -172,7 +180,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     result = trainer.fit()
     model = trainer.model
     if ctx.is_main:
-        acc = final_evaluation(task, model, splits.val, DistContext(device=ctx.device), batch_size=cfg.batch_size * 2)
+        acc = final_evaluation(
+            task, model, splits.val, DistContext(device=ctx.device), batch_size=cfg.batch_size * 2
+        )
         samples = sample_predictions(task, model, splits.val, ctx.device)
         from recog.report.run_outputs import write_outputs
 
@@ -203,7 +213,15 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
                 "run directory": str(run_dir),
             },
         )
-    return Recognizer(run_dir=run_dir, config=cfg, class_names=splits.class_names, model=model, spec=spec, task=task, device=ctx.device)
+    return Recognizer(
+        run_dir=run_dir,
+        config=cfg,
+        class_names=splits.class_names,
+        model=model,
+        spec=spec,
+        task=task,
+        device=ctx.device,
+    )
 
 
 # ---------------------------------------------------------------------- load
@@ -214,7 +232,9 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
         raise RecogError(f"{run_dir}: no such run directory")
     missing = [n for n in (CONFIG_NAME, LABELS_NAME, WEIGHTS_NAME) if not (run_dir / n).is_file()]
     if missing:
-        raise RecogError(f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)")
+        raise RecogError(
+            f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)"
+        )
     cfg = TrainConfig.load(run_dir / CONFIG_NAME)
     try:
         class_names = json.loads((run_dir / LABELS_NAME).read_text())
@@ -231,7 +251,15 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
         raise RecogError(f"{run_dir / WEIGHTS_NAME}: does not match {cfg.model} ({first})") from exc
     task = build_task(cfg, class_names, spec)
     dev = pick_device(device)
-    return Recognizer(run_dir=run_dir, config=cfg, class_names=class_names, model=model, spec=spec, task=task, device=dev)
+    return Recognizer(
+        run_dir=run_dir,
+        config=cfg,
+        class_names=class_names,
+        model=model,
+        spec=spec,
+        task=task,
+        device=dev,
+    )
 
 
 ImageInput = str | Path | torch.Tensor | np.ndarray | Any
@@ -266,7 +294,9 @@ class Recognizer:
     def __repr__(self) -> str:
         return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> list[Prediction]:
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32
+    ) -> list[Prediction]:
         """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images."""
         items = _as_image_list(images)
         out: list[Prediction] = []
@@ -282,7 +312,9 @@ class Recognizer:
         files = find_images(list(paths))
         return files, self.predict(files)
 
-    def evaluate(self, data: str | None = None, *, out_dir: str | Path | None = None) -> dict[str, Any]:
+    def evaluate(
+        self, data: str | None = None, *, out_dir: str | Path | None = None
+    ) -> dict[str, Any]:
         """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
         start = time.perf_counter()
         if data is None:
@@ -292,7 +324,9 @@ class Recognizer:
             dataset = type(self.task).load_eval(data, self.config, self.class_names)
             name = data
         ctx = DistContext(device=self.device)
-        acc = final_evaluation(self.task, self.model, dataset, ctx, batch_size=self.config.batch_size * 2)
+        acc = final_evaluation(
+            self.task, self.model, dataset, ctx, batch_size=self.config.batch_size * 2
+        )
         extra = {"eval_seconds": round(time.perf_counter() - start, 3), "data": str(name)}
         if out_dir is None:
             return {**acc.compute(), **extra}
@@ -341,7 +375,11 @@ def _to_tensor(item: Any) -> torch.Tensor:
         if t.ndim == 2:
             t = t.unsqueeze(0)
         if t.dtype != torch.uint8:
-            t = (t.float().clamp(0, 1) * 255).round().to(torch.uint8) if t.is_floating_point() else t.to(torch.uint8)
+            t = (
+                (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+                if t.is_floating_point()
+                else t.to(torch.uint8)
+            )
         if t.shape[0] == 1:
             t = t.expand(3, -1, -1)
         return t[:3].contiguous()

@@ -90,19 +90,25 @@ def _overrides(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recog", description="Deep-learning image recognition end to end.")
+    parser = argparse.ArgumentParser(
+        prog="recog", description="Deep-learning image recognition end to end."
+    )
     parser.add_argument("--version", action="version", version=f"recog {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model; writes a run directory")
     _add_config_options(p)
     p.add_argument("--config", type=Path, help="a config.yaml to start from (flags override it)")
-    p.add_argument("--resume", type=Path, metavar="RUN", help="continue an interrupted run from RUN/last.ckpt")
+    p.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue an interrupted run from RUN/last.ckpt"
+    )
 
     p = sub.add_parser("val", help="evaluate a run (its own validation split, or --data)")
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data to evaluate on (same classes as the run)")
-    p.add_argument("--out", type=Path, help="where to write metrics, plots and report (default RUN/val)")
+    p.add_argument(
+        "--out", type=Path, help="where to write metrics, plots and report (default RUN/val)"
+    )
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("predict", help="predict image files, folders or globs")
@@ -110,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument("--save-dir", type=Path, help="also save each image with its prediction drawn on it")
+    p.add_argument(
+        "--save-dir", type=Path, help="also save each image with its prediction drawn on it"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
 
@@ -119,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    for action, text in (("check", "validate a dataset and list its problems"), ("stats", "counts and image sizes")):
+    for action, text in (
+        ("check", "validate a dataset and list its problems"),
+        ("stats", "counts and image sizes"),
+    ):
         q = dsub.add_parser(action, help=text)
         q.add_argument("path")
         q.add_argument("--json", action="store_true", help="print JSON")
@@ -138,7 +149,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     overrides = _overrides(ns)
     if ns.resume is not None:
-        rec = api.train(resume=ns.resume, **({"epochs": overrides["epochs"]} if "epochs" in overrides else {}))
+        rec = api.train(
+            resume=ns.resume, **({"epochs": overrides["epochs"]} if "epochs" in overrides else {})
+        )
     else:
         base = TrainConfig.load(ns.config) if ns.config else TrainConfig()
         cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}, source="command line")
@@ -159,7 +172,9 @@ def _is_main() -> bool:
 
 def _headline(metrics: dict[str, Any]) -> str:
     keys = ("top1", "top5", "macro_f1", "ece", "map", "map50", "miou", "dice", "train_seconds")
-    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float))
+    return "  ".join(
+        f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)
+    )
 
 
 def cmd_val(ns: argparse.Namespace) -> int:
@@ -178,7 +193,10 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
     rec = api.load(ns.run, device=ns.device)
     files, preds = rec.predict_files(ns.paths) if ns.batch_size else ([], [])
-    records = [{"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)} for f, p in zip(files, preds, strict=True)]
+    records = [
+        {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
+        for f, p in zip(files, preds, strict=True)
+    ]
     if ns.save_dir:
         _save_drawn(rec, files, preds, ns.save_dir)
     if ns.format == "json":
@@ -189,7 +207,12 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in records:
-            writer.writerow({**r, "top_k": ";".join(f"{t['label']}:{t['score']:.4f}" for t in r.get("top_k", []))})
+            writer.writerow(
+                {
+                    **r,
+                    "top_k": ";".join(f"{t['label']}:{t['score']:.4f}" for t in r.get("top_k", [])),
+                }
+            )
         sys.stdout.write(buf.getvalue())
     else:
         from rich.console import Console
@@ -242,7 +265,11 @@ def cmd_data(ns: argparse.Namespace) -> int:
     from rich.pretty import Pretty
 
     con = Console()
-    shown = {k: v for k, v in report.items() if k != "problems"} if ns.data_command == "stats" else report
+    shown = (
+        {k: v for k, v in report.items() if k != "problems"}
+        if ns.data_command == "stats"
+        else report
+    )
     con.print(Pretty(shown, expand_all=False))
     problems = report.get("problems", [])
     if ns.data_command == "check":
@@ -251,7 +278,13 @@ def cmd_data(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "val": cmd_val, "predict": cmd_predict, "models": cmd_models, "data": cmd_data}
+COMMANDS = {
+    "train": cmd_train,
+    "val": cmd_val,
+    "predict": cmd_predict,
+    "models": cmd_models,
+    "data": cmd_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

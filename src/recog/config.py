@@ -83,7 +83,9 @@ class TrainConfig:
         for key, value in values.items():
             allowed = get_args(hints[key])
             if allowed and all(isinstance(a, str) for a in allowed) and value not in allowed:
-                raise RecogError(f"{source}: {key} must be one of {', '.join(allowed)}, not {value!r}")
+                raise RecogError(
+                    f"{source}: {key} must be one of {', '.join(allowed)}, not {value!r}"
+                )
         return cls(**values)
 
     def save(self, path: Path) -> None:

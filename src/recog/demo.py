@@ -19,9 +19,8 @@ def write_sample_images(out: Path, count: int = 8) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from recog.engine.checkpoint import atomic_write_bytes
-
     from recog.data.class_folders import stratified_split
+    from recog.engine.checkpoint import atomic_write_bytes
 
     digits = load_digits()
     out.mkdir(parents=True, exist_ok=True)
@@ -48,11 +47,21 @@ def main() -> int:
         if code := cli(argv):
             return code
     samples = write_sample_images(Path("runs/demo/samples"))
-    argv = ["predict", str(run), str(samples), "--top-k", "3", "--save-dir", "runs/demo/predictions"]
+    argv = [
+        "predict",
+        str(run),
+        str(samples),
+        "--top-k",
+        "3",
+        "--save-dir",
+        "runs/demo/predictions",
+    ]
     print(f"\n$ recog {' '.join(argv)}", flush=True)
     if code := cli(argv):
         return code
-    print(f"\nOpen {run / 'report.html'} in a browser; drawn predictions are in runs/demo/predictions/.")
+    print(
+        f"\nOpen {run / 'report.html'} in a browser; drawn predictions are in runs/demo/predictions/."
+    )
     return 0
 
 

@@ -111,7 +111,9 @@ class Batch:
             targets = targets.to(device, non_blocking=non_blocking)
         elif isinstance(targets, list):
             targets = [t.to(device) if hasattr(t, "to") else t for t in targets]
-        return Batch(self.images.to(device, non_blocking=non_blocking), targets, self.truth, self.meta)
+        return Batch(
+            self.images.to(device, non_blocking=non_blocking), targets, self.truth, self.meta
+        )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -7,10 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import shared_dataset
 from PIL import Image
 
-from helpers import shared_dataset
-from recog.data import batch_mix, check_dataset, find_images, load_classification, load_eval_dataset, read_image
+from recog.data import (
+    batch_mix,
+    check_dataset,
+    find_images,
+    load_classification,
+    load_eval_dataset,
+    read_image,
+)
 from recog.errors import RecogError
 
 
@@ -100,7 +107,9 @@ def test_corrupt_images_skipped_and_listed_or_fatal_with_strict(tmp_path, cache,
     (tmp_path / "ants" / ".DS_Store").write_bytes(b"\0\0")
     s = load_classification(str(tmp_path), img_size=16, cache=cache)
     skipped = {Path(p).name for p, _ in s.skipped}
-    expected = {"truncated.png", "zero.jpg", "text.jpg"} | ({"half.jpg"} if cache == "on" else set())
+    expected = {"truncated.png", "zero.jpg", "text.jpg"} | (
+        {"half.jpg"} if cache == "on" else set()
+    )
     assert expected <= skipped
     assert len(s.train) + len(s.val) == 10 + (1 if "half.jpg" not in skipped else 0)
     assert "recog: skipped" in capsys.readouterr().err
@@ -116,7 +125,7 @@ def test_odd_image_modes_are_converted(tmp_path):
     pal.putpalette([0, 0, 0, 250, 5, 9] + [0] * 762)
     pal.paste(1, (0, 0, 8, 8))
     pal.save(tmp_path / "p.png")
-    arr = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    arr = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     Image.fromarray(arr).save(tmp_path / "i16.png")
     assert read_image(grey)[:, 0, 0].tolist() == [77, 77, 77]
     assert read_image(rgba)[:, 0, 0].tolist() == [10, 20, 30]

@@ -24,7 +24,12 @@ def test_boxes_masks_and_semantic_mask_agree():
         assert int(s.masks.sum(0).max()) <= 1
         for k in range(n):
             ys, xs = torch.nonzero(s.masks[k], as_tuple=True)
-            assert s.boxes[k].tolist() == [xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1]
+            assert s.boxes[k].tolist() == [
+                xs.min().item(),
+                ys.min().item(),
+                xs.max().item() + 1,
+                ys.max().item() + 1,
+            ]
             assert (s.mask[s.masks[k]] == s.labels[k] + 1).all()
         assert (s.mask[~s.masks.any(0)] == 0).all()
 

@@ -9,16 +9,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from helpers import run_cli
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cli") / "run"
-    proc = run_cli("train", "--data", "digits", "--model", "cnn", "--model-args", "width=16",
-                   "--epochs", "2", "--batch-size", "64", "--out", str(out))
+    proc = run_cli(
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "cnn",
+        "--model-args",
+        "width=16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"report: {out / 'report.html'}" in proc.stdout
     return out
@@ -60,9 +72,20 @@ def test_predict_json_csv_table_and_drawn_images(digits_run, photos, tmp_path):
     assert len(records) == 5  # notes.txt ignored
     assert all(len(r["top_k"]) == 3 and r["label"] in "0123456789" for r in records)
     # digits 0..4 in order: a trained model gets most of them
-    assert sum(r["label"] == str(i) for i, r in enumerate(sorted(records, key=lambda r: r["path"]))) >= 3
+    assert (
+        sum(r["label"] == str(i) for i, r in enumerate(sorted(records, key=lambda r: r["path"])))
+        >= 3
+    )
 
-    proc = run_cli("predict", str(digits_run), str(photos / "d*.png"), "--format", "csv", "--save-dir", str(tmp_path / "drawn"))
+    proc = run_cli(
+        "predict",
+        str(digits_run),
+        str(photos / "d*.png"),
+        "--format",
+        "csv",
+        "--save-dir",
+        str(tmp_path / "drawn"),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert len(rows) == 5 and 0.0 <= float(rows[0]["score"]) <= 1.0
@@ -78,7 +101,9 @@ def test_missing_data_path(tmp_path):
 
 
 def test_unknown_model_lists_close_names():
-    line = _one_line_error(run_cli("train", "--data", "digits", "--model", "resnet81", "--epochs", "1"))
+    line = _one_line_error(
+        run_cli("train", "--data", "digits", "--model", "resnet81", "--epochs", "1")
+    )
     assert "resnet18" in line
 
 

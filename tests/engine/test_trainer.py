@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 import recog
 from recog.engine.logging import ResultsTable
-
-from helpers import run_cli
 
 FAST = dict(data="digits", model="cnn", batch_size=64, model_args={"width": 16, "depth": 3})
 
@@ -23,7 +22,15 @@ FAST = dict(data="digits", model="cnn", batch_size=64, model_args={"width": 16, 
 def test_cnn_learns_digits_and_writes_a_complete_run(tmp_path):
     rec = recog.train(**FAST, epochs=3, out=str(tmp_path / "run"))
     run = tmp_path / "run"
-    for name in ("config.yaml", "labels.json", "model.safetensors", "last.ckpt", "results.csv", "metrics.json", "report.html"):
+    for name in (
+        "config.yaml",
+        "labels.json",
+        "model.safetensors",
+        "last.ckpt",
+        "results.csv",
+        "metrics.json",
+        "report.html",
+    ):
         assert (run / name).is_file(), name
     for plot in ("curves.png", "confusion_matrix.png", "samples.png"):
         assert (run / "plots" / plot).is_file(), plot
@@ -42,16 +49,33 @@ def test_cnn_learns_digits_and_writes_a_complete_run(tmp_path):
 
 def test_early_stopping_and_ema(tmp_path):
     # lr 0 cannot improve after the first epoch, so patience 1 stops at epoch 2
-    recog.train(**FAST, epochs=5, lr=0.0, warmup_epochs=0, patience=1, ema=0.99, out=str(tmp_path / "run"))
+    recog.train(
+        **FAST, epochs=5, lr=0.0, warmup_epochs=0, patience=1, ema=0.99, out=str(tmp_path / "run")
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
 
 
 def _train_args(out: Path) -> list[str]:
     return [
-        "train", "--data", "digits", "--model", "cnn", "--model-args", "width=16",
-        "--epochs", "4", "--batch-size", "16", "--deterministic", "--seed", "3",
-        "--augment", "light", "--out", str(out),
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "cnn",
+        "--model-args",
+        "width=16",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--deterministic",
+        "--seed",
+        "3",
+        "--augment",
+        "light",
+        "--out",
+        str(out),
     ]
 
 
@@ -63,7 +87,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "recog", *_train_args(killed)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 300
     while time.time() < deadline and len(ResultsTable.read(killed / "results.csv")) < 2:
@@ -89,11 +115,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
 def test_torchrun_two_processes_train_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-        "-m", "recog", "train", "--data", "digits", "--model", "cnn", "--model-args", "width=16",
-        "--epochs", "2", "--batch-size", "32", "--out", str(out),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29517",
+        "-m",
+        "recog",
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "cnn",
+        "--model-args",
+        "width=16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["top1"] > 0.7

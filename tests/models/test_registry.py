@@ -16,8 +16,18 @@ SIZE = {"alexnet": 64, "vit_tiny": 32}
 
 def test_registry_has_the_issue_models():
     expected = {
-        "cnn", "alexnet", "vgg11", "vgg16", "resnet18", "resnet34", "resnet50",
-        "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "se_resnet18", "vit_tiny",
+        "cnn",
+        "alexnet",
+        "vgg11",
+        "vgg16",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "mobilenet_v3_small",
+        "mobilenet_v3_large",
+        "efficientnet_b0",
+        "se_resnet18",
+        "vit_tiny",
     }
     assert expected <= set(CLASSIFIERS)
 

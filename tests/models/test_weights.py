@@ -24,11 +24,18 @@ def test_pretrained_backbone_loads_and_head_is_replaced(tmp_path, fmt):
     if fmt == "safetensors":
         save_weights(path, source, {})
     else:
-        torch.save({"state_dict": {f"module.{k}": v for k, v in source.items()}} if fmt == "wrapped" else source, path)
+        torch.save(
+            {"state_dict": {f"module.{k}": v for k, v in source.items()}}
+            if fmt == "wrapped"
+            else source,
+            path,
+        )
     model = create_model("resnet18", num_classes=3, img_size=64)
     fresh = load_pretrained(model, get_spec("resnet18"), str(path))
     assert sorted(fresh) == ["fc.bias", "fc.weight"]
-    torch.testing.assert_close(model.state_dict()["layer1.0.conv1.weight"], source["layer1.0.conv1.weight"])
+    torch.testing.assert_close(
+        model.state_dict()["layer1.0.conv1.weight"], source["layer1.0.conv1.weight"]
+    )
     assert model.fc.weight.shape == (3, 512)
 
 
@@ -47,7 +54,9 @@ def test_shape_mismatch_outside_the_head_is_an_error(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save(state, path)
     with pytest.raises(RecogError, match=r"layer 'conv1.weight' has shape \(64, 3, 3, 3\)"):
-        load_pretrained(create_model("resnet18", num_classes=3, img_size=64), get_spec("resnet18"), str(path))
+        load_pretrained(
+            create_model("resnet18", num_classes=3, img_size=64), get_spec("resnet18"), str(path)
+        )
 
 
 def test_pickled_objects_are_refused(tmp_path):
@@ -62,7 +71,11 @@ def test_pickled_objects_are_refused(tmp_path):
 def test_missing_cache_file_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(RecogError, match="never downloads"):
-        load_pretrained(create_model("resnet18", num_classes=2, img_size=64), get_spec("resnet18"), "torchvision")
+        load_pretrained(
+            create_model("resnet18", num_classes=2, img_size=64),
+            get_spec("resnet18"),
+            "torchvision",
+        )
 
 
 def test_cached_torchvision_weights_are_found(tmp_path, monkeypatch):
@@ -70,7 +83,9 @@ def test_cached_torchvision_weights_are_found(tmp_path, monkeypatch):
     url = torchvision.models.get_model_weights("resnet18").DEFAULT.url
     (tmp_path / "checkpoints").mkdir()
     torch.save(_imagenet_like("resnet18"), tmp_path / "checkpoints" / url.rsplit("/", 1)[-1])
-    fresh = load_pretrained(create_model("resnet18", num_classes=2, img_size=64), get_spec("resnet18"), "torchvision")
+    fresh = load_pretrained(
+        create_model("resnet18", num_classes=2, img_size=64), get_spec("resnet18"), "torchvision"
+    )
     assert fresh == ["fc.weight", "fc.bias"]
 
 

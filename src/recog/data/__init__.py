@@ -8,7 +8,13 @@ Classification lives in `class_folders`, `classify_dataset`, `augment`,
 from recog.data.augment import balanced_sampler, batch_mix, eval_transform, train_transform
 from recog.data.images import find_images, read_image
 from recog.data.inspect import check_dataset
-from recog.data.source import DataDefaults, DataSplits, data_defaults, load_classification, load_eval_dataset
+from recog.data.source import (
+    DataDefaults,
+    DataSplits,
+    data_defaults,
+    load_classification,
+    load_eval_dataset,
+)
 
 __all__ = [
     "DataDefaults",

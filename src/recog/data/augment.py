@@ -18,11 +18,17 @@ _LEVELS = {"light": (0.6, 0.0), "standard": (0.25, 0.3), "strong": (0.08, 0.4)}
 
 def eval_transform(*, img_size: int, crop_pct: float = 0.875) -> v2.Transform:
     """Resize the shorter side to img_size / crop_pct, then centre-crop img_size."""
-    return v2.Compose([v2.Resize(round(img_size / crop_pct), antialias=True), v2.CenterCrop(img_size)])
+    return v2.Compose(
+        [v2.Resize(round(img_size / crop_pct), antialias=True), v2.CenterCrop(img_size)]
+    )
 
 
 def train_transform(
-    *, img_size: int, augment: str = "standard", auto_augment: str = "none", hflip: float = 0.5,
+    *,
+    img_size: int,
+    augment: str = "standard",
+    auto_augment: str = "none",
+    hflip: float = 0.5,
     min_scale: float | None = None,
 ) -> v2.Transform:
     if augment == "none":
@@ -33,7 +39,9 @@ def train_transform(
         if hflip > 0:
             steps.append(v2.RandomHorizontalFlip(hflip))
         if jitter:
-            steps.append(v2.ColorJitter(jitter, jitter, jitter, 0.1 if augment == "strong" else 0.0))
+            steps.append(
+                v2.ColorJitter(jitter, jitter, jitter, 0.1 if augment == "strong" else 0.0)
+            )
     if auto_augment == "randaugment":
         steps.append(v2.RandAugment())
     elif auto_augment == "trivialaugment":
@@ -41,7 +49,9 @@ def train_transform(
     return v2.Compose(steps)
 
 
-def batch_mix(*, mixup: float, cutmix: float, num_classes: int) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+def batch_mix(
+    *, mixup: float, cutmix: float, num_classes: int
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
     """MixUp and/or CutMix over a batch: (images, labels (B,)) -> (images, soft labels (B, C))."""
     choices: list[v2.Transform] = []
     if mixup > 0:
@@ -53,9 +63,12 @@ def batch_mix(*, mixup: float, cutmix: float, num_classes: int) -> Callable[...,
     return choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
 
 
-def balanced_sampler(labels: list[int], *, num_samples: int | None = None,
-                     generator: torch.Generator | None = None) -> torch.utils.data.WeightedRandomSampler:
+def balanced_sampler(
+    labels: list[int], *, num_samples: int | None = None, generator: torch.Generator | None = None
+) -> torch.utils.data.WeightedRandomSampler:
     """Draws every class equally often (weights 1 / class frequency), with replacement."""
     counts = torch.bincount(torch.tensor(labels))
     weights = 1.0 / counts[torch.tensor(labels)].double()
-    return torch.utils.data.WeightedRandomSampler(weights, num_samples or len(labels), replacement=True, generator=generator)
+    return torch.utils.data.WeightedRandomSampler(
+        weights, num_samples or len(labels), replacement=True, generator=generator
+    )

@@ -103,7 +103,9 @@ def digits_images() -> tuple[torch.Tensor, list[int]]:
     return images[:, None].expand(-1, 3, -1, -1).contiguous(), [int(t) for t in d.target]
 
 
-def list_splits(spec: str, *, val_split: float, seed: int) -> tuple[Listing, Listing, list[str], str]:
+def list_splits(
+    spec: str, *, val_split: float, seed: int
+) -> tuple[Listing, Listing, list[str], str]:
     """(train, val, class names, short name) for any classification source."""
     if spec == "digits":
         images, labels = digits_images()
@@ -112,7 +114,9 @@ def list_splits(spec: str, *, val_split: float, seed: int) -> tuple[Listing, Lis
         return _subset(full, tr), _subset(full, va), [str(i) for i in range(10)], "digits"
     path = Path(spec)
     if not path.exists():
-        raise RecogError(f"{spec}: no such file or directory (expected a class-folder root, a CSV, or 'digits')")
+        raise RecogError(
+            f"{spec}: no such file or directory (expected a class-folder root, a CSV, or 'digits')"
+        )
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise RecogError(f"{spec}: not a CSV list or a directory of class folders")
@@ -135,7 +139,9 @@ def list_splits(spec: str, *, val_split: float, seed: int) -> tuple[Listing, Lis
         val_classes, ignored_val = _scan(val_dir)
         unknown = [n for n, f in val_classes.items() if f and n not in names]
         if unknown:
-            raise RecogError(f"{val_dir / unknown[0]}: class {unknown[0]!r} is not in {splits['train']}")
+            raise RecogError(
+                f"{val_dir / unknown[0]}: class {unknown[0]!r} is not in {splits['train']}"
+            )
         return (
             _listing({n: train_classes[n] for n in names}, names, ignored),
             _listing({n: f for n, f in val_classes.items() if f}, names, ignored_val),
@@ -169,7 +175,9 @@ def list_eval(spec: str, *, class_names: list[str]) -> Listing:
     classes = {n: f for n, f in classes.items() if f}
     unknown = [n for n in classes if n not in class_names]
     if unknown:
-        raise RecogError(f"{root / unknown[0]}: class {unknown[0]!r} is not one of the run's classes ({', '.join(class_names)})")
+        raise RecogError(
+            f"{root / unknown[0]}: class {unknown[0]!r} is not one of the run's classes ({', '.join(class_names)})"
+        )
     if not classes:
         raise RecogError(f"{root}: no class folders with images found")
     return _listing(classes, class_names, ignored)

@@ -53,8 +53,13 @@ def _quick_check(path: Path) -> str | None:
 class ClassificationDataset(Dataset):
     """Samples of (transformed uint8 image, class index)."""
 
-    def __init__(self, items: list, labels: list[int], transform: Callable[[torch.Tensor], torch.Tensor],
-                 sizes: list[tuple[int, int]] | None = None) -> None:
+    def __init__(
+        self,
+        items: list,
+        labels: list[int],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        sizes: list[tuple[int, int]] | None = None,
+    ) -> None:
         self.items, self.labels, self.transform = items, labels, transform
         self.sizes = sizes
 
@@ -77,8 +82,9 @@ class ClassificationDataset(Dataset):
         )
 
 
-def materialize(listing: Listing, *, cache: bool, img_size: int, crop_pct: float, strict: bool,
-                desc: str) -> tuple[list, list[int], list[tuple[int, int]] | None, list[tuple[str, str]]]:
+def materialize(
+    listing: Listing, *, cache: bool, img_size: int, crop_pct: float, strict: bool, desc: str
+) -> tuple[list, list[int], list[tuple[int, int]] | None, list[tuple[str, str]]]:
     """Decode (cache) or check every item; returns items, labels, original sizes, skipped."""
     skipped: list[tuple[str, str]] = []
     paths = [i for i in listing.items if not isinstance(i, torch.Tensor)]
@@ -86,7 +92,12 @@ def materialize(listing: Listing, *, cache: bool, img_size: int, crop_pct: float
         if not cache:
             return listing.items, listing.labels, None, []
         side = _cache_size(img_size, crop_pct)
-        return [_shrink(i, side) for i in listing.items], listing.labels, [tuple(i.shape[-2:]) for i in listing.items], []
+        return (
+            [_shrink(i, side) for i in listing.items],
+            listing.labels,
+            [tuple(i.shape[-2:]) for i in listing.items],
+            [],
+        )
 
     def load(path: Path) -> tuple[torch.Tensor | None, tuple[int, int] | None, str | None]:
         if not cache:
@@ -106,10 +117,14 @@ def materialize(listing: Listing, *, cache: bool, img_size: int, crop_pct: float
             results.append(result)
             bar.advance(task)
     items, labels, sizes = [], [], []
-    for path, label, (image, size, problem) in zip(listing.items, listing.labels, results, strict=True):
+    for path, label, (image, size, problem) in zip(
+        listing.items, listing.labels, results, strict=True
+    ):
         if problem is not None:
             if strict:
-                raise RecogError(f"{path}: {problem} (--strict stops at the first unreadable image)")
+                raise RecogError(
+                    f"{path}: {problem} (--strict stops at the first unreadable image)"
+                )
             skipped.append((str(path), problem))
             continue
         items.append(image if cache else path)

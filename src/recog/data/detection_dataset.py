@@ -34,7 +34,9 @@ from recog.types import Sample, Target, TaskName
 PAD_VALUE = 114
 
 
-def letterbox(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def letterbox(
+    image: torch.Tensor, boxes: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """(3, H, W) uint8 and (N, 4) xyxy -> (3, size, size), boxes scaled, and the scale."""
     h, w = image.shape[-2:]
     scale = size / max(h, w)
@@ -46,15 +48,19 @@ def letterbox(image: torch.Tensor, boxes: torch.Tensor, size: int) -> tuple[torc
     return out, boxes * scale, scale
 
 
-def detection_train_transform(*, hflip: float = 0.5, scale: tuple[float, float] = (0.5, 1.5)) -> v2.Transform:
+def detection_train_transform(
+    *, hflip: float = 0.5, scale: tuple[float, float] = (0.5, 1.5)
+) -> v2.Transform:
     """Box-aware augmentation applied before the letterbox."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(hflip),
-        v2.RandomAffine(degrees=0.0, translate=(0.1, 0.1), scale=scale, fill=PAD_VALUE),
-        v2.ColorJitter(0.3, 0.3, 0.3, 0.02),
-        v2.ClampBoundingBoxes(),
-        v2.SanitizeBoundingBoxes(min_size=2.0),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(hflip),
+            v2.RandomAffine(degrees=0.0, translate=(0.1, 0.1), scale=scale, fill=PAD_VALUE),
+            v2.ColorJitter(0.3, 0.3, 0.3, 0.02),
+            v2.ClampBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(min_size=2.0),
+        ]
+    )
 
 
 @dataclass
@@ -70,8 +76,14 @@ class DetectionItem:
 class DetectionDataset(Dataset):
     """Samples with `target` in letterboxed pixels and `meta["truth"]` in original pixels."""
 
-    def __init__(self, load: Callable[[int], DetectionItem], length: int, *, img_size: int,
-                 augment: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        load: Callable[[int], DetectionItem],
+        length: int,
+        *,
+        img_size: int,
+        augment: Callable[..., Any] | None = None,
+    ) -> None:
         self.load, self.length, self.img_size, self.augment = load, length, img_size, augment
 
     def __len__(self) -> int:
@@ -85,7 +97,11 @@ class DetectionDataset(Dataset):
         if self.augment is not None:
             bb = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
             image, target = self.augment(tv_tensors.Image(image), {"boxes": bb, "labels": labels})
-            image, boxes, labels = image.as_subclass(torch.Tensor), target["boxes"].as_subclass(torch.Tensor), target["labels"]
+            image, boxes, labels = (
+                image.as_subclass(torch.Tensor),
+                target["boxes"].as_subclass(torch.Tensor),
+                target["labels"],
+            )
         image, boxes, scale = letterbox(image, boxes, self.img_size)
         return Sample(
             image=image,
@@ -102,7 +118,9 @@ class _ShapesLoader:
 
     def __call__(self, index: int) -> DetectionItem:
         scene = render_scene(self.offset + index, seed=self.seed, config=self.config)
-        return DetectionItem(scene.image, scene.boxes, scene.labels, f"shapes[{self.offset + index}]")
+        return DetectionItem(
+            scene.image, scene.boxes, scene.labels, f"shapes[{self.offset + index}]"
+        )
 
 
 class _RecordLoader:
@@ -138,7 +156,11 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
     if len(parts) == 1:
         return SHAPES_TRAIN, SHAPES_VAL
     try:
-        train, val = (int(p) for p in parts[1:3]) if len(parts) == 3 else (int(parts[1]), max(1, int(parts[1]) // 5))
+        train, val = (
+            (int(p) for p in parts[1:3])
+            if len(parts) == 3
+            else (int(parts[1]), max(1, int(parts[1]) // 5))
+        )
     except ValueError as exc:
         raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts") from exc
     if train < 1 or val < 1:
@@ -146,17 +168,31 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
     return train, val
 
 
-def load_detection(spec: str, *, img_size: int, val_split: float = 0.2, seed: int = 0,
-                   augment: str = "standard", hflip: float = 0.5) -> DetectionSplits:
-    aug = None if augment == "none" else detection_train_transform(
-        hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5))
+def load_detection(
+    spec: str,
+    *,
+    img_size: int,
+    val_split: float = 0.2,
+    seed: int = 0,
+    augment: str = "standard",
+    hflip: float = 0.5,
+) -> DetectionSplits:
+    aug = (
+        None
+        if augment == "none"
+        else detection_train_transform(
+            hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5)
+        )
+    )
     counts = parse_shapes(spec)
     if counts is not None:
         n_train, n_val = counts
         cfg = ShapesConfig(img_size=max(img_size, 64))
         # Scenes are a pure function of (seed, index): train and val never share an index,
         # and the validation scenes are the same whatever the training count.
-        train = DetectionDataset(_ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug)
+        train = DetectionDataset(
+            _ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug
+        )
         val = DetectionDataset(_ShapesLoader(1_000_000, 1234, cfg), n_val, img_size=img_size)
         return DetectionSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT, [], [])
     from recog.data.detection_formats import read_detection
@@ -177,9 +213,15 @@ def load_detection(spec: str, *, img_size: int, val_split: float = 0.2, seed: in
     train_recs = [records[i] for i in sorted(order[n_val:])]
     name = path.stem if path.is_file() else path.name
     return DetectionSplits(
-        DetectionDataset(_RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug),
+        DetectionDataset(
+            _RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug
+        ),
         DetectionDataset(_RecordLoader(val_recs), len(val_recs), img_size=img_size),
-        ann.class_names, name, TaskName.DETECT, [], [],
+        ann.class_names,
+        name,
+        TaskName.DETECT,
+        [],
+        [],
     )
 
 

@@ -51,7 +51,9 @@ def read_image(path: str | Path) -> torch.Tensor:
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to torchcodec
+            warnings.simplefilter(
+                "ignore", DeprecationWarning
+            )  # torchvision 0.29 points to torchcodec
             data = read_file(str(path))
     except (RuntimeError, OSError) as exc:
         if not path.exists():
@@ -72,7 +74,14 @@ def read_image(path: str | Path) -> torch.Tensor:
         pass
     try:
         return _pil_decode(path)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
         reason = str(exc).split("\n")[0] or exc.__class__.__name__
         if isinstance(exc, UnidentifiedImageError):
             reason = "not an image format recog can read"

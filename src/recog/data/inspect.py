@@ -35,15 +35,25 @@ def _describe(files: list[Path]) -> tuple[list[tuple[int, int]], Counter, list[t
 
 def check_dataset(path: str) -> dict[str, Any]:
     if path == "digits":
-        return {"path": "digits", "layout": "built-in", "images": 1797, "classes": 10, "problems": []}
+        return {
+            "path": "digits",
+            "layout": "built-in",
+            "images": 1797,
+            "classes": 10,
+            "problems": [],
+        }
     root = Path(path)
     if not root.exists():
         raise RecogError(f"{path}: no such file or directory")
     if not root.is_dir():
         raise RecogError(f"{path}: data check expects a directory of class folders")
     split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()} or {"all": root}
-    report: dict[str, Any] = {"path": str(root), "layout": "splits" if "all" not in split_dirs else "class folders",
-                              "splits": {}, "problems": []}
+    report: dict[str, Any] = {
+        "path": str(root),
+        "layout": "splits" if "all" not in split_dirs else "class folders",
+        "splits": {},
+        "problems": [],
+    }
     all_sizes: list[tuple[int, int]] = []
     modes: Counter = Counter()
     corrupt: list[tuple[str, str]] = []
@@ -62,7 +72,9 @@ def check_dataset(path: str) -> dict[str, Any]:
         report["splits"][split] = counts
         nonempty = [c for c, n in counts.items() if n]
         if len(nonempty) < 2 and split != "val" and split != "test":
-            report["problems"].append(f"{folder}: needs at least 2 classes with images, found {len(nonempty)}")
+            report["problems"].append(
+                f"{folder}: needs at least 2 classes with images, found {len(nonempty)}"
+            )
         for cls, n in counts.items():
             if n == 0:
                 report["problems"].append(f"{folder / cls}: class folder has no readable images")

@@ -90,7 +90,9 @@ def _background(rng: np.random.Generator, size: int, noise: float) -> np.ndarray
     return img
 
 
-def render_scene(index: int, *, seed: int = 0, config: ShapesConfig = ShapesConfig()) -> ShapesScene:
+def render_scene(
+    index: int, *, seed: int = 0, config: ShapesConfig = ShapesConfig()
+) -> ShapesScene:
     """Scene number `index` of the dataset with this `seed` (pure function of its arguments)."""
     rng = np.random.default_rng([seed, index])
     size = config.img_size
@@ -118,11 +120,17 @@ def render_scene(index: int, *, seed: int = 0, config: ShapesConfig = ShapesConf
         shade = colour[:, None, None] + rng.normal(0, config.noise / 2, size=(3, size, size))
         img = np.where(shape[None], shade, img)
     image = torch.from_numpy(np.clip(img, 0, 255).round().astype(np.uint8))
-    masks = torch.from_numpy(np.stack(visible)) if visible else torch.zeros((0, size, size), dtype=torch.bool)
+    masks = (
+        torch.from_numpy(np.stack(visible))
+        if visible
+        else torch.zeros((0, size, size), dtype=torch.bool)
+    )
     boxes = torch.zeros((len(visible), 4), dtype=torch.float32)
     for i, m in enumerate(visible):
         ys, xs = np.nonzero(m)
-        boxes[i] = torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32)
+        boxes[i] = torch.tensor(
+            [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=torch.float32
+        )
     semantic = torch.zeros((size, size), dtype=torch.int64)
     for i, label in enumerate(labels):
         semantic[masks[i]] = label + 1

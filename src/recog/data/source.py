@@ -50,9 +50,18 @@ def _use_cache(cache: str, count: int) -> bool:
 
 
 def load_classification(
-    spec: str, *, img_size: int, val_split: float = 0.2, seed: int = 0, augment: str = "standard",
-    auto_augment: str = "none", hflip: float = 0.5, crop_pct: float = 0.875, cache: str = "auto",
-    strict: bool = False, class_names: list[str] | None = None,
+    spec: str,
+    *,
+    img_size: int,
+    val_split: float = 0.2,
+    seed: int = 0,
+    augment: str = "standard",
+    auto_augment: str = "none",
+    hflip: float = 0.5,
+    crop_pct: float = 0.875,
+    cache: str = "auto",
+    strict: bool = False,
+    class_names: list[str] | None = None,
 ) -> DataSplits:
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
@@ -67,22 +76,45 @@ def load_classification(
         raise RecogError(f"{spec}: no validation images (add a val/ folder or raise --val-split)")
     defaults = data_defaults(spec)
     train = ClassificationDataset(
-        tr_items, tr_labels,
-        train_transform(img_size=img_size, augment=augment, auto_augment=auto_augment, hflip=hflip,
-                        min_scale=defaults.min_scale),
+        tr_items,
+        tr_labels,
+        train_transform(
+            img_size=img_size,
+            augment=augment,
+            auto_augment=auto_augment,
+            hflip=hflip,
+            min_scale=defaults.min_scale,
+        ),
         tr_sizes,
     )
-    val = ClassificationDataset(va_items, va_labels, eval_transform(img_size=img_size, crop_pct=crop_pct), va_sizes)
-    return DataSplits(train, val, names, name, TaskName.CLASSIFY, tr_labels, tr_skipped + va_skipped)
+    val = ClassificationDataset(
+        va_items, va_labels, eval_transform(img_size=img_size, crop_pct=crop_pct), va_sizes
+    )
+    return DataSplits(
+        train, val, names, name, TaskName.CLASSIFY, tr_labels, tr_skipped + va_skipped
+    )
 
 
-def load_eval_dataset(spec: str, *, class_names: list[str], img_size: int, crop_pct: float,
-                      cache: str = "auto", strict: bool = False) -> Dataset:
+def load_eval_dataset(
+    spec: str,
+    *,
+    class_names: list[str],
+    img_size: int,
+    crop_pct: float,
+    cache: str = "auto",
+    strict: bool = False,
+) -> Dataset:
     listing = list_eval(spec, class_names=class_names)
     items, labels, sizes, _ = materialize(
-        listing, cache=_use_cache(cache, len(listing.items)), img_size=img_size, crop_pct=crop_pct,
-        strict=strict, desc="eval",
+        listing,
+        cache=_use_cache(cache, len(listing.items)),
+        img_size=img_size,
+        crop_pct=crop_pct,
+        strict=strict,
+        desc="eval",
     )
     if not items:
         raise RecogError(f"{spec}: no readable images to evaluate")
-    return ClassificationDataset(items, labels, eval_transform(img_size=img_size, crop_pct=crop_pct), sizes)
+    return ClassificationDataset(
+        items, labels, eval_transform(img_size=img_size, crop_pct=crop_pct), sizes
+    )

@@ -72,7 +72,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "numpy": [
+            kind,
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -100,4 +106,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except FileNotFoundError as exc:
         raise RecogError(f"{path}: no checkpoint to resume from") from exc
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
-        raise RecogError(f"{path}: not a loadable recog checkpoint ({exc.__class__.__name__})") from exc
+        raise RecogError(
+            f"{path}: not a loadable recog checkpoint ({exc.__class__.__name__})"
+        ) from exc

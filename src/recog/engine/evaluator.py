@@ -44,9 +44,14 @@ def evaluate(
     was_training = model.training
     model.eval()
     acc = task.metrics()
-    with torch.inference_mode(), torch.autocast(ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None),
+    ):
         for batch in loader:
-            images = batch.images.to(ctx.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            images = batch.images.to(ctx.device, non_blocking=True).contiguous(
+                memory_format=torch.channels_last
+            )
             predictions = task.predict(model, images, batch.meta)
             acc.update(predictions, batch.truth)
             if on_batch is not None:

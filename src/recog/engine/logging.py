@@ -114,10 +114,16 @@ def _number(text: str | None) -> Any:
 
 def epoch_line(epoch: int, epochs: int, row: dict[str, Any], primary: str) -> str:
     parts = [f"epoch {epoch + 1}/{epochs}"]
-    parts += [f"{k} {v:.4f}" for k, v in row.items() if k.startswith("train_") and k != "train_images_per_second" and isinstance(v, float)]
+    parts += [
+        f"{k} {v:.4f}"
+        for k, v in row.items()
+        if k.startswith("train_") and k != "train_images_per_second" and isinstance(v, float)
+    ]
     if isinstance(row.get(primary), float):
         parts.append(f"{primary} {row[primary]:.4f}")
-    parts.append(f"{row.get('train_images_per_second', 0.0):.0f} img/s  {row.get('seconds', 0.0):.1f}s")
+    parts.append(
+        f"{row.get('train_images_per_second', 0.0):.0f} img/s  {row.get('seconds', 0.0):.1f}s"
+    )
     return "  ".join(parts)
 
 

@@ -55,7 +55,11 @@ def seed_all(seed: int, *, deterministic: bool = False) -> None:
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The scalar metrics (what goes in results.csv)."""
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 @dataclass
@@ -108,7 +112,9 @@ class Trainer:
         self.amp = amp_dtype(ctx.device, cfg.amp)
 
     # ----------------------------------------------------------------- loaders
-    def _loader(self, dataset: Dataset, sampler: Sampler[int] | None, batch_size: int) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, sampler: Sampler[int] | None, batch_size: int
+    ) -> DataLoader:
         workers = self.cfg.workers
         return DataLoader(
             dataset,
@@ -124,7 +130,11 @@ class Trainer:
     def train_loader(self) -> DataLoader:
         if self.ctx.enabled:
             sampler: Sampler[int] = DistributedSampler(
-                self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank, shuffle=True, seed=self.cfg.seed
+                self.train_set,
+                num_replicas=self.ctx.world_size,
+                rank=self.ctx.rank,
+                shuffle=True,
+                seed=self.cfg.seed,
             )
         else:
             sampler = self.sampler or RandomSampler(self.train_set)
@@ -170,14 +180,22 @@ class Trainer:
                 if isinstance(loader.sampler, DistributedSampler):
                     loader.sampler.set_epoch(epoch)
                 start = time.perf_counter()
-                bar_id = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_set), info="")  # type: ignore[arg-type]
-                losses, images = self._train_epoch(net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id)
+                bar_id = bar.add_task(
+                    f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_set), info=""
+                )  # type: ignore[arg-type]
+                losses, images = self._train_epoch(
+                    net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id
+                )
                 train_time = time.perf_counter() - start
                 bar.remove_task(bar_id)
                 eval_model = ema.module if ema is not None else model
                 val_id = bar.add_task("  validate", total=len(self.val_set), info="")  # type: ignore[arg-type]
                 acc = evaluate(
-                    eval_model, task, self.val_loader(), ctx, amp=self.amp,
+                    eval_model,
+                    task,
+                    self.val_loader(),
+                    ctx,
+                    amp=self.amp,
                     on_batch=lambda n, i=val_id: bar.advance(i, n),
                 )
                 bar.remove_task(val_id)
@@ -199,7 +217,11 @@ class Trainer:
                     state.best, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
                     state.bad_epochs = 0
                     if self.run_dir:
-                        ckpt.save_weights(self.run_dir / WEIGHTS_NAME, eval_model.state_dict(), self.weights_metadata)
+                        ckpt.save_weights(
+                            self.run_dir / WEIGHTS_NAME,
+                            eval_model.state_dict(),
+                            self.weights_metadata,
+                        )
                 else:
                     state.bad_epochs += 1
                 if self.run_dir:
@@ -224,13 +246,15 @@ class Trainer:
                 if cfg.patience is not None and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < cfg.epochs
                     if ctx.is_main and stopped_early:
-                        out.print(f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs")
+                        out.print(
+                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs"
+                        )
                     break
                 ctx.barrier()
         if state.best_epoch < 0:
             raise RecogError(f"training ran no epoch (epochs={cfg.epochs})")
         # The run's weights are the best epoch's; hand them back in memory too.
-        best = (ema.module if ema is not None else model)
+        best = ema.module if ema is not None else model
         if self.ckpt_dir is not None and (self.ckpt_dir / WEIGHTS_NAME).is_file():
             ctx.barrier()
             best.load_state_dict(ckpt.load_weights(self.ckpt_dir / WEIGHTS_NAME))
@@ -245,7 +269,9 @@ class Trainer:
             history=table.rows,
         )
 
-    def _train_epoch(self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id) -> tuple[dict[str, float], int]:
+    def _train_epoch(
+        self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id
+    ) -> tuple[dict[str, float], int]:
         cfg, ctx = self.cfg, self.ctx
         net.train()
         optimizer.zero_grad(set_to_none=True)
@@ -257,7 +283,9 @@ class Trainer:
             batch = batch.to(ctx.device, non_blocking=True)
             batch.images = batch.images.contiguous(memory_format=torch.channels_last)
             n = len(batch)
-            with torch.autocast(ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            with torch.autocast(
+                ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
                 parts = self.task.loss(net, batch)
             scaler.scale(parts["loss"] / cfg.accumulate).backward()
             if (step + 1) % cfg.accumulate == 0 or step == last:
@@ -276,19 +304,31 @@ class Trainer:
             bar.advance(bar_id, n)
         losses = {k: ctx.mean(float(v) / max(seen, 1)) for k, v in sums.items()}
         if not math.isfinite(losses.get("loss", 0.0)):
-            raise RecogError("training diverged (the loss is not finite); try a lower --lr or --clip-grad")
+            raise RecogError(
+                "training diverged (the loss is not finite); try a lower --lr or --clip-grad"
+            )
         return losses, seen
 
 
 def final_evaluation(
-    task: Task, model: nn.Module, dataset: Dataset, ctx: DistContext, *, batch_size: int, workers: int = 0
+    task: Task,
+    model: nn.Module,
+    dataset: Dataset,
+    ctx: DistContext,
+    *,
+    batch_size: int,
+    workers: int = 0,
 ) -> Accumulator:
     """Evaluate `model` on `dataset` with the task's own collation (no training)."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate
+    )
     return evaluate(model.to(ctx.device), task, loader, ctx)
 
 
-def sample_predictions(task: Task, model: nn.Module, dataset: Dataset, device: torch.device, count: int = 24) -> Sequence:
+def sample_predictions(
+    task: Task, model: nn.Module, dataset: Dataset, device: torch.device, count: int = 24
+) -> Sequence:
     """(sample, prediction) pairs for the first `count` images, for the report grid."""
     n = min(count, len(dataset))  # type: ignore[arg-type]
     if n == 0:

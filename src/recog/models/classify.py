@@ -50,7 +50,12 @@ for _name, (_head, _min) in _TORCHVISION.items():
     )(partial(_torchvision, _name))
 
 
-@register_model("se_resnet18", task=CLASSIFY, head=("fc",), description="ResNet-18 with squeeze-and-excitation blocks (timm seresnet18)")
+@register_model(
+    "se_resnet18",
+    task=CLASSIFY,
+    head=("fc",),
+    description="ResNet-18 with squeeze-and-excitation blocks (timm seresnet18)",
+)
 def se_resnet18(*, num_classes: int, img_size: int, **kwargs: Any) -> nn.Module:
     return timm.create_model("seresnet18", pretrained=False, num_classes=num_classes, **kwargs)
 
@@ -60,8 +65,16 @@ def _vit_patch(img_size: int) -> int:
     return 16 if img_size >= 96 and img_size % 16 == 0 else max(2, img_size // 8)
 
 
-@register_model("vit_tiny", task=CLASSIFY, min_img_size=16, head=("head",), description="ViT-Tiny vision transformer (timm)")
-def vit_tiny(*, num_classes: int, img_size: int, patch_size: int | None = None, **kwargs: Any) -> nn.Module:
+@register_model(
+    "vit_tiny",
+    task=CLASSIFY,
+    min_img_size=16,
+    head=("head",),
+    description="ViT-Tiny vision transformer (timm)",
+)
+def vit_tiny(
+    *, num_classes: int, img_size: int, patch_size: int | None = None, **kwargs: Any
+) -> nn.Module:
     patch = int(patch_size or _vit_patch(img_size))
     if img_size % patch:
         raise RecogError(f"vit_tiny: img_size {img_size} is not a multiple of patch_size {patch}")

@@ -54,7 +54,9 @@ class SimpleCNN(nn.Module):
         channels = 3
         for i in range(depth):
             out = width * 2**i
-            blocks: list[nn.Module] = [ConvBlock(channels if j == 0 else out, out) for j in range(convs_per_stage)]
+            blocks: list[nn.Module] = [
+                ConvBlock(channels if j == 0 else out, out) for j in range(convs_per_stage)
+            ]
             if attention == "se":
                 blocks.append(SEModule(out))
             elif attention == "cbam":
@@ -65,7 +67,9 @@ class SimpleCNN(nn.Module):
         self.features = nn.Sequential(*stages)
         self.num_features = channels
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes)
+        )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -26,47 +26,93 @@ class TorchvisionDetector(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Any:
+    def forward(
+        self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
+    ) -> Any:
         batch = list(images)
         if targets is not None:
-            shifted = [{"boxes": t["boxes"].float(), "labels": t["labels"].long() + 1} for t in targets]
+            shifted = [
+                {"boxes": t["boxes"].float(), "labels": t["labels"].long() + 1} for t in targets
+            ]
             losses = self.model(batch, shifted)
-            return {"loss": sum(losses.values()), **{k.removeprefix("loss_"): v.detach() for k, v in losses.items()}}
+            return {
+                "loss": sum(losses.values()),
+                **{k.removeprefix("loss_"): v.detach() for k, v in losses.items()},
+            }
         was_training = self.model.training
         self.model.eval()
         outputs = self.model(batch)
         self.model.train(was_training)
-        return [{"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - 1} for o in outputs]
+        return [
+            {"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - 1} for o in outputs
+        ]
 
 
 _COMMON: dict[str, Any] = {"weights": None, "weights_backbone": None}
 _EVAL: dict[str, Any] = {"box_score_thresh": 0.001, "box_detections_per_img": 300}
-_DETECT = {"task": TaskName.DETECT, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "min_img_size": 64}
+_DETECT = {
+    "task": TaskName.DETECT,
+    "mean": (0.0, 0.0, 0.0),
+    "std": (1.0, 1.0, 1.0),
+    "min_img_size": 64,
+}
 
 
-@register_model("ssdlite", default_img_size=320, head=("model.head.classification_head",),
-                description="torchvision SSDlite320 MobileNetV3-Large", **_DETECT)
+@register_model(
+    "ssdlite",
+    default_img_size=320,
+    head=("model.head.classification_head",),
+    description="torchvision SSDlite320 MobileNetV3-Large",
+    **_DETECT,
+)
 def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(tvd.ssdlite320_mobilenet_v3_large(
-        num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON))
+    return TorchvisionDetector(
+        tvd.ssdlite320_mobilenet_v3_large(
+            num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
+        )
+    )
 
 
-@register_model("ssd300", default_img_size=300, head=("model.head.classification_head",),
-                description="torchvision SSD300 VGG16", **_DETECT)
+@register_model(
+    "ssd300",
+    default_img_size=300,
+    head=("model.head.classification_head",),
+    description="torchvision SSD300 VGG16",
+    **_DETECT,
+)
 def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(tvd.ssd300_vgg16(
-        num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON))
+    return TorchvisionDetector(
+        tvd.ssd300_vgg16(
+            num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
+        )
+    )
 
 
-@register_model("faster_rcnn", default_img_size=512, head=("model.roi_heads.box_predictor",),
-                description="torchvision Faster R-CNN ResNet-50 FPN v2", **_DETECT)
+@register_model(
+    "faster_rcnn",
+    default_img_size=512,
+    head=("model.roi_heads.box_predictor",),
+    description="torchvision Faster R-CNN ResNet-50 FPN v2",
+    **_DETECT,
+)
 def faster_rcnn(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(tvd.fasterrcnn_resnet50_fpn_v2(
-        num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON))
+    return TorchvisionDetector(
+        tvd.fasterrcnn_resnet50_fpn_v2(
+            num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON
+        )
+    )
 
 
-@register_model("faster_rcnn_mobilenet", default_img_size=320, head=("model.roi_heads.box_predictor",),
-                description="torchvision Faster R-CNN MobileNetV3-Large FPN", **_DETECT)
+@register_model(
+    "faster_rcnn_mobilenet",
+    default_img_size=320,
+    head=("model.roi_heads.box_predictor",),
+    description="torchvision Faster R-CNN MobileNetV3-Large FPN",
+    **_DETECT,
+)
 def faster_rcnn_mobilenet(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(tvd.fasterrcnn_mobilenet_v3_large_fpn(
-        num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON))
+    return TorchvisionDetector(
+        tvd.fasterrcnn_mobilenet_v3_large_fpn(
+            num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON
+        )
+    )

@@ -94,15 +94,21 @@ def get_spec(name: str) -> ModelSpec:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RecogError(f"unknown model {name!r}{hint} (see `recog models`; any timm model as timm:<name>)")
+        raise RecogError(
+            f"unknown model {name!r}{hint} (see `recog models`; any timm model as timm:<name>)"
+        )
     return _REGISTRY[name]
 
 
-def create_model(name: str, *, num_classes: int, img_size: int | None = None, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, *, num_classes: int, img_size: int | None = None, **kwargs: Any
+) -> nn.Module:
     spec = get_spec(name)
     size = img_size or spec.default_img_size
     if size < spec.min_img_size:
-        raise RecogError(f"model {name} needs images of at least {spec.min_img_size} px, not {size}")
+        raise RecogError(
+            f"model {name} needs images of at least {spec.min_img_size} px, not {size}"
+        )
     try:
         return spec.builder(num_classes=num_classes, img_size=size, **kwargs)
     except TypeError as exc:

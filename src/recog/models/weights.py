@@ -35,7 +35,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - anything unreadable is a bad file
-            raise RecogError(f"{path}: not a safetensors file or a torch state dict ({exc.__class__.__name__})") from exc
+            raise RecogError(
+                f"{path}: not a safetensors file or a torch state dict ({exc.__class__.__name__})"
+            ) from exc
         for key in _WRAPPER_KEYS:
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
@@ -55,7 +57,9 @@ def cached_torchvision_weights(model_name: str) -> Path:
     try:
         weights = tvm.get_model_weights(model_name).DEFAULT
     except (ValueError, KeyError) as exc:
-        raise RecogError(f"--weights torchvision: torchvision has no weights for {model_name}") from exc
+        raise RecogError(
+            f"--weights torchvision: torchvision has no weights for {model_name}"
+        ) from exc
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     if not path.is_file():
         raise RecogError(
@@ -69,9 +73,15 @@ def _is_head(key: str, head: tuple[str, ...]) -> bool:
     return any(key == h or key.startswith(h + ".") for h in head)
 
 
-def load_pretrained(model: nn.Module, spec: ModelSpec, source: str, *, tv_name: str | None = None) -> list[str]:
+def load_pretrained(
+    model: nn.Module, spec: ModelSpec, source: str, *, tv_name: str | None = None
+) -> list[str]:
     """Load `source` into `model`; returns the head keys left freshly initialised."""
-    path = cached_torchvision_weights(tv_name or spec.name) if source == "torchvision" else Path(source)
+    path = (
+        cached_torchvision_weights(tv_name or spec.name)
+        if source == "torchvision"
+        else Path(source)
+    )
     state = read_state_dict(path)
     own = model.state_dict()
     fresh: list[str] = []
@@ -80,7 +90,9 @@ def load_pretrained(model: nn.Module, spec: ModelSpec, source: str, *, tv_name: 
             if _is_head(key, spec.head):
                 fresh.append(key)
                 continue
-            raise RecogError(f"{path}: no tensor for layer {key!r} of {spec.name} (is this the right architecture?)")
+            raise RecogError(
+                f"{path}: no tensor for layer {key!r} of {spec.name} (is this the right architecture?)"
+            )
         if state[key].shape != tensor.shape:
             if _is_head(key, spec.head):
                 fresh.append(key)
@@ -91,7 +103,9 @@ def load_pretrained(model: nn.Module, spec: ModelSpec, source: str, *, tv_name: 
             )
     extra = [k for k in state if k not in own]
     if extra:
-        raise RecogError(f"{path}: layer {extra[0]!r} is not in {spec.name} (is this the right architecture?)")
+        raise RecogError(
+            f"{path}: layer {extra[0]!r} is not in {spec.name} (is this the right architecture?)"
+        )
     model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
     return fresh
 

@@ -103,7 +103,9 @@ class Backbone(nn.Module):
     def __init__(self, widths: tuple[int, ...], depths: tuple[int, ...]) -> None:
         super().__init__()
         w0, w1, w2, w3, w4 = widths
-        self.stem = nn.Sequential(Conv(3, w0, 3, 2), Conv(w0, w1, 3, 2), C2f(w1, w1, depths[0], True))
+        self.stem = nn.Sequential(
+            Conv(3, w0, 3, 2), Conv(w0, w1, 3, 2), C2f(w1, w1, depths[0], True)
+        )
         self.p3 = nn.Sequential(Conv(w1, w2, 3, 2), C2f(w2, w2, depths[1], True))
         self.p4 = nn.Sequential(Conv(w2, w3, 3, 2), C2f(w3, w3, depths[1], True))
         self.p5 = nn.Sequential(Conv(w3, w4, 3, 2), C2f(w4, w4, depths[0], True), SPPF(w4, w4))
@@ -147,10 +149,16 @@ class DecoupledHead(nn.Module):
         c_cls = max(channels[0], min(num_classes, 100))
         self.num_classes = num_classes
         self.box = nn.ModuleList(
-            nn.Sequential(Conv(c, c_box, 3), Conv(c_box, c_box, 3), nn.Conv2d(c_box, 4 * REG_MAX, 1)) for c in channels
+            nn.Sequential(
+                Conv(c, c_box, 3), Conv(c_box, c_box, 3), nn.Conv2d(c_box, 4 * REG_MAX, 1)
+            )
+            for c in channels
         )
         self.cls = nn.ModuleList(
-            nn.Sequential(Conv(c, c_cls, 3), Conv(c_cls, c_cls, 3), nn.Conv2d(c_cls, num_classes, 1)) for c in channels
+            nn.Sequential(
+                Conv(c, c_cls, 3), Conv(c_cls, c_cls, 3), nn.Conv2d(c_cls, num_classes, 1)
+            )
+            for c in channels
         )
 
     def init_bias(self, img_size: int) -> None:
@@ -160,10 +168,14 @@ class DecoupledHead(nn.Module):
             cls[-1].bias.data.fill_(math.log(5 / self.num_classes / (640 / stride) ** 2))
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [torch.cat([b(x), c(x)], 1) for x, b, c in zip(feats, self.box, self.cls, strict=True)]
+        return [
+            torch.cat([b(x), c(x)], 1) for x, b, c in zip(feats, self.box, self.cls, strict=True)
+        ]
 
 
-def make_points(shapes: list[tuple[int, int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def make_points(
+    shapes: list[tuple[int, int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres (A, 2) in input pixels and their strides (A, 1), level by level."""
     points, strides = [], []
     for (h, w), s in zip(shapes, STRIDES, strict=True):
@@ -178,7 +190,9 @@ def make_points(shapes: list[tuple[int, int]], device: torch.device) -> tuple[to
 class YOLO(nn.Module):
     """Backbone + PAN + decoupled head.  See the module docstring for shapes."""
 
-    def __init__(self, *, num_classes: int, width: float, depth: float, img_size: int = 640) -> None:
+    def __init__(
+        self, *, num_classes: int, width: float, depth: float, img_size: int = 640
+    ) -> None:
         super().__init__()
         widths = tuple(max(8, int(round(c * width / 8)) * 8) for c in (64, 128, 256, 512, 1024))
         widths = (widths[0], widths[1], widths[2], widths[3], min(widths[4], int(1024 * width)))
@@ -191,7 +205,12 @@ class YOLO(nn.Module):
         self.register_buffer("bins", torch.arange(REG_MAX, dtype=torch.float32), persistent=False)
         self.criterion = YOLOLoss()
         # Evaluation keeps low-score boxes (COCO mAP integrates over them); display filters later.
-        self.score_threshold, self.iou_threshold, self.max_detections, self.pre_nms = 0.001, 0.7, 300, 3000
+        self.score_threshold, self.iou_threshold, self.max_detections, self.pre_nms = (
+            0.001,
+            0.7,
+            300,
+            3000,
+        )
 
     def forward_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.head(self.neck(self.backbone(images)))
@@ -217,7 +236,9 @@ class YOLO(nn.Module):
             out.append({"boxes": b[point[keep]], "scores": scores[keep], "labels": cls[keep]})
         return out
 
-    def split(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split(
+        self, maps: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flatten levels: DFL logits (B, A, 4, REG_MAX), class logits (B, A, C), points, strides."""
         b = maps[0].shape[0]
         flat = torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)  # (B, A, 4R + C)
@@ -248,17 +269,28 @@ class TaskAlignedAssigner:
 
     @torch.no_grad()
     def __call__(
-        self, scores: torch.Tensor, boxes: torch.Tensor, points: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor
+        self,
+        scores: torch.Tensor,
+        boxes: torch.Tensor,
+        points: torch.Tensor,
+        gt_boxes: torch.Tensor,
+        gt_labels: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One image.  scores (A, C) probabilities, boxes (A, 4) predicted xyxy,
         gt_boxes (G, 4), gt_labels (G,).  Returns fg mask (A,), target boxes (A, 4),
         soft target scores (A, C)."""
         a, c = scores.shape
         if gt_boxes.numel() == 0:
-            return (torch.zeros(a, dtype=torch.bool, device=scores.device), torch.zeros_like(boxes), torch.zeros_like(scores))
+            return (
+                torch.zeros(a, dtype=torch.bool, device=scores.device),
+                torch.zeros_like(boxes),
+                torch.zeros_like(scores),
+            )
         inside = (
-            (points[None, :, 0] > gt_boxes[:, None, 0]) & (points[None, :, 0] < gt_boxes[:, None, 2])
-            & (points[None, :, 1] > gt_boxes[:, None, 1]) & (points[None, :, 1] < gt_boxes[:, None, 3])
+            (points[None, :, 0] > gt_boxes[:, None, 0])
+            & (points[None, :, 0] < gt_boxes[:, None, 2])
+            & (points[None, :, 1] > gt_boxes[:, None, 1])
+            & (points[None, :, 1] < gt_boxes[:, None, 3])
         )  # (G, A)
         ious = box_iou(gt_boxes, boxes).clamp(min=0)  # (G, A)
         cls_scores = scores[:, gt_labels].T  # (G, A)
@@ -295,7 +327,9 @@ class YOLOLoss:
         self.gain_box, self.gain_cls, self.gain_dfl = box, cls, dfl
         self.assigner = TaskAlignedAssigner()
 
-    def __call__(self, model: YOLO, maps: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, model: YOLO, maps: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """targets: per image {"boxes": (G, 4) xyxy input pixels, "labels": (G,)}."""
         dfl_logits, cls_logits, points, strides = model.split(maps)
         dist = model.distances(dfl_logits)
@@ -303,16 +337,27 @@ class YOLOLoss:
         scores = cls_logits.float().sigmoid()
         fgs, tboxes, tscores = [], [], []
         for i, t in enumerate(targets):
-            fg, tb, ts = self.assigner(scores[i].detach(), pred_boxes[i].detach(), points, t["boxes"].float(), t["labels"])
+            fg, tb, ts = self.assigner(
+                scores[i].detach(), pred_boxes[i].detach(), points, t["boxes"].float(), t["labels"]
+            )
             fgs.append(fg)
             tboxes.append(tb)
             tscores.append(ts)
-        fg, target_boxes, target_scores = torch.stack(fgs), torch.stack(tboxes), torch.stack(tscores)
+        fg, target_boxes, target_scores = (
+            torch.stack(fgs),
+            torch.stack(tboxes),
+            torch.stack(tscores),
+        )
         norm = target_scores.sum().clamp(min=1.0)
-        loss_cls = F.binary_cross_entropy_with_logits(cls_logits.float(), target_scores, reduction="sum") / norm
+        loss_cls = (
+            F.binary_cross_entropy_with_logits(cls_logits.float(), target_scores, reduction="sum")
+            / norm
+        )
         if fg.any():
             weight = target_scores.sum(-1)[fg]
-            loss_box = (complete_box_iou_loss(pred_boxes[fg], target_boxes[fg], reduction="none") * weight).sum() / norm
+            loss_box = (
+                complete_box_iou_loss(pred_boxes[fg], target_boxes[fg], reduction="none") * weight
+            ).sum() / norm
             # DFL: target distances in stride units, split between the two nearest bins.
             s = strides.expand(fg.shape[0], -1, -1)[fg]
             p = points.expand(fg.shape[0], -1, -1)[fg]
@@ -323,8 +368,14 @@ class YOLOLoss:
             w_right = ltrb - left
             logits = dfl_logits[fg].float()  # (P, 4, R)
             ce_l = F.cross_entropy(logits.reshape(-1, REG_MAX), left.reshape(-1), reduction="none")
-            ce_r = F.cross_entropy(logits.reshape(-1, REG_MAX), (left + 1).reshape(-1), reduction="none")
-            dfl = (ce_l * (1 - w_right.reshape(-1)) + ce_r * w_right.reshape(-1)).reshape(-1, 4).mean(-1)
+            ce_r = F.cross_entropy(
+                logits.reshape(-1, REG_MAX), (left + 1).reshape(-1), reduction="none"
+            )
+            dfl = (
+                (ce_l * (1 - w_right.reshape(-1)) + ce_r * w_right.reshape(-1))
+                .reshape(-1, 4)
+                .mean(-1)
+            )
             loss_dfl = (dfl * weight).sum() / norm
         else:
             loss_box = loss_dfl = cls_logits.sum() * 0.0
@@ -337,13 +388,29 @@ class YOLOLoss:
         return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
 
 
-@register_model("yolo_n", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",), mean=(0, 0, 0), std=(1, 1, 1),
-                description="recog YOLO, nano (YOLOv8-style, anchor-free, TAL assigner)")
+@register_model(
+    "yolo_n",
+    task=TaskName.DETECT,
+    default_img_size=320,
+    min_img_size=64,
+    head=("head.cls",),
+    mean=(0, 0, 0),
+    std=(1, 1, 1),
+    description="recog YOLO, nano (YOLOv8-style, anchor-free, TAL assigner)",
+)
 def yolo_n(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.25, depth=0.33, img_size=img_size)
 
 
-@register_model("yolo_s", task=TaskName.DETECT, default_img_size=320, min_img_size=64, head=("head.cls",), mean=(0, 0, 0), std=(1, 1, 1),
-                description="recog YOLO, small (YOLOv8-style, anchor-free, TAL assigner)")
+@register_model(
+    "yolo_s",
+    task=TaskName.DETECT,
+    default_img_size=320,
+    min_img_size=64,
+    head=("head.cls",),
+    mean=(0, 0, 0),
+    std=(1, 1, 1),
+    description="recog YOLO, small (YOLOv8-style, anchor-free, TAL assigner)",
+)
 def yolo_s(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.5, depth=0.33, img_size=img_size)

@@ -103,7 +103,9 @@ class Task(ABC):
     def metrics(self) -> Accumulator: ...
 
     @abstractmethod
-    def draw(self, image: torch.Tensor, prediction: Prediction, target: Target | None = None) -> torch.Tensor:
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
         """(3, H, W) uint8 image with the prediction drawn on it."""
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:

@@ -128,7 +128,9 @@ class ClassifyTask(Task):
 
         return ClassificationAccumulator(self.class_names)
 
-    def draw(self, image: torch.Tensor, prediction: Prediction, target: Target | None = None) -> torch.Tensor:
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
         """The image with a banner: predicted class and confidence (and the truth when known)."""
         label = int(prediction.labels)
         text = f"{self.class_names[label]} {float(prediction.scores[label]):.0%}"
@@ -145,7 +147,10 @@ class ClassifyTask(Task):
         scores = prediction.scores
         k = min(top_k, scores.numel())
         values, indices = scores.topk(k)
-        top = [{"label": self.class_names[int(i)], "score": round(float(v), 6)} for v, i in zip(values, indices, strict=True)]
+        top = [
+            {"label": self.class_names[int(i)], "score": round(float(v), 6)}
+            for v, i in zip(values, indices, strict=True)
+        ]
         return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
 
     def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:

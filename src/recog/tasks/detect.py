@@ -33,8 +33,16 @@ class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
     primary_metric: ClassVar[str] = "map"
 
-    def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float], *,
-                 img_size: int, display_threshold: float = 0.25, max_detections: int = 100) -> None:
+    def __init__(
+        self,
+        class_names: list[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        img_size: int,
+        display_threshold: float = 0.25,
+        max_detections: int = 100,
+    ) -> None:
         super().__init__(class_names, mean, std)
         self.img_size = img_size
         self.display_threshold = display_threshold
@@ -42,14 +50,22 @@ class DetectTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> DetectTask:
-        return cls(class_names, spec.mean, spec.std, img_size=int(cfg.img_size or spec.default_img_size))
+        return cls(
+            class_names, spec.mean, spec.std, img_size=int(cfg.img_size or spec.default_img_size)
+        )
 
     @staticmethod
     def load_splits(cfg: TrainConfig) -> DetectionSplits:
         from recog.data.detection_dataset import load_detection
 
-        return load_detection(cfg.data, img_size=int(cfg.img_size or 0), val_split=cfg.val_split,
-                              seed=cfg.seed, augment=cfg.augment, hflip=float(cfg.hflip if cfg.hflip is not None else 0.5))
+        return load_detection(
+            cfg.data,
+            img_size=int(cfg.img_size or 0),
+            val_split=cfg.val_split,
+            seed=cfg.seed,
+            augment=cfg.augment,
+            hflip=float(cfg.hflip if cfg.hflip is not None else 0.5),
+        )
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
@@ -65,16 +81,23 @@ class DetectTask(Task):
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
         images = torch.stack([s.image for s in samples])
-        targets = [{"boxes": s.target.boxes.float(), "labels": s.target.labels.long()} for s in samples]
+        targets = [
+            {"boxes": s.target.boxes.float(), "labels": s.target.labels.long()} for s in samples
+        ]
         truth = [s.meta.get("truth", s.target) for s in samples]
-        meta = [{"path": s.path, "orig_size": s.orig_size, "scale": s.meta.get("scale", 1.0)} for s in samples]
+        meta = [
+            {"path": s.path, "orig_size": s.orig_size, "scale": s.meta.get("scale", 1.0)}
+            for s in samples
+        ]
         return Batch(images, targets, truth, meta)
 
     def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         return model(self.normalize(batch.images), batch.targets)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None) -> list[Prediction]:
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
         outputs = model(self.normalize(images))
         preds = []
         for i, out in enumerate(outputs):
@@ -86,8 +109,13 @@ class DetectTask(Task):
                 boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
                 boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
             keep = out["scores"].float().cpu().argsort(descending=True)[: self.max_detections]
-            preds.append(Prediction(boxes=boxes[keep], labels=out["labels"].cpu().long()[keep],
-                                    scores=out["scores"].float().cpu()[keep]))
+            preds.append(
+                Prediction(
+                    boxes=boxes[keep],
+                    labels=out["labels"].cpu().long()[keep],
+                    scores=out["scores"].float().cpu()[keep],
+                )
+            )
         return preds
 
     def metrics(self) -> Accumulator:
@@ -98,22 +126,38 @@ class DetectTask(Task):
     def _shown(self, prediction: Prediction) -> torch.Tensor:
         return prediction.scores >= self.display_threshold
 
-    def draw(self, image: torch.Tensor, prediction: Prediction, target: Target | None = None) -> torch.Tensor:
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
         keep = self._shown(prediction)
-        labels = [f"{self.class_names[int(c)]} {float(s):.2f}" for c, s in zip(prediction.labels[keep], prediction.scores[keep], strict=True)]
+        labels = [
+            f"{self.class_names[int(c)]} {float(s):.2f}"
+            for c, s in zip(prediction.labels[keep], prediction.scores[keep], strict=True)
+        ]
         out = image
         if target is not None and target.boxes is not None and len(target.boxes):
             out = draw_bounding_boxes(out, target.boxes, colors="white", width=1)
         if keep.any():
-            out = draw_bounding_boxes(out, prediction.boxes[keep], labels=labels, colors="lime", width=2)
+            out = draw_bounding_boxes(
+                out, prediction.boxes[keep], labels=labels, colors="lime", width=2
+            )
         return out
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         keep = self._shown(prediction)
         return {
             "detections": [
-                {"label": self.class_names[int(c)], "score": round(float(s), 6), "box": [round(float(v), 2) for v in b]}
-                for b, c, s in zip(prediction.boxes[keep], prediction.labels[keep], prediction.scores[keep], strict=True)
+                {
+                    "label": self.class_names[int(c)],
+                    "score": round(float(s), 6),
+                    "box": [round(float(v), 2) for v in b],
+                }
+                for b, c, s in zip(
+                    prediction.boxes[keep],
+                    prediction.labels[keep],
+                    prediction.scores[keep],
+                    strict=True,
+                )
             ]
         }
 
@@ -124,7 +168,13 @@ class DetectTask(Task):
             return None
         images, titles = [], []
         for sample, pred in samples:
-            scaled = Prediction(boxes=pred.boxes * sample.meta.get("scale", 1.0), labels=pred.labels, scores=pred.scores)
+            scaled = Prediction(
+                boxes=pred.boxes * sample.meta.get("scale", 1.0),
+                labels=pred.labels,
+                scores=pred.scores,
+            )
             images.append(self.draw(sample.image, scaled, sample.target))
-            titles.append(f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true")
+            titles.append(
+                f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true"
+            )
         return plot_sample_grid(images, titles, [None] * len(images), out)
