@@ -306,11 +306,11 @@ class Recognizer:
             out += self.task.predict(self.model, batch, [meta for _, meta in prepared])
         return out
 
-    def predict_files(self, paths: Sequence[str]) -> tuple[list[Path], list[Prediction]]:
+    def predict_files(self, paths: Sequence[str], *, batch_size: int = 32) -> tuple[list[Path], list[Prediction]]:
         from recog.data import find_images
 
         files = find_images(list(paths))
-        return files, self.predict(files)
+        return files, self.predict(files, batch_size=batch_size)
 
     def evaluate(
         self, data: str | None = None, *, out_dir: str | Path | None = None

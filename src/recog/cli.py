@@ -192,7 +192,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from recog import api
 
     rec = api.load(ns.run, device=ns.device)
-    files, preds = rec.predict_files(ns.paths) if ns.batch_size else ([], [])
+    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size)
     records = [
         {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
         for f, p in zip(files, preds, strict=True)
