@@ -74,8 +74,10 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if task != spec.task:
         raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
     defaults = data_defaults(cfg.data)
+    unset = {k: v for k, v in spec.train_defaults.items() if getattr(cfg, k) is None}
     return dataclasses.replace(
         cfg,
+        **unset,
         task=str(task),
         img_size=cfg.img_size or defaults.img_size or spec.default_img_size,
         hflip=defaults.hflip if cfg.hflip is None else cfg.hflip,

@@ -202,17 +202,14 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if ns.format == "json":
         print(json.dumps(records, indent=1))
     elif ns.format == "csv":
+        rows = [row for r in records for row in _flat_rows(r)]
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
         buf = io.StringIO()
-        columns = ["path", "label", "score", "top_k"]
-        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns or ["path"], lineterminator="\n")
         writer.writeheader()
-        for r in records:
-            writer.writerow(
-                {
-                    **r,
-                    "top_k": ";".join(f"{t['label']}:{t['score']:.4f}" for t in r.get("top_k", [])),
-                }
-            )
+        writer.writerows(rows)
         sys.stdout.write(buf.getvalue())
     else:
         from rich.console import Console
@@ -220,14 +217,35 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
         table = Table(title=f"{len(records)} images, {rec.config.model}")
         table.add_column("image")
-        table.add_column("prediction")
-        table.add_column("score", justify="right")
-        table.add_column(f"top {ns.top_k}")
+        table.add_column("result")
         for r in records:
-            others = ", ".join(f"{t['label']} {t['score']:.2f}" for t in r.get("top_k", [])[1:])
-            table.add_row(r["path"], r.get("label", ""), f"{r.get('score', 0):.3f}", others)
+            table.add_row(r["path"], _summary(r))
         Console(width=160).print(table)
     return 0
+
+
+def _flat_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """CSV rows: one per image (classification) or one per detection."""
+    if "detections" in record:
+        return [
+            {"path": record["path"], "label": d["label"], "score": d["score"],
+             "x1": d["box"][0], "y1": d["box"][1], "x2": d["box"][2], "y2": d["box"][3]}
+            for d in record["detections"]
+        ] or [{"path": record["path"]}]
+    row = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
+    if "top_k" in record:
+        row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
+    return [row]
+
+
+def _summary(record: dict[str, Any]) -> str:
+    if "detections" in record:
+        found = record["detections"]
+        shown = ", ".join(f"{d['label']} {d['score']:.2f}" for d in found[:6])
+        return f"{len(found)} found" + (f": {shown}" if shown else "") + (" ..." if len(found) > 6 else "")
+    if "top_k" in record:
+        return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+    return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
 
 
 def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -> None:

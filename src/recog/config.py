@@ -40,8 +40,8 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     optimizer: Optimizer = "adamw"
-    lr: float | None = None  # None: 1e-3 for adamw, 0.05 for sgd (scaled by batch / 64)
-    weight_decay: float = 0.05
+    lr: float | None = None  # None: the model's default, else 1e-3 adamw / 0.05 sgd (scaled by batch / 64)
+    weight_decay: float | None = None  # None: the model's default, else 0.05
     momentum: float = 0.9
     schedule: Schedule = "cosine"
     warmup_epochs: float = 1.0

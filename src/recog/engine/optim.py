@@ -33,7 +33,7 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": decay, "weight_decay": 0.05 if cfg.weight_decay is None else cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     lr = base_lr(cfg)

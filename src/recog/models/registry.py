@@ -36,7 +36,8 @@ class ModelSpec:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     description: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
+    #: training settings this model trains best with, applied where the user set none (e.g. lr)
+    train_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -52,6 +53,7 @@ def register_model(
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
     std: tuple[float, float, float] = (0.229, 0.224, 0.225),
     description: str = "",
+    train_defaults: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
 
@@ -67,6 +69,7 @@ def register_model(
             head=head,
             mean=mean,
             std=std,
+            train_defaults=dict(train_defaults or {}),
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn

@@ -388,6 +388,10 @@ class YOLOLoss:
         return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
 
 
+# AdamW at 2e-3 with light weight decay: what Ultralytics picks for short runs (its "auto" optimizer).
+_YOLO_TRAIN = {"lr": 0.002, "weight_decay": 0.0005}
+
+
 @register_model(
     "yolo_n",
     task=TaskName.DETECT,
@@ -397,6 +401,7 @@ class YOLOLoss:
     mean=(0, 0, 0),
     std=(1, 1, 1),
     description="recog YOLO, nano (YOLOv8-style, anchor-free, TAL assigner)",
+    train_defaults=_YOLO_TRAIN,
 )
 def yolo_n(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.25, depth=0.33, img_size=img_size)
@@ -411,6 +416,7 @@ def yolo_n(*, num_classes: int, img_size: int) -> YOLO:
     mean=(0, 0, 0),
     std=(1, 1, 1),
     description="recog YOLO, small (YOLOv8-style, anchor-free, TAL assigner)",
+    train_defaults=_YOLO_TRAIN,
 )
 def yolo_s(*, num_classes: int, img_size: int) -> YOLO:
     return YOLO(num_classes=num_classes, width=0.5, depth=0.33, img_size=img_size)

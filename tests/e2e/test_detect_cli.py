@@ -1,0 +1,37 @@
+"""Detection end to end through the CLI: shapes and the real raccoon VOC set."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import run_cli, shared_dataset
+
+
+def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
+    out = tmp_path / "yolo"
+    proc = run_cli("train", "--data", "shapes:64:16", "--model", "yolo_n", "--epochs", "2",
+                   "--img-size", "96", "--batch-size", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"map", "map50", "map75", "per_class", "train_seconds"} <= set(metrics)
+    for plot in ("curves.png", "pr_curves.png", "detection_confusion.png", "samples.png"):
+        assert (out / "plots" / plot).is_file(), plot
+    val = run_cli("val", str(out))
+    assert val.returncode == 0, val.stderr
+
+
+def test_raccoon_voc_split_train_and_predict(tmp_path):
+    data = shared_dataset("raccoon")
+    out = tmp_path / "raccoon"
+    proc = run_cli("train", "--data", str(data), "--model", "yolo_n", "--epochs", "1",
+                   "--img-size", "96", "--batch-size", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "labels.json").read_text()) == ["raccoon"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_images"] == 40  # the fixed-seed 160/40 split
+    pred = run_cli("predict", str(out), str(data / "images" / "raccoon-1.jpg"), "--format", "json",
+                   "--save-dir", str(tmp_path / "drawn"))
+    assert pred.returncode == 0, pred.stderr
+    record = json.loads(pred.stdout)[0]
+    assert "detections" in record
+    assert (tmp_path / "drawn" / "raccoon-1.png").is_file()
