@@ -165,8 +165,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         ckpt.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
     sampler = None
     if cfg.balanced:
-        gen = torch.Generator().manual_seed(cfg.seed)
-        sampler = balanced_sampler(splits.train_labels, generator=gen)
+        # the global RNG, re-seeded every epoch by the engine, keeps resume exact
+        sampler = balanced_sampler(splits.train_labels)
     trainer = Trainer(
         cfg,
         task,

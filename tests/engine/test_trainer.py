@@ -56,6 +56,17 @@ def test_early_stopping_and_ema(tmp_path):
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 1
 
 
+def test_every_engine_option_trains(tmp_path):
+    """SGD + one-cycle + accumulation + clipping + label smoothing + mixup/cutmix + balanced sampling."""
+    recog.train(
+        **FAST, epochs=2, optimizer="sgd", schedule="onecycle", accumulate=2, clip_grad=1.0,
+        label_smoothing=0.1, mixup=0.2, cutmix=1.0, balanced=True, auto_augment="trivialaugment",
+        amp="off", out=str(tmp_path / "run"),
+    )
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["top1"] > 0.5
+
+
 def _train_args(out: Path) -> list[str]:
     return [
         "train",
