@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from recog.data.images import is_image_file
+from recog.data.images import is_image_file, walk_files
 from recog.errors import RecogError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -28,13 +28,17 @@ class Listing:
     items: list
     labels: list[int]
     ignored: int = 0  # non-image files seen
+    names: list[str] | None = None  # what `Sample.path` shows; None: str(item)
+
+    def name(self, index: int) -> str:
+        return self.names[index] if self.names is not None else str(self.items[index])
 
 
 def _scan(root: Path) -> tuple[dict[str, list[Path]], int]:
     classes: dict[str, list[Path]] = {}
     ignored = 0
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        files = walk_files(folder)
         images = [p for p in files if is_image_file(p)]
         ignored += len(files) - len(images)
         classes[folder.name] = images
@@ -67,7 +71,12 @@ def stratified_split(labels: list[int], val_split: float, seed: int) -> tuple[li
 
 
 def _subset(listing: Listing, indices: list[int]) -> Listing:
-    return Listing([listing.items[i] for i in indices], [listing.labels[i] for i in indices])
+    return Listing(
+        [listing.items[i] for i in indices],
+        [listing.labels[i] for i in indices],
+        listing.ignored,
+        None if listing.names is None else [listing.names[i] for i in indices],
+    )
 
 
 def _check_classes(names: list[str], where: str) -> None:
@@ -109,7 +118,7 @@ def list_splits(
     """(train, val, class names, short name) for any classification source."""
     if spec == "digits":
         images, labels = digits_images()
-        full = Listing(list(images), labels)
+        full = Listing(list(images), labels, names=[f"digits[{i}]" for i in range(len(labels))])
         tr, va = stratified_split(labels, val_split, seed)
         return _subset(full, tr), _subset(full, va), [str(i) for i in range(10)], "digits"
     path = Path(spec)

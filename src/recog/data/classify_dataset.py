@@ -38,14 +38,32 @@ def _shrink(image: torch.Tensor, side: int) -> torch.Tensor:
     return TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
 
 
+def _reason(exc: RecogError, path: Path) -> str:
+    """The part of a `read_image` error after the file name."""
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def _ends_with_eoi(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 64))
+        return b"\xff\xd9" in f.read()
+
+
 def _quick_check(path: Path) -> str | None:
     """Why `path` is not a usable image, or None (header check, no full decode)."""
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"
         with Image.open(path) as img:
+            fmt = img.format
             img.verify()
+        # verify() reads no JPEG scan data, so a cut-off JPEG passes it; a missing
+        # end-of-image marker near the end is the cheap tell, confirmed by a decode.
+        if fmt == "JPEG" and not _ends_with_eoi(path):
+            read_image(path)
         return None
+    except RecogError as exc:
+        return _reason(exc, path)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
         return str(exc).split("\n")[0] or exc.__class__.__name__
 
@@ -59,9 +77,10 @@ class ClassificationDataset(Dataset):
         labels: list[int],
         transform: Callable[[torch.Tensor], torch.Tensor],
         sizes: list[tuple[int, int]] | None = None,
+        names: list[str] | None = None,
     ) -> None:
         self.items, self.labels, self.transform = items, labels, transform
-        self.sizes = sizes
+        self.sizes, self.names = sizes, names
 
     def __len__(self) -> int:
         return len(self.items)
@@ -69,32 +88,37 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         item = self.items[index]
         if isinstance(item, torch.Tensor):
-            image, path = item, f"image[{index}]"
+            image = item
             orig = self.sizes[index] if self.sizes else tuple(item.shape[-2:])
         else:
-            image, path = read_image(item), str(item)
+            image = read_image(item)
             orig = tuple(image.shape[-2:])
         return Sample(
             image=self.transform(image),
             target=Target(labels=torch.tensor(self.labels[index], dtype=torch.int64)),
-            path=path,
+            path=self.names[index] if self.names is not None else str(item),
             orig_size=(int(orig[0]), int(orig[1])),
         )
 
 
 def materialize(
     listing: Listing, *, cache: bool, img_size: int, crop_pct: float, strict: bool, desc: str
-) -> tuple[list, list[int], list[tuple[int, int]] | None, list[tuple[str, str]]]:
-    """Decode (cache) or check every item; returns items, labels, original sizes, skipped."""
+) -> tuple[Listing, list[tuple[int, int]] | None, list[tuple[str, str]]]:
+    """Decode (cache) or check every item.
+
+    Returns the usable items (decoded tensors with the cache, else paths) with
+    their labels and names, their original (H, W) sizes (cache only), and the
+    skipped (path, reason) pairs.
+    """
     skipped: list[tuple[str, str]] = []
+    names = [listing.name(i) for i in range(len(listing.items))]
     paths = [i for i in listing.items if not isinstance(i, torch.Tensor)]
     if not paths:  # in-memory source (digits)
         if not cache:
-            return listing.items, listing.labels, None, []
+            return Listing(listing.items, listing.labels, names=names), None, []
         side = _cache_size(img_size, crop_pct)
         return (
-            [_shrink(i, side) for i in listing.items],
-            listing.labels,
+            Listing([_shrink(i, side) for i in listing.items], listing.labels, names=names),
             [tuple(i.shape[-2:]) for i in listing.items],
             [],
         )
@@ -105,7 +129,7 @@ def materialize(
         try:
             image = read_image(path)
         except RecogError as exc:
-            return None, None, str(exc).split(": ", 1)[-1]
+            return None, None, _reason(exc, path)
         return _shrink(image, _cache_size(img_size, crop_pct)), tuple(image.shape[-2:]), None
 
     from recog.engine.logging import progress_bar
@@ -116,9 +140,9 @@ def materialize(
         for result in pool.map(load, listing.items):
             results.append(result)
             bar.advance(task)
-    items, labels, sizes = [], [], []
-    for path, label, (image, size, problem) in zip(
-        listing.items, listing.labels, results, strict=True
+    items, labels, kept_names, sizes = [], [], [], []
+    for path, label, name, (image, size, problem) in zip(
+        listing.items, listing.labels, names, results, strict=True
     ):
         if problem is not None:
             if strict:
@@ -129,10 +153,11 @@ def materialize(
             continue
         items.append(image if cache else path)
         labels.append(label)
+        kept_names.append(name)
         sizes.append(size)
     if skipped:
         for path, problem in skipped[:10]:
             print(f"recog: skipped {path}: {problem}", file=sys.stderr)
         if len(skipped) > 10:
             print(f"recog: skipped {len(skipped) - 10} more unreadable images", file=sys.stderr)
-    return items, labels, (sizes if cache else None), skipped
+    return Listing(items, labels, names=kept_names), (sizes if cache else None), skipped

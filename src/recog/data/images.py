@@ -28,6 +28,16 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def walk_files(folder: Path) -> list[Path]:
+    """Files under `folder`, sorted, skipping hidden folders (.ipynb_checkpoints, .git)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.parent.relative_to(folder).parts)
+    )
+
+
 def _pil_decode(path: Path) -> torch.Tensor:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     with warnings.catch_warnings():
@@ -94,7 +104,7 @@ def find_images(paths: list[str]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            found += [p for p in walk_files(path) if is_image_file(p)]
         elif path.is_file():
             found.append(path)
         elif glob.has_magic(item):

@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from recog.data.class_folders import SPLIT_NAMES
-from recog.data.images import is_image_file
+from recog.data.images import is_image_file, walk_files
 from recog.errors import RecogError
 
 
@@ -61,7 +61,7 @@ def check_dataset(path: str) -> dict[str, Any]:
     for split, folder in split_dirs.items():
         counts = {}
         for cls in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            files = sorted(p for p in cls.rglob("*") if p.is_file())
+            files = walk_files(cls)
             images = [p for p in files if is_image_file(p)]
             ignored += [str(p) for p in files if not is_image_file(p)]
             sizes, m, bad = _describe(images)

@@ -6,12 +6,12 @@ Ties the sources (`class_folders`), decoding and caching
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch.utils.data import Dataset
 
 from recog.data.augment import eval_transform, train_transform
-from recog.data.class_folders import list_eval, list_splits
+from recog.data.class_folders import Listing, list_eval, list_splits
 from recog.data.classify_dataset import CACHE_AUTO_LIMIT, ClassificationDataset, materialize
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -45,6 +45,17 @@ def data_defaults(spec: str) -> DataDefaults:
     return DataDefaults()
 
 
+def _reorder(listing: Listing, found: list[str], class_names: list[str], spec: str) -> Listing:
+    """Labels re-indexed from the classes found in the data to a given class list."""
+    unknown = [n for n in found if n not in class_names]
+    if unknown:
+        raise RecogError(
+            f"{spec}: class {unknown[0]!r} is not one of the given classes ({', '.join(class_names)})"
+        )
+    index = [class_names.index(n) for n in found]
+    return replace(listing, labels=[index[label] for label in listing.labels])
+
+
 def _use_cache(cache: str, count: int) -> bool:
     return cache == "on" or (cache == "auto" and count <= CACHE_AUTO_LIMIT)
 
@@ -63,21 +74,30 @@ def load_classification(
     strict: bool = False,
     class_names: list[str] | None = None,
 ) -> DataSplits:
+    """Train and val datasets for `spec` (digits, a split root, class folders or a CSV).
+
+    `class_names` fixes the label order (a run's classes); a class in the data
+    that is not among them is an error.
+    """
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
     train_list, val_list, names, name = list_splits(spec, val_split=val_split, seed=seed)
+    if class_names is not None:  # a run's class order, e.g. to fine-tune on new data
+        train_list = _reorder(train_list, names, class_names, spec)
+        val_list = _reorder(val_list, names, class_names, spec)
+        names = list(class_names)
     use_cache = _use_cache(cache, len(train_list.items) + len(val_list.items))
     kw = dict(cache=use_cache, img_size=img_size, crop_pct=crop_pct, strict=strict)
-    tr_items, tr_labels, tr_sizes, tr_skipped = materialize(train_list, desc="train", **kw)
-    va_items, va_labels, va_sizes, va_skipped = materialize(val_list, desc="val", **kw)
-    if len(set(tr_labels)) < 2:
+    tr, tr_sizes, tr_skipped = materialize(train_list, desc="train", **kw)
+    va, va_sizes, va_skipped = materialize(val_list, desc="val", **kw)
+    if len(set(tr.labels)) < 2:
         raise RecogError(f"{spec}: training data needs images of at least 2 classes")
-    if not va_items:
+    if not va.items:
         raise RecogError(f"{spec}: no validation images (add a val/ folder or raise --val-split)")
     defaults = data_defaults(spec)
     train = ClassificationDataset(
-        tr_items,
-        tr_labels,
+        tr.items,
+        tr.labels,
         train_transform(
             img_size=img_size,
             augment=augment,
@@ -86,12 +106,17 @@ def load_classification(
             min_scale=defaults.min_scale,
         ),
         tr_sizes,
+        tr.names,
     )
     val = ClassificationDataset(
-        va_items, va_labels, eval_transform(img_size=img_size, crop_pct=crop_pct), va_sizes
+        va.items,
+        va.labels,
+        eval_transform(img_size=img_size, crop_pct=crop_pct),
+        va_sizes,
+        va.names,
     )
     return DataSplits(
-        train, val, names, name, TaskName.CLASSIFY, tr_labels, tr_skipped + va_skipped
+        train, val, names, name, TaskName.CLASSIFY, tr.labels, tr_skipped + va_skipped
     )
 
 
@@ -104,8 +129,9 @@ def load_eval_dataset(
     cache: str = "auto",
     strict: bool = False,
 ) -> Dataset:
+    """Data to evaluate a run on: the val/ (or test/) split if there is one, else everything."""
     listing = list_eval(spec, class_names=class_names)
-    items, labels, sizes, _ = materialize(
+    kept, sizes, _ = materialize(
         listing,
         cache=_use_cache(cache, len(listing.items)),
         img_size=img_size,
@@ -113,8 +139,12 @@ def load_eval_dataset(
         strict=strict,
         desc="eval",
     )
-    if not items:
+    if not kept.items:
         raise RecogError(f"{spec}: no readable images to evaluate")
     return ClassificationDataset(
-        items, labels, eval_transform(img_size=img_size, crop_pct=crop_pct), sizes
+        kept.items,
+        kept.labels,
+        eval_transform(img_size=img_size, crop_pct=crop_pct),
+        sizes,
+        kept.names,
     )
