@@ -308,7 +308,9 @@ class Recognizer:
             out += self.task.predict(self.model, batch, [meta for _, meta in prepared])
         return out
 
-    def predict_files(self, paths: Sequence[str], *, batch_size: int = 32) -> tuple[list[Path], list[Prediction]]:
+    def predict_files(
+        self, paths: Sequence[str], *, batch_size: int = 32
+    ) -> tuple[list[Path], list[Prediction]]:
         from recog.data import find_images
 
         files = find_images(list(paths))

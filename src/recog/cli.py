@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = dsub.add_parser(action, help=text)
         q.add_argument("path")
         q.add_argument("--json", action="store_true", help="print JSON")
+    q = dsub.add_parser("convert", help="convert detection annotations between COCO, YOLO and VOC")
+    q.add_argument("src")
+    q.add_argument("--to", required=True, choices=["coco", "yolo", "voc"])
+    q.add_argument("out", type=Path)
     return parser
 
 
@@ -228,8 +232,15 @@ def _flat_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """CSV rows: one per image (classification) or one per detection."""
     if "detections" in record:
         return [
-            {"path": record["path"], "label": d["label"], "score": d["score"],
-             "x1": d["box"][0], "y1": d["box"][1], "x2": d["box"][2], "y2": d["box"][3]}
+            {
+                "path": record["path"],
+                "label": d["label"],
+                "score": d["score"],
+                "x1": d["box"][0],
+                "y1": d["box"][1],
+                "x2": d["box"][2],
+                "y2": d["box"][3],
+            }
             for d in record["detections"]
         ] or [{"path": record["path"]}]
     row = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
@@ -242,7 +253,11 @@ def _summary(record: dict[str, Any]) -> str:
     if "detections" in record:
         found = record["detections"]
         shown = ", ".join(f"{d['label']} {d['score']:.2f}" for d in found[:6])
-        return f"{len(found)} found" + (f": {shown}" if shown else "") + (" ..." if len(found) > 6 else "")
+        return (
+            f"{len(found)} found"
+            + (f": {shown}" if shown else "")
+            + (" ..." if len(found) > 6 else "")
+        )
     if "top_k" in record:
         return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
     return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
@@ -273,9 +288,22 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 
 def cmd_data(ns: argparse.Namespace) -> int:
+    from recog.api import infer_task
     from recog.data import check_dataset
+    from recog.types import TaskName
 
-    report = check_dataset(ns.path)
+    if ns.data_command == "convert":
+        from recog.data.detection_formats import convert
+
+        written = convert(ns.src, to=ns.to, out=ns.out)
+        print(f"wrote {written}")
+        return 0
+    if infer_task(ns.path) == TaskName.DETECT:
+        from recog.data.detection_stats import detection_stats
+
+        report = detection_stats(ns.path)
+    else:
+        report = check_dataset(ns.path)
     if ns.json:
         print(json.dumps(report, indent=1, default=str))
         return 0
@@ -316,3 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recog: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `recog ... | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -40,7 +40,9 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     optimizer: Optimizer = "adamw"
-    lr: float | None = None  # None: the model's default, else 1e-3 adamw / 0.05 sgd (scaled by batch / 64)
+    lr: float | None = (
+        None  # None: the model's default, else 1e-3 adamw / 0.05 sgd (scaled by batch / 64)
+    )
     weight_decay: float | None = None  # None: the model's default, else 0.05
     momentum: float = 0.9
     schedule: Schedule = "cosine"

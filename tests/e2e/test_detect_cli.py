@@ -9,8 +9,21 @@ from helpers import run_cli, shared_dataset
 
 def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
     out = tmp_path / "yolo"
-    proc = run_cli("train", "--data", "shapes:64:16", "--model", "yolo_n", "--epochs", "2",
-                   "--img-size", "96", "--batch-size", "16", "--out", str(out))
+    proc = run_cli(
+        "train",
+        "--data",
+        "shapes:64:16",
+        "--model",
+        "yolo_n",
+        "--epochs",
+        "2",
+        "--img-size",
+        "96",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"map", "map50", "map75", "per_class", "train_seconds"} <= set(metrics)
@@ -23,15 +36,57 @@ def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
 def test_raccoon_voc_split_train_and_predict(tmp_path):
     data = shared_dataset("raccoon")
     out = tmp_path / "raccoon"
-    proc = run_cli("train", "--data", str(data), "--model", "yolo_n", "--epochs", "1",
-                   "--img-size", "96", "--batch-size", "16", "--out", str(out))
+    proc = run_cli(
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "yolo_n",
+        "--epochs",
+        "1",
+        "--img-size",
+        "96",
+        "--batch-size",
+        "16",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "labels.json").read_text()) == ["raccoon"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_images"] == 40  # the fixed-seed 160/40 split
-    pred = run_cli("predict", str(out), str(data / "images" / "raccoon-1.jpg"), "--format", "json",
-                   "--save-dir", str(tmp_path / "drawn"))
+    pred = run_cli(
+        "predict",
+        str(out),
+        str(data / "images" / "raccoon-1.jpg"),
+        "--format",
+        "json",
+        "--save-dir",
+        str(tmp_path / "drawn"),
+    )
     assert pred.returncode == 0, pred.stderr
     record = json.loads(pred.stdout)[0]
     assert "detections" in record
     assert (tmp_path / "drawn" / "raccoon-1.png").is_file()
+
+
+def test_data_convert_and_stats_on_raccoon(tmp_path):
+    data = shared_dataset("raccoon")
+    assert (
+        run_cli("data", "convert", str(data), "--to", "coco", str(tmp_path / "coco")).returncode
+        == 0
+    )
+    done = run_cli(
+        "data",
+        "convert",
+        str(tmp_path / "coco" / "annotations.json"),
+        "--to",
+        "yolo",
+        str(tmp_path / "yolo"),
+    )
+    assert done.returncode == 0, done.stderr
+    stats = run_cli("data", "stats", str(tmp_path / "yolo"), "--json")
+    assert stats.returncode == 0, stats.stderr
+    report = json.loads(stats.stdout)
+    assert report["images"] == 200 and report["objects_per_class"] == {"raccoon": 217}
+    assert sum(report["box_side_histogram"].values()) == 217

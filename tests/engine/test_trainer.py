@@ -59,9 +59,19 @@ def test_early_stopping_and_ema(tmp_path):
 def test_every_engine_option_trains(tmp_path):
     """SGD + one-cycle + accumulation + clipping + label smoothing + mixup/cutmix + balanced sampling."""
     recog.train(
-        **FAST, epochs=2, optimizer="sgd", schedule="onecycle", accumulate=2, clip_grad=1.0,
-        label_smoothing=0.1, mixup=0.2, cutmix=1.0, balanced=True, auto_augment="trivialaugment",
-        amp="off", out=str(tmp_path / "run"),
+        **FAST,
+        epochs=2,
+        optimizer="sgd",
+        schedule="onecycle",
+        accumulate=2,
+        clip_grad=1.0,
+        label_smoothing=0.1,
+        mixup=0.2,
+        cutmix=1.0,
+        balanced=True,
+        auto_augment="trivialaugment",
+        amp="off",
+        out=str(tmp_path / "run"),
     )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["top1"] > 0.25  # chance is 0.10; heavy regularization learns slowly
