@@ -29,6 +29,7 @@ and `decode` turns them into (B, A, 4) boxes and (B, A, C) probabilities.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -392,31 +393,23 @@ class YOLOLoss:
 _YOLO_TRAIN = {"lr": 0.002, "weight_decay": 0.0005}
 
 
-@register_model(
-    "yolo_n",
-    task=TaskName.DETECT,
-    default_img_size=320,
-    min_img_size=64,
-    head=("head.cls",),
-    mean=(0, 0, 0),
-    std=(1, 1, 1),
-    description="recog YOLO, nano (YOLOv8-style, anchor-free, TAL assigner)",
-    train_defaults=_YOLO_TRAIN,
-)
-def yolo_n(*, num_classes: int, img_size: int) -> YOLO:
-    return YOLO(num_classes=num_classes, width=0.25, depth=0.33, img_size=img_size)
+def _build(*, num_classes: int, img_size: int, width: float, depth: float) -> YOLO:
+    return YOLO(num_classes=num_classes, width=width, depth=depth, img_size=img_size)
 
 
-@register_model(
-    "yolo_s",
-    task=TaskName.DETECT,
-    default_img_size=320,
-    min_img_size=64,
-    head=("head.cls",),
-    mean=(0, 0, 0),
-    std=(1, 1, 1),
-    description="recog YOLO, small (YOLOv8-style, anchor-free, TAL assigner)",
-    train_defaults=_YOLO_TRAIN,
-)
-def yolo_s(*, num_classes: int, img_size: int) -> YOLO:
-    return YOLO(num_classes=num_classes, width=0.5, depth=0.33, img_size=img_size)
+# (name, size word, width multiple, depth multiple): YOLOv8's n and s scales.
+for _name, _word, _width, _depth in (
+    ("yolo_n", "nano", 0.25, 0.33),
+    ("yolo_s", "small", 0.5, 0.33),
+):
+    register_model(
+        _name,
+        task=TaskName.DETECT,
+        default_img_size=320,
+        min_img_size=64,
+        head=("head.cls",),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        description=f"recog YOLO, {_word} (YOLOv8-style, anchor-free, TAL assigner)",
+        train_defaults=_YOLO_TRAIN,
+    )(partial(_build, width=_width, depth=_depth))
