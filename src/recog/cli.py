@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("src")
     q.add_argument("--to", required=True, choices=["coco", "yolo", "voc"])
     q.add_argument("out", type=Path)
+    q = dsub.add_parser(
+        "split",
+        help="write a detection set as YOLO with images/train and images/val "
+        "(the fixed-seed split `recog train` uses)",
+    )
+    q.add_argument("src")
+    q.add_argument("out", type=Path)
+    q.add_argument("--to", default="yolo", choices=["yolo"])
+    q.add_argument("--val-split", type=float, default=0.2)
+    q.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -296,6 +306,14 @@ def cmd_data(ns: argparse.Namespace) -> int:
         from recog.data.detection_formats import convert
 
         written = convert(ns.src, to=ns.to, out=ns.out)
+        print(f"wrote {written}")
+        return 0
+    if ns.data_command == "split":
+        from recog.data.detection_formats import split_annotations
+
+        written = split_annotations(
+            ns.src, to=ns.to, out=ns.out, val_split=ns.val_split, seed=ns.seed
+        )
         print(f"wrote {written}")
         return 0
     if infer_task(ns.path) == TaskName.DETECT:

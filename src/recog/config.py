@@ -65,6 +65,8 @@ class TrainConfig:
     mixup: float = 0.0
     cutmix: float = 0.0
     balanced: bool = False
+    mosaic: float | None = None  # detection: chance of a 4-image mosaic (None: model default)
+    mosaic_off_epochs: int = 10  # detection: the last epochs train without mosaic
     cache: Cache = "auto"
     strict: bool = False
     # output

@@ -90,3 +90,19 @@ def test_data_convert_and_stats_on_raccoon(tmp_path):
     report = json.loads(stats.stdout)
     assert report["images"] == 200 and report["objects_per_class"] == {"raccoon": 217}
     assert sum(report["box_side_histogram"].values()) == 217
+
+
+def test_data_split_writes_the_split_train_uses(tmp_path):
+    from recog.data.detection_dataset import load_detection
+
+    data = shared_dataset("raccoon")
+    done = run_cli("data", "split", str(data), str(tmp_path / "split"), "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "split" / "images" / "train").iterdir())) == 160
+    assert len(list((tmp_path / "split" / "images" / "val").iterdir())) == 40
+    # training on the written YOLO set uses its folders; on the VOC set, the same seeded split
+    from_voc = load_detection(str(data), img_size=64, seed=3).val
+    from_yolo = load_detection(str(tmp_path / "split"), img_size=64, seed=99).val
+    stems = sorted(from_voc[i].path.split("/")[-1] for i in range(len(from_voc)))
+    assert stems == sorted(from_yolo[i].path.split("/")[-1] for i in range(len(from_yolo)))
+    assert len(stems) == 40

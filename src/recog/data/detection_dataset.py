@@ -27,6 +27,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from recog.data.detection_formats import DetectionRecord
 from recog.data.shapes import ShapesConfig, render_scene
 from recog.errors import RecogError
 from recog.types import Sample, Target, TaskName
@@ -73,8 +74,50 @@ class DetectionItem:
     path: str
 
 
+def mosaic(items: list[DetectionItem], size: int, *, center: tuple[float, float]) -> DetectionItem:
+    """Four items letterboxed to `size` around `center` on a grey 2*size canvas (YOLOv4's mosaic).
+
+    center: (x, y) where the four tiles meet, in canvas pixels (Ultralytics draws
+    it from [size/2, 3*size/2]); tiles are cut at the canvas edge and their boxes
+    clipped with them (boxes left empty are dropped by the augmentation's sanitizer).
+    """
+    canvas = torch.full((3, 2 * size, 2 * size), PAD_VALUE, dtype=torch.uint8)
+    cx, cy = round(center[0]), round(center[1])
+    all_boxes, all_labels = [], []
+    for k, item in enumerate(items):
+        tile, boxes, _ = letterbox(item.image, item.boxes.float(), size)
+        h, w = item.image.shape[-2:]
+        th, tw = round(h * size / max(h, w)), round(w * size / max(h, w))
+        tile = tile[:, :th, :tw]
+        # tile k's corner at the center: 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right
+        x0 = cx - tw if k in (0, 2) else cx
+        y0 = cy - th if k in (0, 1) else cy
+        sx0, sy0 = max(0, -x0), max(0, -y0)
+        dx0, dy0 = max(0, x0), max(0, y0)
+        dx1, dy1 = min(2 * size, x0 + tw), min(2 * size, y0 + th)
+        canvas[:, dy0:dy1, dx0:dx1] = tile[:, sy0 : sy0 + dy1 - dy0, sx0 : sx0 + dx1 - dx0]
+        boxes = boxes + torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(dx0, dx1)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(dy0, dy1)
+        all_boxes.append(boxes)
+        all_labels.append(item.labels.long())
+    return DetectionItem(
+        canvas,
+        torch.cat(all_boxes).reshape(-1, 4),
+        torch.cat(all_labels),
+        "mosaic(" + ", ".join(i.path for i in items) + ")",
+    )
+
+
 class DetectionDataset(Dataset):
-    """Samples with `target` in letterboxed pixels and `meta["truth"]` in original pixels."""
+    """Samples with `target` in letterboxed pixels and `meta["truth"]` in original pixels.
+
+    mosaic: probability that a training sample is a mosaic of four images
+        (this one and three drawn at random); `mosaic_off_epochs`: the last
+        epochs train without it, on whole images as validation sees them
+        (Ultralytics' `close_mosaic`).  The engine announces epochs through
+        `set_epoch(epoch, epochs)`, as a DistributedSampler's.
+    """
 
     def __init__(
         self,
@@ -83,14 +126,29 @@ class DetectionDataset(Dataset):
         *,
         img_size: int,
         augment: Callable[..., Any] | None = None,
+        mosaic: float = 0.0,
+        mosaic_off_epochs: int = 0,
     ) -> None:
         self.load, self.length, self.img_size, self.augment = load, length, img_size, augment
+        self.mosaic, self.mosaic_off_epochs = mosaic, mosaic_off_epochs
+        self._mosaic_now = mosaic
 
     def __len__(self) -> int:
         return self.length
 
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        self._mosaic_now = self.mosaic if epoch < epochs - self.mosaic_off_epochs else 0.0
+
+    def _item(self, index: int) -> DetectionItem:
+        if self._mosaic_now <= 0 or float(torch.rand(())) >= self._mosaic_now:
+            return self.load(index)
+        others = torch.randint(0, self.length, (3,)).tolist()
+        center = (0.5 + torch.rand(2)) * self.img_size
+        items = [self.load(i) for i in (index, *others)]
+        return mosaic(items, self.img_size, center=(float(center[0]), float(center[1])))
+
     def __getitem__(self, index: int) -> Sample:
-        item = self.load(index)
+        item = self._item(index)
         h, w = item.image.shape[-2:]
         truth = Target(boxes=item.boxes.float(), labels=item.labels.long())
         image, boxes, labels = item.image, item.boxes.float(), item.labels.long()
@@ -168,6 +226,26 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
     return train, val
 
 
+def split_records(
+    records: list[DetectionRecord], *, val_split: float, seed: int, spec: str = ""
+) -> tuple[list[DetectionRecord], list[DetectionRecord]]:
+    """(train, val): the source's own split when it has both, else a fixed-seed random one.
+
+    The random split takes `round(len * val_split)` images (at least one) for
+    validation; the same records, seed and fraction always give the same split.
+    """
+    if len(records) < 2:
+        raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
+    given_train = [r for r in records if r.split == "train"]
+    given_val = [r for r in records if r.split == "val"]
+    if given_train and given_val:
+        return given_train, given_val
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(records), generator=gen).tolist()
+    n_val = max(1, round(len(records) * val_split))
+    return [records[i] for i in sorted(order[n_val:])], [records[i] for i in sorted(order[:n_val])]
+
+
 def load_detection(
     spec: str,
     *,
@@ -176,6 +254,8 @@ def load_detection(
     seed: int = 0,
     augment: str = "standard",
     hflip: float = 0.5,
+    mosaic: float = 0.0,
+    mosaic_off_epochs: int = 0,
 ) -> DetectionSplits:
     aug = (
         None
@@ -184,6 +264,7 @@ def load_detection(
             hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5)
         )
     )
+    mix = {"mosaic": mosaic if aug is not None else 0.0, "mosaic_off_epochs": mosaic_off_epochs}
     counts = parse_shapes(spec)
     if counts is not None:
         n_train, n_val = counts
@@ -191,7 +272,7 @@ def load_detection(
         # Scenes are a pure function of (seed, index): train and val never share an index,
         # and the validation scenes are the same whatever the training count.
         train = DetectionDataset(
-            _ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug
+            _ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug, **mix
         )
         val = DetectionDataset(_ShapesLoader(1_000_000, 1234, cfg), n_val, img_size=img_size)
         return DetectionSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT, [], [])
@@ -203,18 +284,11 @@ def load_detection(
     ann = read_detection(path)
     for line in ann.warnings:
         print(f"recog: warning: {line}", file=sys.stderr)
-    records = ann.records
-    if len(records) < 2:
-        raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(records), generator=gen).tolist()
-    n_val = max(1, round(len(records) * val_split))
-    val_recs = [records[i] for i in sorted(order[:n_val])]
-    train_recs = [records[i] for i in sorted(order[n_val:])]
+    train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
     name = path.stem if path.is_file() else path.name
     return DetectionSplits(
         DetectionDataset(
-            _RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug
+            _RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug, **mix
         ),
         DetectionDataset(_RecordLoader(val_recs), len(val_recs), img_size=img_size),
         ann.class_names,

@@ -52,6 +52,8 @@ class DetectionRecord:
     height: int
     boxes: torch.Tensor
     labels: torch.Tensor
+    #: the split the source put this image in (`train`, `val`, `test`), or "" when it says none
+    split: str = ""
 
 
 @dataclass
@@ -220,7 +222,8 @@ def with_class_names(
         )
     mapping = torch.tensor([index.get(name, -1) for name in ann.class_names], dtype=torch.int64)
     records = [
-        DetectionRecord(r.path, r.width, r.height, r.boxes, mapping[r.labels]) for r in ann.records
+        DetectionRecord(r.path, r.width, r.height, r.boxes, mapping[r.labels], r.split)
+        for r in ann.records
     ]
     return DetectionAnnotations(records, list(class_names), list(ann.warnings))
 
@@ -301,6 +304,22 @@ def write_annotations(ann: DetectionAnnotations, out: str | Path, *, fmt: Detect
         return write_voc(ann, out)
     raise RecogError(
         f"unknown annotation format {fmt!r}; choose one of {', '.join(DETECTION_FORMATS)}"
+    )
+
+
+def split_annotations(
+    src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int
+) -> Path:
+    """Write `src` as `to` under `out` with the train/val split `recog train` would use."""
+    from dataclasses import replace
+
+    from recog.data.detection_dataset import split_records
+
+    ann = read_detection(src)
+    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=str(src))
+    records = [replace(r, split="train") for r in train] + [replace(r, split="val") for r in val]
+    return write_annotations(
+        DetectionAnnotations(records, ann.class_names, ann.warnings), out, fmt=to
     )
 
 

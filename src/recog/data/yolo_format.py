@@ -157,7 +157,10 @@ def _read_labels(
     return boxes, classes, names
 
 
-def _image_sources(yaml_path: Path, cfg: dict[str, Any], warnings: list[str]) -> list[Path]:
+def _image_sources(
+    yaml_path: Path, cfg: dict[str, Any], warnings: list[str]
+) -> list[tuple[str, Path]]:
+    """(split, image folder or list) pairs the YAML names; the whole `images/` when none."""
     base = yaml_path.parent
     if cfg.get("path"):
         given = Path(str(cfg["path"]))
@@ -166,16 +169,16 @@ def _image_sources(yaml_path: Path, cfg: dict[str, Any], warnings: list[str]) ->
             base = candidate
         else:
             warnings.append(f"{yaml_path}: 'path' {str(given)!r} is not a folder; using {base}")
-    sources: list[Path] = []
+    sources: list[tuple[str, Path]] = []
     for split in _SPLITS:
         entries = cfg.get(split) or []
         for entry in entries if isinstance(entries, list) else [entries]:
             source = Path(str(entry)) if Path(str(entry)).is_absolute() else base / str(entry)
             if source.exists():
-                sources.append(source)
+                sources.append((split, source))
             else:
                 warnings.append(f"{yaml_path}: {split} {str(entry)!r} not found at {source}")
-    return sources or [base / "images"]
+    return sources or [("", base / "images")]
 
 
 def read_yolo(root: str | Path) -> DetectionAnnotations:
@@ -189,14 +192,16 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
         raise RecogError(f"{yaml_path}: expected a mapping with 'names', got {type(cfg).__name__}")
     class_names = _class_names(yaml_path, cfg)
     checker = BoxChecker()
-    images: dict[str, Path] = {}
-    sources = _image_sources(yaml_path, cfg, checker.warnings)
-    for source in sources:
+    images: dict[str, tuple[Path, str]] = {}
+    split_sources = _image_sources(yaml_path, cfg, checker.warnings)
+    sources = [source for _, source in split_sources]
+    for split, source in split_sources:
         for image in _images_in(source) if source.exists() else []:
-            images.setdefault(os.path.abspath(image), image)
+            # an image listed by several splits (train and val both `images/`) keeps the first
+            images.setdefault(os.path.abspath(image), (image, split))
 
     records, used_labels = [], set()
-    for image in images.values():
+    for image, split in images.values():
         if not image.is_file():
             checker.warnings.append(f"{image}: listed as an image but not found; skipped")
             continue
@@ -209,7 +214,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
         kept, labels = checker.clean(
             boxes, classes, width=width, height=height, where=str(label), names=names
         )
-        records.append(DetectionRecord(image, width, height, kept, labels))
+        records.append(DetectionRecord(image, width, height, kept, labels, split))
 
     label_dirs = {_label_path(s / "x").parent for s in sources if s.is_dir()}
     for label_dir in sorted(d for d in label_dirs if d.is_dir()):
@@ -238,10 +243,17 @@ def write_yolo(ann: DetectionAnnotations, out_dir: str | Path) -> Path:
     """`out_dir/data.yaml`, `images/` of symlinks (or copies) and `labels/*.txt` (empty for negatives).
 
     Images keep the folders below their common parent, so split folders such as
-    `train/` and `val/` survive and become the YAML's `train` and `val`.
+    `train/` and `val/` survive and become the YAML's `train` and `val`; records
+    that carry a `split` are laid out by it instead.
     """
     out_dir = Path(out_dir)
     names = output_names(ann.records)
+    if any(r.split for r in ann.records):
+        # records that carry their split go to images/<split>/ (unsplit ones to train)
+        names = [
+            n if Path(n).parts[0] == (r.split or "train") else f"{r.split or 'train'}/{n}"
+            for r, n in zip(ann.records, names, strict=True)
+        ]
     for record, name in zip(ann.records, names, strict=True):
         link_or_copy(record.path, out_dir / "images" / name)
         lines = []

@@ -179,6 +179,10 @@ class Trainer:
                 seed_all(cfg.seed * 1000 + epoch, deterministic=cfg.deterministic)
                 if isinstance(loader.sampler, DistributedSampler):
                     loader.sampler.set_epoch(epoch)
+                # datasets whose sampling changes over the run (a mosaic switched off
+                # for the last epochs) hear the epoch the same way
+                if callable(getattr(self.train_set, "set_epoch", None)):
+                    self.train_set.set_epoch(epoch, cfg.epochs)  # type: ignore[attr-defined]
                 start = time.perf_counter()
                 bar_id = bar.add_task(
                     f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_set), info=""

@@ -389,8 +389,9 @@ class YOLOLoss:
         return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
 
 
-# AdamW at 2e-3 with light weight decay: what Ultralytics picks for short runs (its "auto" optimizer).
-_YOLO_TRAIN = {"lr": 0.002, "weight_decay": 0.0005}
+# AdamW at 2e-3 with light weight decay: what Ultralytics picks for short runs (its "auto"
+# optimizer); and the 4-image mosaic for all but the last 10 epochs, as Ultralytics trains.
+_YOLO_TRAIN = {"lr": 0.002, "weight_decay": 0.0005, "mosaic": 1.0}
 
 
 def _build(*, num_classes: int, img_size: int, width: float, depth: float) -> YOLO:

@@ -65,6 +65,8 @@ class DetectTask(Task):
             seed=cfg.seed,
             augment=cfg.augment,
             hflip=float(cfg.hflip if cfg.hflip is not None else 0.5),
+            mosaic=float(cfg.mosaic or 0.0),
+            mosaic_off_epochs=cfg.mosaic_off_epochs,
         )
 
     @staticmethod
