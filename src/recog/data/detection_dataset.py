@@ -75,11 +75,14 @@ class DetectionItem:
 
 
 def mosaic(items: list[DetectionItem], size: int, *, center: tuple[float, float]) -> DetectionItem:
-    """Four items letterboxed to `size` around `center` on a grey 2*size canvas (YOLOv4's mosaic).
+    """Four items in one `size` x `size` image, at their letterboxed scale (YOLOv4's mosaic).
 
-    center: (x, y) where the four tiles meet, in canvas pixels (Ultralytics draws
-    it from [size/2, 3*size/2]); tiles are cut at the canvas edge and their boxes
-    clipped with them (boxes left empty are dropped by the augmentation's sanitizer).
+    Each item is letterboxed to `size` and placed with a corner at `center` on
+    a grey 2*size canvas (top-left, top-right, bottom-left, bottom-right); the
+    result is the canvas's central `size` window, so objects keep the scale
+    validation sees them at, as in Ultralytics (which draws the center from
+    [size/2, 3*size/2]).  Boxes are clipped to the window; those left empty
+    are dropped by the augmentation's sanitizer.
     """
     canvas = torch.full((3, 2 * size, 2 * size), PAD_VALUE, dtype=torch.uint8)
     cx, cy = round(center[0]), round(center[1])
@@ -101,9 +104,11 @@ def mosaic(items: list[DetectionItem], size: int, *, center: tuple[float, float]
         boxes[:, 1::2] = boxes[:, 1::2].clamp(dy0, dy1)
         all_boxes.append(boxes)
         all_labels.append(item.labels.long())
+    lo = size // 2
+    boxes = (torch.cat(all_boxes).reshape(-1, 4) - lo).clamp(0, size)
     return DetectionItem(
-        canvas,
-        torch.cat(all_boxes).reshape(-1, 4),
+        canvas[:, lo : lo + size, lo : lo + size].clone(),
+        boxes,
         torch.cat(all_labels),
         "mosaic(" + ", ".join(i.path for i in items) + ")",
     )
