@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: venv demo test test-all bench lint clean
+.PHONY: venv demo test test-all bench browser lint clean
 
 venv: $(STAMP)
 
@@ -20,11 +20,19 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/python -m recog.demo
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -q
 
-test-all: venv
+test-all: venv browser
 	$(BIN)/python -m pytest -q -m ''
+
+# The browser test drives Debian's chromium; install it when we are root with apt-get,
+# otherwise leave it (the test then skips and says why).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+			|| echo "chromium could not be installed; the browser test will be skipped"; \
+	fi
 
 bench: venv
 	$(BIN)/python bench/classify_train.py

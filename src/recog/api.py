@@ -54,7 +54,11 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpe
 
 def infer_task(data: str) -> TaskName:
     """The task a data source implies when neither --task nor --model says."""
+    from recog.data.masks import is_mask_dir
+
     path = Path(data)
+    if is_mask_dir(path):
+        return TaskName.SEGMENT
     if data.split(":")[0] == "shapes" or path.suffix == ".json":
         return TaskName.DETECT
     if path.is_dir() and any((path / d).is_dir() for d in ("annotations", "Annotations", "labels")):
@@ -304,8 +308,10 @@ class Recognizer:
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
             prepared = [self.task.prepare(_to_tensor(x)) for x in items[start : start + batch_size]]
-            batch = torch.stack([image for image, _ in prepared]).to(self.device)
-            out += self.task.predict(self.model, batch, [meta for _, meta in prepared])
+            # a task may keep each image's own size (segmentation): batch equal sizes together
+            for group in _same_size_runs(prepared):
+                batch = torch.stack([image for image, _ in group]).to(self.device)
+                out += self.task.predict(self.model, batch, [meta for _, meta in group])
         return out
 
     def predict_files(
@@ -348,6 +354,19 @@ class Recognizer:
             title=f"recog val: {self.config.model} on {name}",
             summary={"run": str(self.run_dir), "data": str(name), "images": len(dataset)},
         )
+
+
+def _same_size_runs(
+    prepared: list[tuple[torch.Tensor, Any]],
+) -> list[list[tuple[torch.Tensor, Any]]]:
+    """Consecutive runs of prepared images with one shape (order kept)."""
+    runs: list[list[tuple[torch.Tensor, Any]]] = []
+    for item in prepared:
+        if runs and runs[-1][0][0].shape == item[0].shape:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _as_image_list(images: Any) -> list[Any]:

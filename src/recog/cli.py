@@ -36,6 +36,10 @@ _HELP = {
     "cache": "decode and resize images once into memory (auto: datasets up to 20,000 images)",
     "strict": "fail on the first corrupt image instead of skipping it",
     "out": "run directory (default runs/<task>/<data>-<model>, numbered when taken)",
+    "classes": "segmentation: comma-separated class names of the mask values 0, 1, ... (else data.yaml)",
+    "seg_loss": "segmentation loss: cross-entropy, Dice, or their sum (default)",
+    "class_weights": "segmentation: comma-separated loss weight per class",
+    "elastic": "segmentation: probability of an elastic deformation (cells, membranes)",
 }
 
 
@@ -134,9 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
         q = dsub.add_parser(action, help=text)
         q.add_argument("path")
         q.add_argument("--json", action="store_true", help="print JSON")
-    q = dsub.add_parser("convert", help="convert detection annotations between COCO, YOLO and VOC")
+        q.add_argument("--classes", help="class names of mask values 0, 1, ... (mask folders)")
+    q = dsub.add_parser(
+        "convert",
+        help="convert detection annotations between COCO, YOLO and VOC; "
+        "segmentations between COCO and image/mask folders (--to masks)",
+    )
     q.add_argument("src")
-    q.add_argument("--to", required=True, choices=["coco", "yolo", "voc"])
+    q.add_argument("--to", required=True, choices=["coco", "yolo", "voc", "masks"])
+    q.add_argument("--classes", help="class names of mask values 0, 1, ... (mask folders)")
     q.add_argument("out", type=Path)
     q = dsub.add_parser(
         "split",
@@ -148,6 +158,43 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--to", default="yolo", choices=["yolo"])
     q.add_argument("--val-split", type=float, default=0.2)
     q.add_argument("--seed", type=int, default=0)
+    q = dsub.add_parser(
+        "export-feedback",
+        help="write user corrections from a `recog serve` history as a training set",
+    )
+    q.add_argument("--db", required=True, metavar="URL", help="the history's SQLAlchemy URL")
+    q.add_argument("--model", help="only this served model's corrections")
+    q.add_argument("out", type=Path)
+
+    p = sub.add_parser("serve", help="REST API and web page for one or more runs")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--db",
+        default="sqlite:///recog-history.db",
+        metavar="URL",
+        help="history store, any SQLAlchemy URL (default: SQLite in the working directory)",
+    )
+    p.add_argument(
+        "--keep-images", action="store_true", help="store uploaded images in the history"
+    )
+    p.add_argument(
+        "--api-key", default=None, help="require this key (X-API-Key); default $RECOG_API_KEY"
+    )
+    p.add_argument("--max-batch", type=int, default=16, help="images per batched forward pass")
+    p.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill up"
+    )
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="bytes cap of one image")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="decoded pixels cap")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds a request may take")
+    p.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow CORS from it"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--no-access-log", action="store_true")
     return parser
 
 
@@ -185,7 +232,20 @@ def _is_main() -> bool:
 
 
 def _headline(metrics: dict[str, Any]) -> str:
-    keys = ("top1", "top5", "macro_f1", "ece", "map", "map50", "miou", "dice", "train_seconds")
+    keys = (
+        "top1",
+        "top5",
+        "macro_f1",
+        "ece",
+        "mask_map",
+        "mask_map50",
+        "map",
+        "map50",
+        "miou",
+        "dice",
+        "pixel_acc",
+        "train_seconds",
+    )
     return "  ".join(
         f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)
     )
@@ -254,6 +314,10 @@ def _flat_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             for d in record["detections"]
         ] or [{"path": record["path"]}]
     row = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
+    if "segmentation" in record:
+        seg = record["segmentation"]
+        row |= {"width": seg["width"], "height": seg["height"]}
+        row |= {f"fraction_{k}": v for k, v in seg.get("pixel_fraction", {}).items()}
     if "top_k" in record:
         row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
     return [row]
@@ -270,6 +334,9 @@ def _summary(record: dict[str, Any]) -> str:
         )
     if "top_k" in record:
         return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+    if "segmentation" in record:
+        shares = sorted(record["segmentation"]["pixel_fraction"].items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {share:.1%}" for name, share in shares[:6] if share > 0)
     return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
 
 
@@ -285,6 +352,7 @@ def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -
         buf = io.BytesIO()
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
         atomic_write_bytes(save_dir / f"{path.stem}.png", buf.getvalue())
+        rec.task.save_prediction(pred, save_dir, path.stem)
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
@@ -302,10 +370,21 @@ def cmd_data(ns: argparse.Namespace) -> int:
     from recog.data import check_dataset
     from recog.types import TaskName
 
+    if ns.data_command == "export-feedback":
+        from recog.serve.export import export_feedback
+
+        summary = export_feedback(ns.db, ns.out, model=ns.model)
+        for name, info in summary.items():
+            print(f"{name}: {json.dumps(info)}")
+        return 0
     if ns.data_command == "convert":
         from recog.data.detection_formats import convert
+        from recog.data.mask_convert import convert_masks
 
-        written = convert(ns.src, to=ns.to, out=ns.out)
+        if ns.to == "masks" or infer_task(ns.src) == TaskName.SEGMENT:
+            written = convert_masks(ns.src, to=ns.to, out=ns.out, classes=ns.classes)
+        else:
+            written = convert(ns.src, to=ns.to, out=ns.out)
         print(f"wrote {written}")
         return 0
     if ns.data_command == "split":
@@ -316,7 +395,11 @@ def cmd_data(ns: argparse.Namespace) -> int:
         )
         print(f"wrote {written}")
         return 0
-    if infer_task(ns.path) == TaskName.DETECT:
+    if infer_task(ns.path) == TaskName.SEGMENT:
+        from recog.data.masks import mask_report
+
+        report = mask_report(ns.path, classes=ns.classes)
+    elif infer_task(ns.path) == TaskName.DETECT:
         from recog.data.detection_stats import detection_stats
 
         report = detection_stats(ns.path)
@@ -342,12 +425,47 @@ def cmd_data(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(ns: argparse.Namespace) -> int:
+    import os
+
+    from recog.serve import Limits, ServeConfig, serve
+
+    if ns.max_batch < 1 or ns.max_wait_ms < 0 or ns.max_upload_mb <= 0 or ns.max_pixels < 1:
+        raise RecogError("--max-batch, --max-upload-mb, --max-pixels must be positive")
+    limits = Limits(
+        max_bytes=int(ns.max_upload_mb * 1024 * 1024),
+        max_pixels=ns.max_pixels,
+        read_timeout_s=ns.timeout,
+        predict_timeout_s=ns.timeout,
+    )
+    config = ServeConfig(
+        max_batch=ns.max_batch,
+        max_wait_ms=ns.max_wait_ms,
+        api_key=ns.api_key or os.environ.get("RECOG_API_KEY") or None,
+        cors_origins=tuple(ns.cors_origin),
+        keep_images=ns.keep_images,
+        db_url=ns.db,
+        limits=limits,
+    )
+    serve(
+        ns.runs,
+        config,
+        host=ns.host,
+        port=ns.port,
+        device=ns.device,
+        log_level=ns.log_level,
+        access_log=not ns.no_access_log,
+    )
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "val": cmd_val,
     "predict": cmd_predict,
     "models": cmd_models,
     "data": cmd_data,
+    "serve": cmd_serve,
 }
 
 

@@ -24,6 +24,7 @@ Augment = Literal["none", "light", "standard", "strong"]
 AutoAugment = Literal["none", "randaugment", "trivialaugment"]
 Cache = Literal["auto", "on", "off"]
 Amp = Literal["auto", "on", "off"]
+SegLoss = Literal["ce", "dice", "ce_dice"]
 
 
 @dataclass
@@ -69,6 +70,11 @@ class TrainConfig:
     mosaic_off_epochs: int = 10  # detection: the last epochs train without mosaic
     cache: Cache = "auto"
     strict: bool = False
+    # segmentation
+    classes: str | None = None  # comma-separated class names of mask data (index = pixel value)
+    seg_loss: SegLoss = "ce_dice"
+    class_weights: str | None = None  # comma-separated per-class loss weights
+    elastic: float = 0.0  # probability of an elastic deformation (cells, membranes)
     # output
     out: str | None = None
     name: str | None = None

@@ -7,6 +7,12 @@ images: (B, 3, H, W) float in [0, 1]; targets: per image {"boxes", "labels"}
 with labels in 0..C-1.  torchvision reserves label 0 for background, so the
 wrapper shifts labels by one each way; its models normalize and resize
 internally, so recog feeds them [0, 1] pixels (mean 0, std 1).
+
+`--weights` takes a whole torchvision detector checkpoint (the class head is
+replaced for new classes) or backbone-only ImageNet weights: a ResNet-50 for
+`faster_rcnn`, a MobileNetV3-Large for `faster_rcnn_mobilenet`, a VGG16 for
+`ssd300`.  SSDlite built without weights uses MobileNetV3's reduced tail, so
+only SSDlite checkpoints, not ImageNet MobileNets, fit it.
 """
 
 from __future__ import annotations
@@ -22,19 +28,26 @@ from recog.types import TaskName
 
 
 class TorchvisionDetector(nn.Module):
+    """A torchvision detector answering recog's contract (labels shifted past background 0)."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+
+    def torchvision_target(self, target: dict[str, torch.Tensor], device: torch.device) -> dict:
+        """One recog target as torchvision wants it, on the images' device (collated targets
+        are dicts, which `Batch.to` leaves where they are)."""
+        return {
+            "boxes": target["boxes"].to(device, torch.float32),
+            "labels": target["labels"].to(device, torch.int64) + 1,
+        }
 
     def forward(
         self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None
     ) -> Any:
         batch = list(images)
         if targets is not None:
-            shifted = [
-                {"boxes": t["boxes"].float(), "labels": t["labels"].long() + 1} for t in targets
-            ]
-            losses = self.model(batch, shifted)
+            losses = self.model(batch, [self.torchvision_target(t, images.device) for t in targets])
             return {
                 "loss": sum(losses.values()),
                 **{k.removeprefix("loss_"): v.detach() for k, v in losses.items()},
@@ -43,9 +56,7 @@ class TorchvisionDetector(nn.Module):
         self.model.eval()
         outputs = self.model(batch)
         self.model.train(was_training)
-        return [
-            {"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - 1} for o in outputs
-        ]
+        return [{**o, "labels": o["labels"] - 1} for o in outputs]
 
 
 _COMMON: dict[str, Any] = {"weights": None, "weights_backbone": None}
@@ -63,6 +74,7 @@ _DETECT = {
     default_img_size=320,
     head=("model.head.classification_head",),
     description="torchvision SSDlite320 MobileNetV3-Large",
+    encoder="model.backbone.features",
     **_DETECT,
 )
 def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
@@ -78,6 +90,7 @@ def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
     default_img_size=300,
     head=("model.head.classification_head",),
     description="torchvision SSD300 VGG16",
+    encoder="model.backbone.features",
     **_DETECT,
 )
 def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
@@ -93,6 +106,7 @@ def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
     default_img_size=512,
     head=("model.roi_heads.box_predictor",),
     description="torchvision Faster R-CNN ResNet-50 FPN v2",
+    encoder="model.backbone.body",
     **_DETECT,
 )
 def faster_rcnn(*, num_classes: int, img_size: int) -> TorchvisionDetector:
@@ -108,6 +122,7 @@ def faster_rcnn(*, num_classes: int, img_size: int) -> TorchvisionDetector:
     default_img_size=320,
     head=("model.roi_heads.box_predictor",),
     description="torchvision Faster R-CNN MobileNetV3-Large FPN",
+    encoder="model.backbone.body",
     **_DETECT,
 )
 def faster_rcnn_mobilenet(*, num_classes: int, img_size: int) -> TorchvisionDetector:

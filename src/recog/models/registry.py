@@ -38,6 +38,10 @@ class ModelSpec:
     description: str = ""
     #: training settings this model trains best with, applied where the user set none (e.g. lr)
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    #: dotted prefix of the backbone, so `--weights` may hold the backbone's weights alone
+    encoder: str = ""
+    #: a segmentation model that separates instances (Mask R-CNN) rather than classes
+    instance: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -54,6 +58,8 @@ def register_model(
     std: tuple[float, float, float] = (0.229, 0.224, 0.225),
     description: str = "",
     train_defaults: dict[str, Any] | None = None,
+    encoder: str = "",
+    instance: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
 
@@ -70,6 +76,8 @@ def register_model(
             mean=mean,
             std=std,
             train_defaults=dict(train_defaults or {}),
+            encoder=encoder,
+            instance=instance,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn
@@ -79,7 +87,7 @@ def register_model(
 
 def _ensure_builtin() -> None:
     # Importing the family modules runs their @register_model decorators.
-    from recog.models import classify, cnn, detect, yolo  # noqa: F401
+    from recog.models import classify, cnn, detect, segment, yolo  # noqa: F401
 
 
 def list_models(task: TaskName | str | None = None) -> list[str]:

@@ -84,6 +84,13 @@ def load_pretrained(
     )
     state = read_state_dict(path)
     own = model.state_dict()
+    if not any(k in own for k in state):
+        # a wrapped model's own checkpoint: torchvision's detector inside our `model.`
+        wrapped = {f"model.{k}": v for k, v in state.items()}
+        if any(k in own for k in wrapped):
+            state = wrapped
+    if spec.encoder and not any(k in own for k in state):
+        return load_encoder(model, spec, state, path)
     fresh: list[str] = []
     for key, tensor in own.items():
         if key not in state:
@@ -108,6 +115,41 @@ def load_pretrained(
         )
     model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
     return fresh
+
+
+def load_encoder(
+    model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor], path: Path
+) -> list[str]:
+    """Backbone-only weights (e.g. an ImageNet ResNet for a U-Net encoder) into `spec.encoder`.
+
+    File keys may carry one extra leading part (`features.` of a MobileNet); keys the
+    encoder lacks (the classifier `fc.`) are skipped.  Returns the model keys left fresh.
+    """
+    prefix = spec.encoder + "."
+    own = {k[len(prefix) :]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+    def matches(candidate: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in candidate.items() if k in own}
+
+    found = matches(state)
+    stripped = {k.split(".", 1)[1]: v for k, v in state.items() if "." in k}
+    if len(matches(stripped)) > len(found):
+        found = matches(stripped)
+    if len(found) < len(own) / 2:
+        raise RecogError(
+            f"{path}: matches {len(found)} of the {len(own)} tensors of {spec.name}'s encoder "
+            "(is this the right architecture?)"
+        )
+    for key, tensor in found.items():
+        if tensor.shape != own[key].shape:
+            raise RecogError(
+                f"{path}: encoder layer {key!r} has shape {tuple(tensor.shape)} in the file "
+                f"but {tuple(own[key].shape)} in {spec.name}"
+            )
+    model.load_state_dict({prefix + k: v for k, v in found.items()}, strict=False)
+    return [
+        k for k in model.state_dict() if not (k.startswith(prefix) and k[len(prefix) :] in found)
+    ]
 
 
 def freeze_backbone(model: nn.Module, spec: ModelSpec) -> int:

@@ -409,6 +409,7 @@ for _name, _word, _width, _depth in (
         default_img_size=320,
         min_img_size=64,
         head=("head.cls",),
+        encoder="backbone",
         mean=(0, 0, 0),
         std=(1, 1, 1),
         description=f"recog YOLO, {_word} (YOLOv8-style, anchor-free, TAL assigner)",

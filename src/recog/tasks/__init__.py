@@ -5,17 +5,29 @@ from __future__ import annotations
 from recog.tasks.base import Accumulator, Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
+from recog.tasks.segment import InstanceSegmentTask, SegmentTask
 from recog.types import TaskName
 
 TASKS: dict[TaskName, type[Task]] = {
     TaskName.CLASSIFY: ClassifyTask,
     TaskName.DETECT: DetectTask,
+    TaskName.SEGMENT: SegmentTask,
 }
 
 #: the model a task trains when the user names none
 DEFAULT_MODELS: dict[TaskName, str] = {
     TaskName.CLASSIFY: "cnn",
     TaskName.DETECT: "yolo_n",
+    TaskName.SEGMENT: "unet",
 }
 
-__all__ = ["DEFAULT_MODELS", "TASKS", "Accumulator", "ClassifyTask", "DetectTask", "Task"]
+__all__ = [
+    "DEFAULT_MODELS",
+    "TASKS",
+    "Accumulator",
+    "ClassifyTask",
+    "DetectTask",
+    "InstanceSegmentTask",
+    "SegmentTask",
+    "Task",
+]

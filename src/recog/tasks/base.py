@@ -115,3 +115,7 @@ class Task(ABC):
     def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
         """A grid of predictions for the report; default none."""
         return None
+
+    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
+        """Files `predict --save-dir` writes beside the drawn image (mask PNGs, JSON); default none."""
+        return []

@@ -1,0 +1,297 @@
+"""Image/mask pairs for semantic segmentation: find, read, check, split, describe.
+
+Layout: `ROOT/images/*` and `ROOT/masks/*` with matching file stems (the
+mask of `images/7.jpg` is `masks/7.png`), optionally once per split as
+`ROOT/train/{images,masks}` and `ROOT/val/{images,masks}` (or `test/`).
+Class names come from `--classes a,b,c`, or a `classes:` (or `names:`) list
+or mapping in `ROOT/data.yaml`, `classes.yaml` or `dataset.yaml`.
+
+A mask's pixel value is its class id; 255 means "ignore" (not scored, not
+trained on).  Three encodings are read:
+- greyscale class-id PNGs (mode L, I;16, I) and palette PNGs (mode P: the
+  palette index is the class id, as in Pascal VOC);
+- binary masks with only the values 0 and 255 (mode 1, or a dataset whose
+  masks hold nothing else, with no class list or a two-name one): 255 -> 1.
+An RGB mask is read only when it is grey (R = G = B); a coloured RGB mask is
+an error that says how to convert it, as are a mask whose size differs from
+its image, a value outside the class list, and an image without a mask.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from recog.data.images import is_image_file
+from recog.errors import RecogError
+from recog.types import IGNORE_INDEX
+
+SPLITS = (("train",), ("val", "test"))
+YAML_NAMES = ("data.yaml", "classes.yaml", "dataset.yaml")
+BINARY_SAMPLE = 64  # masks read to decide whether a dataset is binary 0/255
+
+
+@dataclass(frozen=True)
+class MaskPair:
+    image: Path
+    mask: Path
+
+
+def is_mask_dir(path: str | Path) -> bool:
+    """True for the image/mask layouts above."""
+    root = Path(path)
+    if not root.is_dir():
+        return False
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return True
+    return (root / "train" / "images").is_dir() and (root / "train" / "masks").is_dir()
+
+
+def find_pairs(folder: Path) -> tuple[list[MaskPair], list[str]]:
+    """Pairs under `folder/images` + `folder/masks`, sorted by image name, and warnings.
+
+    An image without a mask is an error; a mask without an image is a warning.
+    """
+    images_dir, masks_dir = folder / "images", folder / "masks"
+    images = sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_file(p))
+    masks: dict[str, Path] = {}
+    for p in sorted(masks_dir.iterdir()):
+        if p.is_file() and is_image_file(p):
+            if p.stem in masks:
+                raise RecogError(
+                    f"{masks_dir}: two masks for {p.stem!r} ({masks[p.stem].name}, {p.name})"
+                )
+            masks[p.stem] = p
+    if not images:
+        raise RecogError(f"{images_dir}: no images")
+    missing = [p for p in images if p.stem not in masks]
+    if missing:
+        raise RecogError(
+            f"{missing[0]}: no mask for this image (expected {masks_dir}/{missing[0].stem}.png)"
+            + (f"; {len(missing) - 1} more image(s) without a mask" if len(missing) > 1 else "")
+        )
+    stems = {p.stem for p in images}
+    orphans = [m for s, m in masks.items() if s not in stems]
+    warnings = (
+        [f"{orphans[0]}: mask without an image ({len(orphans)} in all); ignored"] if orphans else []
+    )
+    return [MaskPair(p, masks[p.stem]) for p in images], warnings
+
+
+def read_classes(root: Path, classes: str | list[str] | None) -> list[str] | None:
+    """Class names from the command line (comma-separated) or the dataset's yaml."""
+    if classes:
+        names = classes.split(",") if isinstance(classes, str) else list(classes)
+        names = [n.strip() for n in names]
+        if len(names) < 2 or any(not n for n in names):
+            raise RecogError(f"--classes: needs at least two non-empty names, got {classes!r}")
+        return names
+    for name in YAML_NAMES:
+        file = root / name
+        if not file.is_file():
+            continue
+        try:
+            data = yaml.safe_load(file.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise RecogError(f"{file}: cannot read ({exc.__class__.__name__})") from None
+        value = data.get("classes", data.get("names")) if isinstance(data, dict) else None
+        if isinstance(value, dict):
+            ids = sorted(int(k) for k in value)
+            if ids != list(range(len(ids))):
+                raise RecogError(f"{file}: class ids must be 0..N-1, got {ids}")
+            value = [str(value[k] if k in value else value[str(k)]) for k in ids]
+        if isinstance(value, list) and len(value) >= 2:
+            return [str(v) for v in value]
+        raise RecogError(f"{file}: needs a 'classes' list of at least two names")
+    return None
+
+
+def read_mask_raw(path: Path) -> np.ndarray:
+    """The mask's pixel values (H, W) as stored, before any binary mapping."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode == "1":
+                return np.asarray(img, dtype=np.uint8) * 255
+            if mode in ("L", "P", "I;16", "I", "I;16B", "I;16L"):
+                return np.asarray(img).astype(np.int64)
+            if mode == "LA":
+                return np.asarray(img)[..., 0].astype(np.int64)
+            if mode in ("RGB", "RGBA"):
+                rgb = np.asarray(img)[..., :3]
+                if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                    return rgb[..., 0].astype(np.int64)
+                raise RecogError(
+                    f"{path}: an RGB mask that is not a palette image; save masks as greyscale "
+                    "PNGs of class ids, or as palette PNGs (mode P) whose indices are the class ids"
+                )
+    except RecogError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is an unusable mask
+        raise RecogError(f"{path}: cannot decode mask ({exc.__class__.__name__})") from None
+    raise RecogError(f"{path}: unsupported mask mode {mode!r} (use greyscale or palette PNGs)")
+
+
+def mask_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception as exc:  # noqa: BLE001
+        raise RecogError(f"{path}: cannot decode ({exc.__class__.__name__})") from None
+
+
+@dataclass(frozen=True)
+class MaskDecoder:
+    """Turns stored mask values into class ids and checks them against the classes."""
+
+    num_classes: int
+    binary: bool
+
+    def __call__(self, raw: np.ndarray, path: Path) -> torch.Tensor:
+        """(H, W) int64 class ids, 255 = ignore."""
+        if self.binary:
+            bad = (raw != 0) & (raw != 255)
+            if bad.any():
+                raise RecogError(
+                    f"{path}: mask value {int(raw[bad][0])} in a binary (0/255) mask set"
+                )
+            return torch.from_numpy((raw == 255).astype(np.int64))
+        values = np.unique(raw)
+        bad = values[(values >= self.num_classes) & (values != IGNORE_INDEX) | (values < 0)]
+        if bad.size:
+            raise RecogError(
+                f"{path}: mask value {int(bad[0])} is not a class id "
+                f"(classes 0..{self.num_classes - 1}, 255 = ignore)"
+            )
+        return torch.from_numpy(raw.astype(np.int64))
+
+
+def resolve_classes(
+    pairs: list[MaskPair], root: Path, classes: str | list[str] | None
+) -> tuple[list[str], MaskDecoder]:
+    """The class names and how to decode this dataset's masks."""
+    names = read_classes(root, classes)
+    sample = [read_mask_raw(p.mask) for p in pairs[:BINARY_SAMPLE]]
+    values = set()
+    for raw in sample:
+        values.update(np.unique(raw).tolist())
+    binary = values <= {0, 255} and (names is None or len(names) == 2)
+    if names is None:
+        if binary:
+            names = ["background", "foreground"]
+        else:
+            top = max((v for v in values if v != IGNORE_INDEX), default=1)
+            names = [f"class_{i}" for i in range(max(top + 1, 2))]
+    return names, MaskDecoder(len(names), binary)
+
+
+def load_pair(pair: MaskPair, decode: MaskDecoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """(3, H, W) uint8 image and (H, W) int64 mask; a size mismatch is an error."""
+    from recog.data.images import read_image
+
+    image = read_image(pair.image)
+    mask = decode(read_mask_raw(pair.mask), pair.mask)
+    if tuple(mask.shape) != tuple(image.shape[-2:]):
+        raise RecogError(
+            f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+            f"{pair.image.name} is {image.shape[2]}x{image.shape[1]} (width x height)"
+        )
+    return image, mask
+
+
+def split_pairs(
+    root: Path, *, val_split: float, seed: int
+) -> tuple[list[MaskPair], list[MaskPair], list[str]]:
+    """(train, val, warnings): the layout's own split, else a fixed-seed random one."""
+    if (root / "train" / "images").is_dir():
+        train, warnings = find_pairs(root / "train")
+        val_dir = next((root / s for s in SPLITS[1] if (root / s / "images").is_dir()), None)
+        if val_dir is None:
+            raise RecogError(f"{root}: has train/ but no val/ (or test/) with images/ and masks/")
+        val, more = find_pairs(val_dir)
+        return train, val, warnings + more
+    pairs, warnings = find_pairs(root)
+    if len(pairs) < 2:
+        raise RecogError(f"{root}: needs at least 2 image/mask pairs, found {len(pairs)}")
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, round(len(pairs) * val_split))
+    return (
+        [pairs[i] for i in sorted(order[n_val:])],
+        [pairs[i] for i in sorted(order[:n_val])],
+        warnings,
+    )
+
+
+def all_pairs(root: Path) -> list[MaskPair]:
+    if (root / "train" / "images").is_dir():
+        out = []
+        for split in ("train", "val", "test"):
+            if (root / split / "images").is_dir():
+                out += find_pairs(root / split)[0]
+        return out
+    return find_pairs(root)[0]
+
+
+# ---------------------------------------------------------------- data tools
+def mask_report(path: str | Path, *, classes: str | None = None) -> dict[str, Any]:
+    """`recog data check|stats` for a mask dataset: counts, sizes, pixel shares, problems.
+
+    Every pair is decoded; each problem is one line and nothing is raised for
+    per-file problems (a layout problem, e.g. no images/, still raises).
+    """
+    root = Path(path)
+    problems: list[str] = []
+    try:
+        pairs = all_pairs(root)
+    except RecogError as exc:
+        return {"path": str(root), "task": "segment", "images": 0, "problems": [str(exc)]}
+    names, decode = resolve_classes(pairs, root, classes)
+    pixels: Counter = Counter()
+    sizes: list[tuple[int, int]] = []
+    images_with: Counter = Counter()
+    for pair in pairs:
+        try:
+            image, mask = load_pair(pair, decode)
+        except RecogError as exc:
+            problems.append(str(exc))
+            continue
+        sizes.append((int(image.shape[2]), int(image.shape[1])))
+        counts = torch.bincount(mask.flatten(), minlength=256)
+        for k in range(len(names)):
+            pixels[names[k]] += int(counts[k])
+            images_with[names[k]] += int(counts[k] > 0)
+        pixels["(ignore)"] += int(counts[IGNORE_INDEX])
+    total = max(1, sum(pixels.values()))
+    report: dict[str, Any] = {
+        "path": str(root),
+        "task": "segment",
+        "layout": "images/ + masks/",
+        "encoding": "binary 0/255" if decode.binary else "class ids",
+        "classes": names,
+        "images": len(pairs),
+        "pixel_fraction": {k: round(v / total, 6) for k, v in pixels.items()},
+        "images_per_class": dict(images_with),
+        "problems": problems,
+    }
+    if sizes:
+        ws, hs = [w for w, _ in sizes], [h for _, h in sizes]
+        report["width"] = {"min": min(ws), "max": max(ws)}
+        report["height"] = {"min": min(hs), "max": max(hs)}
+    return report
+
+
+def encode_png(mask: torch.Tensor) -> bytes:
+    """(H, W) class ids (< 256) -> greyscale PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(mask.to(torch.uint8).cpu().numpy()).save(buf, format="PNG")
+    return buf.getvalue()

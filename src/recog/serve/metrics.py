@@ -1,0 +1,86 @@
+"""Prometheus metrics of one app: requests, latency, batch sizes, queue depth, errors.
+
+Each app owns its own `CollectorRegistry` (no process-wide state), rendered
+as Prometheus text by `/metrics`.  Paths are labelled by their route
+template, never the raw URL, so a scan of random URLs cannot grow the label
+set without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "recog_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "recog_http_request_duration_seconds",
+            "time from request to response",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "recog_errors",
+            "error answers by code (4xx and 5xx)",
+            ["route", "error"],
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "recog_predictions", "images predicted", ["model"], registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "recog_batch_size",
+            "images per forward pass",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference = Histogram(
+            "recog_inference_seconds",
+            "time of one batched forward pass with post-processing",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "recog_queue_depth", "requests waiting for a model", ["model"], registry=self.registry
+        )
+
+    def batch_observer(self, model: str) -> Callable[[int, float], None]:
+        batch, inference, predictions = (
+            self.batch_size.labels(model),
+            self.inference.labels(model),
+            self.predictions.labels(model),
+        )
+
+        def observe(size: int, seconds: float) -> None:
+            batch.observe(size)
+            inference.observe(seconds)
+            predictions.inc(size)
+
+        return observe
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

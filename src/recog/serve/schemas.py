@@ -1,0 +1,141 @@
+"""The wire format of the REST API: pydantic models that FastAPI turns into the OpenAPI schema.
+
+A prediction's `result` is the task's `to_record` output: classification
+fills `label`, `score` and `top_k`; detection `detections`; semantic
+segmentation `segmentation`; instance segmentation both `detections` and
+`segmentation`.  Boxes are `[x1, y1, x2, y2]` in pixels of the uploaded
+image (after its EXIF orientation).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer."""
+
+    error: str = Field(description="stable short code, e.g. `unsupported_media`, `too_large`")
+    detail: str = Field(description="what was wrong, for people")
+
+
+class ClassScore(BaseModel):
+    label: str
+    score: float
+
+
+Box = Annotated[list[float], Field(min_length=4, max_length=4, description="x1, y1, x2, y2")]
+
+
+class Detection(BaseModel):
+    label: str
+    score: float
+    box: Box
+
+
+class SegmentationResult(BaseModel):
+    width: int
+    height: int
+    mask_png: str = Field(
+        description="base64 PNG, one uint8 per pixel: the class id (semantic) or "
+        "1 + the index of the detection (instance; 0 is background)"
+    )
+    pixel_fraction: dict[str, float] | None = Field(
+        default=None, description="fraction of the image per class (semantic)"
+    )
+
+
+class PredictionResult(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    label: str | None = None
+    score: float | None = None
+    top_k: list[ClassScore] | None = None
+    detections: list[Detection] | None = None
+    segmentation: SegmentationResult | None = None
+
+
+class ImageInfo(BaseModel):
+    sha256: str
+    width: int
+    height: int
+
+
+class PredictResponse(BaseModel):
+    id: str = Field(description="prediction id, for /v1/feedback")
+    model: str
+    task: Literal["classify", "detect", "segment"]
+    image: ImageInfo
+    result: PredictionResult
+    latency_ms: float = Field(description="server time from request to answer, milliseconds")
+
+
+class PredictJSON(BaseModel):
+    """The JSON form of a predict request."""
+
+    image: str = Field(description="the image file, base64-encoded (a data: URL prefix is allowed)")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: Literal["classify", "detect", "segment"]
+    architecture: str
+    classes: list[str]
+    input_size: int
+    metrics: dict[str, float] = Field(description="from the run's metrics.json (validation data)")
+    max_batch: int
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    models: list[str]
+
+
+class FeedbackBox(BaseModel):
+    label: str = Field(min_length=1, max_length=200)
+    box: Box
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(min_length=1, max_length=64)
+    label: str | None = Field(
+        default=None, min_length=1, max_length=200, description="the right class (classification)"
+    )
+    boxes: list[FeedbackBox] | None = Field(
+        default=None,
+        max_length=1000,
+        description="the right objects (detection); an empty list means none",
+    )
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class Feedback(BaseModel):
+    id: int
+    prediction_id: str
+    created: str
+    label: str | None = None
+    boxes: list[FeedbackBox] | None = None
+    comment: str | None = None
+
+
+class HistoryItem(BaseModel):
+    id: str
+    created: str
+    model: str
+    task: str
+    image: ImageInfo
+    result: PredictionResult
+    latency_ms: float
+    feedback: Feedback | None = Field(default=None, description="the newest correction, if any")
+
+
+class HistoryResponse(BaseModel):
+    items: list[HistoryItem]

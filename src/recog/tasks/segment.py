@@ -1,0 +1,421 @@
+"""Segmentation behind the Task seam: semantic (`SegmentTask`) and instance
+(`InstanceSegmentTask`), both under the task name "segment".
+
+The model's registry spec decides which: `spec.instance` (Mask R-CNN) gives
+the instance task, which is detection plus masks (letterboxed inputs,
+predictions divided back by the letterbox scale); everything else predicts a
+class per pixel.
+
+Semantic inputs keep their own resolution.  Training batches are random
+`img_size` crops; prediction runs the whole image when it fits in
+twice `img_size`, else a sliding window of such tiles overlapping by a
+quarter, averaging the soft-max where tiles overlap.  Records:
+`Prediction.mask` (H, W) int64 class ids in original pixels; instances add
+`masks` (N, H, W) bool to the detection fields.  The loss is cross-entropy
+(ignore index 255, optional class weights), Dice (segmentation_models_pytorch),
+or their sum.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import draw_segmentation_masks
+
+from recog.data.masks import encode_png
+from recog.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from recog.errors import RecogError
+from recog.tasks.base import Accumulator, Task
+from recog.tasks.detect import DetectTask
+from recog.types import IGNORE_INDEX, Batch, Prediction, Sample, Target, TaskName
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from recog.config import TrainConfig
+    from recog.data.source import DataSplits
+    from recog.models.registry import ModelSpec
+
+#: fraction of a tile shared with its neighbour in sliding-window inference
+TILE_OVERLAP = 0.25
+#: inference window / training crop: a convolutional network sees the same scale in a
+#: larger window, and fewer windows mean fewer seams and less overlap to recompute
+WINDOW_FACTOR = 2
+
+
+def palette(n: int) -> list[tuple[int, int, int]]:
+    """n distinct colours (matplotlib's tab20, then repeated)."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]
+
+
+def _png_b64(mask: torch.Tensor) -> str:
+    return base64.b64encode(encode_png(mask)).decode("ascii")
+
+
+def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise RecogError(
+            f"--class-weights: expected {n} comma-separated numbers, got {text!r}"
+        ) from None
+    if len(values) != n or any(v < 0 for v in values):
+        raise RecogError(
+            f"--class-weights: expected {n} non-negative numbers (one per class), got {text!r}"
+        )
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _load_splits(cfg: TrainConfig) -> DataSplits:
+    from recog.data.segmentation_dataset import load_segmentation
+    from recog.models.registry import get_spec
+
+    return load_segmentation(
+        cfg.data,
+        instance=get_spec(str(cfg.model)).instance,
+        img_size=int(cfg.img_size or 0),
+        val_split=cfg.val_split,
+        seed=cfg.seed,
+        augment=cfg.augment,
+        hflip=float(cfg.hflip if cfg.hflip is not None else 0.5),
+        elastic=cfg.elastic,
+        classes=cfg.classes,
+    )
+
+
+def _load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
+    from recog.data.segmentation_dataset import load_segmentation_eval
+    from recog.models.registry import get_spec
+
+    return load_segmentation_eval(
+        data,
+        instance=get_spec(str(cfg.model)).instance,
+        img_size=int(cfg.img_size or 0),
+        class_names=class_names,
+        classes=cfg.classes,
+    )
+
+
+class SegmentTask(Task):
+    """Semantic segmentation: one class per pixel."""
+
+    name: ClassVar[TaskName] = TaskName.SEGMENT
+    primary_metric: ClassVar[str] = "miou"
+
+    def __init__(
+        self,
+        class_names: list[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        *,
+        img_size: int,
+        loss: str = "ce_dice",
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(class_names, mean, std)
+        if loss not in ("ce", "dice", "ce_dice"):
+            raise RecogError(f"segmentation loss must be ce, dice or ce_dice, not {loss!r}")
+        self.img_size, self.loss_name, self.class_weights = img_size, loss, class_weights
+        self._dice: nn.Module | None = None
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
+        img_size = int(cfg.img_size or spec.default_img_size)
+        if spec.instance:
+            return InstanceSegmentTask(class_names, spec.mean, spec.std, img_size=img_size)
+        return cls(
+            class_names,
+            spec.mean,
+            spec.std,
+            img_size=img_size,
+            loss=cfg.seg_loss,
+            class_weights=_parse_weights(cfg.class_weights, len(class_names)),
+        )
+
+    load_splits = staticmethod(_load_splits)
+    load_eval = staticmethod(_load_eval)
+
+    # ------------------------------------------------------------- batches
+    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Images keep their resolution (big ones are tiled in `predict`)."""
+        return image, {"orig_size": tuple(image.shape[-2:])}
+
+    def collate(self, samples: Sequence[Sample]) -> Batch:
+        """images (B, 3, H, W) uint8, padded bottom-right to the largest sample;
+        targets (B, H, W) int64 with 255 in the padding."""
+        h = max(int(s.image.shape[-2]) for s in samples)
+        w = max(int(s.image.shape[-1]) for s in samples)
+        images = torch.zeros((len(samples), 3, h, w), dtype=torch.uint8)
+        masks = torch.full((len(samples), h, w), IGNORE_INDEX, dtype=torch.int64)
+        meta = []
+        for i, s in enumerate(samples):
+            sh, sw = s.image.shape[-2:]
+            images[i, :, :sh, :sw] = s.image
+            masks[i, :sh, :sw] = s.target.mask
+            meta.append({"path": s.path, "orig_size": s.orig_size, "size": (int(sh), int(sw))})
+        return Batch(images, masks, [s.target for s in samples], meta)
+
+    # ---------------------------------------------------------------- loss
+    def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = model(self.normalize(batch.images)).float()
+        target = batch.targets
+        parts: dict[str, torch.Tensor] = {}
+        weight = self.class_weights.to(logits.device) if self.class_weights is not None else None
+        if self.loss_name in ("ce", "ce_dice"):
+            if bool((target != IGNORE_INDEX).any()):
+                parts["ce"] = F.cross_entropy(
+                    logits, target, weight=weight, ignore_index=IGNORE_INDEX
+                )
+            else:  # an all-ignore batch (a crop of padding): the mean would be 0/0
+                parts["ce"] = logits.sum() * 0.0
+        if self.loss_name in ("dice", "ce_dice"):
+            if self._dice is None:
+                from segmentation_models_pytorch.losses import DiceLoss
+
+                self._dice = DiceLoss(
+                    "multiclass",
+                    ignore_index=IGNORE_INDEX,
+                    class_weights=None if weight is None else weight.tolist(),
+                )
+            parts["dice"] = self._dice(logits, target)
+        loss = sum(parts.values())
+        return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
+
+    # ------------------------------------------------------------- predict
+    def probabilities(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Soft-max (B, C, H, W) for normalized x; a sliding window above 2 x `img_size`."""
+        h, w = x.shape[-2:]
+        tile = self.img_size * WINDOW_FACTOR
+        if h <= tile and w <= tile:
+            return model(x).float().softmax(1)
+        stride = max(1, int(tile * (1 - TILE_OVERLAP)))
+        ph, pw = max(0, tile - h), max(0, tile - w)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        H, W = x.shape[-2:]
+        ys = sorted({*range(0, H - tile, stride), H - tile})
+        xs = sorted({*range(0, W - tile, stride), W - tile})
+        total = torch.zeros((x.shape[0], self.num_classes, H, W), device=x.device)
+        count = torch.zeros((1, 1, H, W), device=x.device)
+        for y0 in ys:
+            for x0 in xs:
+                window = x[..., y0 : y0 + tile, x0 : x0 + tile]
+                total[..., y0 : y0 + tile, x0 : x0 + tile] += model(window).float().softmax(1)
+                count[..., y0 : y0 + tile, x0 : x0 + tile] += 1
+        return (total / count)[..., :h, :w]
+
+    @torch.no_grad()
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
+        labels = self.probabilities(model, self.normalize(images)).argmax(1).cpu()
+        preds = []
+        for i, lab in enumerate(labels):
+            info = meta[i] if meta else {}
+            h, w = info.get("size", info.get("orig_size", lab.shape))
+            preds.append(Prediction(mask=lab[:h, :w].long()))
+        return preds
+
+    def metrics(self) -> Accumulator:
+        from recog.metrics.segmentation import SemanticAccumulator
+
+        return SemanticAccumulator(self.class_names)
+
+    # -------------------------------------------------------------- output
+    def _shown_classes(self) -> list[int]:
+        """Classes coloured in drawings: all but one named background."""
+        return [
+            k
+            for k, n in enumerate(self.class_names)
+            if n.lower() not in ("background", "_background_")
+        ]
+
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
+        classes = self._shown_classes()
+        masks = torch.stack([prediction.mask == k for k in classes])
+        colours = palette(self.num_classes)
+        return draw_segmentation_masks(
+            image.cpu(), masks.cpu(), alpha=0.45, colors=[colours[k] for k in classes]
+        )
+
+    def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        mask = prediction.mask
+        counts = torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)
+        total = max(1, mask.numel())
+        return {
+            "segmentation": {
+                "width": int(mask.shape[1]),
+                "height": int(mask.shape[0]),
+                "mask_png": _png_b64(mask),
+                "pixel_fraction": {
+                    n: round(float(counts[k]) / total, 6) for k, n in enumerate(self.class_names)
+                },
+            }
+        }
+
+    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
+        """`<stem>_mask.png`: the class id of every pixel."""
+        out = save_dir / f"{stem}_mask.png"
+        atomic_write_bytes(out, encode_png(prediction.mask))
+        return [out]
+
+    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
+        from recog.metrics.segmentation import SemanticAccumulator
+        from recog.report.plots import plot_sample_grid
+
+        if not samples:
+            return None
+        images, titles = [], []
+        for sample, pred in samples:
+            h, w = pred.mask.shape
+            images.append(self.draw(sample.image[:, :h, :w], pred))
+            acc = SemanticAccumulator(self.class_names)
+            acc.update([pred], [sample.target])
+            titles.append(f"mIoU {acc.compute()['miou']:.2f}")
+        return plot_sample_grid(images, titles, [None] * len(images), out)
+
+
+class InstanceSegmentTask(DetectTask):
+    """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
+
+    name: ClassVar[TaskName] = TaskName.SEGMENT
+    primary_metric: ClassVar[str] = "mask_map"
+    mask_threshold: ClassVar[float] = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
+        return SegmentTask.from_config(cfg, class_names, spec)
+
+    load_splits = staticmethod(_load_splits)
+    load_eval = staticmethod(_load_eval)
+
+    def collate(self, samples: Sequence[Sample]) -> Batch:
+        batch = super().collate(samples)
+        for target, s in zip(batch.targets, samples, strict=True):
+            target["masks"] = s.target.masks
+        return batch
+
+    @torch.no_grad()
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
+        outputs = model(self.normalize(images))
+        preds = []
+        for i, out in enumerate(outputs):
+            info = meta[i] if meta else {}
+            scale = float(info.get("scale", 1.0))
+            h, w = info.get("orig_size") or images.shape[-2:]
+            keep = out["scores"].float().argsort(descending=True)[: self.max_detections]
+            boxes = out["boxes"].float()[keep].cpu() / scale
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            probs = out["masks"][keep].float()  # (N, 1, size, size) input pixels
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+            probs = probs[..., :nh, :nw]
+            if len(probs):
+                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+            masks = (
+                (probs[:, 0] > self.mask_threshold).cpu()
+                if len(probs)
+                else torch.zeros((0, h, w), dtype=torch.bool)
+            )
+            preds.append(
+                Prediction(
+                    boxes=boxes,
+                    labels=out["labels"][keep].cpu().long(),
+                    scores=out["scores"][keep].float().cpu(),
+                    masks=masks,
+                )
+            )
+        return preds
+
+    def metrics(self) -> Accumulator:
+        from recog.metrics.segmentation import InstanceAccumulator
+
+        return InstanceAccumulator(self.class_names)
+
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
+        keep = self._shown(prediction)
+        out = image.cpu()
+        if keep.any():
+            colours = palette(self.num_classes)
+            out = draw_segmentation_masks(
+                out,
+                prediction.masks[keep],
+                alpha=0.5,
+                colors=[colours[int(c)] for c in prediction.labels[keep]],
+            )
+        return super().draw(out, prediction, target)
+
+    def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """Detections above the display threshold and one PNG: pixel = 1 + detection index."""
+        record = super().to_record(prediction, top_k=top_k)
+        keep = self._shown(prediction)
+        masks = prediction.masks[keep]
+        h, w = prediction.masks.shape[-2:]
+        index = torch.zeros((h, w), dtype=torch.int64)
+        for j in range(min(len(masks), 254) - 1, -1, -1):  # the best-scored on top
+            index[masks[j]] = j + 1
+        record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": _png_b64(index)}
+        return record
+
+    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
+        """`<stem>.json`: COCO-style results with RLE masks (all detections kept)."""
+        from recog.metrics.segmentation import encode_rle
+
+        rles = encode_rle(prediction.masks)
+        results = [
+            {
+                "file_name": stem,
+                "category_id": int(c) + 1,
+                "category": self.class_names[int(c)],
+                "bbox": [
+                    round(float(b[0]), 2),
+                    round(float(b[1]), 2),
+                    round(float(b[2] - b[0]), 2),
+                    round(float(b[3] - b[1]), 2),
+                ],
+                "score": round(float(s), 6),
+                "segmentation": rle,
+            }
+            for b, c, s, rle in zip(
+                prediction.boxes, prediction.labels, prediction.scores, rles, strict=True
+            )
+        ]
+        out = save_dir / f"{stem}.json"
+        atomic_write_text(out, json.dumps(results))
+        return [out]
+
+    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
+        from recog.report.plots import plot_sample_grid
+
+        if not samples:
+            return None
+        images, titles = [], []
+        for sample, pred in samples:
+            truth = sample.meta.get("truth", sample.target)
+            h, w = sample.orig_size
+            scale = sample.meta.get("scale", 1.0)
+            image = sample.image[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
+            image = (
+                F.interpolate(image[None].float(), size=(h, w), mode="bilinear")[0].round().byte()
+            )
+            images.append(self.draw(image, pred, truth))
+            titles.append(f"{int(self._shown(pred).sum())} found / {len(truth.labels)} true")
+        return plot_sample_grid(images, titles, [None] * len(images), out)
