@@ -36,6 +36,9 @@ browser:
 
 bench: venv
 	$(BIN)/python bench/classify_train.py
+	$(BIN)/python bench/detect_eval.py
+	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/detect_train.py
 
 lint: venv
 	$(BIN)/ruff check src tests bench
