@@ -231,6 +231,14 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
     return train, val
 
 
+def seeded_split(n: int, val_split: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, val) indices of `n` items: `round(n * val_split)` (at least one) for
+    validation, drawn by a fixed-seed permutation; each list sorted."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = max(1, round(n * val_split))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
 def split_records(
     records: list[DetectionRecord], *, val_split: float, seed: int, spec: str = ""
 ) -> tuple[list[DetectionRecord], list[DetectionRecord]]:
@@ -245,10 +253,8 @@ def split_records(
     given_val = [r for r in records if r.split == "val"]
     if given_train and given_val:
         return given_train, given_val
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(records), generator=gen).tolist()
-    n_val = max(1, round(len(records) * val_split))
-    return [records[i] for i in sorted(order[n_val:])], [records[i] for i in sorted(order[:n_val])]
+    train, val = seeded_split(len(records), val_split, seed)
+    return [records[i] for i in train], [records[i] for i in val]
 
 
 def load_detection(

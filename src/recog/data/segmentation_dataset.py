@@ -34,7 +34,7 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
-from recog.data.detection_dataset import PAD_VALUE, letterbox, parse_shapes
+from recog.data.detection_dataset import PAD_VALUE, letterbox, parse_shapes, seeded_split
 from recog.data.masks import (
     MaskDecoder,
     MaskPair,
@@ -353,12 +353,6 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
 
 
 # ---------------------------------------------------------------------- doors
-def _split(n: int, val_split: float, seed: int) -> tuple[list[int], list[int]]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(n * val_split))
-    return sorted(order[n_val:]), sorted(order[:n_val])
-
-
 def load_segmentation(
     spec: str,
     *,
@@ -405,7 +399,7 @@ def load_segmentation(
         raise RecogError(f"{spec}: no such file or directory")
     if path.suffix == ".json":
         images, cat_index, names = read_coco_masks(path)
-        train_idx, val_idx = _split(len(images), val_split, seed)
+        train_idx, val_idx = seeded_split(len(images), val_split, seed)
         if not instance:
             names = ["background", *names]
         return DataSplits(
