@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recog.config import TrainConfig
+from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainConfig
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
@@ -78,7 +78,10 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if task != spec.task:
         raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
     defaults = data_defaults(cfg.data)
-    unset = {k: v for k, v in spec.train_defaults.items() if getattr(cfg, k) is None}
+    # a model's training defaults fill what the user left unset (None) or to recog ("auto")
+    unset = {k: v for k, v in spec.train_defaults.items() if getattr(cfg, k) in (None, "auto")}
+    unset.setdefault("epochs", cfg.epochs or DEFAULT_EPOCHS)
+    unset.setdefault("batch_size", cfg.batch_size or DEFAULT_BATCH_SIZE)
     return dataclasses.replace(
         cfg,
         **unset,

@@ -29,6 +29,8 @@ _HELP = {
     "model_args": "builder options as key=value, e.g. width=64 depth=4",
     "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the local torch cache",
     "img_size": "input size in pixels (default: the data's or the model's)",
+    "epochs": "training epochs (default: the model's, else 30; see `recog models`)",
+    "batch_size": "images per step (default: the model's, else 32; see `recog models`)",
     "lr": "peak learning rate (default: 1e-3 AdamW / 0.05 SGD, scaled by batch/64)",
     "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999)",
     "patience": "stop after this many epochs without improvement",
@@ -356,12 +358,21 @@ def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
+    from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
     from recog.models.registry import get_spec, list_models
 
+    print(f"{'model':22s} {'task':9s} {'size':>6s} {'epochs':>6s} {'batch':>5s}  description")
     for name in list_models(ns.task):
         spec = get_spec(name)
-        print(f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px  {spec.description}")
-    print("timm:<name>            classify         any timm model")
+        epochs = spec.train_defaults.get("epochs", DEFAULT_EPOCHS)
+        batch = spec.train_defaults.get("batch_size", DEFAULT_BATCH_SIZE)
+        print(
+            f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px {epochs:6d} {batch:5d}"
+            f"  {spec.description}"
+        )
+    print(
+        f"{'timm:<name>':22s} {'classify':9s} {'':>6s} {DEFAULT_EPOCHS:6d} {DEFAULT_BATCH_SIZE:5d}  any timm model"
+    )
     return 0
 
 

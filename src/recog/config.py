@@ -27,6 +27,10 @@ Amp = Literal["auto", "on", "off"]
 SegLoss = Literal["ce", "dice", "ce_dice"]
 
 
+DEFAULT_EPOCHS = 30
+DEFAULT_BATCH_SIZE = 32
+
+
 @dataclass
 class TrainConfig:
     """Everything `recog train` needs; defaults are what a user gets without flags."""
@@ -38,8 +42,8 @@ class TrainConfig:
     weights: str | None = None
     freeze_backbone: bool = False
     img_size: int | None = None  # None: the dataset's or the model's default
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int | None = None  # None: the model's default, else DEFAULT_EPOCHS
+    batch_size: int | None = None  # None: the model's default, else DEFAULT_BATCH_SIZE
     optimizer: Optimizer = "adamw"
     lr: float | None = (
         None  # None: the model's default, else 1e-3 adamw / 0.05 sgd (scaled by batch / 64)

@@ -167,6 +167,25 @@ def test_odd_image_modes_are_converted(tmp_path):
     assert sixteen[0, 7, 7].item() == 63000 >> 8 and sixteen[0, 0, 1].item() == 1000 >> 8
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".webp"])
+def test_exif_orientation_is_applied_as_the_server_does(tmp_path, suffix):
+    """A phone photo stored landscape with orientation 6 (rotate 90 clockwise) reads upright."""
+    from recog.serve.limits import Limits, decode_upload
+
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = (250, 0, 0)  # left half red, right half blue as stored
+    stored[:, 20:] = (0, 0, 250)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / f"phone{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, quality=95)
+    upright = read_image(path)
+    assert upright.shape == (3, 40, 20)  # portrait after rotation
+    assert upright[0, 5, 10] > 200 and upright[2, 35, 10] > 200  # red on top, blue below
+    served = decode_upload(path.read_bytes(), Limits()).image
+    assert (served.int() - upright.int()).abs().max() <= 2  # same pixels as the server sees
+
+
 def test_find_images_files_folders_globs(tmp_path):
     _folders(tmp_path / "set", per_class=2)
     (tmp_path / "set" / "ants" / "readme.md").write_text("x")

@@ -81,3 +81,32 @@ def test_cnn_attention_variants():
 def test_bad_model_argument_is_a_user_error():
     with pytest.raises(RecogError, match="bad model argument"):
         create_model("cnn", num_classes=4, img_size=32, wdith=3)
+
+
+def test_model_training_defaults_fill_only_what_the_user_left_unset():
+    from recog.api import resolve_config
+    from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainConfig
+
+    unet = resolve_config(TrainConfig(data="shapes", task="segment", model="unet"))
+    assert (unet.epochs, unet.batch_size, unet.lr) == (16, 16, 2e-3)
+    mine = resolve_config(
+        TrainConfig(data="shapes", task="segment", model="unet", epochs=3, batch_size=4, lr=0.1)
+    )
+    assert (mine.epochs, mine.batch_size, mine.lr) == (3, 4, 0.1)
+    cnn = resolve_config(TrainConfig(data="digits", model="cnn"))
+    assert (cnn.epochs, cnn.batch_size) == (DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE)
+    assert cnn.amp == "auto"
+    # "auto" is left to recog too: Mask R-CNN turns mixed precision on, the user can say off
+    assert resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn")).amp == "on"
+    off = resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn", amp="off"))
+    assert off.amp == "off"
+
+
+def test_models_command_lists_each_models_defaults():
+    from helpers import run_cli
+
+    proc = run_cli("models", "--task", "segment")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()}
+    assert rows["unet"][1:5] == ["segment", "256px", "16", "16"]
+    assert "cnn" not in rows

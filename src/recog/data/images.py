@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from recog.errors import RecogError
@@ -22,6 +22,11 @@ from recog.errors import RecogError
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Decompression bombs: refuse images above this many pixels (about 16k x 16k).
 MAX_PIXELS = 268_435_456
+
+
+# Magic numbers of the formats whose EXIF orientation torchvision applies (JPEG, PNG, GIF);
+# the rest (WebP, TIFF, ...) go to Pillow.
+_TORCHVISION_ORIENTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")
 
 
 def is_image_file(path: Path) -> bool:
@@ -46,6 +51,7 @@ def _pil_decode(path: Path) -> torch.Tensor:
             if img.width * img.height > MAX_PIXELS:
                 raise ValueError(f"{img.width}x{img.height} pixels is too large")
             img.load()
+            img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.float64)
                 top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -57,7 +63,8 @@ def _pil_decode(path: Path) -> torch.Tensor:
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """(3, H, W) uint8 RGB; greyscale, CMYK, 16-bit, palette and alpha are converted."""
+    """(3, H, W) uint8 RGB, upright: the EXIF orientation of phone photos is applied (as the
+    server does for uploads); greyscale, CMYK, 16-bit, palette and alpha are converted."""
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -72,10 +79,12 @@ def read_image(path: str | Path) -> torch.Tensor:
     if data.numel() == 0:
         raise RecogError(f"{path}: empty file (0 bytes)")
     try:
+        if not bytes(data[:4].tolist()).startswith(_TORCHVISION_ORIENTS):
+            raise ValueError("Pillow applies this format's EXIF orientation, torchvision does not")
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # libjpeg's "premature end of data" must not pass
             warnings.simplefilter("ignore", DeprecationWarning)
-            image = decode_image(data, mode=ImageReadMode.RGB)
+            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
         if image.dtype != torch.uint8:  # 16-bit PNG
             image = (image.to(torch.int32) >> 8).to(torch.uint8)
         if image.shape[0] == 3 and image.numel() > 0:

@@ -74,4 +74,6 @@ def amp_dtype(device: torch.device, setting: str) -> torch.dtype | None:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None  # no native bf16 (AVX512-BF16 / AMX): emulating it is slower than float32
     return torch.bfloat16

@@ -86,7 +86,8 @@ _SEMANTIC: dict[str, Any] = {"task": TaskName.SEGMENT, "min_img_size": 32}
     head=("model.segmentation_head",),
     encoder="model.encoder",
     description="U-Net (segmentation_models_pytorch), encoder=resnet18 by default",
-    train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
+    # 16 epochs of batch 16: shapes mIoU 0.91 in under 12 minutes on 2 CPU cores
+    train_defaults={"lr": 2e-3, "weight_decay": 1e-4, "epochs": 16, "batch_size": 16},
     task=TaskName.SEGMENT,
     min_img_size=64,  # below, the 32x-downsampled bottom is 1x1 and batch-norm needs a batch
 )
@@ -189,12 +190,26 @@ class InstanceSegmenter(TorchvisionDetector):
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),
     instance=True,
-    train_defaults={"lr": 2e-4, "weight_decay": 1e-4, "clip_grad": 10.0},
+    # batch 4 learns faster per image than 8 (shapes:400, 3 epochs: mask mAP50 0.15 vs 0.05);
+    # bf16 autocast where the CPU has it: 1.5x a step on AVX512-BF16 (2 cores, 128 px)
+    train_defaults={
+        "lr": 5e-4,
+        "weight_decay": 1e-4,
+        "clip_grad": 10.0,
+        "epochs": 10,
+        "batch_size": 4,
+        "amp": "on",
+    },
     task=TaskName.SEGMENT,
     min_img_size=64,
 )
-def mask_rcnn(*, num_classes: int, img_size: int) -> InstanceSegmenter:
-    """Anchors scale with the input size (torchvision's 32..512 px are for 800 px images)."""
+def mask_rcnn(*, num_classes: int, img_size: int, rois_per_image: int = 32) -> InstanceSegmenter:
+    """Anchors scale with the input size (torchvision's 32..512 px are for 800 px images).
+
+    `rois_per_image` RoIs are sampled per training image for the box and mask heads
+    (torchvision: 512).  The v2 heads (four 256-channel convolutions each) cost CPU time
+    per RoI; measured on 2 cores at 128 px, batch 8: 2.35 s a step at 64, 1.5 s at 32.
+    """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     sizes = tuple((max(4, round(s * img_size / 512)),) for s in (32, 64, 128, 256, 512))
@@ -213,8 +228,8 @@ def mask_rcnn(*, num_classes: int, img_size: int) -> InstanceSegmenter:
         rpn_pre_nms_top_n_train=1000,
         rpn_post_nms_top_n_train=500,
         rpn_pre_nms_top_n_test=500,
-        rpn_post_nms_top_n_test=250,
-        box_batch_size_per_image=64,
+        rpn_post_nms_top_n_test=100,
+        box_batch_size_per_image=rois_per_image,
     )
     model.rpn.anchor_generator = anchors  # same 3 anchors per place: the RPN head fits
     return InstanceSegmenter(model)
