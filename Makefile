@@ -39,6 +39,7 @@ bench: venv
 	$(BIN)/python bench/detect_eval.py
 	$(BIN)/python bench/serve_load.py
 	$(BIN)/python bench/detect_train.py
+	$(BIN)/python bench/segment_train.py
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -132,28 +132,22 @@ def test_unet_on_shapes_reaches_085_miou(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "model",
+    ("model", "args", "floor"),
     [
-        "fcn_resnet18",
-        pytest.param(
-            "deeplabv3",
-            marks=pytest.mark.xfail(
-                reason="measured 2026-11-25: after 3 epochs on shapes deeplabv3 still predicts "
-                "only background (miou 0.152); it trains end to end but learns slowly",
-                strict=False,
-            ),
-        ),
+        ("fcn_resnet18", ["--epochs", "3"], 0.25),  # measured 0.300 after 3 epochs
+        ("deeplabv3", [], 0.6),  # its defaults, 12 epochs of batch 16: measured 0.714
     ],
 )
-def test_other_semantic_models_train_end_to_end_on_shapes(model, tmp_path):
+def test_other_semantic_models_learn_on_shapes(model, args, floor, tmp_path):
     out = tmp_path / model
     proc = run_cli(
-        "train", "--task", "segment", "--data", "shapes", "--model", model,
-        "--epochs", "3", "--out", str(out), timeout=3600,
+        "train", "--task", "segment", "--data", "shapes", "--model", model, *args,
+        "--out", str(out), timeout=3600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["miou"] > 0.2  # far above chance; learning happens end to end
+    assert metrics["miou"] > floor  # background alone scores 0.15
+    assert min(metrics["per_class"].values()) > 0.0  # every shape class is found somewhere
 
 
 @pytest.mark.slow

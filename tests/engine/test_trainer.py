@@ -47,6 +47,16 @@ def test_cnn_learns_digits_and_writes_a_complete_run(tmp_path):
     assert rec.class_names == again.class_names == [str(i) for i in range(10)]
 
 
+def test_mixed_precision_training_reports_its_best_epoch_in_full_precision(tmp_path):
+    """With --amp on (bf16 on CPUs that have it), each epoch is still validated in float32,
+    as the final evaluation is: the best row of results.csv is the run's metrics.json."""
+    recog.train(**FAST, epochs=2, amp="on", out=str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rows = ResultsTable.read(tmp_path / "run" / "results.csv")
+    best = rows[metrics["best_epoch"] - 1]
+    assert float(best["top1"]) == pytest.approx(metrics["top1"], abs=1e-6)
+
+
 def test_early_stopping_and_ema(tmp_path):
     # lr 0 cannot improve after the first epoch, so patience 1 stops at epoch 2
     recog.train(

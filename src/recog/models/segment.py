@@ -156,7 +156,9 @@ def fcn_resnet18(*, num_classes: int, img_size: int, output_stride: int = 16) ->
     head=("model.classifier.4",),
     encoder="model.backbone",
     description="torchvision DeepLabV3 MobileNetV3-Large",
-    train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
+    # from scratch it predicts only background for 3 epochs, then learns: shapes mIoU
+    # 0.71 after 12 epochs of batch 16 (9 minutes on 2 CPU cores)
+    train_defaults={"lr": 2e-3, "weight_decay": 1e-4, "epochs": 12, "batch_size": 16},
     **_SEMANTIC,
 )
 def deeplabv3(*, num_classes: int, img_size: int) -> SemanticSegmenter:

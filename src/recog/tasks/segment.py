@@ -134,7 +134,11 @@ class SegmentTask(Task):
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
         img_size = int(cfg.img_size or spec.default_img_size)
         if spec.instance:
-            return InstanceSegmentTask(class_names, spec.mean, spec.std, img_size=img_size)
+            # Mask R-CNN scores each class of a box separately, so one object also comes
+            # back as other classes at low scores; those count for mAP but clutter a picture
+            return InstanceSegmentTask(
+                class_names, spec.mean, spec.std, img_size=img_size, display_threshold=0.5
+            )
         return cls(
             class_names,
             spec.mean,
