@@ -174,7 +174,7 @@ def main() -> int:
         print(f"{name:26s} {m:6.3f} {ious[0]:9.3f} {ious[1]:6.3f} {s:8.0f}")
     last = results["recog train (last step)"]
     print(
-        f"\nratio recog (last step) / plain: mIoU {last[0] / plain_miou:.2f}x,"
+        f"\nratio recog (last step) / plain: mIoU {last[0] / plain_miou:.3f}x,"
         f" train time {last[2] / plain_s:.2f}x"
     )
     return 0
