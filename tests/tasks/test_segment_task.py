@@ -154,3 +154,27 @@ def test_instance_predictions_return_to_original_pixels():
     )
     assert pred.masks.shape == (1, 10, 20) and pred.masks.all()
     assert pred.boxes.tolist() == [[0.0, 0.0, 20.0, 10.0]]
+
+
+def test_mask_rcnn_runs_show_only_confident_instances(tmp_path):
+    """Mask R-CNN's other-class echoes of an object (score ~0.3) stay out of the pictures and
+    the served record, but stay in the COCO results that mAP is computed from."""
+    from recog.config import TrainConfig
+    from recog.models.registry import get_spec
+
+    t = SegmentTask.from_config(
+        TrainConfig(task="segment", model="mask_rcnn", img_size=64), ["cat", "dog"],
+        get_spec("mask_rcnn"),
+    )  # fmt: skip
+    assert isinstance(t, InstanceSegmentTask)
+    masks = torch.zeros((2, 8, 8), dtype=torch.bool)
+    masks[:, 2:6, 2:6] = True
+    pred = Prediction(
+        boxes=torch.tensor([[2, 2, 6, 6], [2, 2, 6, 6]], dtype=torch.float32),
+        labels=torch.tensor([0, 1]),
+        scores=torch.tensor([0.95, 0.3]),
+        masks=masks,
+    )
+    assert [d["label"] for d in t.to_record(pred)["detections"]] == ["cat"]
+    (written,) = t.save_prediction(pred, tmp_path, "x")
+    assert [r["category"] for r in json.loads(written.read_text())] == ["cat", "dog"]
