@@ -137,12 +137,14 @@ def recog_run(root: Path, val, *, steps: int, seed: int, out: Path) -> dict[str,
     seconds = float(json.loads((out / "metrics.json").read_text())["train_seconds"])
     truths = [_load(p)[1].numpy() for p in val]
     files = [str(p.image) for p in val]
-    scores = {}
-    for name in ("recog train (best epoch)", "recog train (last step)"):
-        if name.endswith("(last step)"):
-            rec.model.load_state_dict(load_checkpoint(out / "last.ckpt")["model"])
+
+    def score() -> tuple:
         guesses = [pred.mask.cpu().numpy() for pred in rec.predict(files)]
-        scores[name] = (*miou(list(zip(truths, guesses, strict=True))), seconds)
+        return (*miou(list(zip(truths, guesses, strict=True))), seconds)
+
+    scores = {"recog train (best epoch)": score()}
+    rec.model.load_state_dict(load_checkpoint(out / "last.ckpt")["model"])
+    scores["recog train (last step)"] = score()
     return scores
 
 

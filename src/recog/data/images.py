@@ -24,8 +24,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 MAX_PIXELS = 268_435_456
 
 
-# Magic numbers of the formats whose EXIF orientation torchvision applies (JPEG, PNG, GIF);
-# the rest (WebP, TIFF, ...) go to Pillow.
+# Magic numbers of the formats torchvision decodes upright (JPEG, PNG; GIF has no EXIF);
+# the rest (WebP, TIFF, ...) go to Pillow, which applies their EXIF orientation.
 _TORCHVISION_ORIENTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")
 
 
@@ -62,6 +62,20 @@ def _pil_decode(path: Path) -> torch.Tensor:
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
 
 
+def _torchvision_decode(data: torch.Tensor) -> torch.Tensor | None:
+    """(3, H, W) uint8 upright, or None where Pillow must try (CMYK, damaged files, ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # libjpeg's "premature end of data" must not pass
+            warnings.simplefilter("ignore", DeprecationWarning)
+            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    except (RuntimeError, ValueError, Warning):
+        return None
+    if image.dtype != torch.uint8:  # 16-bit PNG
+        image = (image.to(torch.int32) >> 8).to(torch.uint8)
+    return image if image.shape[0] == 3 and image.numel() > 0 else None
+
+
 def read_image(path: str | Path) -> torch.Tensor:
     """(3, H, W) uint8 RGB, upright: the EXIF orientation of phone photos is applied (as the
     server does for uploads); greyscale, CMYK, 16-bit, palette and alpha are converted."""
@@ -78,19 +92,11 @@ def read_image(path: str | Path) -> torch.Tensor:
         raise RecogError(f"{path}: cannot read file ({exc})") from exc
     if data.numel() == 0:
         raise RecogError(f"{path}: empty file (0 bytes)")
-    try:
-        if not bytes(data[:4].tolist()).startswith(_TORCHVISION_ORIENTS):
-            raise ValueError("Pillow applies this format's EXIF orientation, torchvision does not")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # libjpeg's "premature end of data" must not pass
-            warnings.simplefilter("ignore", DeprecationWarning)
-            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-        if image.dtype != torch.uint8:  # 16-bit PNG
-            image = (image.to(torch.int32) >> 8).to(torch.uint8)
-        if image.shape[0] == 3 and image.numel() > 0:
+    # torchvision applies EXIF orientation for JPEG and PNG only; Pillow does the rest
+    if data[:4].numpy().tobytes().startswith(_TORCHVISION_ORIENTS):
+        image = _torchvision_decode(data)
+        if image is not None:
             return image
-    except (RuntimeError, ValueError, Warning):
-        pass
     try:
         return _pil_decode(path)
     except (

@@ -37,17 +37,14 @@ def evaluate(
     loader: Iterable[Batch],
     ctx: DistContext,
     *,
-    amp: torch.dtype | None = None,
     on_batch: callable | None = None,  # type: ignore[valid-type]
 ) -> Accumulator:
-    """Run `task.predict` over `loader`; returns the (rank-merged) accumulator."""
+    """Run `task.predict` over `loader` in full precision (whatever training used), as
+    `recog val`, predict and the server do; returns the (rank-merged) accumulator."""
     was_training = model.training
     model.eval()
     acc = task.metrics()
-    with (
-        torch.inference_mode(),
-        torch.autocast(ctx.device.type, dtype=amp or torch.float32, enabled=amp is not None),
-    ):
+    with torch.inference_mode():
         for batch in loader:
             images = batch.images.to(ctx.device, non_blocking=True).contiguous(
                 memory_format=torch.channels_last

@@ -194,9 +194,9 @@ class Trainer:
                 bar.remove_task(bar_id)
                 eval_model = ema.module if ema is not None else model
                 val_id = bar.add_task("  validate", total=len(self.val_set), info="")  # type: ignore[arg-type]
-                # full precision, as `recog val`, predict and the server run: the best
-                # epoch is picked on the numbers the run reports (mask_rcnn, bf16 on CPU:
-                # mask_map 0.81 under autocast vs 0.79 in float32 for the same weights)
+                # full precision (evaluate): the best epoch is picked on the numbers the
+                # run reports (mask_rcnn, bf16 on CPU: mask_map 0.81 under autocast vs
+                # 0.79 in float32 for the same weights)
                 acc = evaluate(
                     eval_model,
                     task,
