@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainConfig
+from recog import recipe
+from recog.config import NONE, TrainConfig, require_resolved
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
@@ -32,8 +33,8 @@ from recog.engine.trainer import (
 )
 from recog.errors import RecogError
 from recog.models.registry import ModelSpec, create_model, get_spec
-from recog.tasks import DEFAULT_MODELS, TASKS, Task
-from recog.types import Prediction, TaskName
+from recog.tasks import TASKS, Task
+from recog.types import DataFacts, Prediction, TaskName
 
 CONFIG_NAME = "config.yaml"
 LABELS_NAME = "labels.json"
@@ -66,34 +67,51 @@ def infer_task(data: str) -> TaskName:
     return TaskName.CLASSIFY
 
 
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill what the user left to recog: task, model, image size, data-dependent defaults."""
+def _task_class(cfg: TrainConfig) -> type[Task]:
+    if cfg.model is not None:
+        spec_task = get_spec(cfg.model).task
+        task = TaskName(cfg.task or spec_task)
+        if task != spec_task:
+            raise RecogError(f"model {cfg.model} is a {spec_task} model, not {task}")
+    else:
+        task = TaskName(cfg.task) if cfg.task else infer_task(cfg.data)
+    return TASKS[task]
+
+
+def resolve_config(
+    cfg: TrainConfig, *, device_type: str | None = None, world_size: int = 1
+) -> tuple[recipe.Resolution, DataFacts, type[Task]]:
+    """The recipe's first step (everything but the timed budget), from a survey of the data."""
     from recog.data import data_defaults
 
-    if cfg.model is None:
-        task = TaskName(cfg.task) if cfg.task else infer_task(cfg.data)
-        cfg = dataclasses.replace(cfg, model=DEFAULT_MODELS[task])
-    spec = get_spec(str(cfg.model))
-    task = TaskName(cfg.task or spec.task)
-    if task != spec.task:
-        raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
-    defaults = data_defaults(cfg.data)
-    # a model's training defaults fill what the user left unset (None) or to recog ("auto")
-    unset = {k: v for k, v in spec.train_defaults.items() if getattr(cfg, k) in (None, "auto")}
-    unset.setdefault("epochs", cfg.epochs or DEFAULT_EPOCHS)
-    unset.setdefault("batch_size", cfg.batch_size or DEFAULT_BATCH_SIZE)
-    return dataclasses.replace(
+    task_cls = _task_class(cfg)
+    if cfg.time is not None and cfg.time < 0:
+        raise RecogError(f"--time must be positive, not {cfg.time}")
+    for key in ("epochs", "steps", "batch_size", "img_size"):
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise RecogError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
+    facts = task_cls.survey(cfg)
+    device = device_type or (cfg.device if cfg.device != "auto" else pick_device("auto").type)
+    res = recipe.resolve(
         cfg,
-        **unset,
-        task=str(task),
-        img_size=cfg.img_size or defaults.img_size or spec.default_img_size,
-        hflip=defaults.hflip if cfg.hflip is None else cfg.hflip,
+        facts,
+        task_cls.recipe,
+        device_type=device.split(":")[0],
+        data_defaults=data_defaults(cfg.data),
+        world_size=world_size,
     )
+    return res, facts, task_cls
 
 
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     if cfg.out:
-        return Path(cfg.out)
+        path = Path(cfg.out)
+        if (path / CONFIG_NAME).exists():
+            raise RecogError(
+                f"{path}: already holds a run (give another --out, or --resume {path} to continue it)"
+            )
+        return path
     base = (
         Path("runs")
         / str(cfg.task)
@@ -118,7 +136,9 @@ def train(
     """Train a model and write its run directory; returns the trained `Recognizer`.
 
     `recog.train("digits", "cnn", epochs=15)` or `recog.train(config=TrainConfig(...))`.
-    `resume=RUN_DIR` continues an interrupted run from its `last.ckpt`.
+    Whatever is left out is chosen by the recipe (`recog.recipe`) and recorded
+    in the run's `config.yaml`.  `resume=RUN_DIR` continues an interrupted
+    run from its `last.ckpt`.
     """
     if resume is not None:
         run_dir = Path(resume)
@@ -126,7 +146,8 @@ def train(
             raise RecogError(f"{run_dir}: nothing to resume (needs config.yaml and last.ckpt)")
         cfg = TrainConfig.load(run_dir / CONFIG_NAME)
         if "epochs" in overrides:
-            cfg = dataclasses.replace(cfg, epochs=int(overrides.pop("epochs")))
+            epochs = int(overrides.pop("epochs"))
+            cfg = dataclasses.replace(cfg, epochs=epochs, steps=None)
     else:
         cfg = config or TrainConfig()
         if data is not None:
@@ -135,8 +156,6 @@ def train(
             cfg = dataclasses.replace(cfg, model=model)
     if overrides:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
-    cfg = resolve_config(cfg)
-
     ctx = DistContext.from_env(cfg.device)
     try:
         return _train(cfg, ctx, resume_dir=Path(resume) if resume is not None else None)
@@ -147,8 +166,12 @@ def train(
 def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Recognizer:
     from recog.data import balanced_sampler
 
+    res, facts, task_cls = resolve_config(
+        cfg, device_type=ctx.device.type, world_size=ctx.world_size
+    )
+    cfg = res.config
     seed_all(cfg.seed, deterministic=cfg.deterministic)
-    splits = TASKS[TaskName(cfg.task)].load_splits(cfg)
+    splits = task_cls.load_splits(cfg)
     if ctx.enabled and cfg.balanced:
         raise RecogError(
             "--balanced is not supported with torchrun (DistributedSampler shards the data)"
@@ -156,19 +179,29 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     run_dir = resume_dir or ctx.broadcast(_run_dir(cfg, splits.name) if ctx.is_main else None)
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     model, spec = build_model(cfg, len(splits.class_names))
-    if cfg.weights:
+    if cfg.weights != NONE:
         from recog.models.weights import load_pretrained
 
-        load_pretrained(model, spec, cfg.weights)
+        load_pretrained(model, spec, str(cfg.weights))
     if cfg.freeze_backbone:
         from recog.models.weights import freeze_backbone
 
         freeze_backbone(model, spec)
     task = build_task(cfg, splits.class_names, spec)
+    open_budget = (cfg.epochs is None and cfg.steps is None) or bool(cfg.time)
+    measured = None
+    if open_budget:
+        from recog.engine.probe import probe
+
+        measured = ctx.broadcast(probe(cfg, task, model, splits.train, splits.val, ctx))
+    res = recipe.resolve_budget(res, facts, probe=measured, world_size=ctx.world_size)
+    cfg = require_resolved(
+        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
+    )
     if ctx.is_main:
+        _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
         run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_to_save = dataclasses.replace(cfg, out=str(run_dir))
-        cfg_to_save.save(run_dir / CONFIG_NAME)
+        cfg.save(run_dir / CONFIG_NAME)
         ckpt.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
     sampler = None
     if cfg.balanced:
@@ -182,7 +215,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         splits.val,
         ctx,
         run_dir=run_dir,
-        weights_metadata={"model": cfg.model, "task": str(cfg.task)},
+        weights_metadata={"model": str(cfg.model), "task": str(cfg.task)},
         sampler=sampler,
         resume=resume_dir is not None,
     )
@@ -190,7 +223,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     model = trainer.model
     if ctx.is_main:
         acc = final_evaluation(
-            task, model, splits.val, DistContext(device=ctx.device), batch_size=cfg.batch_size * 2
+            task,
+            model,
+            splits.val,
+            DistContext(device=ctx.device),
+            batch_size=int(cfg.batch_size) * 2,
         )
         samples = sample_predictions(task, model, splits.val, ctx.device)
         from recog.report.run_outputs import write_outputs
@@ -220,6 +257,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
                 "best epoch": result.best_epoch,
                 "train seconds": round(result.train_seconds, 1),
                 "run directory": str(run_dir),
+                "recipe": "; ".join(res.notes),
             },
         )
     return Recognizer(
@@ -231,6 +269,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         task=task,
         device=ctx.device,
     )
+
+
+def _print_start(lines: list[str]) -> None:
+    from recog.engine.logging import console
+
+    out = console()
+    for line in lines:
+        out.print(line, markup=False)
 
 
 # ---------------------------------------------------------------------- load
@@ -245,6 +291,11 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
             f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)"
         )
     cfg = TrainConfig.load(run_dir / CONFIG_NAME)
+    if cfg.unset():
+        raise RecogError(
+            f"{run_dir / CONFIG_NAME}: not a resolved run config ({', '.join(cfg.unset())} unset); "
+            "it was written by an older recog: train it again"
+        )
     try:
         class_names = json.loads((run_dir / LABELS_NAME).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -298,7 +349,7 @@ class Recognizer:
 
     @property
     def img_size(self) -> int:
-        return int(self.config.img_size or self.spec.default_img_size)
+        return int(self.config.img_size)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
@@ -338,7 +389,11 @@ class Recognizer:
             name = data
         ctx = DistContext(device=self.device)
         acc = final_evaluation(
-            self.task, self.model, dataset, ctx, batch_size=self.config.batch_size * 2
+            self.task,
+            self.model,
+            dataset,
+            ctx,
+            batch_size=int(self.config.batch_size) * 2,  # type: ignore[arg-type]
         )
         extra = {"eval_seconds": round(time.perf_counter() - start, 3), "data": str(name)}
         if out_dir is None:

@@ -21,24 +21,26 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from recog.config import TrainConfig
 from recog.errors import RecogError
 
-_HIDDEN = {"version"}
+_HIDDEN = {"version", "versions"}
 _HELP = {
     "data": "digits, a class-folder root (train/ + val/, or <class>/ split by --val-split), or a path,label CSV",
     "task": "classify (inferred from the model when omitted)",
     "model": "registry name (see `recog models`) or timm:<name>",
     "model_args": "builder options as key=value, e.g. width=64 depth=4",
     "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the local torch cache",
-    "img_size": "input size in pixels (default: the data's or the model's)",
-    "epochs": "training epochs (default: the model's, else 30; see `recog models`)",
-    "batch_size": "images per step (default: the model's, else 32; see `recog models`)",
-    "lr": "peak learning rate (default: 1e-3 AdamW / 0.05 SGD, scaled by batch/64)",
+    "img_size": "input size in pixels (default: from the images' median size, capped per task)",
+    "epochs": "training epochs (default: a budget in steps planned from the data size)",
+    "steps": "training budget in optimizer steps, instead of --epochs",
+    "time": "fit the run into this much training time, e.g. 90s, 10m, 1h (the schedule follows the clock)",
+    "batch_size": "images per step (default: >= 8 steps an epoch, at most the task's 16 or 32)",
+    "lr": "peak learning rate (default: the model's, else the task's, square-root scaled to the batch)",
     "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999)",
     "patience": "stop after this many epochs without improvement",
     "hflip": "horizontal-flip probability (default 0.5; 0 for digits)",
     "cache": "decode and resize images once into memory (auto: datasets up to 20,000 images)",
     "strict": "fail on the first corrupt image instead of skipping it",
     "out": "run directory (default runs/<task>/<data>-<model>, numbered when taken)",
-    "classes": "segmentation: comma-separated class names of the mask values 0, 1, ... (else data.yaml)",
+    "classes": "comma-separated class names in label order (mask folders: of the values 0, 1, ...)",
     "seg_loss": "segmentation loss: cross-entropy, Dice, or their sum (default)",
     "class_weights": "segmentation: comma-separated loss weight per class",
     "elastic": "segmentation: probability of an elastic deformation (cells, membranes)",
@@ -63,7 +65,11 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         hint = hints[f.name]
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _HELP.get(f.name)}
         args = [a for a in get_args(hint) if a is not type(None)]
-        if hint is bool:
+        if f.name == "time":
+            parser.add_argument(flag, metavar="DURATION", **kwargs)
+        elif f.name == "classes":
+            parser.add_argument(flag, metavar="A,B,...", **kwargs)
+        elif hint is bool:
             parser.add_argument(flag, action="store_true", **kwargs)
         elif get_origin(hint) is Literal:
             parser.add_argument(flag, choices=list(args), **kwargs)
@@ -91,6 +97,12 @@ def _overrides(ns: argparse.Namespace) -> dict[str, Any]:
                 key, raw = item.split("=", 1)
                 pairs[key] = _parse_value(raw)
             value = pairs
+        elif f.name == "time":
+            from recog.config import parse_duration
+
+            value = parse_duration(value)
+        elif f.name == "classes":
+            value = [name.strip() for name in str(value).split(",")]
         out[f.name] = value
     return out
 
@@ -217,14 +229,45 @@ def cmd_train(ns: argparse.Namespace) -> int:
         )
     else:
         base = TrainConfig.load(ns.config) if ns.config else TrainConfig()
-        cfg = TrainConfig.from_dict({**base.to_dict(), **overrides}, source="command line")
+        values = base.to_dict()
+        # a budget given on the command line replaces the config's whole budget
+        if {"epochs", "steps"} & set(overrides):
+            values |= {"epochs": None, "steps": None}
+        if ns.config and "out" not in overrides:
+            values |= {"out": None, "name": None}  # a new run directory, never the old one's
+        cfg = TrainConfig.from_dict({**values, **overrides}, source="command line")
         rec = api.train(config=cfg)
     if _is_main():
-        print(f"run directory: {rec.run_dir}")
-        print(f"report: {rec.run_dir / 'report.html'}")
         metrics = json.loads((rec.run_dir / "metrics.json").read_text())
-        print(_headline(metrics))
+        for line in _end_block(rec, metrics):
+            print(line)
     return 0
+
+
+def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
+    """What a finished run says: where it is, its numbers, its best epoch, what to do next."""
+    primary = rec.task.primary_metric
+    run = rec.run_dir
+    lines = [
+        f"run directory: {run}",
+        f"report: {run / 'report.html'}",
+        _headline(metrics),
+        f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}: "
+        f"{primary} {float(metrics.get(primary, 0.0)):.4f}",
+    ]
+    if float(metrics.get(primary, 0.0)) <= 0.0:
+        lines.append(
+            f"warning: {primary} stayed at 0: the model learned nothing it could show on the "
+            "validation data; train longer (--epochs, --time), check the labels with "
+            f"`recog data check {rec.config.data}`, or try a lower --lr"
+        )
+    lines += [
+        "next:",
+        f"  recog val {run}",
+        f"  recog predict {run} IMAGES...",
+        f"  recog serve {run}",
+    ]
+    return lines
 
 
 def _is_main() -> bool:
@@ -358,21 +401,19 @@ def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
-    from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS
     from recog.models.registry import get_spec, list_models
 
+    # epochs and batch come from the data (the recipe) unless a model fixes its own
     print(f"{'model':22s} {'task':9s} {'size':>6s} {'epochs':>6s} {'batch':>5s}  description")
     for name in list_models(ns.task):
         spec = get_spec(name)
-        epochs = spec.train_defaults.get("epochs", DEFAULT_EPOCHS)
-        batch = spec.train_defaults.get("batch_size", DEFAULT_BATCH_SIZE)
+        epochs = str(spec.train_defaults.get("epochs", "data"))
+        batch = str(spec.train_defaults.get("batch_size", "data"))
         print(
-            f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px {epochs:6d} {batch:5d}"
+            f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px {epochs:>6s} {batch:>5s}"
             f"  {spec.description}"
         )
-    print(
-        f"{'timm:<name>':22s} {'classify':9s} {'':>6s} {DEFAULT_EPOCHS:6d} {DEFAULT_BATCH_SIZE:5d}  any timm model"
-    )
+    print(f"{'timm:<name>':22s} {'classify':9s} {'':>6s} {'data':>6s} {'data':>5s}  any timm model")
     return 0
 
 

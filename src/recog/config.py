@@ -1,7 +1,11 @@
 """Typed run configuration (`TrainConfig`) and its YAML round-trip.
 
-A run's `config.yaml` is exactly `TrainConfig.to_dict()`; together with
-`labels.json` and `model.safetensors` it is enough to rebuild the model.
+A `TrainConfig` as the user writes it may leave fields unset (None): those
+are left to the recipe (`recog.recipe.resolve`), which fills every one of
+them from facts about the data, the model and the machine.  A run's
+`config.yaml` is exactly the resolved `TrainConfig.to_dict()`, with no unset
+field; `require_resolved` is how the engine, tasks and loaders insist on it.
+Options that are off hold their off value (0, "none"), never None.
 Fixed vocabularies are `Literal`s here, once.
 """
 
@@ -16,7 +20,7 @@ import yaml
 
 from recog.errors import RecogError
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["cosine", "onecycle", "constant"]
@@ -27,8 +31,8 @@ Amp = Literal["auto", "on", "off"]
 SegLoss = Literal["ce", "dice", "ce_dice"]
 
 
-DEFAULT_EPOCHS = 30
-DEFAULT_BATCH_SIZE = 32
+#: the value of an optional feature that is off (weights, class_weights)
+NONE = "none"
 
 
 @dataclass
@@ -36,52 +40,57 @@ class TrainConfig:
     """Everything `recog train` needs; defaults are what a user gets without flags."""
 
     data: str = "digits"
-    task: str | None = None  # inferred from data / model when None
-    model: str | None = None  # None: the task's default (cnn, yolo_n)
+    task: str | None = None  # None: inferred from the data or the model
+    model: str | None = None  # None: the recipe's choice for the task and data
     model_args: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None
+    weights: str | None = None  # None / "none": train from scratch
     freeze_backbone: bool = False
-    img_size: int | None = None  # None: the dataset's or the model's default
-    epochs: int | None = None  # None: the model's default, else DEFAULT_EPOCHS
-    batch_size: int | None = None  # None: the model's default, else DEFAULT_BATCH_SIZE
+    img_size: int | None = None
+    # budget: give at most one of epochs / steps; time bounds the wall clock
+    epochs: int | None = None
+    steps: int | None = None  # optimizer steps in all
+    time: float | None = None  # seconds of training (0: no limit); `--time 10m`
+    batch_size: int | None = None
     optimizer: Optimizer = "adamw"
-    lr: float | None = (
-        None  # None: the model's default, else 1e-3 adamw / 0.05 sgd (scaled by batch / 64)
-    )
-    weight_decay: float | None = None  # None: the model's default, else 0.05
+    lr: float | None = None  # peak learning rate
+    weight_decay: float | None = None
     momentum: float = 0.9
-    schedule: Schedule = "cosine"
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
+    schedule: Schedule | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
     amp: Amp = "auto"
     accumulate: int = 1
-    clip_grad: float | None = None
-    ema: float | None = None  # EMA decay, e.g. 0.999
-    patience: int | None = None  # early stopping, in epochs without improvement
+    clip_grad: float | None = None  # 0: off
+    ema: float | None = None  # EMA decay of the weights, e.g. 0.999; 0: off
+    patience: int | None = None  # early stopping, epochs without improvement; 0: off
     seed: int = 0
     deterministic: bool = False
     workers: int = 0
     device: str = "auto"
     # data
     val_split: float = 0.2
-    augment: Augment = "standard"
+    augment: Augment | None = None
     auto_augment: AutoAugment = "none"
-    hflip: float | None = None  # None: the dataset's default (0.5, or 0 for digits)
+    hflip: float | None = None
+    min_scale: float | None = None  # smallest crop / scale of the training augmentation
+    crop_pct: float | None = None  # classification: centre-crop fraction at evaluation
     mixup: float = 0.0
     cutmix: float = 0.0
     balanced: bool = False
-    mosaic: float | None = None  # detection: chance of a 4-image mosaic (None: model default)
-    mosaic_off_epochs: int = 10  # detection: the last epochs train without mosaic
+    mosaic: float | None = None  # detection: chance of a 4-image mosaic
+    mosaic_off_epochs: int | None = None  # detection: the last epochs train without mosaic
     cache: Cache = "auto"
     strict: bool = False
+    classes: list[str] | None = None  # class names in label order (mask values for masks)
     # segmentation
-    classes: str | None = None  # comma-separated class names of mask data (index = pixel value)
     seg_loss: SegLoss = "ce_dice"
-    class_weights: str | None = None  # comma-separated per-class loss weights
-    elastic: float = 0.0  # probability of an elastic deformation (cells, membranes)
+    class_weights: str | None = None  # comma-separated per-class loss weights; "none": equal
+    elastic: float | None = None  # probability of an elastic deformation (cells, membranes)
     # output
     out: str | None = None
     name: str | None = None
+    #: what the run ran on (filled by the recipe, never by the user)
+    versions: dict[str, str] = field(default_factory=dict)
     version: int = CONFIG_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +111,10 @@ class TrainConfig:
                 )
         return cls(**values)
 
+    def unset(self) -> list[str]:
+        """Names of the fields left to the recipe (None)."""
+        return [k for k, v in self.to_dict().items() if v is None]
+
     def save(self, path: Path) -> None:
         from recog.engine.checkpoint import atomic_write_text
 
@@ -116,3 +129,40 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise RecogError(f"{path}: not a recog config (expected a mapping)")
         return cls.from_dict(values, source=str(path))
+
+
+#: the fields settled last: the budget, after timing real steps (`recipe.resolve_budget`),
+#: and the run directory
+BUDGET_FIELDS = frozenset({"epochs", "steps", "time", "warmup_epochs", "patience", "out", "name"})
+
+
+def require_resolved(cfg: TrainConfig, where: str, *, budget: bool = True) -> TrainConfig:
+    """`cfg` itself, after checking that the recipe left no field unset.
+
+    `budget=False` allows the budget fields to be still open (data loading and
+    model building happen before the budget is timed).
+    """
+    missing = [k for k in cfg.unset() if budget or k not in BUDGET_FIELDS]
+    if missing:
+        raise RecogError(f"{where}: the run config is not resolved ({', '.join(missing)} unset)")
+    return cfg
+
+
+def parse_duration(text: str | float | int) -> float:
+    """`90`, `90s`, `10m`, `1.5h`, `1h30m` -> seconds (> 0)."""
+    import re
+
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip().lower()
+        parts = re.fullmatch(
+            r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", raw
+        )
+        if not raw or parts is None or not any(parts.groups()):
+            raise RecogError(f"--time: expected a duration such as 90s, 10m or 1h, not {text!r}")
+        h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = h * 3600 + m * 60 + sec
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise RecogError(f"--time: must be a positive duration, not {text!r}")
+    return seconds

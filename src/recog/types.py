@@ -117,3 +117,34 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the recipe measures about a dataset before choosing a setting.
+
+    Sides are in pixels of the original images, over a sample of the training
+    split: `median_side` the shorter side (classification crops it), `median_long_side`
+    the longer (detection letterboxes it).  `objects_per_image` and
+    `median_box_frac` (box side / image long side) are detection's; `mask_side`
+    is segmentation's mask resolution.
+    """
+
+    task: TaskName
+    name: str
+    n_train: int
+    n_val: int
+    class_names: tuple[str, ...]
+    median_side: int
+    median_long_side: int
+    objects_per_image: float = 0.0
+    median_box_frac: float = 0.0
+    mask_side: int = 0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def per_class(self) -> float:
+        return self.n_train / max(1, self.num_classes)

@@ -85,21 +85,21 @@ def test_bad_model_argument_is_a_user_error():
 
 def test_model_training_defaults_fill_only_what_the_user_left_unset():
     from recog.api import resolve_config
-    from recog.config import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, TrainConfig
+    from recog.config import TrainConfig
 
-    unet = resolve_config(TrainConfig(data="shapes", task="segment", model="unet"))
-    assert (unet.epochs, unet.batch_size, unet.lr) == (16, 16, 2e-3)
-    mine = resolve_config(
-        TrainConfig(data="shapes", task="segment", model="unet", epochs=3, batch_size=4, lr=0.1)
-    )
+    def resolved(**kw):
+        return resolve_config(TrainConfig(**kw))[0].config
+
+    unet = resolved(data="shapes", task="segment", model="unet")
+    assert (unet.lr, unet.weight_decay) == (2e-3, 1e-4)  # unet's own
+    mine = resolved(data="shapes", task="segment", model="unet", epochs=3, batch_size=4, lr=0.1)
     assert (mine.epochs, mine.batch_size, mine.lr) == (3, 4, 0.1)
-    cnn = resolve_config(TrainConfig(data="digits", model="cnn"))
-    assert (cnn.epochs, cnn.batch_size) == (DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE)
-    assert cnn.amp == "auto"
+    mask = resolved(data="shapes", task="segment", model="mask_rcnn")
+    assert (mask.epochs, mask.batch_size, mask.lr) == (10, 4, 5e-4)
     # "auto" is left to recog too: Mask R-CNN turns mixed precision on, the user can say off
-    assert resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn")).amp == "on"
-    off = resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn", amp="off"))
-    assert off.amp == "off"
+    assert mask.amp == "on"
+    assert resolved(data="shapes", task="segment", model="mask_rcnn", amp="off").amp == "off"
+    assert resolved(data="digits", model="cnn").amp == "off"  # on CPU
 
 
 def test_models_command_lists_each_models_defaults():
@@ -108,5 +108,6 @@ def test_models_command_lists_each_models_defaults():
     proc = run_cli("models", "--task", "segment")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()}
-    assert rows["unet"][1:5] == ["segment", "256px", "16", "16"]
+    assert rows["unet"][1:5] == ["segment", "256px", "data", "data"]
+    assert rows["mask_rcnn"][1:5] == ["segment", "512px", "10", "4"]
     assert "cnn" not in rows

@@ -159,13 +159,12 @@ def test_instance_predictions_return_to_original_pixels():
 def test_mask_rcnn_runs_show_only_confident_instances(tmp_path):
     """Mask R-CNN's other-class echoes of an object (score ~0.3) stay out of the pictures and
     the served record, but stay in the COCO results that mAP is computed from."""
+    from recog.api import resolve_config
     from recog.config import TrainConfig
     from recog.models.registry import get_spec
 
-    t = SegmentTask.from_config(
-        TrainConfig(task="segment", model="mask_rcnn", img_size=64), ["cat", "dog"],
-        get_spec("mask_rcnn"),
-    )  # fmt: skip
+    cfg = resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn", img_size=64))
+    t = SegmentTask.from_config(cfg[0].config, ["cat", "dog"], get_spec("mask_rcnn"))
     assert isinstance(t, InstanceSegmentTask)
     masks = torch.zeros((2, 8, 8), dtype=torch.bool)
     masks[:, 2:6, 2:6] = True

@@ -265,15 +265,16 @@ def load_detection(
     seed: int = 0,
     augment: str = "standard",
     hflip: float = 0.5,
+    min_scale: float = 0.5,
     mosaic: float = 0.0,
     mosaic_off_epochs: int = 0,
+    class_names: list[str] | None = None,
 ) -> DetectionSplits:
+    """Train and val datasets; `min_scale`: random scale in [min_scale, 2 - min_scale]."""
     aug = (
         None
         if augment == "none"
-        else detection_train_transform(
-            hflip=hflip, scale=(0.75, 1.25) if augment == "light" else (0.5, 1.5)
-        )
+        else detection_train_transform(hflip=hflip, scale=(min_scale, max(1.0, 2.0 - min_scale)))
     )
     mix = {"mosaic": mosaic if aug is not None else 0.0, "mosaic_off_epochs": mosaic_off_epochs}
     counts = parse_shapes(spec)
@@ -292,7 +293,7 @@ def load_detection(
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
-    ann = read_detection(path)
+    ann = read_detection(path, class_names=class_names)
     for line in ann.warnings:
         print(f"recog: warning: {line}", file=sys.stderr)
     train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)

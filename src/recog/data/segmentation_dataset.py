@@ -55,13 +55,19 @@ CACHE_BYTES = 2 * 1024**3  # decoded images and masks kept in memory per dataset
 
 # ------------------------------------------------------------------ transforms
 def semantic_train_transform(
-    *, img_size: int, augment: str = "standard", hflip: float = 0.5, elastic: float = 0.0
+    *,
+    img_size: int,
+    augment: str = "standard",
+    hflip: float = 0.5,
+    elastic: float = 0.0,
+    min_scale: float | None = None,
 ) -> v2.Transform:
     """Mask-aware training pipeline ending in an `img_size` square crop.
 
     none: crop only; light: + flip; standard: + scale 0.75-1.25, rotation +-15 deg,
     colour jitter; strong: + vertical flip, any rotation, scale 0.5-1.5 (for
-    micrographs and other images without an up).  `elastic` adds an elastic
+    micrographs and other images without an up); `min_scale` replaces the level's
+    smallest scale (the range is [min_scale, 2 - min_scale]).  `elastic` adds an elastic
     deformation (Simard et al. 2003; the U-Net paper's augmentation for cells).
     """
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
@@ -72,10 +78,11 @@ def semantic_train_transform(
         ops.append(v2.RandomVerticalFlip(0.5))
     if augment in ("standard", "strong"):
         strong = augment == "strong"
+        low = min_scale if min_scale is not None else (0.5 if strong else 0.75)
         ops.append(
             v2.RandomAffine(
                 degrees=180.0 if strong else 15.0,
-                scale=(0.5, 1.5) if strong else (0.75, 1.25),
+                scale=(low, max(1.0, 2.0 - low)),
                 fill=fill,
             )
         )
@@ -87,16 +94,19 @@ def semantic_train_transform(
     return v2.Compose(ops)
 
 
-def instance_train_transform(*, hflip: float = 0.5, augment: str = "standard") -> v2.Transform:
+def instance_train_transform(
+    *, hflip: float = 0.5, augment: str = "standard", min_scale: float | None = None
+) -> v2.Transform:
     if augment == "none":
         return v2.Identity()
+    low = min_scale if min_scale is not None else (0.5 if augment == "strong" else 0.75)
     ops: list[v2.Transform] = [v2.RandomHorizontalFlip(hflip)]
     if augment != "light":
         ops += [
             v2.RandomAffine(
                 degrees=0.0,
                 translate=(0.1, 0.1),
-                scale=(0.5, 1.5) if augment == "strong" else (0.75, 1.25),
+                scale=(low, max(1.0, 2.0 - low)),
                 fill={tv_tensors.Image: PAD_VALUE, tv_tensors.Mask: 0},
             ),
             v2.ColorJitter(0.3, 0.3, 0.3, 0.02),
@@ -363,19 +373,20 @@ def load_segmentation(
     augment: str = "standard",
     hflip: float = 0.5,
     elastic: float = 0.0,
-    classes: str | None = None,
+    min_scale: float | None = None,
+    classes: str | list[str] | None = None,
 ) -> DataSplits:
     """Train and val datasets for `spec`: shapes[:TRAIN:VAL], a mask folder or a COCO JSON."""
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
     if instance:
-        aug: Any = instance_train_transform(hflip=hflip, augment=augment)
+        aug: Any = instance_train_transform(hflip=hflip, augment=augment, min_scale=min_scale)
 
         def make(load: Callable, n: int, train: bool) -> Dataset:
             return InstanceDataset(load, n, img_size=img_size, augment=aug if train else None)
     else:
         aug = semantic_train_transform(
-            img_size=img_size, augment=augment, hflip=hflip, elastic=elastic
+            img_size=img_size, augment=augment, hflip=hflip, elastic=elastic, min_scale=min_scale
         )
 
         def make(load: Callable, n: int, train: bool) -> Dataset:

@@ -19,8 +19,10 @@ from recog.types import TaskName
 
 @dataclass
 class DataDefaults:
-    img_size: int | None = None  # None: the model's default
-    hflip: float = 0.5
+    """What a built-in dataset is known to need; None: the recipe's rule decides."""
+
+    img_size: int | None = None
+    hflip: float | None = None
     crop_pct: float = 0.875
     min_scale: float | None = None  # random-resized-crop floor; None: the augment level's
 
@@ -69,6 +71,7 @@ def load_classification(
     augment: str = "standard",
     auto_augment: str = "none",
     hflip: float = 0.5,
+    min_scale: float | None = None,
     crop_pct: float = 0.875,
     cache: str = "auto",
     strict: bool = False,
@@ -94,7 +97,6 @@ def load_classification(
         raise RecogError(f"{spec}: training data needs images of at least 2 classes")
     if not va.items:
         raise RecogError(f"{spec}: no validation images (add a val/ folder or raise --val-split)")
-    defaults = data_defaults(spec)
     train = ClassificationDataset(
         tr.items,
         tr.labels,
@@ -103,7 +105,7 @@ def load_classification(
             augment=augment,
             auto_augment=auto_augment,
             hflip=hflip,
-            min_scale=defaults.min_scale,
+            min_scale=min_scale,
         ),
         tr_sizes,
         tr.names,

@@ -1,29 +1,26 @@
 """Optimizers, per-step learning-rate schedules with warm-up, and weight EMA.
 
 Schedules step once per optimizer step (not per epoch) so warm-up and
-one-cycle behave the same for any dataset size.  EMA is torch's own
-`AveragedModel` with an exponential-average function.
+one-cycle behave the same for any dataset size.  Under a time budget
+(`--time`) the schedule's progress is the fraction of the time used, read
+from a clock, so the rate still anneals to its end when the run stops on
+time.  EMA is torch's own `AveragedModel`, with the decay ramped up over the
+first updates ((1 + n) / (10 + n), as TensorFlow's and timm's EMA) so the
+average does not start anchored to the random initialization.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.optim import SGD, AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from recog.config import TrainConfig
-
-
-def base_lr(cfg: TrainConfig) -> float:
-    if cfg.lr is not None:
-        return cfg.lr
-    # Linear scaling rule (Goyal et al. 2017) from a reference batch of 64.
-    scale = cfg.batch_size * cfg.accumulate / 64
-    return (1e-3 if cfg.optimizer == "adamw" else 0.05) * max(scale, 0.25)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> Optimizer:
@@ -33,18 +30,39 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": 0.05 if cfg.weight_decay is None else cfg.weight_decay},
+        {"params": decay, "weight_decay": float(cfg.weight_decay)},  # type: ignore[arg-type]
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    lr = base_lr(cfg)
+    lr = float(cfg.lr)  # type: ignore[arg-type]
     if cfg.optimizer == "sgd":
         return SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
     return AdamW(groups, lr=lr)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: Optimizer, steps_per_epoch: int) -> LRScheduler:
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(total - 1, int(round(cfg.warmup_epochs * steps_per_epoch)))
+def build_scheduler(
+    cfg: TrainConfig,
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    *,
+    progress: Callable[[], float] | None = None,
+) -> LRScheduler:
+    """Warm-up, then cosine (or constant / one-cycle) over the run's steps.
+
+    `progress`, when given, returns the fraction of the time budget used; the
+    cosine follows it instead of the step count (one-cycle then behaves as cosine).
+    """
+    total = max(1, int(cfg.epochs) * steps_per_epoch)  # type: ignore[arg-type]
+    warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))  # type: ignore[arg-type]
+    if progress is not None:
+
+        def by_time(step: int) -> float:
+            warm = (step + 1) / (warmup + 1) if step < warmup else 1.0
+            if cfg.schedule == "constant":
+                return warm
+            done = min(1.0, max(0.0, progress()))
+            return min(warm, 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done)))
+
+        return LambdaLR(optimizer, by_time)
     if cfg.schedule == "onecycle":
         return OneCycleLR(
             optimizer,
@@ -65,7 +83,17 @@ def build_scheduler(cfg: TrainConfig, optimizer: Optimizer, steps_per_epoch: int
 
 
 def build_ema(model: nn.Module, decay: float) -> AveragedModel:
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    def ema_update(averaged: list, current: list, num_averaged: torch.Tensor | int) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], weight)
+        for a, c in zip(averaged, current, strict=True):
+            if not a.is_floating_point():  # batch-norm's num_batches_tracked
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=ema_update, use_buffers=True)
 
 
 def amp_dtype(device: torch.device, setting: str) -> torch.dtype | None:

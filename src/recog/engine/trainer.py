@@ -6,6 +6,11 @@ accumulation and clipping, the per-step schedule, EMA, early stopping,
 best-by-metric checkpointing, exact resume from `last.ckpt`, DDP, progress
 and `results.csv`.
 
+Time budget (`cfg.time` seconds, `--time`): the learning rate follows the
+fraction of the time used; an epoch starts only while at least half an
+epoch's time is left, and its training stops early enough to leave time for
+its validation, so the run ends on time with the best epoch's weights.
+
 Exact resume: every epoch re-seeds all RNGs from (seed, epoch), so the data
 order and augmentation of epoch k do not depend on how the run got there;
 with the model, optimizer, scheduler, scaler and EMA states restored, an
@@ -29,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
-from recog.config import TrainConfig
+from recog.config import TrainConfig, require_resolved
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
@@ -72,6 +77,18 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Clock:
+    """Seconds of the run so far: finished epochs plus the current one's elapsed time."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.start: float | None = None
+
+    def __call__(self) -> float:
+        running = time.perf_counter() - self.start if self.start is not None else 0.0
+        return self.state.seconds + running
+
+
 @dataclass
 class _State:
     epoch: int = 0  # next epoch to run
@@ -99,7 +116,7 @@ class Trainer:
         sampler: Sampler[int] | None = None,
         resume: bool = False,
     ) -> None:
-        self.cfg, self.task, self.ctx = cfg, task, ctx
+        self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
         # channels-last convolutions: +25-40% training throughput on CPU for our CNNs (measured,
         # bench/classify_train.py), and the layout tensor cores prefer on GPU.
         self.model = model.to(ctx.device, memory_format=torch.channels_last)
@@ -154,10 +171,14 @@ class Trainer:
         loader = self.train_loader()
         steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
         optimizer = build_optimizer(cfg, model)
-        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+        state = _State()
+        budget = float(cfg.time or 0.0)
+        clock = _Clock(state)
+        scheduler = build_scheduler(
+            cfg, optimizer, steps_per_epoch, progress=(lambda: clock() / budget) if budget else None
+        )
         ema = build_ema(model, cfg.ema) if cfg.ema else None
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
-        state = _State()
         rows: list[dict[str, Any]] = []
         if self.resume:
             assert self.ckpt_dir is not None
@@ -168,27 +189,42 @@ class Trainer:
             scaler.load_state_dict(saved["scaler"])
             if ema is not None and "ema" in saved:
                 ema.load_state_dict(saved["ema"])
-            state = _State(**saved["state"])
+            vars(state).update(saved["state"])  # the clock reads this same object
             ckpt.set_rng_state(saved["rng"])
             rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
         out = console()
         stopped_early = False
+        epochs = int(cfg.epochs)  # type: ignore[arg-type]
+        val_seconds = 0.0
         with progress_bar(enabled=ctx.is_main) as bar:
-            for epoch in range(state.epoch, cfg.epochs):
+            for epoch in range(state.epoch, epochs):
+                planned = epochs
+                if budget:
+                    per_epoch = state.seconds / max(1, epoch) if epoch else 0.0
+                    # agreed by every rank: rank 0's clock decides
+                    left = ctx.broadcast(budget - state.seconds)
+                    if epoch and left < per_epoch / 2:
+                        break
+                    planned = round(budget / per_epoch) if per_epoch else epochs
                 seed_all(cfg.seed * 1000 + epoch, deterministic=cfg.deterministic)
                 if isinstance(loader.sampler, DistributedSampler):
                     loader.sampler.set_epoch(epoch)
                 # datasets whose sampling changes over the run (a mosaic switched off
                 # for the last epochs) hear the epoch the same way
                 if callable(getattr(self.train_set, "set_epoch", None)):
-                    self.train_set.set_epoch(epoch, cfg.epochs)  # type: ignore[attr-defined]
+                    self.train_set.set_epoch(epoch, planned)  # type: ignore[attr-defined]
                 start = time.perf_counter()
+                clock.start = start
                 bar_id = bar.add_task(
-                    f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_set), info=""
+                    f"epoch {epoch + 1}/{planned if budget else epochs}",
+                    total=len(self.train_set),
+                    info="",
                 )  # type: ignore[arg-type]
+                # under a time budget an epoch's training stops where its validation still fits
+                deadline = (lambda v=val_seconds: clock() >= budget - v) if budget else None
                 losses, images = self._train_epoch(
-                    net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id
+                    net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id, deadline
                 )
                 train_time = time.perf_counter() - start
                 bar.remove_task(bar_id)
@@ -207,6 +243,7 @@ class Trainer:
                 bar.remove_task(val_id)
                 metrics = acc.compute()
                 seconds = time.perf_counter() - start
+                val_seconds = time.perf_counter() - start - train_time
                 score = float(metrics.get(task.primary_metric, -math.inf))
                 improved = score > state.best
                 row = {
@@ -218,6 +255,7 @@ class Trainer:
                     **flat_metrics(metrics),
                 }
                 state.seconds += seconds
+                clock.start = None
                 state.epoch = epoch + 1
                 if improved:
                     state.best, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
@@ -248,9 +286,9 @@ class Trainer:
                 else:
                     table.rows.append(row)
                 if ctx.is_main:
-                    out.print(epoch_line(epoch, cfg.epochs, row, task.primary_metric))
-                if cfg.patience is not None and state.bad_epochs >= cfg.patience:
-                    stopped_early = epoch + 1 < cfg.epochs
+                    out.print(epoch_line(epoch, planned, row, task.primary_metric))
+                if cfg.patience and state.bad_epochs >= cfg.patience:
+                    stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
                         out.print(
                             f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs"
@@ -276,7 +314,7 @@ class Trainer:
         )
 
     def _train_epoch(
-        self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id
+        self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id, deadline=None
     ) -> tuple[dict[str, float], int]:
         cfg, ctx = self.cfg, self.ctx
         net.train()
@@ -308,6 +346,10 @@ class Trainer:
                 sums[key] = sums.get(key, 0) + value.detach().float() * n
             seen += n
             bar.advance(bar_id, n)
+            # only at an optimizer step, and the same on every rank (rank 0's clock)
+            if deadline is not None and (step + 1) % cfg.accumulate == 0 and step < last:
+                if ctx.broadcast(bool(deadline())):
+                    break
         losses = {k: ctx.mean(float(v) / max(seen, 1)) for k, v in sums.items()}
         if not math.isfinite(losses.get("loss", 0.0)):
             raise RecogError(

@@ -14,15 +14,7 @@ TASKS: dict[TaskName, type[Task]] = {
     TaskName.SEGMENT: SegmentTask,
 }
 
-#: the model a task trains when the user names none
-DEFAULT_MODELS: dict[TaskName, str] = {
-    TaskName.CLASSIFY: "cnn",
-    TaskName.DETECT: "yolo_n",
-    TaskName.SEGMENT: "unet",
-}
-
 __all__ = [
-    "DEFAULT_MODELS",
     "TASKS",
     "Accumulator",
     "ClassifyTask",

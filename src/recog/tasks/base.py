@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from recog.types import Batch, Prediction, Sample, Target, TaskName
+from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.source import DataSplits
     from recog.models.registry import ModelSpec
+    from recog.recipe import TaskRecipe
 
 
 class Accumulator(ABC):
@@ -51,6 +52,8 @@ class Task(ABC):
     name: ClassVar[TaskName]
     #: metric that selects the best checkpoint and drives early stopping (higher is better)
     primary_metric: ClassVar[str]
+    #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
+    recipe: ClassVar[TaskRecipe]
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)
@@ -67,6 +70,11 @@ class Task(ABC):
     @abstractmethod
     def load_splits(cfg: TrainConfig) -> DataSplits:
         """Train and validation datasets for `cfg.data` (samples already at `cfg.img_size`)."""
+
+    @staticmethod
+    @abstractmethod
+    def survey(cfg: TrainConfig) -> DataFacts:
+        """Counts, classes and image sides of `cfg.data`, before anything is decoded."""
 
     @staticmethod
     @abstractmethod

@@ -1,0 +1,363 @@
+"""The recipe: what every option a user left out becomes, and why.
+
+`resolve` turns a `TrainConfig` with unset (None) fields into one with none,
+from `DataFacts` (a survey of the data), the task's `TaskRecipe`, the model's
+registry defaults and the machine.  It runs in two steps:
+
+1. `resolve` (before the data is loaded): model, input size, batch,
+   learning rate, augmentation, EMA, and the planned budget from the rule
+   below.
+2. `resolve_budget` (after a short timing probe of real training steps):
+   the planned budget is capped so that the run fits the time allowed on this
+   machine (`--time`, else `DEFAULT_TIME_CAP`), then warm-up and early
+   stopping follow the budget.
+
+Rules (evidence in docs/recipe.md):
+- budget in optimizer steps: `steps_per_sqrt_image * sqrt(train images)`,
+  at least `min_steps`; small sets get many epochs, big ones few.
+- batch: a power of two giving at least 8 steps an epoch, in
+  [batch_min, batch_max] of the task.
+- learning rate: the model's own where it has one (measured with it), else
+  the task's AdamW rate at its reference batch, square-root scaled to the
+  batch (Malladi et al. 2022, "On the SDEs and scaling rules for adaptive
+  gradient algorithms"); SGD scales linearly (Goyal et al. 2017).
+- input size: the data's median side (shorter for crops, longer for
+  letterboxes) rounded to 32, between the task's floor and its cap for the
+  device.
+- augmentation: `strong` below `strong_below` training images.
+- warm-up 5% of the steps; early stopping after 30% of the epochs without gain
+  (none under `--time`: the clock ends the run, after the rate has annealed).
+
+Every choice leaves a note (`Resolution.notes`) that the start block of a
+run prints, so a user sees what was chosen and from which fact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from recog.config import NONE, TrainConfig
+from recog.errors import RecogError
+from recog.models.registry import ModelSpec, get_spec
+from recog.types import DataFacts
+
+#: a no-flag run is planned to fit this many seconds of training on this machine
+DEFAULT_TIME_CAP = 12 * 60
+WARMUP_FRACTION = 0.05
+PATIENCE_FRACTION = 0.3
+MIN_PATIENCE = 5
+MOSAIC_OFF_FRACTION = 1 / 6  # raccoon: the last 10 of 60 epochs measured best (bench/README.md)
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    """A task's part of the recipe: its choices where the model has none."""
+
+    #: (largest median image side, model): the first that fits the data is the default
+    models: tuple[tuple[int, str], ...]
+    size_cap_cpu: int
+    size_cap_gpu: int
+    size_floor: int = 32
+    #: which side of the images sets the input size: the shorter (crops) or longer (letterbox)
+    size_side: str = "short"
+    batch_min: int = 8
+    batch_max: int = 32
+    steps_per_sqrt_image: float = 60.0
+    min_steps: int = 300
+    lr: float = 2e-3  # AdamW, at lr_batch
+    lr_batch: int = 32
+    sgd_lr: float = 0.05  # SGD, at a batch of 64 (linear scaling)
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.0
+    ema: bool = False
+    strong_below: int = 0  # fewer training images than this: augment strong
+    hflip: float = 0.5
+    #: augment level -> smallest scale of the training augmentation (crop area or zoom)
+    min_scales: dict[str, float] = field(
+        default_factory=lambda: {"none": 1.0, "light": 0.6, "standard": 0.25, "strong": 0.08}
+    )
+
+
+@dataclass
+class Resolution:
+    """The resolved config and the reasons for each choice."""
+
+    config: TrainConfig
+    notes: list[str] = field(default_factory=list)
+    #: epochs the step rule planned, before the time cap
+    planned_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Measured on this machine, on real batches: seconds per optimizer step and per validation."""
+
+    step_seconds: float
+    val_seconds: float
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    from recog import __version__
+
+    return {
+        "recog": str(__version__),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def _pow2_floor(x: float) -> int:
+    return 1 << max(0, int(math.floor(math.log2(max(1.0, x)))))
+
+
+def _round32(x: float) -> int:
+    return max(32, int(round(x / 32.0)) * 32)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, accumulate: int, world_size: int = 1) -> int:
+    per_rank = math.ceil(n_train / max(1, world_size))
+    return max(1, math.ceil(math.ceil(per_rank / batch_size) / accumulate))
+
+
+def choose_model(facts: DataFacts, recipe: TaskRecipe) -> str:
+    for side, name in recipe.models:
+        if facts.median_side <= side:
+            return name
+    return recipe.models[-1][1]
+
+
+def resolve(
+    cfg: TrainConfig,
+    facts: DataFacts,
+    recipe: TaskRecipe,
+    *,
+    device_type: str,
+    data_defaults: Any,
+    world_size: int = 1,
+) -> Resolution:
+    """Every unset field but the time-capped budget; see the module docstring for the rules."""
+    notes: list[str] = []
+    given = set(cfg.to_dict()) - set(cfg.unset())
+    values: dict[str, Any] = {}
+
+    def choose(key: str, value: Any, why: str = "") -> None:
+        if key not in given and key not in values:
+            values[key] = value
+            if why:
+                notes.append(why)
+
+    model = cfg.model
+    if model is None:
+        model = choose_model(facts, recipe)
+        values["model"] = model
+        notes.append(
+            f"model {model}: the default for {facts.task} data with images of "
+            f"~{facts.median_side} px"
+        )
+    spec: ModelSpec = get_spec(model)
+    # the model's own measured settings come first (mask_rcnn: batch 4, lr 5e-4, bf16)
+    for key, value in spec.train_defaults.items():
+        if getattr(cfg, key) in (None, "auto") and key not in values:
+            values[key] = value
+            notes.append(f"{key} {value}: {model}'s own setting")
+    cfg = dataclasses.replace(cfg, **values)
+    values = {}
+    given = set(cfg.to_dict()) - set(cfg.unset())
+
+    # -- input size
+    side = facts.median_side if recipe.size_side == "short" else facts.median_long_side
+    cap = recipe.size_cap_gpu if device_type == "cuda" else recipe.size_cap_cpu
+    if data_defaults.img_size:
+        choose(
+            "img_size",
+            data_defaults.img_size,
+            f"{data_defaults.img_size} px: {cfg.data}'s own size",
+        )
+    elif side:
+        size = min(cap, max(recipe.size_floor, spec.min_img_size, _round32(side)))
+        choose(
+            "img_size",
+            size,
+            f"{size} px: median image {side} px, capped at {cap} px on {device_type}",
+        )
+    else:
+        choose("img_size", spec.default_img_size, f"{spec.default_img_size} px: {model}'s default")
+    if (cfg.img_size or values["img_size"]) < spec.min_img_size:
+        raise RecogError(
+            f"model {model} needs images of at least {spec.min_img_size} px, "
+            f"not {cfg.img_size or values['img_size']}"
+        )
+
+    # -- batch: at least 8 steps an epoch
+    batch = min(recipe.batch_max, max(recipe.batch_min, _pow2_floor(facts.n_train / 8)))
+    choose(
+        "batch_size", batch, f"batch {batch}: {facts.n_train} training images, >= 8 steps an epoch"
+    )
+    batch = int(cfg.batch_size or values["batch_size"])
+    effective = batch * cfg.accumulate * world_size
+
+    # -- optimizer
+    if cfg.optimizer == "sgd":
+        lr = recipe.sgd_lr * max(effective / 64, 0.25)
+        choose("lr", float(f"{lr:.3g}"), f"lr {lr:.3g}: SGD {recipe.sgd_lr} x batch {effective}/64")
+    else:
+        lr = recipe.lr * math.sqrt(effective / recipe.lr_batch)
+        choose(
+            "lr",
+            float(f"{lr:.3g}"),
+            f"lr {lr:.3g}: AdamW {recipe.lr:g} at batch {recipe.lr_batch}, "
+            f"square-root scaled to batch {effective}",
+        )
+    choose("weight_decay", recipe.weight_decay)
+    choose("schedule", "cosine")
+    choose("label_smoothing", recipe.label_smoothing)
+
+    # -- augmentation
+    if recipe.strong_below and facts.n_train < recipe.strong_below:
+        choose(
+            "augment", "strong", f"augment strong: fewer than {recipe.strong_below} training images"
+        )
+    else:
+        choose("augment", "standard")
+    choose("hflip", data_defaults.hflip if data_defaults.hflip is not None else recipe.hflip)
+    choose("crop_pct", data_defaults.crop_pct)
+    augment = cfg.augment or values["augment"]
+    choose("min_scale", data_defaults.min_scale or recipe.min_scales[augment])
+    choose("elastic", 0.0)
+    choose("mosaic", 0.0)
+
+    # -- planned budget (steps rule), before the time cap
+    spe = steps_per_epoch(facts.n_train, batch, cfg.accumulate, world_size)
+    planned = _planned_epochs(cfg, facts, recipe, spe)
+    choose("mosaic_off_epochs", max(1, round(planned * MOSAIC_OFF_FRACTION)))
+    if recipe.ema:
+        steps = planned * spe
+        decay = min(0.9999, max(0.99, 1 - 10 / max(1, steps)))
+        choose(
+            "ema", round(decay, 5), f"EMA of the weights, decay {decay:.4f} (a tenth of the run)"
+        )
+    else:
+        choose("ema", 0.0)
+
+    # -- off values, machine, bookkeeping
+    choose("clip_grad", 0.0)
+    choose("weights", NONE)
+    choose("class_weights", NONE)
+    choose("classes", list(facts.class_names))
+    if cfg.amp == "auto":
+        values["amp"] = "on" if device_type == "cuda" else "off"
+    if cfg.device == "auto":
+        values["device"] = device_type
+    if cfg.cache == "auto":
+        from recog.data.classify_dataset import CACHE_AUTO_LIMIT
+
+        values["cache"] = "on" if facts.n_train + facts.n_val <= CACHE_AUTO_LIMIT else "off"
+    values["versions"] = versions()
+    values["task"] = str(facts.task)
+    return Resolution(dataclasses.replace(cfg, **values), notes, planned)
+
+
+def _planned_epochs(cfg: TrainConfig, facts: DataFacts, recipe: TaskRecipe, spe: int) -> int:
+    if cfg.epochs is not None and cfg.steps is not None and cfg.steps != cfg.epochs * spe:
+        raise RecogError(
+            f"--epochs {cfg.epochs} and --steps {cfg.steps} disagree "
+            f"({cfg.epochs} epochs are {cfg.epochs * spe} steps here); give one of them"
+        )
+    if cfg.epochs is not None:
+        return cfg.epochs
+    if cfg.steps is not None:
+        return max(1, math.ceil(cfg.steps / spe))
+    steps = max(recipe.min_steps, recipe.steps_per_sqrt_image * math.sqrt(facts.n_train))
+    return max(1, round(steps / spe))
+
+
+def resolve_budget(
+    res: Resolution, facts: DataFacts, *, probe: Probe | None, world_size: int = 1
+) -> Resolution:
+    """Epochs, steps and time; then warm-up and patience that follow them."""
+    cfg, notes = res.config, list(res.notes)
+    spe = steps_per_epoch(facts.n_train, int(cfg.batch_size or 1), cfg.accumulate, world_size)
+    epochs_given = cfg.epochs is not None or cfg.steps is not None
+    values: dict[str, Any] = {}
+    epoch_seconds = (probe.step_seconds * spe + probe.val_seconds) if probe else 0.0
+    if cfg.time:
+        # the schedule follows the clock; epochs is only an upper bound
+        bound = cfg.epochs or max(1, math.ceil(3 * cfg.time / max(epoch_seconds, 1e-3)) + 2)
+        values["epochs"] = bound
+        est = cfg.time / max(epoch_seconds, 1e-3)
+        notes.append(
+            f"--time {_fmt_seconds(cfg.time)}: the schedule follows the clock "
+            f"(about {est:.0f} epochs of {epoch_seconds:.1f} s on this machine)"
+        )
+    else:
+        epochs = res.planned_epochs
+        if not epochs_given and probe is not None:
+            fits = max(1, int(DEFAULT_TIME_CAP // max(epoch_seconds, 1e-3)))
+            if fits < epochs:
+                notes.append(
+                    f"budget capped from {epochs} to {fits} epochs to fit "
+                    f"{DEFAULT_TIME_CAP // 60} min on this machine (give --time or --epochs for more)"
+                )
+                epochs = fits
+        values["epochs"] = epochs
+        values["time"] = 0.0
+    epochs = int(values["epochs"])
+    if cfg.steps is None or not epochs_given or cfg.time:
+        values["steps"] = epochs * spe
+    planned_for = int(cfg.time / max(epoch_seconds, 1e-3)) if cfg.time else epochs
+    if cfg.warmup_epochs is None:
+        values["warmup_epochs"] = round(max(WARMUP_FRACTION * planned_for, 1 / spe), 3)
+    if cfg.patience is None:
+        # under --time the clock ends the run, so the schedule anneals to its end: no early stop
+        values["patience"] = (
+            0 if cfg.time else max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * planned_for))
+        )
+    cfg = dataclasses.replace(cfg, **values)
+    steps = epochs * spe
+    if not cfg.time:
+        how = (
+            "given"
+            if epochs_given
+            else (
+                f"{res.planned_epochs * spe if not epochs_given else steps} steps planned from "
+                f"{facts.n_train} images"
+            )
+        )
+        eta = f", about {_fmt_seconds(epochs * epoch_seconds)} on this machine" if probe else ""
+        notes.append(f"budget {steps:,} steps = {epochs} epochs of {spe} steps ({how}){eta}")
+    return Resolution(cfg, notes, res.planned_epochs)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 90:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def start_block(facts: DataFacts, res: Resolution, run_dir: Any, *, device: str) -> list[str]:
+    """The lines a run prints before its first epoch: what trains on what, and why."""
+    cfg = res.config
+    lines = [
+        f"recog train  {facts.task}: {cfg.model} at {cfg.img_size} px on {facts.name} "
+        f"({facts.n_train} train / {facts.n_val} val images, {facts.num_classes} classes)",
+        f"  recipe     batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.optimizer}, {cfg.schedule}, "
+        f"warm-up {cfg.warmup_epochs:g} epochs), weight decay {cfg.weight_decay:g}, "
+        f"augment {cfg.augment}, label smoothing {cfg.label_smoothing:g}"
+        + (f", EMA {cfg.ema:g}" if cfg.ema else "")
+        + (f", patience {cfg.patience}" if cfg.patience else ""),
+    ]
+    lines += [f"  why        {note}" for note in res.notes]
+    lines += [
+        f"  device     {device}, amp {cfg.amp}, seed {cfg.seed}"
+        + (", deterministic" if cfg.deterministic else ""),
+        f"  run        {run_dir}",
+    ]
+    return lines
