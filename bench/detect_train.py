@@ -124,16 +124,28 @@ def run_peer(python: Path, data: Path, val_images: list[str], args, work: Path) 
     return json.loads(result.read_text())
 
 
-def run_recog(data: Path, args, work: Path) -> dict:
-    out = work / "recog-run"
-    cmd = [
-        sys.executable, "-m", "recog", "train", "--data", str(data), "--model", "yolo_n",
-        "--epochs", str(args.epochs), "--img-size", str(args.img_size),
+def recog_rows(args) -> dict[str, list[str]]:
+    """The recog runs to make: no flags at all, only --epochs, and every setting as the peer's."""
+    same = [
+        "--model", "yolo_n", "--epochs", str(args.epochs), "--img-size", str(args.img_size),
         "--batch-size", str(args.batch_size), "--workers", str(args.workers),
-        "--seed", str(args.seed), "--out", str(out),
+        "--seed", str(args.seed),
     ]  # fmt: skip
+    rows = {
+        "noflags": ("recog, no flags", []),
+        "epochs": (f"recog, --epochs {args.epochs}", ["--epochs", str(args.epochs)]),
+        "same": ("recog, peer's settings", same),
+    }
+    return {rows[k][0]: rows[k][1] for k in args.recog.split(",")}
+
+
+def run_recog(data: Path, flags: list[str], work: Path, name: str) -> dict:
+    out = work / name
+    cmd = [sys.executable, "-m", "recog", "train", "--data", str(data), *flags, "--out", str(out)]
     subprocess.run(cmd, check=True)
-    return json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["epochs"] = metrics["epochs_run"]
+    return metrics
 
 
 def main() -> None:
@@ -146,6 +158,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--peer-venv", type=Path, default=PEER_VENV)
     ap.add_argument("--work", type=Path, default=None, help="keep runs here (default: a temp dir)")
+    ap.add_argument(
+        "--recog",
+        default="noflags,epochs",
+        help="recog runs, comma-separated: noflags (no flags at all), epochs (only --epochs), "
+        "same (the peer's epochs, size and batch)",
+    )
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: not found (the raccoon set lives in ../shared/data)")
@@ -176,27 +194,33 @@ def main() -> None:
         truth = {r.path.name: Target(boxes=r.boxes, labels=r.labels) for r in val}
         val_images = [str(data / "images" / "val" / r.path.name) for r in val]
 
-        ours = run_recog(data, args, work)
+        ours = {
+            label: run_recog(data, flags, work, f"recog-{i}")
+            for i, (label, flags) in enumerate(recog_rows(args).items())
+        }
         peer = run_peer(python, data, val_images, args, work)
         theirs = coco_scores(peer["predictions"], truth, ann.class_names)
 
-        recog_rate = args.epochs * n_train / ours["train_seconds"]
         peer_rate = args.epochs * n_train / peer["train_seconds"]
-        print(f"\n{'':22s} {'train s':>8s} {'img/s':>7s} {'mAP50':>7s} {'mAP':>7s}")
+        print("\n| tool | epochs | train s | img/s | mAP50 | mAP |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, m in ours.items():
+            rate = m["epochs"] * n_train / m["train_seconds"]
+            print(
+                f"| {label} | {m['epochs']} | {m['train_seconds']:.0f} | {rate:.1f} | "
+                f"{m['map50']:.3f} | {m['map']:.3f} |"
+            )
         print(
-            f"{'recog yolo_n':22s} {ours['train_seconds']:8.0f} {recog_rate:7.1f} "
-            f"{ours['map50']:7.3f} {ours['map']:7.3f}"
+            f"| Ultralytics YOLOv8n, its defaults | {args.epochs} | {peer['train_seconds']:.0f} | "
+            f"{peer_rate:.1f} | {theirs['map50']:.3f} | {theirs['map']:.3f} |"
         )
-        print(
-            f"{'Ultralytics YOLOv8n':22s} {peer['train_seconds']:8.0f} {peer_rate:7.1f} "
-            f"{theirs['map50']:7.3f} {theirs['map']:7.3f}   "
-            f"(its own val: mAP50 {peer['own_map50']:.3f}, mAP {peer['own_map']:.3f})"
-        )
-        print(f"throughput ratio recog / Ultralytics: {recog_rate / peer_rate:.2f}x")
-        print(
-            f"mAP ratio recog / Ultralytics: {ours['map'] / max(theirs['map'], 1e-9):.2f}x"
-            f"  (mAP50 {ours['map50'] / max(theirs['map50'], 1e-9):.2f}x)"
-        )
+        print(f"(Ultralytics' own val: mAP50 {peer['own_map50']:.3f}, mAP {peer['own_map']:.3f})")
+        for label, m in ours.items():
+            print(
+                f"{label} / Ultralytics: mAP {m['map'] / max(theirs['map'], 1e-9):.2f}x, "
+                f"mAP50 {m['map50'] / max(theirs['map50'], 1e-9):.2f}x, "
+                f"train time {m['train_seconds'] / peer['train_seconds']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

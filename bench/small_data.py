@@ -193,8 +193,13 @@ def main() -> None:
             }
             for who, r in results.items():
                 rows.append((label, who, r))
+                print(
+                    f"{label} {who}: top-1 {r['top1']:.4f} (best epoch {r['best_epoch']}/"
+                    f"{r['epochs']}), last {r['last']:.4f}, {r['seconds']:.0f} s",
+                    flush=True,
+                )
                 for line in r.get("recipe", []):
-                    print(f"    {line}")
+                    print(f"    {line}", flush=True)
     print()
     print("| data | trainer | top-1 (best epoch) | top-1 (last epoch) | best / epochs | seconds |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")

@@ -120,7 +120,7 @@ def test_bad_mask_is_one_clear_line(tmp_path):
 @pytest.mark.slow
 def test_unet_on_shapes_reaches_085_miou(tmp_path):
     out = tmp_path / "shapes-unet"
-    proc = run_cli(  # the command as is: unet's defaults are 16 epochs of batch 16
+    proc = run_cli(  # the command as is: the recipe plans the budget (12 min cap)
         "train", "--task", "segment", "--data", "shapes", "--model", "unet",
         "--out", str(out), timeout=3600,
     )  # fmt: skip
