@@ -201,7 +201,10 @@ def resolve(
     # -- batch: at least 8 steps an epoch
     batch = min(recipe.batch_max, max(recipe.batch_min, _pow2_floor(facts.n_train / 8)))
     choose(
-        "batch_size", batch, f"batch {batch}: {facts.n_train} training images, >= 8 steps an epoch"
+        "batch_size",
+        batch,
+        f"batch {batch}: {facts.n_train} training images (the largest power of two in "
+        f"[{recipe.batch_min}, {recipe.batch_max}] with >= 8 steps an epoch where the data allows)",
     )
     batch = int(cfg.batch_size or values["batch_size"])
     effective = batch * cfg.accumulate * world_size
