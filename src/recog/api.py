@@ -33,8 +33,9 @@ from recog.engine.trainer import (
 )
 from recog.errors import RecogError
 from recog.models.registry import ModelSpec, create_model, get_spec
+from recog.resolve import infer_task, resolve_config  # noqa: F401  (the API's names)
 from recog.tasks import TASKS, Task
-from recog.types import DataFacts, Prediction, TaskName
+from recog.types import Prediction, TaskName
 
 CONFIG_NAME = "config.yaml"
 LABELS_NAME = "labels.json"
@@ -51,57 +52,6 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpe
         str(cfg.model), num_classes=num_classes, img_size=cfg.img_size, **cfg.model_args
     )
     return model, spec
-
-
-def infer_task(data: str) -> TaskName:
-    """The task a data source implies when neither --task nor --model says."""
-    from recog.data.masks import is_mask_dir
-
-    path = Path(data)
-    if is_mask_dir(path):
-        return TaskName.SEGMENT
-    if data.split(":")[0] == "shapes" or path.suffix == ".json":
-        return TaskName.DETECT
-    if path.is_dir() and any((path / d).is_dir() for d in ("annotations", "Annotations", "labels")):
-        return TaskName.DETECT
-    return TaskName.CLASSIFY
-
-
-def _task_class(cfg: TrainConfig) -> type[Task]:
-    if cfg.model is not None:
-        spec_task = get_spec(cfg.model).task
-        task = TaskName(cfg.task or spec_task)
-        if task != spec_task:
-            raise RecogError(f"model {cfg.model} is a {spec_task} model, not {task}")
-    else:
-        task = TaskName(cfg.task) if cfg.task else infer_task(cfg.data)
-    return TASKS[task]
-
-
-def resolve_config(
-    cfg: TrainConfig, *, device_type: str | None = None, world_size: int = 1
-) -> tuple[recipe.Resolution, DataFacts, type[Task]]:
-    """The recipe's first step (everything but the timed budget), from a survey of the data."""
-    from recog.data import data_defaults
-
-    task_cls = _task_class(cfg)
-    if cfg.time is not None and cfg.time < 0:
-        raise RecogError(f"--time must be positive, not {cfg.time}")
-    for key in ("epochs", "steps", "batch_size", "img_size"):
-        value = getattr(cfg, key)
-        if value is not None and value < 1:
-            raise RecogError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
-    facts = task_cls.survey(cfg)
-    device = device_type or (cfg.device if cfg.device != "auto" else pick_device("auto").type)
-    res = recipe.resolve(
-        cfg,
-        facts,
-        task_cls.recipe,
-        device_type=device.split(":")[0],
-        data_defaults=data_defaults(cfg.data),
-        world_size=world_size,
-    )
-    return res, facts, task_cls
 
 
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:

@@ -1,4 +1,4 @@
-"""`recog` command line: argument parsing only; every subcommand calls `recog.api`.
+"""`recog` command line: argument parsing only; every subcommand calls `recog.api` (one job, one file per subcommand would scatter the parser).
 
 `recog train` options are generated from `TrainConfig`'s fields, so the CLI,
 the YAML config and the Python API cannot drift apart.  User mistakes

@@ -1,4 +1,4 @@
-"""Segmentation samples: mask-aware augmentation and the data sources.
+"""Segmentation samples: mask-aware augmentation and the data sources (one job: every source ends in the same two datasets).
 
 Semantic samples stay at the image's own resolution: training takes a random
 `img_size` crop (padded with ignore where the image is smaller) after

@@ -1,4 +1,4 @@
-"""Detection metrics: `DetectionAccumulator` gives the COCO box protocol (mAP@[.5:.95],
+"""Detection metrics: `DetectionAccumulator` gives the COCO box protocol (one job: the protocol and its confusion matrix share the matching) (mAP@[.5:.95],
 AP50, AP75, AP by object size, AR@100, AP per class) plus PR curves and a
 confusion matrix with a background class.
 

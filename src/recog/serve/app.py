@@ -1,4 +1,4 @@
-"""The FastAPI app: routes, errors, auth, metrics middleware and the static page.
+"""The FastAPI app: routes, errors, auth, metrics middleware and the static page (one app object; splitting routes from it is the next step).
 
 `create_app(recognizers, config)` builds an app around already-loaded
 `Recognizer`s; `recog.serve.serve` loads runs and runs it under uvicorn.

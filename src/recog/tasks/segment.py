@@ -1,4 +1,4 @@
-"""Segmentation behind the Task seam: semantic (`SegmentTask`) and instance
+"""Segmentation behind the Task seam: semantic (`SegmentTask`) and instance (one job: both answer the segment task)
 (`InstanceSegmentTask`), both under the task name "segment".
 
 The model's registry spec decides which: `spec.instance` (Mask R-CNN) gives
