@@ -111,6 +111,19 @@ def test_the_time_cap_shortens_a_planned_budget_that_would_not_fit():
     assert given.epochs == 500
 
 
+def test_what_follows_the_run_length_follows_the_capped_budget():
+    slow = Probe(step_seconds=2.0, val_seconds=5.0)  # 10 steps an epoch: 25 s an epoch
+    facts = _facts(160, side=400, task=TaskName.DETECT)
+    free = _resolve(TrainConfig(), facts, DetectTask).config
+    capped = _resolve(TrainConfig(), facts, DetectTask, probe=slow).config
+    assert capped.epochs < free.epochs
+    assert capped.mosaic_off_epochs == round(capped.epochs / 6) < free.mosaic_off_epochs
+    assert capped.ema <= free.ema
+    # a value the user gave stays as given
+    kept = _resolve(TrainConfig(mosaic_off_epochs=20), facts, DetectTask, probe=slow).config
+    assert kept.mosaic_off_epochs == 20
+
+
 def test_time_budget_sets_a_bound_and_the_clock_schedule():
     probe = Probe(step_seconds=0.5, val_seconds=2.0)  # 10 s an epoch
     out = _resolve(TrainConfig(time=300.0), _facts(245), probe=probe).config

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from recog import recipe
-from recog.config import NONE, TrainConfig, require_resolved
+from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
@@ -144,7 +144,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         from recog.engine.probe import probe
 
         measured = ctx.broadcast(probe(cfg, task, model, splits.train, splits.val, ctx))
+    before = res.config.to_dict()
     res = recipe.resolve_budget(res, facts, probe=measured, world_size=ctx.world_size)
+    after = res.config.to_dict()
+    if any(after[k] != before[k] for k in after if k not in BUDGET_FIELDS | {"ema"}):
+        # the cap changed something the loaders read (the mosaic-off epochs): load again
+        splits = task_cls.load_splits(res.config)
     cfg = require_resolved(
         dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
     )
