@@ -121,7 +121,7 @@ def score_plain(model: torch.nn.Module, val) -> tuple[float, list[float]]:
 def recog_run(root: Path, val, *, steps: int, seed: int, out: Path) -> dict[str, tuple]:
     """recog's output (the best epoch on the held-out images, as recog keeps it) and,
     for a like-for-like comparison with the peer's last step, the last epoch's weights."""
-    from recog.engine.checkpoint import load_checkpoint
+    from recog.io import load_checkpoint
 
     rec = recog.train(
         str(root),

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from recog import io as rio
 from recog import recipe
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
-from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
     RESULTS_NAME,
@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
-        ckpt.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
+        rio.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
     sampler = None
     if cfg.balanced:
         # the global RNG, re-seeded every epoch by the engine, keeps resume exact
@@ -258,7 +258,7 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
     if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
         raise RecogError(f"{run_dir / LABELS_NAME}: not a JSON list of class names")
     model, spec = build_model(cfg, len(class_names))
-    state = ckpt.load_weights(run_dir / WEIGHTS_NAME)
+    state = rio.load_weights(run_dir / WEIGHTS_NAME)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

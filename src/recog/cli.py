@@ -389,7 +389,7 @@ def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -
     from PIL import Image
 
     from recog.data import read_image
-    from recog.engine.checkpoint import atomic_write_bytes
+    from recog.io import atomic_write_bytes
 
     save_dir.mkdir(parents=True, exist_ok=True)
     for path, pred in zip(files, preds, strict=True):

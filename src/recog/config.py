@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args, get_type_hints
 import yaml
 
 from recog.errors import RecogError
+from recog.io import atomic_write_text
 
 CONFIG_VERSION = 2
 
@@ -116,8 +117,6 @@ class TrainConfig:
         return [k for k, v in self.to_dict().items() if v is None]
 
     def save(self, path: Path) -> None:
-        from recog.engine.checkpoint import atomic_write_text
-
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod

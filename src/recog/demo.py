@@ -20,7 +20,7 @@ def write_sample_images(out: Path, count: int = 8) -> Path:
     from sklearn.datasets import load_digits
 
     from recog.data.class_folders import stratified_split
-    from recog.engine.checkpoint import atomic_write_bytes
+    from recog.io import atomic_write_bytes
 
     digits = load_digits()
     out.mkdir(parents=True, exist_ok=True)

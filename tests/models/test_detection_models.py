@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recog.engine.checkpoint import load_weights, save_weights
+from recog.io import load_weights, save_weights
 from recog.models.registry import create_model, list_models
 
 DETECTORS = list_models("detect")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recog.engine.checkpoint import load_weights, save_weights
 from recog.errors import RecogError
+from recog.io import load_weights, save_weights
 from recog.models.registry import create_model, get_spec, list_models
 
 CLASSIFIERS = list_models("classify")

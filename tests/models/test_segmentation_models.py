@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recog.engine.checkpoint import load_weights, save_weights
 from recog.errors import RecogError
+from recog.io import load_weights, save_weights
 from recog.models.registry import create_model, get_spec, list_models
 from recog.models.weights import load_pretrained
 

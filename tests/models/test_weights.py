@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from recog.engine.checkpoint import save_weights
 from recog.errors import RecogError
+from recog.io import save_weights
 from recog.models.registry import create_model, get_spec
 from recog.models.weights import freeze_backbone, load_pretrained
 

@@ -24,8 +24,8 @@ from recog.data.detection_formats import (
     finite_number,
     image_size,
 )
-from recog.engine.checkpoint import atomic_write_text
 from recog.errors import RecogError
+from recog.io import atomic_write_text
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import yaml
 
 from recog.data.detection_formats import link_or_copy
 from recog.data.masks import all_pairs, encode_png, is_mask_dir, load_pair, resolve_classes
-from recog.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from recog.errors import RecogError
+from recog.io import atomic_write_bytes, atomic_write_text
 
 
 def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | None = None) -> Path:

@@ -30,8 +30,8 @@ from recog.data.detection_formats import (
     link_or_copy,
     output_names,
 )
-from recog.engine.checkpoint import atomic_write_text
 from recog.errors import RecogError
+from recog.io import atomic_write_text
 
 _LAYOUTS = (("Annotations", "JPEGImages"), ("annotations", "images"))
 

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from recog.engine.checkpoint import atomic_write_text
+from recog.io import atomic_write_text
 
 
 def console() -> Console:

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
+from recog import io as rio
 from recog.config import TrainConfig, require_resolved
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
@@ -182,7 +183,7 @@ class Trainer:
         rows: list[dict[str, Any]] = []
         if self.resume:
             assert self.ckpt_dir is not None
-            saved = ckpt.load_checkpoint(self.ckpt_dir / CHECKPOINT_NAME)
+            saved = rio.load_checkpoint(self.ckpt_dir / CHECKPOINT_NAME)
             model.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -261,7 +262,7 @@ class Trainer:
                     state.best, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
                     state.bad_epochs = 0
                     if self.run_dir:
-                        ckpt.save_weights(
+                        rio.save_weights(
                             self.run_dir / WEIGHTS_NAME,
                             eval_model.state_dict(),
                             self.weights_metadata,
@@ -270,7 +271,7 @@ class Trainer:
                     state.bad_epochs += 1
                 if self.run_dir:
                     table.append(row)
-                    ckpt.save_checkpoint(
+                    rio.save_checkpoint(
                         self.run_dir / CHECKPOINT_NAME,
                         {
                             "model": model.state_dict(),
@@ -280,7 +281,7 @@ class Trainer:
                             **({"ema": ema.state_dict()} if ema is not None else {}),
                             "state": vars(state),
                             "rng": ckpt.rng_state(),
-                            "format_version": ckpt.FORMAT_VERSION,
+                            "format_version": rio.FORMAT_VERSION,
                         },
                     )
                 else:
@@ -301,7 +302,7 @@ class Trainer:
         best = ema.module if ema is not None else model
         if self.ckpt_dir is not None and (self.ckpt_dir / WEIGHTS_NAME).is_file():
             ctx.barrier()
-            best.load_state_dict(ckpt.load_weights(self.ckpt_dir / WEIGHTS_NAME))
+            best.load_state_dict(rio.load_weights(self.ckpt_dir / WEIGHTS_NAME))
         if best is not self.model:
             self.model.load_state_dict(best.state_dict())
         return FitResult(

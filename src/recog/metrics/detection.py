@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recog.engine.checkpoint import atomic_write_bytes
+from recog.io import atomic_write_bytes
 from recog.tasks.base import Accumulator
 from recog.types import Prediction, Target
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from recog.errors import RecogError
+from recog.io import load_weights
 from recog.models.registry import ModelSpec
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "module", "ema")
@@ -28,8 +29,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RecogError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
-        from recog.engine.checkpoint import load_weights
-
         state = load_weights(path)
     else:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from recog.engine.checkpoint import atomic_write_text
+from recog.io import atomic_write_text
 
 _CSS = """
 :root { color-scheme: light; }

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 
-from recog.engine.checkpoint import atomic_write_bytes
+from recog.io import atomic_write_bytes
 
 DPI = 100
 _NOT_PLOTTED = {"epoch", "lr", "seconds", "num_samples"}

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recog.engine.checkpoint import atomic_write_text
+from recog.io import atomic_write_text
 from recog.tasks.base import Accumulator, Task
 from recog.types import Prediction, Sample
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from recog.engine.checkpoint import atomic_write_bytes
 from recog.errors import RecogError
+from recog.io import atomic_write_bytes
 from recog.serve.store import CorrectedExample, Store
 
 _SUFFIX = {

@@ -31,8 +31,8 @@ from torchvision.utils import draw_segmentation_masks
 
 from recog.config import NONE, require_resolved
 from recog.data.masks import encode_png
-from recog.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from recog.errors import RecogError
+from recog.io import atomic_write_bytes, atomic_write_text
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Accumulator, Task
 from recog.tasks.detect import DetectTask
