@@ -10,8 +10,8 @@ from recog.api import Recognizer, load, train
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.models.registry import create_model, list_models
+from recog.version import __version__
 
-__version__ = "0.1.0"
 __all__ = [
     "Recognizer",
     "RecogError",

@@ -227,7 +227,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
 
 
 def _print_start(lines: list[str]) -> None:
-    from recog.engine.logging import console
+    from recog.console import console
 
     out = console()
     for line in lines:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import enum
 import io
 import json
 import sys
@@ -20,6 +21,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from recog.config import TrainConfig
 from recog.errors import RecogError
+from recog.types import TaskName
 
 _HIDDEN = {"version", "versions"}
 _HELP = {
@@ -79,6 +81,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             base = args[0] if get_origin(hint) in (typing.Union, types.UnionType) else hint
             if get_origin(base) is Literal:
                 parser.add_argument(flag, choices=list(get_args(base)), **kwargs)
+            elif isinstance(base, type) and issubclass(base, enum.Enum):
+                parser.add_argument(flag, choices=[str(m.value) for m in base], **kwargs)
             else:
                 parser.add_argument(flag, type=base if base in (int, float) else str, **kwargs)
 
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("models", help="list registered models")
-    p.add_argument("--task", choices=["classify", "detect", "segment"])
+    p.add_argument("--task", choices=[str(t) for t in TaskName])
 
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -213,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from recog import __version__
+    from recog.version import __version__
 
     return __version__
 
@@ -251,7 +255,7 @@ def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
     lines = [
         f"run directory: {run}",
         f"report: {run / 'report.html'}",
-        _headline(metrics),
+        _headline(rec.task, metrics),
         f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}: "
         f"{primary} {float(metrics.get(primary, 0.0)):.4f}",
     ]
@@ -276,21 +280,8 @@ def _is_main() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _headline(metrics: dict[str, Any]) -> str:
-    keys = (
-        "top1",
-        "top5",
-        "macro_f1",
-        "ece",
-        "mask_map",
-        "mask_map50",
-        "map",
-        "map50",
-        "miou",
-        "dice",
-        "pixel_acc",
-        "train_seconds",
-    )
+def _headline(task: Any, metrics: dict[str, Any]) -> str:
+    keys = (*task.headline_metrics, "train_seconds")
     return "  ".join(
         f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)
     )
@@ -302,7 +293,7 @@ def cmd_val(ns: argparse.Namespace) -> int:
     rec = api.load(ns.run, device=ns.device)
     out = ns.out or (ns.run / "val")
     metrics = rec.evaluate(ns.data, out_dir=out)
-    print(_headline(metrics))
+    print(_headline(rec.task, metrics))
     print(f"report: {out / 'report.html'}")
     return 0
 
@@ -321,7 +312,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if ns.format == "json":
         print(json.dumps(records, indent=1))
     elif ns.format == "csv":
-        rows = [row for r in records for row in _flat_rows(r)]
+        rows = [row for r in records for row in rec.task.csv_rows(r)]
         columns: list[str] = []
         for row in rows:
             columns += [k for k in row if k not in columns]
@@ -338,51 +329,9 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         table.add_column("image")
         table.add_column("result")
         for r in records:
-            table.add_row(r["path"], _summary(r))
+            table.add_row(r["path"], rec.task.summary(r))
         Console(width=160).print(table)
     return 0
-
-
-def _flat_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """CSV rows: one per image (classification) or one per detection."""
-    if "detections" in record:
-        return [
-            {
-                "path": record["path"],
-                "label": d["label"],
-                "score": d["score"],
-                "x1": d["box"][0],
-                "y1": d["box"][1],
-                "x2": d["box"][2],
-                "y2": d["box"][3],
-            }
-            for d in record["detections"]
-        ] or [{"path": record["path"]}]
-    row = {k: v for k, v in record.items() if not isinstance(v, list | dict)}
-    if "segmentation" in record:
-        seg = record["segmentation"]
-        row |= {"width": seg["width"], "height": seg["height"]}
-        row |= {f"fraction_{k}": v for k, v in seg.get("pixel_fraction", {}).items()}
-    if "top_k" in record:
-        row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
-    return [row]
-
-
-def _summary(record: dict[str, Any]) -> str:
-    if "detections" in record:
-        found = record["detections"]
-        shown = ", ".join(f"{d['label']} {d['score']:.2f}" for d in found[:6])
-        return (
-            f"{len(found)} found"
-            + (f": {shown}" if shown else "")
-            + (" ..." if len(found) > 6 else "")
-        )
-    if "top_k" in record:
-        return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
-    if "segmentation" in record:
-        shares = sorted(record["segmentation"]["pixel_fraction"].items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{name} {share:.1%}" for name, share in shares[:6] if share > 0)
-    return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
 
 
 def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -> None:

@@ -20,6 +20,7 @@ import yaml
 
 from recog.errors import RecogError
 from recog.io import atomic_write_text
+from recog.types import TaskName
 
 CONFIG_VERSION = 2
 
@@ -41,7 +42,7 @@ class TrainConfig:
     """Everything `recog train` needs; defaults are what a user gets without flags."""
 
     data: str = "digits"
-    task: str | None = None  # None: inferred from the data or the model
+    task: TaskName | None = None  # None: inferred from the data or the model
     model: str | None = None  # None: the recipe's choice for the task and data
     model_args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # None / "none": train from scratch
@@ -94,8 +95,19 @@ class TrainConfig:
     versions: dict[str, str] = field(default_factory=dict)
     version: int = CONFIG_VERSION
 
+    def __post_init__(self) -> None:
+        if self.task is not None and not isinstance(self.task, TaskName):
+            if self.task not in set(TaskName):
+                names = ", ".join(TaskName)
+                raise RecogError(f"task must be one of {names}, not {self.task!r}")
+            self.task = TaskName(self.task)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values (YAML-safe): the task as its name."""
+        values = dataclasses.asdict(self)
+        if values["task"] is not None:
+            values["task"] = str(values["task"])
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:

@@ -112,7 +112,7 @@ def versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    from recog import __version__
+    from recog.version import __version__
 
     return {
         "recog": str(__version__),

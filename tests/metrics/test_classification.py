@@ -18,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from recog.metrics.classification import ClassificationAccumulator
+from recog.report.plots import draw_figures
 from recog.types import Prediction, Target
 
 C, N = 7, 500
@@ -148,7 +149,7 @@ def test_empty_accumulator(tmp_path):
     acc.update([], [])
     acc.update_tensors(torch.zeros(0, C), torch.zeros(0, dtype=torch.int64))
     assert acc.compute() == {"num_samples": 0}
-    assert acc.plots(tmp_path, NAMES) == []
+    assert draw_figures(acc.figures(NAMES), tmp_path) == []
     assert not any(tmp_path.iterdir())
 
 
@@ -161,6 +162,6 @@ def test_wrong_width_is_rejected():
 
 def test_plots_write_confusion_matrix(tmp_path):
     acc = _filled(*_data(seed=6, n=80))
-    paths = acc.plots(tmp_path, NAMES)
+    paths = draw_figures(acc.figures(NAMES), tmp_path)
     assert paths == [tmp_path / "confusion_matrix.png"]
     assert paths[0].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

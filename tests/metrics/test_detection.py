@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from recog.metrics.detection import DetectionAccumulator
+from recog.report.plots import draw_figures
 from recog.types import Prediction, Target
 
 NAMES = ["cat", "dog", "bird"]
@@ -182,7 +183,7 @@ def test_empty_accumulator(tmp_path):
     out = acc.compute()
     assert out["map"] == out["map50"] == out["mar_100"] == 0.0
     assert out["per_class"] == {} and out["num_images"] == 0 and out["num_ground_truth"] == 0
-    assert acc.plots(tmp_path, NAMES) == []
+    assert draw_figures(acc.figures(NAMES), tmp_path) == []
     assert acc.confusion_matrix().sum() == 0
 
 
@@ -192,7 +193,9 @@ def test_no_ground_truth_at_all(tmp_path):
     out = acc.compute()
     assert out["map"] == out["map50"] == out["map75"] == out["mar_100"] == 0.0
     assert out["per_class"] == {}
-    written = acc.plots(tmp_path, NAMES)  # no PR curve without truth; the matrix still works
+    written = draw_figures(
+        acc.figures(NAMES), tmp_path
+    )  # no PR curve without truth; the matrix still works
     assert [p.name for p in written] == ["detection_confusion.png"]
 
 
@@ -243,7 +246,7 @@ def test_confusion_matrix_counts():
 def test_plots_write_pngs(tmp_path):
     preds, targets = _scene(10)
     acc = _filled(preds, targets)
-    written = acc.plots(tmp_path / "plots", NAMES)
+    written = draw_figures(acc.figures(NAMES), tmp_path / "plots")
     assert sorted(p.name for p in written) == ["detection_confusion.png", "pr_curves.png"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

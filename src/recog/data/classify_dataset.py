@@ -132,7 +132,7 @@ def materialize(
             return None, None, _reason(exc, path)
         return _shrink(image, _cache_size(img_size, crop_pct)), tuple(image.shape[-2:]), None
 
-    from recog.engine.logging import progress_bar
+    from recog.console import progress_bar
 
     results = []
     with progress_bar(unit="img") as bar, ThreadPoolExecutor(max_workers=2) as pool:

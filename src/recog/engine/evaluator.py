@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from recog.engine.distributed import DistContext
-from recog.tasks.base import Accumulator, Task
+from recog.metrics.base import Accumulator
+from recog.tasks.base import Task
 from recog.types import Batch
 
 

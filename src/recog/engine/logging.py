@@ -1,70 +1,14 @@
-"""Progress bars with rate and ETA, per-epoch console lines, and results.csv.
-
-rich draws the bars on a terminal; off a terminal (CI, logs) they stay
-quiet and the one-line epoch summaries carry the information.
-"""
+"""The training log: per-epoch console lines and results.csv (bars and warnings: recog.console)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
-
 from recog.io import atomic_write_text
-
-
-def console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class RateColumn(ProgressColumn):
-    """Items per second, e.g. `412 img/s`."""
-
-    def __init__(self, unit: str = "img") -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("   -- " + self.unit + "/s" if speed is None else f"{speed:6.0f} {self.unit}/s")
-
-
-@contextmanager
-def progress_bar(*, enabled: bool = True, unit: str = "img") -> Iterator[Progress]:
-    """A rich Progress with description, bar, M/N, rate, elapsed and ETA."""
-    con = console()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(unit),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=con,
-        transient=True,
-        disable=not enabled or not con.is_terminal,
-    )
-    with progress:
-        yield progress
 
 
 class ResultsTable:
@@ -125,7 +69,3 @@ def epoch_line(epoch: int, epochs: int, row: dict[str, Any], primary: str) -> st
         f"{row.get('train_images_per_second', 0.0):.0f} img/s  {row.get('seconds', 0.0):.1f}s"
     )
     return "  ".join(parts)
-
-
-def warn(message: str) -> None:
-    print(f"recog: warning: {message}", file=sys.stderr)

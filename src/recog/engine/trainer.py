@@ -36,13 +36,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from recog import io as rio
 from recog.config import TrainConfig, require_resolved
+from recog.console import console, progress_bar
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
-from recog.engine.logging import ResultsTable, console, epoch_line, progress_bar
+from recog.engine.logging import ResultsTable, epoch_line
 from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_scheduler
 from recog.errors import RecogError
-from recog.tasks.base import Accumulator, Task
+from recog.metrics.base import Accumulator
+from recog.tasks.base import Task
 
 CHECKPOINT_NAME = "last.ckpt"
 WEIGHTS_NAME = "model.safetensors"

@@ -9,7 +9,6 @@ not depend on how the evaluation was batched or split across ranks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
-from recog.tasks.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.types import Prediction, Target
 
 
@@ -137,18 +136,26 @@ class ClassificationAccumulator(Accumulator):
         out["num_samples"] = n
         return out
 
-    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
-        """out_dir/confusion_matrix.png (counts and row-normalized); none when empty."""
+    def figures(self, class_names: list[str]) -> list[Figure]:
+        """The confusion matrix (counts and row-normalized); none when empty."""
         if self.num_samples == 0:
             return []
-        from recog.report.plots import plot_confusion
-
         probs, labels = self._tensors()
         matrix = multiclass_confusion_matrix(
             probs, labels, num_classes=self.num_classes, validate_args=False
         )
         names = list(class_names) if len(class_names) == self.num_classes else self.class_names
-        return [plot_confusion(matrix.tolist(), names, Path(out_dir) / "confusion_matrix.png")]
+        return [
+            Figure(
+                "confusion",
+                "confusion_matrix",
+                {
+                    "matrix": matrix.tolist(),
+                    "labels": names,
+                    "titles": ("counts", "row-normalized (recall)"),
+                },
+            )
+        ]
 
 
 def _nll(probs: Tensor, labels: Tensor) -> float:

@@ -16,19 +16,16 @@ width/height 0 (a `Target` carries no size; box evaluation does not read it).
 from __future__ import annotations
 
 import gc
-import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from recog.io import atomic_write_bytes
-from recog.tasks.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.types import Prediction, Target
 
 _AREAS = ("all", "small", "medium", "large")  # COCOeval's default area ranges, in its order
@@ -36,7 +33,7 @@ _AREAS = ("all", "small", "medium", "large")  # COCOeval's default area ranges, 
 
 @dataclass(frozen=True)
 class _Evaluation:
-    """What `compute` and `plots` read from one COCOeval run.
+    """What `compute` and `figures` read from one COCOeval run.
 
     precision: (T, R, K, A, M) interpolated precision, -1 where undefined
         (T IoU thresholds .50:.95, R=101 recall points, K classes, A=4 areas, M=3 max-dets).
@@ -344,25 +341,47 @@ class DetectionAccumulator(Accumulator):
             matrix.index_put_((rows, cols), torch.ones_like(rows), accumulate=True)
         return matrix
 
-    # ----------------------------------------------------------------- plots
+    # ----------------------------------------------------------------- figures
 
-    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
-        """out_dir/pr_curves.png (per class at IoU .5; needs ground truth) and
-        out_dir/detection_confusion.png; none when no image was seen."""
+    def figures(self, class_names: list[str]) -> list[Figure]:
+        """PR curves per class at IoU .5 (needs ground truth) and the confusion
+        matrix with a background class; none when no image was seen."""
         if self.num_images == 0:
             return []
         names = list(class_names) if len(class_names) == self.num_classes else self.class_names
-        out_dir = Path(out_dir)
-        written = []
+        out = []
         evaluation = self._evaluate()
         if evaluation is not None:
-            written.append(_plot_pr(evaluation, names, out_dir / "pr_curves.png"))
-        written.append(
-            _plot_confusion(
-                self.confusion_matrix().numpy(), names, out_dir / "detection_confusion.png"
+            out.append(
+                Figure(
+                    "pr_curves",
+                    "pr_curves",
+                    {
+                        # (R, K) at IoU .5, all areas, max_dets
+                        "precision": evaluation.precision[0, :, :, 0, -1],
+                        "recall": evaluation.rec_thrs,
+                        "labels": names,
+                    },
+                )
+            )
+        out.append(
+            Figure(
+                "confusion",
+                "detection_confusion",
+                {
+                    "matrix": self.confusion_matrix().tolist(),
+                    "labels": [*names, "background"],
+                    "titles": (
+                        "detection confusion (counts)",
+                        "detection confusion (row-normalized)",
+                    ),
+                    "xlabel": "predicted (background = missed)",
+                    "ylabel": "true (background = false positive)",
+                    "skip_corner": True,
+                },
             )
         )
-        return written
+        return out
 
 
 def _columns(
@@ -376,87 +395,3 @@ def _columns(
     xyxy = torch.cat(boxes).double()  # w, h in float64 from the stored float32 corners
     xywh = torch.cat([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], dim=1)
     return image_ids.tolist(), (torch.cat(labels) + 1).tolist(), xywh.tolist()
-
-
-def _save(fig: Any, out: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    fig.clear()
-    atomic_write_bytes(out, buf.getvalue())
-    return out
-
-
-def _plot_pr(evaluation: _Evaluation, names: list[str], out: Path) -> Path:
-    """Precision against recall at IoU .5 (all areas, max_dets), one line per class with
-    ground truth and their mean in black; the legend lists AP50 per class up to 20 classes."""
-    from matplotlib.figure import Figure
-
-    curves = evaluation.precision[0, :, :, 0, -1]  # (R, K)
-    recall = evaluation.rec_thrs
-    present = [k for k in range(curves.shape[1]) if (curves[:, k] > -1).any()]
-    fig = Figure(figsize=(8, 6), layout="constrained")
-    ax = fig.subplots()
-    for k in present:
-        ap50 = float(curves[:, k].mean())
-        label = f"{names[k]} {ap50:.3f}" if len(present) <= 20 else None
-        ax.plot(recall, curves[:, k], linewidth=1, alpha=0.8, label=label)
-    mean_curve = curves[:, present].mean(axis=1)
-    ax.plot(
-        recall,
-        mean_curve,
-        color="black",
-        linewidth=2.5,
-        label=f"all classes mAP@0.5 {float(mean_curve.mean()):.3f}",
-    )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("precision-recall at IoU 0.5")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, out)
-
-
-def _plot_confusion(counts: np.ndarray, names: list[str], out: Path) -> Path:
-    """Counts (left) and row-normalized rates (right) with a background row and column."""
-    from matplotlib.figure import Figure
-
-    labels = [*names, "background"]
-    n = len(labels)
-    row_sums = counts.sum(axis=1, keepdims=True)
-    rates = np.divide(counts, row_sums, out=np.zeros(counts.shape), where=row_sums > 0)
-    side = min(max(4.0, 0.22 * n + 2.0), 14.0)  # inches per panel
-    fig = Figure(figsize=(2 * side + 1.5, side + 0.8), layout="constrained")
-    axes = fig.subplots(1, 2)
-    tick_size = max(3.0, min(9.0, 0.6 * 72 * 0.75 * side / n))
-    for ax, data, title, fmt in (
-        (axes[0], counts, "counts", "d"),
-        (axes[1], rates, "row-normalized", ".2f"),
-    ):
-        vmax = 1.0 if fmt != "d" else max(float(data.max(initial=0)), 1.0)
-        image = ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title(f"detection confusion ({title})")
-        ax.set_xlabel("predicted (background = missed)")
-        ax.set_ylabel("true (background = false positive)")
-        ax.set_xticks(range(n))
-        ax.set_yticks(range(n))
-        ax.set_xticklabels(labels, rotation=90, fontsize=tick_size)
-        ax.set_yticklabels(labels, fontsize=tick_size)
-        if n <= 30:
-            for i in range(n):
-                for j in range(n):
-                    if i == j == n - 1:
-                        continue
-                    value = data[i, j]
-                    ax.text(
-                        j,
-                        i,
-                        format(value, fmt),
-                        ha="center",
-                        va="center",
-                        fontsize=min(9.0, tick_size),
-                        color="white" if value > 0.55 * vmax else "black",
-                    )
-    return _save(fig, out)

@@ -17,15 +17,14 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from recog.metrics.base import Accumulator, Figure
 from recog.metrics.detection import DetectionAccumulator
-from recog.tasks.base import Accumulator
 from recog.types import IGNORE_INDEX, Prediction, Target
 
 
@@ -87,39 +86,21 @@ class SemanticAccumulator(Accumulator):
             "num_pixels": int(total),
         }
 
-    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
+    def figures(self, class_names: list[str]) -> list[Figure]:
+        """The pixel confusion matrix, row-normalized; none before any pixel."""
         if int(self.confusion.sum()) == 0:
             return []
-        from matplotlib.figure import Figure
-
-        from recog.metrics.detection import _save
-
-        counts = self.confusion.numpy().astype(np.float64)
-        rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        n = self.num_classes
-        side = min(max(4.0, 0.35 * n + 2.5), 14.0)
-        fig = Figure(figsize=(side + 1, side), layout="constrained")
-        ax = fig.subplots()
-        image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-        ax.set_title("pixel confusion (row-normalized)")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_xticks(range(n), self.class_names, rotation=90)
-        ax.set_yticks(range(n), self.class_names)
-        if n <= 20:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(
-                        j,
-                        i,
-                        f"{rates[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if rates[i, j] > 0.55 else "black",
-                    )
-        return [_save(fig, Path(out_dir) / "confusion_matrix.png")]
+        return [
+            Figure(
+                "confusion",
+                "confusion_matrix",
+                {
+                    "matrix": self.confusion.tolist(),
+                    "labels": list(self.class_names),
+                    "titles": ("pixel confusion (row-normalized)",),
+                },
+            )
+        ]
 
 
 def encode_rle(masks: Tensor) -> list[dict[str, Any]]:
@@ -248,5 +229,5 @@ class InstanceAccumulator(Accumulator):
             "per_class": per_class,
         }
 
-    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
-        return self.boxes.plots(out_dir, class_names)
+    def figures(self, class_names: list[str]) -> list[Figure]:
+        return self.boxes.figures(class_names)

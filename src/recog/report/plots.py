@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 
 from recog.io import atomic_write_bytes
+from recog.metrics.base import Figure as MetricFigure
 
 DPI = 100
 _NOT_PLOTTED = {"epoch", "lr", "seconds", "num_samples"}
@@ -118,8 +120,19 @@ def plot_curves(results_csv: Path, out: Path) -> Path:
 # ---------------------------------------------------------------- confusion matrix
 
 
-def plot_confusion(matrix: list[list[int]], class_names: list[str], out: Path) -> Path:
-    """Counts (left) and row-normalized rates (right); rows = true class, columns = predicted.
+def plot_confusion(
+    matrix: list[list[int]],
+    class_names: list[str],
+    out: Path,
+    *,
+    titles: Sequence[str] = ("counts", "row-normalized (recall)"),
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+    skip_corner: bool = False,
+) -> Path:
+    """Counts and row-normalized rates (two `titles`), or the rates alone (one title);
+    rows = true class, columns = predicted.  `skip_corner` leaves the last cell blank
+    (detection's background x background, which nothing counts).
 
     Cells carry their numbers while they fit (about 30 classes); beyond that the
     colour alone speaks, and the tick labels shrink so that ~50 names still fit.
@@ -129,24 +142,22 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], out: Path) -
     row_sums = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, row_sums, out=np.zeros(counts.shape, dtype=float), where=row_sums > 0)
     side = min(max(4.0, 0.22 * c + 2.0), 14.0)  # inches per panel
-    fig = Figure(figsize=(2 * side + 1.5, side + 0.6), layout="constrained")
-    axes = fig.subplots(1, 2)
+    panels = [(counts, "d"), (rates, ".2f")][-len(titles) :]
+    fig = Figure(figsize=(len(panels) * side + 1.5, side + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
     # a cell's height in points, leaving a quarter of the panel to the labels
     cell_points = 72 * 0.75 * side / max(c, 1)
     tick_size = max(3.0, min(9.0, 0.8 * cell_points))
     cell_text = min(10.0, 0.33 * cell_points)  # "0.00" must fit inside its cell
     annotate = cell_text >= 5.0
-    for ax, data, title, fmt in (
-        (axes[0], counts, "counts", "d"),
-        (axes[1], rates, "row-normalized (recall)", ".2f"),
-    ):
+    for ax, (data, fmt), title in zip(axes, panels, titles, strict=True):
         # rates on a fixed 0..1 scale so two reports compare by eye
         vmax = 1.0 if fmt != "d" else max(float(data.max(initial=0)), 1.0)
         image = ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
         ax.set_title(title)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_xticks(range(c))
         ax.set_yticks(range(c))
         ax.set_xticklabels(class_names, rotation=90, fontsize=tick_size)
@@ -154,8 +165,9 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], out: Path) -
         if annotate:
             for i in range(c):
                 for j in range(c):
+                    if skip_corner and i == j == c - 1:
+                        continue
                     value = data[i, j]
-                    dark = value > 0.55 * vmax
                     ax.text(
                         j,
                         i,
@@ -163,9 +175,65 @@ def plot_confusion(matrix: list[list[int]], class_names: list[str], out: Path) -
                         ha="center",
                         va="center",
                         fontsize=cell_text,
-                        color="white" if dark else "black",
+                        color="white" if value > 0.55 * vmax else "black",
                     )
     return _save(fig, out)
+
+
+def plot_pr_curves(
+    precision: np.ndarray, recall: np.ndarray, class_names: list[str], out: Path
+) -> Path:
+    """Precision against recall, one line per class with ground truth (precision -1
+    where it has none) and their mean in black; the legend lists each class's AP
+    (the curve's mean) up to 20 classes.  precision: (R, K); recall: (R,)."""
+    present = [k for k in range(precision.shape[1]) if (precision[:, k] > -1).any()]
+    fig = Figure(figsize=(8, 6), layout="constrained")
+    ax = fig.subplots()
+    for k in present:
+        label = (
+            f"{class_names[k]} {float(precision[:, k].mean()):.3f}" if len(present) <= 20 else None
+        )
+        ax.plot(recall, precision[:, k], linewidth=1, alpha=0.8, label=label)
+    mean_curve = precision[:, present].mean(axis=1)
+    ax.plot(
+        recall,
+        mean_curve,
+        color="black",
+        linewidth=2.5,
+        label=f"all classes mAP@0.5 {float(mean_curve.mean()):.3f}",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("precision-recall at IoU 0.5")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, out)
+
+
+def draw_figures(figures: Sequence[MetricFigure], out_dir: Path) -> list[Path]:
+    """Each accumulator figure as out_dir/<file>.png; returns the paths written."""
+    written = []
+    for figure in figures:
+        d, out = figure.data, Path(out_dir) / f"{figure.file}.png"
+        if figure.kind == "confusion":
+            written.append(
+                plot_confusion(
+                    d["matrix"],
+                    d["labels"],
+                    out,
+                    titles=d.get("titles", ("counts", "row-normalized (recall)")),
+                    xlabel=d.get("xlabel", "predicted"),
+                    ylabel=d.get("ylabel", "true"),
+                    skip_corner=d.get("skip_corner", False),
+                )
+            )
+        elif figure.kind == "pr_curves":
+            written.append(plot_pr_curves(d["precision"], d["recall"], d["labels"], out))
+        else:
+            raise ValueError(f"no drawing for figure kind {figure.kind!r}")
+    return written
 
 
 # ---------------------------------------------------------------- sample grid

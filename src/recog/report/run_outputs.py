@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from recog.io import atomic_write_text
-from recog.tasks.base import Accumulator, Task
+from recog.metrics.base import Accumulator
+from recog.tasks.base import Task
 from recog.types import Prediction, Sample
 
 
@@ -30,7 +31,7 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Write metrics.json, plots and report.html under `out_dir`; returns the metrics."""
     from recog.report.html import write_report
-    from recog.report.plots import plot_curves
+    from recog.report.plots import draw_figures, plot_curves, plot_sample_grid
 
     metrics = {**acc.compute(), **extra_metrics}
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
@@ -39,10 +40,11 @@ def write_outputs(
     plots: list[Path] = []
     if results_csv is not None and results_csv.is_file():
         plots.append(plot_curves(results_csv, plots_dir / "curves.png"))
-    plots += acc.plots(plots_dir, task.class_names)
-    grid = task.sample_plot(samples, plots_dir / "samples.png")
-    if grid is not None:
-        plots.append(grid)
+    plots += draw_figures(acc.figures(task.class_names), plots_dir)
+    panels = task.sample_panels(samples)
+    if panels:
+        images, titles, correct = (list(column) for column in zip(*panels, strict=True))
+        plots.append(plot_sample_grid(images, titles, correct, plots_dir / "samples.png"))
     write_report(
         out_dir / "report.html",
         title=title,

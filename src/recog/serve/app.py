@@ -596,6 +596,6 @@ def _extend_openapi(app: FastAPI) -> None:
 
 
 def _version() -> str:
-    from recog import __version__
+    from recog.version import __version__
 
     return __version__

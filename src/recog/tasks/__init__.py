@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recog.tasks.base import Accumulator, Task
+from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
 from recog.tasks.segment import InstanceSegmentTask, SegmentTask
@@ -16,7 +16,6 @@ TASKS: dict[TaskName, type[Task]] = {
 
 __all__ = [
     "TASKS",
-    "Accumulator",
     "ClassifyTask",
     "DetectTask",
     "InstanceSegmentTask",

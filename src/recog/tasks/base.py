@@ -8,6 +8,7 @@ this protocol in their own module.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from recog.metrics.base import Accumulator
 from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
@@ -27,31 +29,14 @@ if TYPE_CHECKING:
     from recog.recipe import TaskRecipe
 
 
-class Accumulator(ABC):
-    """Collects predictions over an evaluation pass and reduces them to metrics."""
-
-    @abstractmethod
-    def update(self, predictions: Sequence[Prediction], targets: Sequence[Target]) -> None: ...
-
-    @abstractmethod
-    def compute(self) -> dict[str, Any]:
-        """Flat metric names of DESIGN.md (fractions in [0, 1]) plus `per_class`."""
-
-    @abstractmethod
-    def merge(self, other: Accumulator) -> None:
-        """Fold in another rank's accumulator (distributed evaluation)."""
-
-    def plots(self, out_dir: Path, class_names: list[str]) -> list[Path]:
-        """Task-specific plots (confusion matrix, PR curves); default none."""
-        return []
-
-
 class Task(ABC):
     """A recognition task as the engine sees it."""
 
     name: ClassVar[TaskName]
     #: metric that selects the best checkpoint and drives early stopping (higher is better)
     primary_metric: ClassVar[str]
+    #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
+    headline_metrics: ClassVar[tuple[str, ...]]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
 
@@ -120,9 +105,22 @@ class Task(ABC):
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
 
-    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
-        """A grid of predictions for the report; default none."""
-        return None
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """`recog predict --format csv` rows for one `to_record` (with its `path`):
+        by default one row of its plain values."""
+        return [{k: v for k, v in record.items() if not isinstance(v, list | dict)}]
+
+    def summary(self, record: dict[str, Any]) -> str:
+        """The result column of `recog predict`'s table for one `to_record`."""
+        return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
+
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
+        """The report's grid of predictions: per sample, the (3, H, W) uint8 image to
+        show (drawn on), its title, and whether it is right (None: not a yes/no
+        question); default none."""
+        return []
 
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
         """Files `predict --save-dir` writes beside the drawn image (mask PNGs, JSON); default none."""

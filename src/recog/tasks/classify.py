@@ -8,7 +8,6 @@ device, after normalization, so the data loader ships plain uint8 images.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -18,8 +17,9 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from recog.config import require_resolved
+from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
-from recog.tasks.base import Accumulator, Task
+from recog.tasks.base import Task
 from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
     primary_metric: ClassVar[str] = "top1"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("top1", "top5", "macro_f1", "ece")
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
@@ -177,18 +178,23 @@ class ClassifyTask(Task):
         ]
         return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
 
-    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
-        from recog.report.plots import plot_sample_grid
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        row = super().csv_rows(record)[0]
+        row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
+        return [row]
 
-        if not samples:
-            return None
-        titles, correct = [], []
+    def summary(self, record: dict[str, Any]) -> str:
+        return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
+        panels: list[tuple[torch.Tensor, str, bool | None]] = []
         for sample, pred in samples:
             label = int(pred.labels)
             truth = int(sample.target.labels) if sample.target.labels is not None else None
             title = f"{self.class_names[label]} {float(pred.scores[label]):.0%}"
             if truth is not None and truth != label:
                 title += f"\ntrue: {self.class_names[truth]}"
-            titles.append(title)
-            correct.append(None if truth is None else truth == label)
-        return plot_sample_grid([s.image for s, _ in samples], titles, correct, out)
+            panels.append((sample.image, title, None if truth is None else truth == label))
+        return panels

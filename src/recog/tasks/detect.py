@@ -11,7 +11,6 @@ needs to know which it has.  Predictions come back in original-image pixels
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -19,8 +18,9 @@ from torch import nn
 from torchvision.utils import draw_bounding_boxes
 
 from recog.config import require_resolved
+from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
-from recog.tasks.base import Accumulator, Task
+from recog.tasks.base import Task
 from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
     primary_metric: ClassVar[str] = "map"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("map", "map50")
     # yolo_n letterboxed to the images' longer side (320 px cap on CPU), batch 16 and an EMA of
     # the weights: raccoon 0.83 mAP50 where batch 32 without EMA gave 0.28 (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
@@ -188,11 +189,33 @@ class DetectTask(Task):
             ]
         }
 
-    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
-        from recog.report.plots import plot_sample_grid
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per detection (x1, y1, x2, y2 in pixels); a bare row when none."""
+        return [
+            {
+                "path": record["path"],
+                "label": d["label"],
+                "score": d["score"],
+                "x1": d["box"][0],
+                "y1": d["box"][1],
+                "x2": d["box"][2],
+                "y2": d["box"][3],
+            }
+            for d in record["detections"]
+        ] or [{"path": record["path"]}]
 
-        if not samples:
-            return None
+    def summary(self, record: dict[str, Any]) -> str:
+        found = record["detections"]
+        shown = ", ".join(f"{d['label']} {d['score']:.2f}" for d in found[:6])
+        return (
+            f"{len(found)} found"
+            + (f": {shown}" if shown else "")
+            + (" ..." if len(found) > 6 else "")
+        )
+
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
         images, titles = [], []
         for sample, pred in samples:
             scaled = Prediction(
@@ -204,4 +227,4 @@ class DetectTask(Task):
             titles.append(
                 f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true"
             )
-        return plot_sample_grid(images, titles, [None] * len(images), out)
+        return [(image, title, None) for image, title in zip(images, titles, strict=True)]

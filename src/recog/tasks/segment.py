@@ -33,8 +33,9 @@ from recog.config import NONE, require_resolved
 from recog.data.masks import encode_png
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
+from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
-from recog.tasks.base import Accumulator, Task
+from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
 from recog.types import IGNORE_INDEX, Batch, DataFacts, Prediction, Sample, Target, TaskName
 
@@ -127,6 +128,7 @@ class SegmentTask(Task):
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
     primary_metric: ClassVar[str] = "miou"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("miou", "dice", "pixel_acc")
     # unet at 256 px and strong augmentation below 100 images: membrane (24 images) 0.786 mIoU
     # with 300 steps of 8 (docs/recipe.md); shapes (2,000) 0.91 with standard augmentation
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
@@ -307,12 +309,23 @@ class SegmentTask(Task):
         atomic_write_bytes(out, encode_png(prediction.mask))
         return [out]
 
-    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
-        from recog.metrics.segmentation import SemanticAccumulator
-        from recog.report.plots import plot_sample_grid
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """One row per image: its size and the fraction of pixels of each class."""
+        row = super().csv_rows(record)[0]
+        seg = record["segmentation"]
+        row |= {"width": seg["width"], "height": seg["height"]}
+        row |= {f"fraction_{k}": v for k, v in seg.get("pixel_fraction", {}).items()}
+        return [row]
 
-        if not samples:
-            return None
+    def summary(self, record: dict[str, Any]) -> str:
+        shares = sorted(record["segmentation"]["pixel_fraction"].items(), key=lambda kv: -kv[1])
+        return ", ".join(f"{name} {share:.1%}" for name, share in shares[:6] if share > 0)
+
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
+        from recog.metrics.segmentation import SemanticAccumulator
+
         images, titles = [], []
         for sample, pred in samples:
             h, w = pred.mask.shape
@@ -320,7 +333,7 @@ class SegmentTask(Task):
             acc = SemanticAccumulator(self.class_names)
             acc.update([pred], [sample.target])
             titles.append(f"mIoU {acc.compute()['miou']:.2f}")
-        return plot_sample_grid(images, titles, [None] * len(images), out)
+        return [(image, title, None) for image, title in zip(images, titles, strict=True)]
 
 
 class InstanceSegmentTask(DetectTask):
@@ -328,6 +341,7 @@ class InstanceSegmentTask(DetectTask):
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
     primary_metric: ClassVar[str] = "mask_map"
+    headline_metrics: ClassVar[tuple[str, ...]] = ("mask_map", "mask_map50", "map", "map50")
     mask_threshold: ClassVar[float] = 0.5
 
     @classmethod
@@ -437,11 +451,9 @@ class InstanceSegmentTask(DetectTask):
         atomic_write_text(out, json.dumps(results))
         return [out]
 
-    def sample_plot(self, samples: Sequence[tuple[Sample, Prediction]], out: Path) -> Path | None:
-        from recog.report.plots import plot_sample_grid
-
-        if not samples:
-            return None
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
         images, titles = [], []
         for sample, pred in samples:
             truth = sample.meta.get("truth", sample.target)
@@ -453,4 +465,4 @@ class InstanceSegmentTask(DetectTask):
             )
             images.append(self.draw(image, pred, truth))
             titles.append(f"{int(self._shown(pred).sum())} found / {len(truth.labels)} true")
-        return plot_sample_grid(images, titles, [None] * len(images), out)
+        return [(image, title, None) for image, title in zip(images, titles, strict=True)]

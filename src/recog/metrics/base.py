@@ -1,0 +1,54 @@
+"""What every metric accumulator answers, and the figure data it hands the report.
+
+`Accumulator` collects predictions over an evaluation pass and reduces them to
+metrics.  It computes; it does not draw: `figures` returns `Figure` records
+(what to plot, as numbers) and `recog.report.plots.draw_figures` renders them,
+so metrics sit below the report in the layers and never import matplotlib.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from recog.types import Prediction, Target
+
+#: the figure kinds the report knows how to draw
+FigureKind = Literal["confusion", "pr_curves"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One plot as data: `kind` says how to draw it, `file` the PNG's stem.
+
+    confusion: `matrix` (rows true, columns predicted, counts), `labels` (one
+        per row), `title`, `xlabel`, `ylabel`; `panels` "counts+rates" or
+        "rates"; `skip_corner` leaves the last cell (background x background) blank.
+    pr_curves: `recall` (R,), `precision` (R, K) with -1 where a class has no
+        truth, `labels` (K), `title`.
+    """
+
+    kind: FigureKind
+    file: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Accumulator(ABC):
+    """Collects predictions over an evaluation pass and reduces them to metrics."""
+
+    @abstractmethod
+    def update(self, predictions: Sequence[Prediction], targets: Sequence[Target]) -> None: ...
+
+    @abstractmethod
+    def compute(self) -> dict[str, Any]:
+        """Flat metric names of DESIGN.md (fractions in [0, 1]) plus `per_class`."""
+
+    @abstractmethod
+    def merge(self, other: Accumulator) -> None:
+        """Fold in another rank's accumulator (distributed evaluation)."""
+
+    def figures(self, class_names: list[str]) -> list[Figure]:
+        """Task-specific plots (confusion matrix, PR curves) as data; default none."""
+        return []
