@@ -30,6 +30,23 @@ class TaskName(StrEnum):
     SEGMENT = "segment"
 
 
+class MetricName(StrEnum):
+    """The headline metric names of `metrics.json` (DESIGN.md), fractions in [0, 1]."""
+
+    TOP1 = "top1"
+    TOP5 = "top5"
+    MACRO_F1 = "macro_f1"
+    ECE = "ece"
+    MAP = "map"  # COCO mAP@[.5:.95]
+    MAP50 = "map50"
+    MAP75 = "map75"
+    MASK_MAP = "mask_map"
+    MASK_MAP50 = "mask_map50"
+    MIOU = "miou"
+    DICE = "dice"
+    PIXEL_ACC = "pixel_acc"
+
+
 @dataclass
 class Target:
     """Ground truth for one image; which fields are set depends on the task."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from recog.metrics.base import Accumulator
-from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
+from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -34,9 +34,9 @@ class Task(ABC):
 
     name: ClassVar[TaskName]
     #: metric that selects the best checkpoint and drives early stopping (higher is better)
-    primary_metric: ClassVar[str]
+    primary_metric: ClassVar[MetricName]
     #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
-    headline_metrics: ClassVar[tuple[str, ...]]
+    headline_metrics: ClassVar[tuple[MetricName, ...]]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
 

@@ -20,7 +20,7 @@ from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
-from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
+from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -32,8 +32,13 @@ if TYPE_CHECKING:
 
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
-    primary_metric: ClassVar[str] = "top1"
-    headline_metrics: ClassVar[tuple[str, ...]] = ("top1", "top5", "macro_f1", "ece")
+    primary_metric: ClassVar[MetricName] = MetricName.TOP1
+    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
+        MetricName.TOP1,
+        MetricName.TOP5,
+        MetricName.MACRO_F1,
+        MetricName.ECE,
+    )
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(

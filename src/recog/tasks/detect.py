@@ -21,7 +21,7 @@ from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
-from recog.types import Batch, DataFacts, Prediction, Sample, Target, TaskName
+from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
-    primary_metric: ClassVar[str] = "map"
-    headline_metrics: ClassVar[tuple[str, ...]] = ("map", "map50")
+    primary_metric: ClassVar[MetricName] = MetricName.MAP
+    headline_metrics: ClassVar[tuple[MetricName, ...]] = (MetricName.MAP, MetricName.MAP50)
     # yolo_n letterboxed to the images' longer side (320 px cap on CPU), batch 16 and an EMA of
     # the weights: raccoon 0.83 mAP50 where batch 32 without EMA gave 0.28 (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(

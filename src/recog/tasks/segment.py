@@ -37,7 +37,16 @@ from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
-from recog.types import IGNORE_INDEX, Batch, DataFacts, Prediction, Sample, Target, TaskName
+from recog.types import (
+    IGNORE_INDEX,
+    Batch,
+    DataFacts,
+    MetricName,
+    Prediction,
+    Sample,
+    Target,
+    TaskName,
+)
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -127,8 +136,12 @@ class SegmentTask(Task):
     """Semantic segmentation: one class per pixel."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    primary_metric: ClassVar[str] = "miou"
-    headline_metrics: ClassVar[tuple[str, ...]] = ("miou", "dice", "pixel_acc")
+    primary_metric: ClassVar[MetricName] = MetricName.MIOU
+    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
+        MetricName.MIOU,
+        MetricName.DICE,
+        MetricName.PIXEL_ACC,
+    )
     # unet at 256 px and strong augmentation below 100 images: membrane (24 images) 0.786 mIoU
     # with 300 steps of 8 (docs/recipe.md); shapes (2,000) 0.91 with standard augmentation
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
@@ -340,8 +353,13 @@ class InstanceSegmentTask(DetectTask):
     """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    primary_metric: ClassVar[str] = "mask_map"
-    headline_metrics: ClassVar[tuple[str, ...]] = ("mask_map", "mask_map50", "map", "map50")
+    primary_metric: ClassVar[MetricName] = MetricName.MASK_MAP
+    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
+        MetricName.MASK_MAP,
+        MetricName.MASK_MAP50,
+        MetricName.MAP,
+        MetricName.MAP50,
+    )
     mask_threshold: ClassVar[float] = 0.5
 
     @classmethod
