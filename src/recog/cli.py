@@ -418,10 +418,6 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 
 def cmd_data(ns: argparse.Namespace) -> int:
-    from recog.api import infer_task
-    from recog.data import check_dataset
-    from recog.types import TaskName
-
     if ns.data_command == "export-feedback":
         from recog.serve.export import export_feedback
 
@@ -430,33 +426,22 @@ def cmd_data(ns: argparse.Namespace) -> int:
             print(f"{name}: {json.dumps(info)}")
         return 0
     if ns.data_command == "convert":
-        from recog.data.detection_formats import convert
-        from recog.data.mask_convert import convert_masks
+        from recog.data.formats.convert import convert_dataset
 
-        if ns.to == "masks" or infer_task(ns.src) == TaskName.SEGMENT:
-            written = convert_masks(ns.src, to=ns.to, out=ns.out, classes=ns.classes)
-        else:
-            written = convert(ns.src, to=ns.to, out=ns.out)
+        written = convert_dataset(ns.src, to=ns.to, out=ns.out, classes=ns.classes)
         print(f"wrote {written}")
         return 0
     if ns.data_command == "split":
-        from recog.data.detection_formats import split_annotations
+        from recog.data.formats.convert import split_detection
 
-        written = split_annotations(
+        written = split_detection(
             ns.src, to=ns.to, out=ns.out, val_split=ns.val_split, seed=ns.seed
         )
         print(f"wrote {written}")
         return 0
-    if infer_task(ns.path) == TaskName.SEGMENT:
-        from recog.data.masks import mask_report
+    from recog.data.check import dataset_report
 
-        report = mask_report(ns.path, classes=ns.classes)
-    elif infer_task(ns.path) == TaskName.DETECT:
-        from recog.data.detection_stats import detection_stats
-
-        report = detection_stats(ns.path)
-    else:
-        report = check_dataset(ns.path)
+    report = dataset_report(ns.path, classes=ns.classes)
     if ns.json:
         print(json.dumps(report, indent=1, default=str))
         return 0

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.detection_dataset import DetectionSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
@@ -71,8 +71,8 @@ class DetectTask(Task):
         return cls(class_names, spec.mean, spec.std, img_size=int(cfg.img_size))  # type: ignore[arg-type]
 
     @staticmethod
-    def load_splits(cfg: TrainConfig) -> DetectionSplits:
-        from recog.data.detection_dataset import load_detection
+    def load_splits(cfg: TrainConfig) -> DataSplits:
+        from recog.data.detect import load_detection
 
         require_resolved(cfg, "detect", budget=False)
         return load_detection(
@@ -96,12 +96,12 @@ class DetectTask(Task):
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-        from recog.data.detection_dataset import load_detection_eval
+        from recog.data.detect import load_detection_eval
 
         return load_detection_eval(data, img_size=int(cfg.img_size), class_names=class_names)  # type: ignore[arg-type]
 
     def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        from recog.data.detection_dataset import letterbox
+        from recog.data.detect import letterbox
 
         out, _, scale = letterbox(image, torch.zeros((0, 4)), self.img_size)
         return out, {"scale": scale, "orig_size": tuple(image.shape[-2:])}

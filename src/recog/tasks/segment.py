@@ -30,7 +30,7 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import NONE, require_resolved
-from recog.data.masks import encode_png
+from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
 from recog.recipe import TaskRecipe
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.source import DataSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 #: fraction of a tile shared with its neighbour in sliding-window inference
@@ -81,7 +81,7 @@ def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
 
 
 def _load_splits(cfg: TrainConfig) -> DataSplits:
-    from recog.data.segmentation_dataset import load_segmentation
+    from recog.data.segment import load_segmentation
     from recog.models.registry import get_spec
 
     require_resolved(cfg, "segment", budget=False)
@@ -110,7 +110,7 @@ def _survey(cfg: TrainConfig) -> DataFacts:
 
 
 def _load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-    from recog.data.segmentation_dataset import load_segmentation_eval
+    from recog.data.segment import load_segmentation_eval
     from recog.models.registry import get_spec
 
     return load_segmentation_eval(
