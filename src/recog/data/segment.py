@@ -36,7 +36,13 @@ from torchvision.transforms import v2
 
 from recog.data.detect import PAD_VALUE, letterbox
 from recog.data.formats import NOT_SEGMENTATION, DataFormat, segmentation_format
-from recog.data.formats.coco import CocoImage, read_coco_image, read_coco_masks, semantic_mask
+from recog.data.formats.coco import (
+    CocoImage,
+    read_coco_image,
+    read_coco_masks,
+    semantic_mask,
+    split_coco_masks,
+)
 from recog.data.formats.masks import (
     MaskDecoder,
     MaskPair,
@@ -46,7 +52,7 @@ from recog.data.formats.masks import (
     split_pairs,
 )
 from recog.data.formats.shapes import ShapesConfig, parse_shapes, render_scene
-from recog.data.splits import DataSplits, seeded_split
+from recog.data.splits import DataSplits
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX, Sample, Target, TaskName
 
@@ -334,21 +340,14 @@ def load_segmentation(
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     if fmt is DataFormat.COCO:
-        images, cat_index, names = read_coco_masks(path)
-        train_idx, val_idx = seeded_split(len(images), val_split, seed)
+        train_images, val_images, cat_index, names = split_coco_masks(
+            path, val_split=val_split, seed=seed
+        )
         if not instance:
             names = ["background", *names]
         return DataSplits(
-            make(
-                _CocoLoader([images[i] for i in train_idx], cat_index, not instance),
-                len(train_idx),
-                True,
-            ),
-            make(
-                _CocoLoader([images[i] for i in val_idx], cat_index, not instance),
-                len(val_idx),
-                False,
-            ),
+            make(_CocoLoader(train_images, cat_index, not instance), len(train_images), True),
+            make(_CocoLoader(val_images, cat_index, not instance), len(val_images), False),
             names,
             path.stem,
             TaskName.SEGMENT,

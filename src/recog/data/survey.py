@@ -16,12 +16,12 @@ from pathlib import Path
 
 from recog.data.formats import NOT_SEGMENTATION, DataFormat, segmentation_format
 from recog.data.formats.class_folders import list_splits
-from recog.data.formats.coco import read_coco_masks
+from recog.data.formats.coco import split_coco_masks
 from recog.data.formats.detection import read_detection
 from recog.data.formats.masks import resolve_classes, split_pairs
 from recog.data.formats.shapes import ShapesConfig, parse_shapes
 from recog.data.images import image_size
-from recog.data.splits import seeded_split, split_records
+from recog.data.splits import split_records
 from recog.errors import RecogError
 from recog.types import DataFacts, TaskName
 
@@ -121,15 +121,14 @@ def survey_segmentation(
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     if fmt is DataFormat.COCO:
-        images, _, names = read_coco_masks(path)
-        train_idx, val_idx = seeded_split(len(images), val_split, seed)
-        short, long = _sides((images[i].width, images[i].height) for i in train_idx)
+        train_images, val_images, _, names = split_coco_masks(path, val_split=val_split, seed=seed)
+        short, long = _sides((i.width, i.height) for i in train_images)
         names = names if instance else ["background", *names]
         return DataFacts(
             TaskName.SEGMENT,
             path.stem,
-            len(train_idx),
-            len(val_idx),
+            len(train_images),
+            len(val_images),
             tuple(names),
             short,
             long,

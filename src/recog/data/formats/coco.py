@@ -33,6 +33,7 @@ from recog.data.formats.records import (
     finite_number,
 )
 from recog.data.images import image_size, open_image, read_image
+from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -276,6 +277,15 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
     if not out:
         raise RecogError(f"{path}: none of its images were found")
     return out, cat_index, names
+
+
+def split_coco_masks(
+    path: Path, *, val_split: float, seed: int
+) -> tuple[list[CocoImage], list[CocoImage], dict[int, int], list[str]]:
+    """(train, val) images of a COCO mask set (`seeded_split`), category id -> index, names."""
+    images, cat_index, names = read_coco_masks(path)
+    train, val = seeded_split(len(images), val_split, seed)
+    return [images[i] for i in train], [images[i] for i in val], cat_index, names
 
 
 def read_coco_image(
