@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, SHARED_DATA, header  # noqa: E402
 
-from recog.data.detection_formats import read_detection  # noqa: E402
+from recog.data.formats.detection import read_detection  # noqa: E402
 from recog.metrics.detection import DetectionAccumulator  # noqa: E402
 from recog.types import Prediction, Target  # noqa: E402
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, header  # noqa: E402
 
 import recog  # noqa: E402
-from recog.data.masks import split_pairs  # noqa: E402
+from recog.data.formats.masks import split_pairs  # noqa: E402
 
 CLASSES = ["membrane", "cell"]  # binary masks: 0 = membrane, 255 = cell
 CROP, BATCH = 256, 8

@@ -86,7 +86,7 @@ def digit_png(index: int = 0, size: int = 64) -> bytes:
     """A real handwritten digit from the built-in set, upscaled, as PNG."""
     from PIL import Image
 
-    from recog.data.class_folders import digits_images
+    from recog.data.formats.digits import digits_images
 
     images, _ = digits_images()
     arr = images[index].permute(1, 2, 0).numpy()

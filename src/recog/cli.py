@@ -367,10 +367,6 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 
 def cmd_data(ns: argparse.Namespace) -> int:
-    from recog.api import infer_task
-    from recog.data import check_dataset
-    from recog.types import TaskName
-
     if ns.data_command == "export-feedback":
         from recog.serve.export import export_feedback
 
@@ -379,33 +375,28 @@ def cmd_data(ns: argparse.Namespace) -> int:
             print(f"{name}: {json.dumps(info)}")
         return 0
     if ns.data_command == "convert":
-        from recog.data.detection_formats import convert
-        from recog.data.mask_convert import convert_masks
+        from recog.data.formats import DataFormat, infer_task
+        from recog.tasks import TASKS
 
-        if ns.to == "masks" or infer_task(ns.src) == TaskName.SEGMENT:
-            written = convert_masks(ns.src, to=ns.to, out=ns.out, classes=ns.classes)
-        else:
-            written = convert(ns.src, to=ns.to, out=ns.out)
+        # the target format says the task when it is masks; else the source does
+        task = TASKS[
+            TaskName.SEGMENT if ns.to == DataFormat.MASK_FOLDERS else infer_task(str(ns.src))
+        ]
+        written = task.convert_data(str(ns.src), to=ns.to, out=str(ns.out), classes=ns.classes)
         print(f"wrote {written}")
         return 0
     if ns.data_command == "split":
-        from recog.data.detection_formats import split_annotations
+        from recog.data.formats.convert import split_detection
 
-        written = split_annotations(
+        written = split_detection(
             ns.src, to=ns.to, out=ns.out, val_split=ns.val_split, seed=ns.seed
         )
         print(f"wrote {written}")
         return 0
-    if infer_task(ns.path) == TaskName.SEGMENT:
-        from recog.data.masks import mask_report
+    from recog.data.formats import infer_task
+    from recog.tasks import TASKS
 
-        report = mask_report(ns.path, classes=ns.classes)
-    elif infer_task(ns.path) == TaskName.DETECT:
-        from recog.data.detection_stats import detection_stats
-
-        report = detection_stats(ns.path)
-    else:
-        report = check_dataset(ns.path)
+    report = TASKS[infer_task(str(ns.path))].data_report(str(ns.path), classes=ns.classes)
     if ns.json:
         print(json.dumps(report, indent=1, default=str))
         return 0

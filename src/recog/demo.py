@@ -19,13 +19,14 @@ def write_sample_images(out: Path, count: int = 8) -> Path:
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from recog.data.class_folders import stratified_split
+    from recog.data.splits import seeded_split
     from recog.io import atomic_write_bytes
 
     digits = load_digits()
     out.mkdir(parents=True, exist_ok=True)
     # the validation split the demo run holds out (same split as `recog train`'s defaults)
-    _, held_out = stratified_split([int(t) for t in digits.target], 0.2, 0)
+    labels = [int(t) for t in digits.target]
+    _, held_out = seeded_split(len(labels), 0.2, 0, labels=labels)
     rng = np.random.default_rng(7)
     for i in rng.choice(held_out, size=count, replace=False):
         pixels = (digits.images[i] * 255 / 16).astype(np.uint8)

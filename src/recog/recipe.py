@@ -266,7 +266,7 @@ def resolve(
     if cfg.device == "auto":
         values["device"] = device_type
     if cfg.cache == "auto":
-        from recog.data.classify_dataset import CACHE_AUTO_LIMIT
+        from recog.data.classify import CACHE_AUTO_LIMIT
 
         values["cache"] = "on" if facts.n_train + facts.n_val <= CACHE_AUTO_LIMIT else "off"
     values["versions"] = versions()

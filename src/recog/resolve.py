@@ -6,29 +6,14 @@ asks the task for a survey of the data and hands the facts to `recog.recipe`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from recog import recipe
 from recog.config import TrainConfig
+from recog.data.formats import infer_task
 from recog.engine.distributed import pick_device
 from recog.errors import RecogError
 from recog.models.registry import get_spec
 from recog.tasks import TASKS, Task
 from recog.types import DataFacts, TaskName
-
-
-def infer_task(data: str) -> TaskName:
-    """The task a data source implies when neither --task nor --model says."""
-    from recog.data.masks import is_mask_dir
-
-    path = Path(data)
-    if is_mask_dir(path):
-        return TaskName.SEGMENT
-    if data.split(":")[0] == "shapes" or path.suffix == ".json":
-        return TaskName.DETECT
-    if path.is_dir() and any((path / d).is_dir() for d in ("annotations", "Annotations", "labels")):
-        return TaskName.DETECT
-    return TaskName.CLASSIFY
 
 
 def _task_class(cfg: TrainConfig) -> type[Task]:

@@ -143,7 +143,7 @@ def test_corrupt_images_skipped_and_listed_or_fatal_with_strict(tmp_path, cache,
     skipped = {Path(p).name for p, _ in s.skipped}
     assert skipped == {"truncated.png", "zero.jpg", "text.jpg", "half.jpg"}
     assert len(s.train) + len(s.val) == 10
-    assert "recog: skipped" in capsys.readouterr().err
+    assert "recog: warning: skipped" in capsys.readouterr().err
     with pytest.raises(RecogError, match=r"(truncated|zero|text|half).*--strict"):
         load_classification(str(tmp_path), img_size=16, cache=cache, strict=True)
 

@@ -10,17 +10,12 @@ import torch
 from helpers import shared_dataset
 from PIL import Image
 
-from recog.data.coco import read_coco, write_coco
-from recog.data.detection_formats import (
-    DetectionAnnotations,
-    DetectionRecord,
-    convert,
-    detect_format,
-    read_detection,
-    write_annotations,
-)
-from recog.data.voc import read_voc, write_voc
-from recog.data.yolo_format import read_yolo, write_yolo
+from recog.data.formats.coco import read_coco, write_coco
+from recog.data.formats.convert import convert_detection
+from recog.data.formats.detection import detection_format, read_detection, write_detection
+from recog.data.formats.records import DetectionAnnotations, DetectionRecord
+from recog.data.formats.voc import read_voc, write_voc
+from recog.data.formats.yolo import read_yolo, write_yolo
 from recog.errors import RecogError
 
 CLASSES = ["cat", "dog", "bird"]
@@ -129,15 +124,15 @@ def test_raccoon_round_trip_voc_coco_yolo_coco(tmp_path: Path) -> None:
 
     root = shared_dataset("raccoon")
     voc = read_detection(root)
-    coco_json = convert(root, to="coco", out=tmp_path / "coco1" / "train.json")
+    coco_json = convert_detection(root, to="coco", out=tmp_path / "coco1" / "train.json")
     coco = COCO(str(coco_json))  # proves the file is valid COCO
     assert len(coco.getImgIds()) == 200 and len(coco.getAnnIds()) == 217
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["raccoon"]
-    assert detect_format(coco_json) == "coco"
+    assert detection_format(coco_json) == "coco"
 
-    yolo_dir = convert(coco_json, to="yolo", out=tmp_path / "yolo")
-    assert detect_format(yolo_dir) == "yolo"
-    coco2 = convert(yolo_dir, to="coco", out=tmp_path / "coco2")
+    yolo_dir = convert_detection(coco_json, to="yolo", out=tmp_path / "yolo")
+    assert detection_format(yolo_dir) == "yolo"
+    coco2 = convert_detection(yolo_dir, to="coco", out=tmp_path / "coco2")
     back = read_detection(coco2)
     assert back.warnings == []
     assert len(back.records) == 200 and back.num_boxes == 217
@@ -150,8 +145,8 @@ def test_raccoon_round_trip_voc_coco_yolo_coco(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
 def test_synthetic_round_trip(tmp_path: Path, fmt: str) -> None:
     ann = _synthetic(tmp_path)
-    out = write_annotations(ann, tmp_path / fmt, fmt=fmt)
-    assert detect_format(out) == fmt
+    out = write_detection(ann, tmp_path / fmt, fmt=fmt)
+    assert detection_format(out) == fmt
     back = read_detection(out, class_names=CLASSES)
     assert back.warnings == []
     # VOC and COCO keep 0.001 px; YOLO keeps 1e-6 of the 64 px side.
@@ -162,8 +157,8 @@ def test_synthetic_round_trip(tmp_path: Path, fmt: str) -> None:
 def test_synthetic_through_all_three(tmp_path: Path) -> None:
     ann = _synthetic(tmp_path)
     voc = write_voc(ann, tmp_path / "voc")
-    coco = convert(voc, to="coco", out=tmp_path / "c.json", class_names=CLASSES)
-    yolo = convert(coco, to="yolo", out=tmp_path / "yolo")
+    coco = convert_detection(voc, to="coco", out=tmp_path / "c.json", class_names=CLASSES)
+    yolo = convert_detection(coco, to="yolo", out=tmp_path / "yolo")
     back = read_yolo(yolo)
     _assert_same(ann, back, atol=1e-3)
     assert [r.path.name for r in read_coco(coco).records] == ["a.png", "b.png", "empty.png"]
@@ -400,7 +395,7 @@ def test_autodetect_refuses_what_it_cannot_read(tmp_path: Path) -> None:
         read_detection(both)
     assert read_detection(both / "data.yaml").records[0].path.name == "a.png"
     with pytest.raises(RecogError, match="unknown annotation format"):
-        convert(both / "data.yaml", to="kitti", out=tmp_path / "k")  # type: ignore[arg-type]
+        convert_detection(both / "data.yaml", to="kitti", out=tmp_path / "k")  # type: ignore[arg-type]
 
 
 def test_writers_copy_when_links_fail_and_leave_images_in_place(

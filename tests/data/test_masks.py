@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from recog.data.masks import mask_report, resolve_classes, split_pairs
-from recog.data.segmentation_dataset import (
+from recog.data.check import mask_report
+from recog.data.formats.masks import resolve_classes, split_pairs
+from recog.data.segment import (
     load_segmentation,
     load_segmentation_eval,
     semantic_train_transform,

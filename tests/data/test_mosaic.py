@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recog.data.detection_dataset import DetectionDataset, DetectionItem, mosaic
+from recog.data.detect import DetectionDataset, DetectionItem, mosaic
 
 
 def _item(colour: int, box: tuple[int, int, int, int], size: tuple[int, int]) -> DetectionItem:

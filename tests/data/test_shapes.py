@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from recog.data.shapes import ShapesConfig, render_scene
+from recog.data.formats.shapes import ShapesConfig, render_scene
 
 
 def test_scene_is_a_pure_function_of_seed_and_index():

@@ -93,7 +93,7 @@ def test_data_convert_and_stats_on_raccoon(tmp_path):
 
 
 def test_data_split_writes_the_split_train_uses(tmp_path):
-    from recog.data.detection_dataset import load_detection
+    from recog.data.detect import load_detection
 
     data = shared_dataset("raccoon")
     done = run_cli("data", "split", str(data), str(tmp_path / "split"), "--seed", "3")

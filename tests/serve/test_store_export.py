@@ -7,8 +7,8 @@ import json
 from helpers import run_cli
 from serving import digit_png, png_bytes
 
-from recog.data.class_folders import list_splits
-from recog.data.detection_formats import read_detection
+from recog.data.formats.class_folders import list_splits
+from recog.data.formats.detection import read_detection
 from recog.serve.store import Store
 
 

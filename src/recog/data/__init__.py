@@ -1,20 +1,25 @@
-"""Data: sources, decoding, datasets and transforms for every task.
+"""Data: source formats, the image door, splits, and the datasets and transforms of each task.
 
-Classification lives in `class_folders`, `classify_dataset`, `augment`,
-`source`; detection in `detection_formats` (COCO, YOLO, VOC) and
-`detection_dataset`; `shapes` renders the built-in scenes; `images` decodes.
+`formats/` reads every source format and answers what a path holds
+(`detect_format`); `images` is the one door user images are read through;
+`splits` the one seeded split; `classify`, `detect`, `segment` the datasets,
+transforms and loaders per task; `check` the `recog data check|stats`
+reports; `survey` the facts the recipe chooses from.
 """
 
-from recog.data.augment import balanced_sampler, batch_mix, eval_transform, train_transform
-from recog.data.images import find_images, read_image
-from recog.data.inspect import check_dataset
-from recog.data.source import (
+from recog.data.check import check_dataset
+from recog.data.classify import (
     DataDefaults,
-    DataSplits,
+    balanced_sampler,
+    batch_mix,
     data_defaults,
+    eval_transform,
     load_classification,
     load_eval_dataset,
+    train_transform,
 )
+from recog.data.images import find_images, read_image
+from recog.data.splits import DataSplits
 
 __all__ = [
     "DataDefaults",

@@ -1,4 +1,9 @@
-"""Reading images from disk into (3, H, W) uint8 RGB tensors, and finding them.
+"""The one door user image files are read through: decoding, header reads, finding them.
+
+Every read of a user's image (or mask) file in recog opens it here, so the
+pixel limit and the error messages are the same everywhere: `read_image`
+decodes to (3, H, W) uint8 RGB, `open_image` opens for a header read or a
+mode-preserving decode (masks), `image_size` reads (width, height) only.
 
 torchvision.io decodes first (fast, libjpeg-turbo / libpng); Pillow is the
 fallback for what it cannot read (CMYK and 16-bit variants, TIFF, palette
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import glob
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +26,12 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from recog.errors import RecogError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+#: suffixes of the files read as images, in the order a lookup by file stem tries them
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: what the detection readers take as images (VOC lookup by stem, YOLO image folders): no
+#: GIF, as in Ultralytics' list of image formats, so a YOLO folder yields the images
+#: Ultralytics would train on (a GIF is an animation there, not one labelled picture)
+DETECTION_IMAGE_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s != ".gif")
 # Decompression bombs: refuse images above this many pixels (about 16k x 16k).
 MAX_PIXELS = 268_435_456
 
@@ -43,13 +55,33 @@ def walk_files(folder: Path) -> list[Path]:
     )
 
 
+@contextmanager
+def open_image(path: Path) -> Iterator[Image.Image]:
+    """The file opened by Pillow (header read; pixels decode on `load()`), closed after.
+
+    Refuses images above `MAX_PIXELS` (Pillow's own decompression-bomb check
+    applies first); the caller decides what its failures mean.
+    """
+    with Image.open(path) as img:
+        if img.width * img.height > MAX_PIXELS:
+            raise ValueError(f"{img.width}x{img.height} pixels is too large")
+        yield img
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header only (no pixel decode)."""
+    try:
+        with open_image(path) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RecogError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+
+
 def _pil_decode(path: Path) -> torch.Tensor:
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise ValueError(f"{img.width}x{img.height} pixels is too large")
+        with open_image(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):

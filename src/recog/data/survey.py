@@ -14,8 +14,15 @@ import statistics
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from recog.data.formats import NOT_SEGMENTATION, DataFormat, segmentation_format
+from recog.data.formats.class_folders import list_splits
+from recog.data.formats.coco import split_coco_masks
+from recog.data.formats.detection import read_detection
+from recog.data.formats.masks import resolve_classes, split_pairs
+from recog.data.formats.shapes import ShapesConfig, parse_shapes
+from recog.data.images import image_size
+from recog.data.splits import split_records
+from recog.errors import RecogError
 from recog.types import DataFacts, TaskName
 
 #: headers read per survey; the median of 64 sides is stable to a few pixels on the shared sets
@@ -24,9 +31,8 @@ SIDE_SAMPLE = 64
 
 def _header_size(path: Path) -> tuple[int, int] | None:
     try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError, ValueError):
+        return image_size(path)
+    except (RecogError, ValueError):
         return None
 
 
@@ -50,8 +56,6 @@ def _sample(items: list, count: int = SIDE_SAMPLE) -> list:
 
 
 def survey_classification(spec: str, *, val_split: float, seed: int) -> DataFacts:
-    from recog.data.class_folders import list_splits
-
     train, val, names, name = list_splits(spec, val_split=val_split, seed=seed)
     sizes = []
     for item in _sample(train.items):
@@ -68,9 +72,6 @@ def survey_classification(spec: str, *, val_split: float, seed: int) -> DataFact
 
 
 def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
-    from recog.data.detection_dataset import parse_shapes, split_records
-    from recog.data.shapes import ShapesConfig
-
     counts = parse_shapes(spec)
     if counts is not None:
         shapes = ShapesConfig()
@@ -80,9 +81,6 @@ def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
         return DataFacts(
             TaskName.DETECT, "shapes", *counts, shapes.classes, side, side, mean_objects, box
         )
-    from recog.data.detection_formats import read_detection
-    from recog.errors import RecogError
-
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
@@ -110,12 +108,9 @@ def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
 def survey_segmentation(
     spec: str, *, instance: bool, val_split: float, seed: int, classes: list[str] | None
 ) -> DataFacts:
-    from recog.data.detection_dataset import parse_shapes, seeded_split
-    from recog.data.shapes import ShapesConfig
-    from recog.errors import RecogError
-
-    counts = parse_shapes(spec)
-    if counts is not None:
+    fmt = segmentation_format(spec)
+    if fmt is DataFormat.SHAPES:
+        counts = parse_shapes(spec)
         shapes = ShapesConfig()
         names = shapes.classes if instance else ("background", *shapes.classes)
         side = shapes.img_size
@@ -125,30 +120,22 @@ def survey_segmentation(
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
-    if path.suffix == ".json":
-        from recog.data.segmentation_dataset import read_coco_masks
-
-        images, _, names = read_coco_masks(path)
-        train_idx, val_idx = seeded_split(len(images), val_split, seed)
-        short, long = _sides((images[i].width, images[i].height) for i in train_idx)
+    if fmt is DataFormat.COCO:
+        train_images, val_images, _, names = split_coco_masks(path, val_split=val_split, seed=seed)
+        short, long = _sides((i.width, i.height) for i in train_images)
         names = names if instance else ["background", *names]
         return DataFacts(
             TaskName.SEGMENT,
             path.stem,
-            len(train_idx),
-            len(val_idx),
+            len(train_images),
+            len(val_images),
             tuple(names),
             short,
             long,
             mask_side=short,
         )
-    from recog.data.masks import is_mask_dir, resolve_classes, split_pairs
-
-    if not is_mask_dir(path):
-        raise RecogError(
-            f"{spec}: not segmentation data (expected images/ and masks/ folders, "
-            "a COCO JSON with segmentations, or shapes)"
-        )
+    if fmt is not DataFormat.MASK_FOLDERS:
+        raise RecogError(f"{spec}: {NOT_SEGMENTATION}")
     train, val, _ = split_pairs(path, val_split=val_split, seed=seed)
     names, _ = resolve_classes(train + val, path, classes)
     sample = _sample(train)

@@ -86,8 +86,8 @@ def _file_name(ex: CorrectedExample) -> str:
 
 
 def _export_coco(examples: list[CorrectedExample], folder: Path) -> dict[str, Any]:
-    from recog.data.coco import write_coco
-    from recog.data.detection_formats import DetectionAnnotations, DetectionRecord
+    from recog.data.formats.coco import write_coco
+    from recog.data.formats.records import DetectionAnnotations, DetectionRecord
 
     names = sorted({b["label"] for ex in examples for b in ex.boxes or []})
     index = {n: i for i, n in enumerate(names)}

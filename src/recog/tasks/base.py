@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.source import DataSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
 
@@ -104,6 +105,16 @@ class Task(ABC):
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
+
+    @staticmethod
+    def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
+        """What `recog data check|stats PATH` prints for this task's data (with `problems`)."""
+        raise RecogError(f"{path}: no data report for this task")
+
+    @staticmethod
+    def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:
+        """`recog data convert SRC --to FORMAT --out OUT` for this task's data; the path written."""
+        raise RecogError(f"{src}: this task's data has no other format to convert to")
 
     def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """`recog predict --format csv` rows for one `to_record` (with its `path`):

@@ -8,6 +8,7 @@ device, after normalization, so the data loader ships plain uint8 images.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -17,6 +18,8 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from recog.config import require_resolved
+from recog.data.check import check_dataset
+from recog.data.formats.convert import convert_detection
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.source import DataSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
@@ -182,6 +185,15 @@ class ClassifyTask(Task):
             for v, i in zip(values, indices, strict=True)
         ]
         return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+
+    @staticmethod
+    def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
+        return check_dataset(path)
+
+    @staticmethod
+    def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:
+        # as before the convert dispatch moved here: class data meets the detection reader
+        return convert_detection(src, to=to, out=out)  # type: ignore[arg-type]
 
     def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         row = super().csv_rows(record)[0]

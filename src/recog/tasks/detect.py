@@ -11,6 +11,7 @@ needs to know which it has.  Predictions come back in original-image pixels
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -18,6 +19,8 @@ from torch import nn
 from torchvision.utils import draw_bounding_boxes
 
 from recog.config import require_resolved
+from recog.data.check import detection_stats
+from recog.data.formats.convert import convert_detection
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.detection_dataset import DetectionSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
@@ -72,8 +75,8 @@ class DetectTask(Task):
         return cls(class_names, spec.mean, spec.std, img_size=int(cfg.img_size))  # type: ignore[arg-type]
 
     @staticmethod
-    def load_splits(cfg: TrainConfig) -> DetectionSplits:
-        from recog.data.detection_dataset import load_detection
+    def load_splits(cfg: TrainConfig) -> DataSplits:
+        from recog.data.detect import load_detection
 
         require_resolved(cfg, "detect", budget=False)
         return load_detection(
@@ -97,12 +100,12 @@ class DetectTask(Task):
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-        from recog.data.detection_dataset import load_detection_eval
+        from recog.data.detect import load_detection_eval
 
         return load_detection_eval(data, img_size=int(cfg.img_size), class_names=class_names)  # type: ignore[arg-type]
 
     def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        from recog.data.detection_dataset import letterbox
+        from recog.data.detect import letterbox
 
         out, _, scale = letterbox(image, torch.zeros((0, 4)), self.img_size)
         return out, {"scale": scale, "orig_size": tuple(image.shape[-2:])}
@@ -188,6 +191,14 @@ class DetectTask(Task):
                 )
             ]
         }
+
+    @staticmethod
+    def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
+        return detection_stats(path)
+
+    @staticmethod
+    def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:
+        return convert_detection(src, to=to, out=out)  # type: ignore[arg-type]
 
     def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """One row per detection (x1, y1, x2, y2 in pixels); a bare row when none."""

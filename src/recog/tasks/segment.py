@@ -30,7 +30,9 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import NONE, require_resolved
-from recog.data.masks import encode_png
+from recog.data.check import mask_report
+from recog.data.formats.convert import convert_masks
+from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
 from recog.metrics.base import Accumulator
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.source import DataSplits
+    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 #: fraction of a tile shared with its neighbour in sliding-window inference
@@ -91,7 +93,7 @@ def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
 
 
 def _load_splits(cfg: TrainConfig) -> DataSplits:
-    from recog.data.segmentation_dataset import load_segmentation
+    from recog.data.segment import load_segmentation
     from recog.models.registry import get_spec
 
     require_resolved(cfg, "segment", budget=False)
@@ -120,7 +122,7 @@ def _survey(cfg: TrainConfig) -> DataFacts:
 
 
 def _load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-    from recog.data.segmentation_dataset import load_segmentation_eval
+    from recog.data.segment import load_segmentation_eval
     from recog.models.registry import get_spec
 
     return load_segmentation_eval(
@@ -321,6 +323,14 @@ class SegmentTask(Task):
         out = save_dir / f"{stem}_mask.png"
         atomic_write_bytes(out, encode_png(prediction.mask))
         return [out]
+
+    @staticmethod
+    def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
+        return mask_report(path, classes=classes)
+
+    @staticmethod
+    def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:
+        return convert_masks(src, to=to, out=out, classes=classes)
 
     def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         """One row per image: its size and the fraction of pixels of each class."""

@@ -9,7 +9,8 @@ but no shape is hidden by more than `max_occlusion` of its area.  Every
 scene yields boxes (of the visible part), instance masks and a semantic mask.
 
 Written here because no library generates box- and mask-annotated synthetic
-scenes with controlled occlusion.
+scenes with controlled occlusion.  A data spec `shapes` or `shapes:TRAIN:VAL`
+names them (`parse_shapes`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,33 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from recog.data.formats import DataFormat, detect_format
+from recog.errors import RecogError
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "hexagon")
+
+
+SHAPES_TRAIN, SHAPES_VAL = 2000, 300
+
+
+def parse_shapes(spec: str) -> tuple[int, int] | None:
+    """`shapes` or `shapes:TRAIN:VAL` (scene counts) -> (train, val); None for other specs."""
+    if detect_format(spec, among=(DataFormat.SHAPES,)) is None:
+        return None
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return SHAPES_TRAIN, SHAPES_VAL
+    try:
+        train, val = (
+            (int(p) for p in parts[1:3])
+            if len(parts) == 3
+            else (int(parts[1]), max(1, int(parts[1]) // 5))
+        )
+    except ValueError as exc:
+        raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts") from exc
+    if train < 1 or val < 1:
+        raise RecogError(f"{spec}: scene counts must be positive")
+    return train, val
 
 
 @dataclass(frozen=True)

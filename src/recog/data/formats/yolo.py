@@ -20,16 +20,15 @@ from typing import Any
 
 import yaml
 
-from recog.data.detection_formats import (
-    IMAGE_SUFFIXES,
+from recog.data.formats.records import (
     BoxChecker,
     DetectionAnnotations,
     DetectionRecord,
     finite_number,
-    image_size,
     link_or_copy,
     output_names,
 )
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -86,9 +85,11 @@ def _images_in(source: Path) -> list[Path]:
     """The images a `train`/`val`/`test` entry names: a folder (searched recursively) or a .txt list."""
     if source.is_dir():
         return sorted(
-            p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p
+            for p in source.rglob("*")
+            if p.suffix.lower() in DETECTION_IMAGE_SUFFIXES and p.is_file()
         )
-    if source.suffix.lower() in IMAGE_SUFFIXES:
+    if source.suffix.lower() in DETECTION_IMAGE_SUFFIXES:
         return [source]
     try:
         text = source.read_text(encoding="utf-8")

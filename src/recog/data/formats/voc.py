@@ -19,17 +19,16 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from recog.data.detection_formats import (
-    IMAGE_SUFFIXES,
+from recog.data.formats.records import (
     BoxChecker,
     DetectionAnnotations,
     DetectionRecord,
     finite_number,
     format_coord,
-    image_size,
     link_or_copy,
     output_names,
 )
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -61,7 +60,7 @@ def _parse(xml_path: Path) -> ET.Element:
 def _find_image(xml_path: Path, root: ET.Element, image_dir: Path) -> Path | None:
     filename = (root.findtext("filename") or "").strip()
     candidates = [image_dir / filename] if filename else []
-    candidates += [image_dir / f"{xml_path.stem}{suffix}" for suffix in IMAGE_SUFFIXES]
+    candidates += [image_dir / f"{xml_path.stem}{suffix}" for suffix in DETECTION_IMAGE_SUFFIXES]
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -1,5 +1,9 @@
-"""`recog data convert` for masks: COCO segmentations <-> image/mask folders.
+"""`recog data convert|split`: one format written as another.
 
+Detection: any format `read_detection` reads -> COCO, YOLO or VOC
+(`convert_detection`), optionally with the train/val split `recog train`
+would use (`split_detection`).  Masks: COCO segmentations <-> image/mask
+folders (`convert_masks`):
 - `--to masks` from a COCO JSON with polygons or RLE: `OUT/images/` (links,
   or copies), `OUT/masks/<stem>.png` class ids (0 = background, later
   annotations painted over earlier ones), `OUT/data.yaml` with the classes.
@@ -12,23 +16,66 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from recog.data.detection_formats import link_or_copy
-from recog.data.masks import all_pairs, encode_png, is_mask_dir, load_pair, resolve_classes
+from recog.data.formats import DataFormat, segmentation_format
+from recog.data.formats.coco import read_coco_image, read_coco_masks, semantic_mask
+from recog.data.formats.detection import (
+    DETECTION_FORMATS,
+    DetectionFormat,
+    read_detection,
+    write_detection,
+)
+from recog.data.formats.masks import (
+    all_pairs,
+    encode_png,
+    load_pair,
+    resolve_classes,
+)
+from recog.data.formats.records import DetectionAnnotations, link_or_copy
+from recog.data.splits import split_records
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
+
+
+def convert_detection(
+    src: str | Path,
+    *,
+    to: DetectionFormat,
+    out: str | Path,
+    class_names: list[str] | None = None,
+) -> Path:
+    """Read `src` in whatever format it is and write it as `to` under `out`."""
+    if to not in DETECTION_FORMATS:
+        raise RecogError(
+            f"unknown annotation format {to!r}; choose one of {', '.join(DETECTION_FORMATS)}"
+        )
+    return write_detection(read_detection(src, class_names=class_names), out, fmt=to)
+
+
+def split_detection(
+    src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int
+) -> Path:
+    """Write `src` as `to` under `out` with the train/val split `recog train` would use."""
+    ann = read_detection(src)
+    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=str(src))
+    records = [replace(r, split="train") for r in train] + [replace(r, split="val") for r in val]
+    return write_detection(
+        DetectionAnnotations(records, ann.class_names, ann.warnings), out, fmt=to
+    )
 
 
 def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | None = None) -> Path:
     """Write `src` as `to` ("masks" or "coco") under `out`; returns the main file written."""
     src, out = Path(src), Path(out)
-    if to == "masks" and src.suffix == ".json":
+    fmt = segmentation_format(src, among=(DataFormat.COCO, DataFormat.MASK_FOLDERS))
+    if to == "masks" and fmt is DataFormat.COCO:
         return _coco_to_masks(src, out)
-    if not is_mask_dir(src):
+    if fmt is not DataFormat.MASK_FOLDERS:
         raise RecogError(f"{src}: not an image/mask folder (images/ + masks/) or a COCO JSON")
     pairs = all_pairs(src)
     names, decode = resolve_classes(pairs, src, classes)
@@ -51,19 +98,19 @@ def _write_yaml(out: Path, names: list[str]) -> Path:
 
 
 def _coco_to_masks(src: Path, out: Path) -> Path:
-    from recog.data.segmentation_dataset import _CocoLoader, read_coco_masks
-
     images, cat_index, names = read_coco_masks(src)
-    loader = _CocoLoader(images, cat_index, semantic=True)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    for i, info in enumerate(images):
-        item = loader(i)
+    for info in images:
+        _, masks, labels = read_coco_image(info, cat_index)
         link_or_copy(info.path, out / "images" / info.path.name)
-        atomic_write_bytes(out / "masks" / f"{info.path.stem}.png", encode_png(item.mask))
+        atomic_write_bytes(
+            out / "masks" / f"{info.path.stem}.png", encode_png(semantic_mask(masks, labels))
+        )
     return _write_yaml(out, ["background", *names])
 
 
 def _masks_to_coco(pairs, names, decode, out: Path) -> Path:
+    # pycocotools and scipy are needed only here; imported when a mask set is converted
     from pycocotools import mask as mask_utils
     from scipy import ndimage
 

@@ -1,4 +1,4 @@
-"""COCO object-detection JSON: `read_coco` and `write_coco` (boxes only; masks are not read).
+"""COCO JSON: boxes (`read_coco`, `write_coco`) and masks (`read_coco_masks`, `read_coco_image`).
 
 A COCO `bbox` is `[x, y, w, h]` in pixels (top-left corner and size), read as
 xyxy `(x, y, x + w, y + h)`.  Category ids may be any integers: they map to
@@ -7,23 +7,33 @@ contiguous class indices in ascending id order, named by the categories.
 objects).  Image `file_name`s are relative to `image_root`, by default the
 JSON's own folder; the writer records them that way and never copies images.
 Written coordinates are rounded to 0.001 px.
+
+Masks: polygon or RLE `segmentation`s decode through pycocotools into one
+boolean mask per (non-crowd) annotation; `semantic_mask` paints them into
+class ids (0 = background, class k -> k + 1, later annotations on top).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recog.data.detection_formats import (
+import torch
+
+from recog.console import warn
+from recog.data.formats.records import (
     BoxChecker,
     DetectionAnnotations,
     DetectionRecord,
     finite_number,
-    image_size,
 )
+from recog.data.images import image_size, open_image, read_image
+from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -210,3 +220,108 @@ def write_coco(
     }
     atomic_write_text(out_json, json.dumps(data) + "\n")
     return out_json
+
+
+# ------------------------------------------------------------------------- masks
+@dataclass
+class CocoImage:
+    """One image of a COCO mask set and its segmented (non-crowd) annotations."""
+
+    path: Path
+    height: int
+    width: int
+    anns: list[dict[str, Any]]
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header, for an image the JSON gives no size."""
+    try:
+        with open_image(path) as img:
+            return img.size
+    except Exception as exc:  # noqa: BLE001
+        raise RecogError(f"{path}: cannot decode ({exc.__class__.__name__})") from None
+
+
+def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[str]]:
+    """Images with their segmented (non-crowd) annotations, category id -> index, names."""
+    data = _load(path)
+    cat_index, names = _categories(path, data["categories"])
+    images = _images(path, data["images"])
+    anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
+    for k, ann in enumerate(data.get("annotations", [])):
+        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
+        if ann.get("image_id") not in images:
+            raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
+        if ann.get("category_id") not in cat_index:
+            raise RecogError(
+                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'"
+            )
+        if ann.get("iscrowd", 0):
+            continue
+        segm = ann.get("segmentation")
+        if not segm or not isinstance(segm, list | dict):
+            raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
+        anns[ann["image_id"]].append(ann)
+    out = []
+    for image_id, img in images.items():
+        file = path.parent / img["file_name"]
+        if not file.is_file() and (path.parent / "images" / img["file_name"]).is_file():
+            file = path.parent / "images" / img["file_name"]
+        if not file.is_file():
+            warn(f"{file}: not found; skipped")
+            continue
+        h, w = img.get("height"), img.get("width")
+        if not (isinstance(h, int) and isinstance(w, int)):
+            w, h = _header_size(file)
+        out.append(CocoImage(file, h, w, anns[image_id]))
+    if not out:
+        raise RecogError(f"{path}: none of its images were found")
+    return out, cat_index, names
+
+
+def split_coco_masks(
+    path: Path, *, val_split: float, seed: int
+) -> tuple[list[CocoImage], list[CocoImage], dict[int, int], list[str]]:
+    """(train, val) images of a COCO mask set (`seeded_split`), category id -> index, names."""
+    images, cat_index, names = read_coco_masks(path)
+    train, val = seeded_split(len(images), val_split, seed)
+    return [images[i] for i in train], [images[i] for i in val], cat_index, names
+
+
+def read_coco_image(
+    info: CocoImage, cat_index: dict[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The image (3, H, W) uint8, its masks (N, H, W) bool and labels (N,) int64."""
+    # pycocotools is needed only by COCO mask sets; imported when one is read
+    from pycocotools import mask as mask_utils
+
+    image = read_image(info.path)
+    h, w = image.shape[-2:]
+    if (h, w) != (info.height, info.width):
+        raise RecogError(
+            f"{info.path}: image is {w}x{h} but the COCO file says {info.width}x{info.height}"
+        )
+    masks, labels = [], []
+    for ann in info.anns:
+        segm = ann["segmentation"]
+        if isinstance(segm, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+        elif isinstance(segm.get("counts"), list):
+            rle = mask_utils.frPyObjects(segm, h, w)
+        else:
+            rle = segm
+        with warnings.catch_warnings():  # pycocotools' numpy-2 copy= notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            decoded = mask_utils.decode(rle)
+        masks.append(torch.from_numpy(decoded.astype(bool)))
+        labels.append(cat_index[ann["category_id"]])
+    stacked = torch.stack(masks) if masks else torch.zeros((0, h, w), dtype=torch.bool)
+    return image, stacked, torch.tensor(labels, dtype=torch.int64)
+
+
+def semantic_mask(masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) bool masks and (N,) labels -> (H, W) uint8: 0 background, label + 1 on top."""
+    semantic = torch.zeros(masks.shape[-2:], dtype=torch.uint8)
+    for m, label in zip(masks, labels.tolist(), strict=True):
+        semantic[m] = label + 1
+    return semantic

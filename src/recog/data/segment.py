@@ -1,4 +1,4 @@
-"""Segmentation samples: mask-aware augmentation and the data sources (one job: every source ends in the same two datasets).
+"""Segmentation data: mask-aware augmentation, the datasets and the loaders (one job: every source ends in the same two datasets).
 
 Semantic samples stay at the image's own resolution: training takes a random
 `img_size` crop (padded with ignore where the image is smaller) after
@@ -13,15 +13,14 @@ are recomputed from the augmented masks, so a rotated object keeps a tight
 box.
 
 Sources: the built-in `shapes` scenes (semantic: class 0 = background, k + 1
-= shape k; instance: the shapes), image/mask folders (`recog.data.masks`),
-and COCO JSON with polygon or RLE segmentations (pycocotools), which semantic
-models read as class-id masks (0 = background).
+= shape k; instance: the shapes), image/mask folders
+(`recog.data.formats.masks`), and COCO JSON with polygon or RLE segmentations
+(`recog.data.formats.coco`), which semantic models read as class-id masks
+(0 = background).
 """
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +33,26 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
-from recog.data.detection_dataset import PAD_VALUE, letterbox, parse_shapes, seeded_split
-from recog.data.masks import (
+from recog.console import warn
+from recog.data.detect import PAD_VALUE, letterbox
+from recog.data.formats import NOT_SEGMENTATION, DataFormat, segmentation_format
+from recog.data.formats.coco import (
+    CocoImage,
+    read_coco_image,
+    read_coco_masks,
+    semantic_mask,
+    split_coco_masks,
+)
+from recog.data.formats.masks import (
     MaskDecoder,
     MaskPair,
-    is_mask_dir,
+    all_pairs,
     load_pair,
     resolve_classes,
     split_pairs,
 )
-from recog.data.shapes import ShapesConfig, render_scene
-from recog.data.source import DataSplits
+from recog.data.formats.shapes import ShapesConfig, parse_shapes, render_scene
+from recog.data.splits import DataSplits
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX, Sample, Target, TaskName
 
@@ -271,95 +279,18 @@ class _PairLoader:
         return SemanticItem(image, mask.to(torch.uint8), str(pair.image))
 
 
-@dataclass
-class CocoImage:
-    path: Path
-    height: int
-    width: int
-    anns: list[dict[str, Any]]
-
-
 class _CocoLoader:
-    """Masks from COCO polygons / RLE through pycocotools, one image at a time."""
+    """Masks from COCO polygons / RLE (`read_coco_image`), one image at a time."""
 
     def __init__(self, images: list[CocoImage], cat_index: dict[int, int], semantic: bool) -> None:
         self.images, self.cat_index, self.semantic = images, cat_index, semantic
 
     def __call__(self, index: int) -> SemanticItem | InstanceItem:
-        from pycocotools import mask as mask_utils
-
-        from recog.data.images import read_image
-
         info = self.images[index]
-        image = read_image(info.path)
-        h, w = image.shape[-2:]
-        if (h, w) != (info.height, info.width):
-            raise RecogError(
-                f"{info.path}: image is {w}x{h} but the COCO file says {info.width}x{info.height}"
-            )
-        masks, labels = [], []
-        for ann in info.anns:
-            segm = ann["segmentation"]
-            if isinstance(segm, list):
-                rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-            elif isinstance(segm.get("counts"), list):
-                rle = mask_utils.frPyObjects(segm, h, w)
-            else:
-                rle = segm
-            with warnings.catch_warnings():  # pycocotools' numpy-2 copy= notice
-                warnings.simplefilter("ignore", DeprecationWarning)
-                decoded = mask_utils.decode(rle)
-            masks.append(torch.from_numpy(decoded.astype(bool)))
-            labels.append(self.cat_index[ann["category_id"]])
-        stacked = torch.stack(masks) if masks else torch.zeros((0, h, w), dtype=torch.bool)
-        label_t = torch.tensor(labels, dtype=torch.int64)
+        image, masks, labels = read_coco_image(info, self.cat_index)
         if not self.semantic:
-            return InstanceItem(image, label_t, stacked, str(info.path))
-        semantic = torch.zeros((h, w), dtype=torch.uint8)
-        for m, label in zip(stacked, labels, strict=True):
-            semantic[m] = label + 1
-        return SemanticItem(image, semantic, str(info.path))
-
-
-def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[str]]:
-    """Images with their segmented (non-crowd) annotations, category id -> index, names."""
-    from recog.data.coco import _categories, _images, _load
-
-    data = _load(path)
-    cat_index, names = _categories(path, data["categories"])
-    images = _images(path, data["images"])
-    anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
-    for k, ann in enumerate(data.get("annotations", [])):
-        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
-        if ann.get("image_id") not in images:
-            raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in cat_index:
-            raise RecogError(
-                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'"
-            )
-        if ann.get("iscrowd", 0):
-            continue
-        segm = ann.get("segmentation")
-        if not segm or not isinstance(segm, list | dict):
-            raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
-        anns[ann["image_id"]].append(ann)
-    out = []
-    for image_id, img in images.items():
-        file = path.parent / img["file_name"]
-        if not file.is_file() and (path.parent / "images" / img["file_name"]).is_file():
-            file = path.parent / "images" / img["file_name"]
-        if not file.is_file():
-            print(f"recog: warning: {file}: not found; skipped", file=sys.stderr)
-            continue
-        h, w = img.get("height"), img.get("width")
-        if not (isinstance(h, int) and isinstance(w, int)):
-            from recog.data.masks import mask_size
-
-            w, h = mask_size(file)
-        out.append(CocoImage(file, h, w, anns[image_id]))
-    if not out:
-        raise RecogError(f"{path}: none of its images were found")
-    return out, cat_index, names
+            return InstanceItem(image, labels, masks, str(info.path))
+        return SemanticItem(image, semantic_mask(masks, labels), str(info.path))
 
 
 # ---------------------------------------------------------------------- doors
@@ -392,9 +323,9 @@ def load_segmentation(
         def make(load: Callable, n: int, train: bool) -> Dataset:
             return SemanticDataset(load, n, augment=aug if train else None)
 
-    counts = parse_shapes(spec)
-    if counts is not None:
-        n_train, n_val = counts
+    fmt = segmentation_format(spec)
+    if fmt is DataFormat.SHAPES:
+        n_train, n_val = parse_shapes(spec)  # type: ignore[misc]
         cfg = ShapesConfig(img_size=max(img_size, 64))
         loader = _ShapesInstance if instance else _ShapesSemantic
         names = list(cfg.classes) if instance else ["background", *cfg.classes]
@@ -408,31 +339,21 @@ def load_segmentation(
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
-    if path.suffix == ".json":
-        images, cat_index, names = read_coco_masks(path)
-        train_idx, val_idx = seeded_split(len(images), val_split, seed)
+    if fmt is DataFormat.COCO:
+        train_images, val_images, cat_index, names = split_coco_masks(
+            path, val_split=val_split, seed=seed
+        )
         if not instance:
             names = ["background", *names]
         return DataSplits(
-            make(
-                _CocoLoader([images[i] for i in train_idx], cat_index, not instance),
-                len(train_idx),
-                True,
-            ),
-            make(
-                _CocoLoader([images[i] for i in val_idx], cat_index, not instance),
-                len(val_idx),
-                False,
-            ),
+            make(_CocoLoader(train_images, cat_index, not instance), len(train_images), True),
+            make(_CocoLoader(val_images, cat_index, not instance), len(val_images), False),
             names,
             path.stem,
             TaskName.SEGMENT,
         )
-    if not is_mask_dir(path):
-        raise RecogError(
-            f"{spec}: not segmentation data (expected images/ and masks/ folders, "
-            "a COCO JSON with segmentations, or shapes)"
-        )
+    if fmt is not DataFormat.MASK_FOLDERS:
+        raise RecogError(f"{spec}: {NOT_SEGMENTATION}")
     if instance:
         raise RecogError(
             f"{spec}: image/mask folders hold class masks, not instances; "
@@ -440,7 +361,7 @@ def load_segmentation(
         )
     train, val, warnings = split_pairs(path, val_split=val_split, seed=seed)
     for line in warnings:
-        print(f"recog: warning: {line}", file=sys.stderr)
+        warn(line)
     names, decode = resolve_classes(train + val, path, classes)
     return DataSplits(
         make(_PairLoader(train, decode), len(train), True),
@@ -455,10 +376,11 @@ def load_segmentation_eval(
     spec: str, *, instance: bool, img_size: int, class_names: list[str], classes: str | None = None
 ) -> Dataset:
     """Every image of `spec` (shapes: its validation scenes), checked against the run's classes."""
-    if parse_shapes(spec) is not None:
+    fmt = segmentation_format(spec)
+    if fmt is DataFormat.SHAPES:
         return load_segmentation(spec, instance=instance, img_size=img_size).val
     path = Path(spec)
-    if path.suffix == ".json":
+    if fmt is DataFormat.COCO:
         images, cat_index, names = read_coco_masks(path)
         names = names if instance else ["background", *names]
         if names != class_names:
@@ -467,10 +389,8 @@ def load_segmentation_eval(
         if instance:
             return InstanceDataset(loader, len(images), img_size=img_size)
         return SemanticDataset(loader, len(images))
-    if not is_mask_dir(path):
+    if fmt is not DataFormat.MASK_FOLDERS:
         raise RecogError(f"{spec}: not segmentation data (expected images/ and masks/ folders)")
-    from recog.data.masks import all_pairs
-
     pairs = all_pairs(path)
     _, decode = resolve_classes(pairs, path, classes or ",".join(class_names))
     return SemanticDataset(_PairLoader(pairs, decode), len(pairs))

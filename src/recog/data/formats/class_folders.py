@@ -1,4 +1,4 @@
-"""Where classification data comes from: class folders, CSV lists, built-in digits.
+"""Classification sources: class folders, CSV lists and the built-in digits, as `Listing`s.
 
 Layouts: `root/train/<class>/*` with `root/val/<class>/*` (or `test/`);
 `root/<class>/*` split per class by `val_split` with a fixed seed; a CSV of
@@ -13,10 +13,12 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from recog.data.formats import TASK_FORMATS, DataFormat, detect_format
+from recog.data.formats.digits import digits_images
 from recog.data.images import is_image_file, walk_files
+from recog.data.splits import seeded_split
 from recog.errors import RecogError
+from recog.types import TaskName
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -54,22 +56,6 @@ def _listing(classes: dict[str, list[Path]], names: list[str], ignored: int) -> 
     return Listing(items, labels, ignored)
 
 
-def stratified_split(labels: list[int], val_split: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, val): each class split by val_split with a seeded permutation."""
-    gen = torch.Generator().manual_seed(seed)
-    train, val = [], []
-    by_class: dict[int, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
-    for label in sorted(by_class):
-        idx = by_class[label]
-        perm = torch.randperm(len(idx), generator=gen).tolist()
-        n_val = round(len(idx) * val_split) if len(idx) > 1 else 0
-        val += [idx[p] for p in perm[:n_val]]
-        train += [idx[p] for p in perm[n_val:]]
-    return sorted(train), sorted(val)
-
-
 def _subset(listing: Listing, indices: list[int]) -> Listing:
     return Listing(
         [listing.items[i] for i in indices],
@@ -103,37 +89,33 @@ def read_csv(path: Path) -> tuple[list[Path], list[str]]:
     return items, labels
 
 
-def digits_images() -> tuple[torch.Tensor, list[int]]:
-    """(1797, 3, 8, 8) uint8 and labels 0..9."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = torch.from_numpy(d.images * (255.0 / 16.0)).round().to(torch.uint8)
-    return images[:, None].expand(-1, 3, -1, -1).contiguous(), [int(t) for t in d.target]
-
-
 def list_splits(
     spec: str, *, val_split: float, seed: int
 ) -> tuple[Listing, Listing, list[str], str]:
-    """(train, val, class names, short name) for any classification source."""
-    if spec == "digits":
+    """(train, val, class names, short name) for any classification source.
+
+    Class folders and CSV lists without their own val/ (or test/) split are
+    split per class (`seeded_split` with labels).
+    """
+    fmt = detect_format(spec, among=TASK_FORMATS[TaskName.CLASSIFY])
+    if fmt is DataFormat.DIGITS:
         images, labels = digits_images()
         full = Listing(list(images), labels, names=[f"digits[{i}]" for i in range(len(labels))])
-        tr, va = stratified_split(labels, val_split, seed)
+        tr, va = seeded_split(len(labels), val_split, seed, labels=labels)
         return _subset(full, tr), _subset(full, va), [str(i) for i in range(10)], "digits"
     path = Path(spec)
     if not path.exists():
         raise RecogError(
             f"{spec}: no such file or directory (expected a class-folder root, a CSV, or 'digits')"
         )
-    if path.is_file():
-        if path.suffix.lower() != ".csv":
-            raise RecogError(f"{spec}: not a CSV list or a directory of class folders")
+    if fmt is None:
+        raise RecogError(f"{spec}: not a CSV list or a directory of class folders")
+    if fmt is DataFormat.CLASS_CSV:
         files, names = read_csv(path)
         classes = sorted(set(names))
         _check_classes(classes, spec)
         full = Listing(files, [classes.index(n) for n in names])
-        tr, va = stratified_split(full.labels, val_split, seed)
+        tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
         return _subset(full, tr), _subset(full, va), classes, path.stem
     splits = {s: path / s for s in SPLIT_NAMES if (path / s).is_dir()}
     if "train" in splits:
@@ -143,7 +125,7 @@ def list_splits(
         val_dir = splits.get("val") or splits.get("test")
         if val_dir is None:
             full = _listing({n: train_classes[n] for n in names}, names, ignored)
-            tr, va = stratified_split(full.labels, val_split, seed)
+            tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
             return _subset(full, tr), _subset(full, va), names, path.name
         val_classes, ignored_val = _scan(val_dir)
         unknown = [n for n, f in val_classes.items() if f and n not in names]
@@ -161,19 +143,20 @@ def list_splits(
     names = sorted(n for n, f in classes.items() if f)
     _check_classes(names, spec)
     full = _listing({n: classes[n] for n in names}, names, ignored)
-    tr, va = stratified_split(full.labels, val_split, seed)
+    tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
     return _subset(full, tr), _subset(full, va), names, path.name
 
 
 def list_eval(spec: str, *, class_names: list[str]) -> Listing:
     """Everything to evaluate on: the val/ (or test/) split if present, else all images."""
-    if spec == "digits":
+    fmt = detect_format(spec, among=TASK_FORMATS[TaskName.CLASSIFY])
+    if fmt is DataFormat.DIGITS:
         _, val, _, _ = list_splits("digits", val_split=0.2, seed=0)
         return val
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
-    if path.is_file():
+    if fmt is not DataFormat.CLASS_FOLDERS:  # a file: read as a CSV whatever its suffix
         files, names = read_csv(path)
         bad = [n for n in names if n not in class_names]
         if bad:

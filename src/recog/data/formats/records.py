@@ -1,11 +1,11 @@
-"""Detection annotations in memory, and the door to the on-disk formats.
+"""Detection annotations in memory: the records every reader returns and the checks they share.
 
-Owns the records every detection reader returns (`DetectionRecord`,
-`DetectionAnnotations`), the box checks they share (`BoxChecker`: clip to the
-image, drop empty boxes, one warning line per problem), format autodetection
-(`detect_format`, `read_detection`) and conversion (`write_annotations`,
-`convert`).  The formats themselves live in `coco.py`, `voc.py` and
-`yolo_format.py`.
+Owns `DetectionRecord` and `DetectionAnnotations`, the box checks the readers
+share (`BoxChecker`: clip to the image, drop empty boxes, one warning line per
+problem), number parsing (`finite_number`), and what the writers share
+(`format_coord`, `output_names`, `link_or_copy`); `with_class_names`
+re-indexes labels into a given class order.  The formats themselves live in
+`coco.py`, `voc.py` and `yolo.py`; `detection.py` picks one.
 
 Boxes are always `(N, 4)` float32 xyxy in pixel edges of the original image
 (a box covering the whole W x H image is `[0, 0, W, H]`); labels are `(N,)`
@@ -22,16 +22,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from recog.errors import RecogError
-
-DetectionFormat = Literal["coco", "yolo", "voc"]
-DETECTION_FORMATS: tuple[str, ...] = get_args(DetectionFormat)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Writers round coordinates (YOLO to 1e-6 of the image size, COCO and VOC to
 # 0.001 px), so a box read back can overshoot its image by a hair: clip those
@@ -145,15 +139,6 @@ def finite_number(text: object, *, where: str) -> float:
     return value
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header only (no pixel decode)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RecogError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
-
-
 def output_names(records: Sequence[DetectionRecord], *, flat: bool = False) -> list[str]:
     """A unique relative POSIX image name per record, for writers that lay images out themselves.
 
@@ -226,113 +211,3 @@ def with_class_names(
         for r in ann.records
     ]
     return DetectionAnnotations(records, list(class_names), list(ann.warnings))
-
-
-def detect_format(path: str | Path) -> DetectionFormat:
-    """Which format `path` holds: a .json file is COCO, a .yaml file or a folder with a
-    YAML naming classes is YOLO, a folder with annotations/ or Annotations/ of XML is VOC."""
-    path = Path(path)
-    if not path.exists():
-        raise RecogError(f"{path}: no such file or folder")
-    if path.is_file():
-        if path.suffix.lower() == ".json":
-            return "coco"
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return "yolo"
-        raise RecogError(
-            f"{path}: not a detection annotation file (expected a COCO .json or a YOLO .yaml)"
-        )
-    from recog.data.voc import find_voc_dirs
-    from recog.data.yolo_format import find_data_yaml
-
-    is_yolo = find_data_yaml(path) is not None and (path / "labels").is_dir()
-    is_voc = find_voc_dirs(path) is not None
-    if is_yolo and is_voc:
-        raise RecogError(
-            f"{path}: holds both a YOLO data.yaml with labels/ and VOC XML annotations; "
-            "pass the .yaml file or move one of them"
-        )
-    if is_yolo:
-        return "yolo"
-    if is_voc:
-        return "voc"
-    raise RecogError(
-        f"{path}: not a detection dataset (expected a COCO .json, a YOLO folder with data.yaml, "
-        "images/ and labels/, or a VOC folder with annotations/ or Annotations/ of .xml files)"
-    )
-
-
-def read_detection(
-    path: str | Path, *, class_names: list[str] | None = None
-) -> DetectionAnnotations:
-    """Read COCO, YOLO or VOC annotations, whichever `path` holds (see `detect_format`).
-
-    class_names: the class order to use; labels are re-indexed into it and a
-    class found in the data but not in it is a RecogError.
-    """
-    # Imported here: the format modules import the records from this module.
-    from recog.data.coco import read_coco
-    from recog.data.voc import read_voc
-    from recog.data.yolo_format import read_yolo
-
-    fmt = detect_format(path)
-    if fmt == "voc":
-        return read_voc(path, class_names=class_names)
-    ann = read_coco(path) if fmt == "coco" else read_yolo(path)
-    if class_names is not None:
-        ann = with_class_names(ann, class_names=class_names, source=path)
-    return ann
-
-
-def write_annotations(ann: DetectionAnnotations, out: str | Path, *, fmt: DetectionFormat) -> Path:
-    """Write `ann` as `fmt` under `out`; returns what to hand `read_detection` next.
-
-    coco: `out` is the JSON file (or a folder, which gets `annotations.json`);
-    yolo and voc: `out` is the dataset folder.  Images are referenced (COCO)
-    or symlinked (YOLO, VOC; copied where links fail), never re-encoded.
-    """
-    from recog.data.coco import write_coco
-    from recog.data.voc import write_voc
-    from recog.data.yolo_format import write_yolo
-
-    out = Path(out)
-    if fmt == "coco":
-        return write_coco(ann, out if out.suffix.lower() == ".json" else out / "annotations.json")
-    if fmt == "yolo":
-        return write_yolo(ann, out)
-    if fmt == "voc":
-        return write_voc(ann, out)
-    raise RecogError(
-        f"unknown annotation format {fmt!r}; choose one of {', '.join(DETECTION_FORMATS)}"
-    )
-
-
-def split_annotations(
-    src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int
-) -> Path:
-    """Write `src` as `to` under `out` with the train/val split `recog train` would use."""
-    from dataclasses import replace
-
-    from recog.data.detection_dataset import split_records
-
-    ann = read_detection(src)
-    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=str(src))
-    records = [replace(r, split="train") for r in train] + [replace(r, split="val") for r in val]
-    return write_annotations(
-        DetectionAnnotations(records, ann.class_names, ann.warnings), out, fmt=to
-    )
-
-
-def convert(
-    src: str | Path,
-    *,
-    to: DetectionFormat,
-    out: str | Path,
-    class_names: list[str] | None = None,
-) -> Path:
-    """Read `src` in whatever format it is and write it as `to` under `out`."""
-    if to not in DETECTION_FORMATS:
-        raise RecogError(
-            f"unknown annotation format {to!r}; choose one of {', '.join(DETECTION_FORMATS)}"
-        )
-    return write_annotations(read_detection(src, class_names=class_names), out, fmt=to)

@@ -1,4 +1,4 @@
-"""Detection samples: box-aware augmentation, letterboxing, and the data sources.
+"""Detection data: box-aware augmentation, letterboxing, mosaic, the Dataset and the loaders.
 
 Every image is letterboxed to `img_size` x `img_size`: scaled so its longer
 side fits, placed at the top-left, the rest filled with grey (114).  Mapping
@@ -9,13 +9,12 @@ translation, colour jitter), then `SanitizeBoundingBoxes` drops boxes that
 fell out of the picture.
 
 Sources: the built-in `shapes` scenes and any annotation set
-`read_detection` understands (COCO JSON, YOLO, Pascal VOC), split with a
-fixed seed.
+`read_detection` understands (COCO JSON, YOLO, Pascal VOC), split by
+`split_records` (the source's own split, else a fixed-seed one).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from recog.data.detection_formats import DetectionRecord
-from recog.data.shapes import ShapesConfig, render_scene
+from recog.console import warn
+from recog.data.formats.detection import read_detection
+from recog.data.formats.records import DetectionRecord
+from recog.data.formats.shapes import ShapesConfig, parse_shapes, render_scene
+from recog.data.images import read_image
+from recog.data.splits import DataSplits, split_records
 from recog.errors import RecogError
 from recog.types import Sample, Target, TaskName
 
@@ -187,74 +190,12 @@ class _ShapesLoader:
 
 
 class _RecordLoader:
-    def __init__(self, records: list) -> None:
+    def __init__(self, records: list[DetectionRecord]) -> None:
         self.records = records
 
     def __call__(self, index: int) -> DetectionItem:
-        from recog.data import read_image
-
         r = self.records[index]
         return DetectionItem(read_image(r.path), r.boxes, r.labels, str(r.path))
-
-
-@dataclass
-class DetectionSplits:
-    train: Dataset
-    val: Dataset
-    class_names: list[str]
-    name: str
-    task: TaskName
-    train_labels: list[int]
-    skipped: list[tuple[str, str]]
-
-
-SHAPES_TRAIN, SHAPES_VAL = 2000, 300
-
-
-def parse_shapes(spec: str) -> tuple[int, int] | None:
-    """`shapes` or `shapes:TRAIN:VAL` (scene counts) -> (train, val); None for other specs."""
-    parts = spec.split(":")
-    if parts[0] != "shapes":
-        return None
-    if len(parts) == 1:
-        return SHAPES_TRAIN, SHAPES_VAL
-    try:
-        train, val = (
-            (int(p) for p in parts[1:3])
-            if len(parts) == 3
-            else (int(parts[1]), max(1, int(parts[1]) // 5))
-        )
-    except ValueError as exc:
-        raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts") from exc
-    if train < 1 or val < 1:
-        raise RecogError(f"{spec}: scene counts must be positive")
-    return train, val
-
-
-def seeded_split(n: int, val_split: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, val) indices of `n` items: `round(n * val_split)` (at least one) for
-    validation, drawn by a fixed-seed permutation; each list sorted."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(n * val_split))
-    return sorted(order[n_val:]), sorted(order[:n_val])
-
-
-def split_records(
-    records: list[DetectionRecord], *, val_split: float, seed: int, spec: str = ""
-) -> tuple[list[DetectionRecord], list[DetectionRecord]]:
-    """(train, val): the source's own split when it has both, else a fixed-seed random one.
-
-    The random split takes `round(len * val_split)` images (at least one) for
-    validation; the same records, seed and fraction always give the same split.
-    """
-    if len(records) < 2:
-        raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
-    given_train = [r for r in records if r.split == "train"]
-    given_val = [r for r in records if r.split == "val"]
-    if given_train and given_val:
-        return given_train, given_val
-    train, val = seeded_split(len(records), val_split, seed)
-    return [records[i] for i in train], [records[i] for i in val]
 
 
 def load_detection(
@@ -269,7 +210,7 @@ def load_detection(
     mosaic: float = 0.0,
     mosaic_off_epochs: int = 0,
     class_names: list[str] | None = None,
-) -> DetectionSplits:
+) -> DataSplits:
     """Train and val datasets; `min_scale`: random scale in [min_scale, 2 - min_scale]."""
     aug = (
         None
@@ -287,18 +228,16 @@ def load_detection(
             _ShapesLoader(0, 1234, cfg), n_train, img_size=img_size, augment=aug, **mix
         )
         val = DetectionDataset(_ShapesLoader(1_000_000, 1234, cfg), n_val, img_size=img_size)
-        return DetectionSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT, [], [])
-    from recog.data.detection_formats import read_detection
-
+        return DataSplits(train, val, list(cfg.classes), "shapes", TaskName.DETECT)
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     ann = read_detection(path, class_names=class_names)
     for line in ann.warnings:
-        print(f"recog: warning: {line}", file=sys.stderr)
+        warn(line)
     train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
     name = path.stem if path.is_file() else path.name
-    return DetectionSplits(
+    return DataSplits(
         DetectionDataset(
             _RecordLoader(train_recs), len(train_recs), img_size=img_size, augment=aug, **mix
         ),
@@ -306,15 +245,11 @@ def load_detection(
         ann.class_names,
         name,
         TaskName.DETECT,
-        [],
-        [],
     )
 
 
 def load_detection_eval(spec: str, *, img_size: int, class_names: list[str]) -> Dataset:
     """All images of an annotation set, labels renumbered to the run's classes."""
-    from recog.data.detection_formats import read_detection
-
     if parse_shapes(spec) is not None:
         return load_detection(spec, img_size=img_size).val
     ann = read_detection(Path(spec), class_names=class_names)

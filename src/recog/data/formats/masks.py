@@ -1,4 +1,4 @@
-"""Image/mask pairs for semantic segmentation: find, read, check, split, describe.
+"""Image/mask folders for semantic segmentation: find pairs, read classes and masks, split, write.
 
 Layout: `ROOT/images/*` and `ROOT/masks/*` with matching file stems (the
 mask of `images/7.jpg` is `masks/7.png`), optionally once per split as
@@ -20,17 +20,16 @@ its image, a value outside the class list, and an image without a mask.
 from __future__ import annotations
 
 import io
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import yaml
 from PIL import Image
 
-from recog.data.images import is_image_file
+from recog.data.images import is_image_file, open_image, read_image
+from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX
 
@@ -117,7 +116,7 @@ def read_classes(root: Path, classes: str | list[str] | None) -> list[str] | Non
 def read_mask_raw(path: Path) -> np.ndarray:
     """The mask's pixel values (H, W) as stored, before any binary mapping."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             img.load()
             mode = img.mode
             if mode == "1":
@@ -139,15 +138,6 @@ def read_mask_raw(path: Path) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - any decoder failure is an unusable mask
         raise RecogError(f"{path}: cannot decode mask ({exc.__class__.__name__})") from None
     raise RecogError(f"{path}: unsupported mask mode {mode!r} (use greyscale or palette PNGs)")
-
-
-def mask_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except Exception as exc:  # noqa: BLE001
-        raise RecogError(f"{path}: cannot decode ({exc.__class__.__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -197,8 +187,6 @@ def resolve_classes(
 
 def load_pair(pair: MaskPair, decode: MaskDecoder) -> tuple[torch.Tensor, torch.Tensor]:
     """(3, H, W) uint8 image and (H, W) int64 mask; a size mismatch is an error."""
-    from recog.data.images import read_image
-
     image = read_image(pair.image)
     mask = decode(read_mask_raw(pair.mask), pair.mask)
     if tuple(mask.shape) != tuple(image.shape[-2:]):
@@ -223,13 +211,8 @@ def split_pairs(
     pairs, warnings = find_pairs(root)
     if len(pairs) < 2:
         raise RecogError(f"{root}: needs at least 2 image/mask pairs, found {len(pairs)}")
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(len(pairs) * val_split))
-    return (
-        [pairs[i] for i in sorted(order[n_val:])],
-        [pairs[i] for i in sorted(order[:n_val])],
-        warnings,
-    )
+    train, val = seeded_split(len(pairs), val_split, seed)
+    return [pairs[i] for i in train], [pairs[i] for i in val], warnings
 
 
 def all_pairs(root: Path) -> list[MaskPair]:
@@ -240,54 +223,6 @@ def all_pairs(root: Path) -> list[MaskPair]:
                 out += find_pairs(root / split)[0]
         return out
     return find_pairs(root)[0]
-
-
-# ---------------------------------------------------------------- data tools
-def mask_report(path: str | Path, *, classes: str | None = None) -> dict[str, Any]:
-    """`recog data check|stats` for a mask dataset: counts, sizes, pixel shares, problems.
-
-    Every pair is decoded; each problem is one line and nothing is raised for
-    per-file problems (a layout problem, e.g. no images/, still raises).
-    """
-    root = Path(path)
-    problems: list[str] = []
-    try:
-        pairs = all_pairs(root)
-    except RecogError as exc:
-        return {"path": str(root), "task": "segment", "images": 0, "problems": [str(exc)]}
-    names, decode = resolve_classes(pairs, root, classes)
-    pixels: Counter = Counter()
-    sizes: list[tuple[int, int]] = []
-    images_with: Counter = Counter()
-    for pair in pairs:
-        try:
-            image, mask = load_pair(pair, decode)
-        except RecogError as exc:
-            problems.append(str(exc))
-            continue
-        sizes.append((int(image.shape[2]), int(image.shape[1])))
-        counts = torch.bincount(mask.flatten(), minlength=256)
-        for k in range(len(names)):
-            pixels[names[k]] += int(counts[k])
-            images_with[names[k]] += int(counts[k] > 0)
-        pixels["(ignore)"] += int(counts[IGNORE_INDEX])
-    total = max(1, sum(pixels.values()))
-    report: dict[str, Any] = {
-        "path": str(root),
-        "task": "segment",
-        "layout": "images/ + masks/",
-        "encoding": "binary 0/255" if decode.binary else "class ids",
-        "classes": names,
-        "images": len(pairs),
-        "pixel_fraction": {k: round(v / total, 6) for k, v in pixels.items()},
-        "images_per_class": dict(images_with),
-        "problems": problems,
-    }
-    if sizes:
-        ws, hs = [w for w, _ in sizes], [h for _, h in sizes]
-        report["width"] = {"min": min(ws), "max": max(ws)}
-        report["height"] = {"min": min(hs), "max": max(hs)}
-    return report
 
 
 def encode_png(mask: torch.Tensor) -> bytes:
