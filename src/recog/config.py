@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -96,11 +97,13 @@ class TrainConfig:
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        if self.task is not None and not isinstance(self.task, TaskName):
-            if self.task not in set(TaskName):
-                names = ", ".join(TaskName)
-                raise RecogError(f"task must be one of {names}, not {self.task!r}")
-            self.task = TaskName(self.task)
+        """Every value is of its field's type and in its range, or a RecogError naming it."""
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            setattr(self, f.name, _checked(f.name, value, hints[f.name]))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-safe): the task as its name."""
@@ -111,18 +114,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        hints = get_type_hints(cls)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise RecogError(f"{source}: unknown setting {unknown[0]!r}")
-        for key, value in values.items():
-            allowed = get_args(hints[key])
-            if allowed and all(isinstance(a, str) for a in allowed) and value not in allowed:
-                raise RecogError(
-                    f"{source}: {key} must be one of {', '.join(allowed)}, not {value!r}"
-                )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except RecogError as exc:
+            raise RecogError(f"{source}: {exc}") from None
 
     def unset(self) -> list[str]:
         """Names of the fields left to the recipe (None)."""
@@ -140,6 +139,100 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise RecogError(f"{path}: not a recog config (expected a mapping)")
         return cls.from_dict(values, source=str(path))
+
+
+#: allowed ranges of numeric fields: (low, high, low inclusive, high inclusive); None: open
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "img_size": (1, 16384, True, True),
+    "epochs": (1, None, True, False),
+    "steps": (1, None, True, False),
+    "time": (0, None, True, False),
+    "batch_size": (1, 65536, True, True),
+    "lr": (0, 10, False, True),
+    "weight_decay": (0, None, True, False),
+    "momentum": (0, 1, True, False),
+    "warmup_epochs": (0, None, True, False),
+    "label_smoothing": (0, 1, True, False),
+    "accumulate": (1, 4096, True, True),
+    "clip_grad": (0, None, True, False),
+    "ema": (0, 1, True, False),
+    "patience": (0, None, True, False),
+    "seed": (0, 2**32 - 1, True, True),
+    "workers": (0, 256, True, True),
+    "val_split": (0, 1, False, False),
+    "hflip": (0, 1, True, True),
+    "min_scale": (0, 1, False, True),
+    "crop_pct": (0, 1, False, True),
+    "mixup": (0, None, True, False),
+    "cutmix": (0, None, True, False),
+    "mosaic": (0, 1, True, True),
+    "mosaic_off_epochs": (0, None, True, False),
+    "elastic": (0, 1, True, True),
+}
+
+
+def _checked(key: str, value: Any, hint: Any) -> Any:
+    """`value` as field `key` holds it (an int given for a float is a float), or a RecogError."""
+    union = get_origin(hint) in (Union, UnionType)
+    options = [a for a in get_args(hint) if a is not type(None)] if union else [hint]
+    literal = [a for o in options if get_origin(o) is Literal for a in get_args(o)]
+    if literal:
+        if value not in literal:
+            raise RecogError(f"{key} must be one of {', '.join(map(str, literal))}, not {value!r}")
+        return value
+    kind = options[0]
+    if kind is TaskName:
+        if value not in set(TaskName):
+            raise RecogError(f"task must be one of {', '.join(TaskName)}, not {value!r}")
+        return TaskName(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise RecogError(f"{key} must be true or false, not {value!r}")
+        return value
+    if kind is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `1e-3` (no dot) as text
+            value = float(value)
+        except ValueError:
+            pass
+    if kind in (int, float):
+        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number_ok or (kind is int and not isinstance(value, int)):
+            raise RecogError(
+                f"{key} must be {'a whole' if kind is int else 'a'} number, not {value!r}"
+            )
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecogError(f"{key} must be a finite number, not {value!r}")
+        if key in RANGES:
+            low, high, low_in, high_in = RANGES[key]
+            below = low is not None and (value < low or (value == low and not low_in))
+            above = high is not None and (value > high or (value == high and not high_in))
+            if below or above:
+                raise RecogError(f"{key} must be {_describe_range(RANGES[key])}, not {value!r}")
+        return float(value) if kind is float else value
+    if kind is str:
+        if not isinstance(value, str):
+            raise RecogError(f"{key} must be text, not {value!r}")
+        return value
+    origin = get_origin(kind)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RecogError(f"{key} must be a list of names, not {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise RecogError(f"{key} must be a mapping, not {value!r}")
+        return value
+    return value
+
+
+def _describe_range(rule: tuple[float | None, float | None, bool, bool]) -> str:
+    low, high, low_in, high_in = rule
+    parts = []
+    if low is not None:
+        parts.append(f"{'at least' if low_in else 'greater than'} {low:g}")
+    if high is not None:
+        parts.append(f"{'at most' if high_in else 'less than'} {high:g}")
+    return " and ".join(parts)
 
 
 #: the fields settled last: the budget, after timing real steps (`recipe.resolve_budget`),
