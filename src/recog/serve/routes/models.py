@@ -1,0 +1,53 @@
+"""`GET /v1/models`: what each served model is, and how well its run did on validation data.
+
+`model_info` is computed once per model when the app is built: the run's
+task, architecture, classes, input size and the numbers of its
+`metrics.json` (a missing or unreadable file gives no metrics, not an error).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from fastapi import APIRouter
+
+from recog.api import Recognizer
+from recog.serve.errors import error_responses
+from recog.serve.schemas import ModelInfo, ModelsResponse
+from recog.serve.state import ServingDep
+
+router = APIRouter()
+
+
+@router.get(
+    "/v1/models",
+    response_model=ModelsResponse,
+    tags=["models"],
+    responses=error_responses(401),
+)
+async def list_models(state: ServingDep) -> ModelsResponse:
+    """The served models: name, task, classes, input size and validation metrics."""
+    return ModelsResponse(models=[m.info for m in state.models.values()])
+
+
+def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
+    """The `/v1/models` entry of `rec`, served as `name`."""
+    metrics: dict[str, float] = {}
+    path = rec.run_dir / "metrics.json"
+    try:
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        raw = {}
+    for key, value in raw.items() if isinstance(raw, dict) else ():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            metrics[key] = float(value)
+    return ModelInfo(
+        name=name,
+        task=str(rec.config.task),
+        architecture=str(rec.config.model),
+        classes=list(rec.class_names),
+        input_size=rec.img_size,
+        metrics=metrics,
+        max_batch=max_batch,
+    )
