@@ -78,6 +78,19 @@ class PredictJSON(BaseModel):
     image: str = Field(description="the image file, base64-encoded (a data: URL prefix is allowed)")
 
 
+class MainMetric(BaseModel):
+    """A run's main metric: the one its Task selects the best checkpoint by (`Task.primary_metric`)."""
+
+    name: str = Field(
+        description="its name in metrics.json, as the run's Task defines it: e.g. `map` "
+        "(COCO mAP@[.5:.95]) for detection, `mask_map` for Mask R-CNN"
+    )
+    value: float | None = Field(
+        description="the run's value on validation data, a fraction in [0, 1]; "
+        "null when its metrics.json lacks it"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     task: Literal["classify", "detect", "segment"]
@@ -85,6 +98,10 @@ class ModelInfo(BaseModel):
     classes: list[str]
     input_size: int
     metrics: dict[str, float] = Field(description="from the run's metrics.json (validation data)")
+    main_metric: MainMetric = Field(
+        description="the metric the run's Task names as its main one, with its value; "
+        "what the page shows for the model"
+    )
     max_batch: int
 
 

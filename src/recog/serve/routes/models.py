@@ -1,8 +1,11 @@
 """`GET /v1/models`: what each served model is, and how well its run did on validation data.
 
 `model_info` is computed once per model when the app is built: the run's
-task, architecture, classes, input size and the numbers of its
-`metrics.json` (a missing or unreadable file gives no metrics, not an error).
+task, architecture, classes, input size, the numbers of its `metrics.json`
+(a missing or unreadable file gives no metrics, not an error) and its main
+metric, named by the run's Task (`Task.primary_metric`: Mask R-CNN's
+`mask_map` is not a semantic model's `miou`), so no client keeps its own
+table of which metric matters for which task.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from fastapi import APIRouter
 
 from recog.api import Recognizer
 from recog.serve.errors import error_responses
-from recog.serve.schemas import ModelInfo, ModelsResponse
+from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse
 from recog.serve.state import ServingDep
 
 router = APIRouter()
@@ -27,7 +30,7 @@ router = APIRouter()
     responses=error_responses(401),
 )
 async def list_models(state: ServingDep) -> ModelsResponse:
-    """The served models: name, task, classes, input size and validation metrics."""
+    """The served models: name, task, classes, input size, validation metrics and the main one."""
     return ModelsResponse(models=[m.info for m in state.models.values()])
 
 
@@ -42,6 +45,7 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
     for key, value in raw.items() if isinstance(raw, dict) else ():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics[key] = float(value)
+    main = rec.task.primary_metric
     return ModelInfo(
         name=name,
         task=str(rec.config.task),
@@ -49,5 +53,6 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         classes=list(rec.class_names),
         input_size=rec.img_size,
         metrics=metrics,
+        main_metric=MainMetric(name=main, value=metrics.get(main)),
         max_batch=max_batch,
     )

@@ -87,8 +87,9 @@ async function loadModels() {
 function showModelInfo() {
   const m = model($("model").value);
   if (!m) return;
-  const main = { classify: "top1", detect: "map50", segment: "miou" }[m.task];
-  const metric = main && m.metrics[main] !== undefined ? `, ${main} ${(m.metrics[main] * 100).toFixed(1)}%` : "";
+  // the server names the main metric (the run's Task decides it); the page keeps no table of its own
+  const main = m.main_metric;
+  const metric = main && typeof main.value === "number" ? `, ${main.name} ${(main.value * 100).toFixed(1)}%` : "";
   $("model-info").textContent =
     `${m.architecture}, ${m.classes.length} classes, ${m.input_size} px${metric}`;
   $("topk-field").hidden = m.task !== "classify";
