@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from recog.data.source import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
+    from recog.types import CorrectedExample
 
 
 class Accumulator(ABC):
@@ -127,3 +128,20 @@ class Task(ABC):
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
         """Files `predict --save-dir` writes beside the drawn image (mask PNGs, JSON); default none."""
         return []
+
+    @classmethod
+    def export_corrections(
+        cls, examples: Sequence[CorrectedExample], folder: Path
+    ) -> dict[str, Any]:
+        """Write users' corrections of this task's predictions under `folder` as a training set.
+
+        `examples` are the corrections whose image was kept, one per image
+        (its newest).  Returns the export's summary: `format`, `images` and
+        what else a user should see.  Default: nothing is written, and the
+        summary says the task's corrections are not exported.
+        """
+        return {
+            "format": None,
+            "images": 0,
+            "note": f"corrections of {cls.name} models are not exported",
+        }

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.source import DataSplits
     from recog.models.registry import ModelSpec
+    from recog.types import CorrectedExample
 
 
 class ClassifyTask(Task):
@@ -192,3 +193,21 @@ class ClassifyTask(Task):
             titles.append(title)
             correct.append(None if truth is None else truth == label)
         return plot_sample_grid([s.image for s, _ in samples], titles, correct, out)
+
+    @classmethod
+    def export_corrections(
+        cls, examples: Sequence[CorrectedExample], folder: Path
+    ) -> dict[str, Any]:
+        """Class folders, `folder/<label>/<sha>.<ext>`: trainable with `recog train --data folder`."""
+        from recog.io import atomic_write_bytes
+        from recog.types import safe_file_name
+
+        written = 0
+        for ex in examples:
+            if ex.label is None:
+                continue
+            path = folder / safe_file_name(ex.label) / ex.file_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, ex.image or b"")
+            written += 1
+        return {"format": "class folders", "images": written}

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.detection_dataset import DetectionSplits
     from recog.models.registry import ModelSpec
+    from recog.types import CorrectedExample
 
 
 class DetectTask(Task):
@@ -205,3 +206,37 @@ class DetectTask(Task):
                 f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true"
             )
         return plot_sample_grid(images, titles, [None] * len(images), out)
+
+    @classmethod
+    def export_corrections(
+        cls, examples: Sequence[CorrectedExample], folder: Path
+    ) -> dict[str, Any]:
+        """COCO, `folder/annotations.json` and `folder/images/`, classes named by the corrections."""
+        from recog.data.coco import write_coco
+        from recog.data.detection_formats import DetectionAnnotations, DetectionRecord
+        from recog.io import atomic_write_bytes
+
+        examples = [ex for ex in examples if ex.boxes is not None]
+        names = sorted({b["label"] for ex in examples for b in ex.boxes or []})
+        index = {n: i for i, n in enumerate(names)}
+        records = []
+        for ex in examples:
+            path = folder / "images" / ex.file_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, ex.image or b"")
+            boxes = ex.boxes or []
+            xyxy = torch.tensor([b["box"] for b in boxes], dtype=torch.float32).reshape(-1, 4)
+            labels = torch.tensor([index[b["label"]] for b in boxes], dtype=torch.int64)
+            records.append(
+                DetectionRecord(
+                    path=path, width=ex.width, height=ex.height, boxes=xyxy, labels=labels
+                )
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        write_coco(DetectionAnnotations(records, names), folder / "annotations.json")
+        return {
+            "format": "coco",
+            "images": len(records),
+            "boxes": sum(len(ex.boxes or []) for ex in examples),
+            "classes": names,
+        }

@@ -18,14 +18,13 @@ from recog.serve.errors import ApiError, error_responses
 from recog.serve.schemas import Feedback, FeedbackRequest, HistoryResponse
 from recog.serve.state import ServingDep
 
-router = APIRouter()
+router = APIRouter(tags=["history"])
 
 
 @router.post(
     "/v1/feedback",
     response_model=Feedback,
     response_model_exclude_none=True,
-    tags=["history"],
     responses=error_responses(401, 404, 422),
 )
 async def feedback(body: FeedbackRequest, state: ServingDep) -> dict[str, Any]:
@@ -71,7 +70,6 @@ async def feedback(body: FeedbackRequest, state: ServingDep) -> dict[str, Any]:
     "/v1/history",
     response_model=HistoryResponse,
     response_model_exclude_none=True,
-    tags=["history"],
     responses=error_responses(401, 422),
 )
 async def get_history(

@@ -20,13 +20,12 @@ from recog.serve.errors import error_responses
 from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse
 from recog.serve.state import ServingDep
 
-router = APIRouter()
+router = APIRouter(tags=["models"])
 
 
 @router.get(
     "/v1/models",
     response_model=ModelsResponse,
-    tags=["models"],
     responses=error_responses(401),
 )
 async def list_models(state: ServingDep) -> ModelsResponse:

@@ -44,14 +44,13 @@ PREDICT_BODY = {
     },
 }
 
-router = APIRouter()
+router = APIRouter(tags=["predict"])
 
 
 @router.post(
     "/v1/predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
-    tags=["predict"],
     openapi_extra={"requestBody": PREDICT_BODY},
     responses=error_responses(400, 401, 404, 408, 413, 415, 422, 503, 504),
 )

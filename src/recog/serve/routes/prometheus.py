@@ -8,12 +8,11 @@ from fastapi.responses import Response
 from recog.serve.errors import error_responses
 from recog.serve.state import ServingDep
 
-router = APIRouter()
+router = APIRouter(tags=["service"])
 
 
 @router.get(
     "/metrics",
-    tags=["service"],
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
