@@ -165,3 +165,47 @@ class DataFacts:
     @property
     def per_class(self) -> float:
         return self.n_train / max(1, self.num_classes)
+
+
+#: the file suffix of an uploaded image, by the media type sniffed from its bytes
+_SUFFIX = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+}
+
+
+def safe_file_name(name: str) -> str:
+    """`name` (a class, a model) as one file or folder name: no separators, no leading dot
+    (`model` when nothing is left)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "model"
+
+
+@dataclass(frozen=True)
+class CorrectedExample:
+    """One prediction with a user's newest correction, and the uploaded image bytes when kept.
+
+    `label` is the right class (classification); `boxes` the right objects
+    (detection), `[{"label": str, "box": [x1, y1, x2, y2]}]` float xyxy in
+    pixels of the uploaded image, `[]` when there are none.  `image` is None
+    unless the server kept images (`recog serve --keep-images`).
+    """
+
+    prediction_id: str
+    model: str
+    task: str
+    image_sha256: str
+    width: int
+    height: int
+    label: str | None
+    boxes: list[dict[str, Any]] | None
+    media_type: str | None
+    image: bytes | None
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name in an exported training set: its hash, and its type's suffix."""
+        return self.image_sha256[:20] + _SUFFIX.get(self.media_type or "", ".img")

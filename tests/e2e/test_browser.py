@@ -261,3 +261,37 @@ def test_keyboard_alone_reaches_the_controls_and_uploads(page, tmp_path):
     page.set_input_files("#file", str(image))
     page.wait_for_selector("body[data-state=done]")
     assert page.locator("#classes li").count() >= 1
+
+
+@pytest.fixture(scope="module")
+def detect_server(tmp_path_factory):
+    """A detection run whose `map` and `map50` differ (a 1-epoch run scores 0 on both):
+    a copy of the trained run with those two numbers set in its metrics.json."""
+    import shutil
+
+    run = tmp_path_factory.mktemp("browser-metric") / "shapes-yolo"
+    shutil.copytree(trained_runs(tmp_path_factory)["detect"], run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics.update(map=0.4321, map50=0.8765)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with live_server([run], run.parent) as live:
+        yield live
+
+
+def test_detection_model_shows_the_main_metric_its_task_defines(browser, detect_server):
+    """The page shows what /v1/models names as the main metric (DetectTask: `map`), not map50."""
+    import httpx
+
+    (info,) = httpx.get(detect_server.url + "/v1/models").json()["models"]
+    assert info["main_metric"] == {"name": "map", "value": 0.4321}
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(detect_server.url + "/")
+    page.wait_for_selector("body[data-state=ready]", timeout=30_000)
+    shown = page.inner_text("#model-info")
+    context.close()
+    assert "map 43.2%" in shown, shown
+    assert "map50" not in shown and "87.7%" not in shown, shown
+    assert not errors, f"errors in the page: {errors}"

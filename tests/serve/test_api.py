@@ -45,6 +45,79 @@ def test_models_lists_task_classes_size_and_metrics(client, recognizers):
     assert digits["architecture"] == "cnn" and digits["max_batch"] == 16
 
 
+def _as_run(rec, run_dir, run_task, **config):
+    """`rec`'s model and classes served as if they were the run in `run_dir`, with `run_task`."""
+    import dataclasses
+
+    from recog.api import Recognizer
+
+    return Recognizer(
+        run_dir=run_dir,
+        config=dataclasses.replace(rec.config, **config),
+        class_names=rec.class_names,
+        model=rec.model,
+        spec=rec.spec,
+        task=run_task,
+        device=rec.device,
+    )
+
+
+def test_models_report_the_main_metric_their_task_defines(recognizers, tmp_path, tmp_path_factory):
+    """`main_metric` is the run's `Task.primary_metric` and its metrics.json value, for each task."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    import recog
+    from recog.serve import ServeConfig, create_app
+    from recog.tasks import InstanceSegmentTask
+
+    shapes = recognizers["shapes"]
+    # a Mask R-CNN run as /v1/models sees it (its Task and metrics.json) without training one
+    # on CPU: the app is never asked to predict with it
+    masks_dir = tmp_path / "shapes-mask_rcnn"
+    masks_dir.mkdir()
+    (masks_dir / "metrics.json").write_text(
+        json.dumps({"map": 0.5, "map50": 0.7, "mask_map": 0.25})
+    )
+    mean, std = shapes.task.mean.flatten().tolist(), shapes.task.std.flatten().tolist()
+    instance = InstanceSegmentTask(shapes.class_names, mean, std, img_size=64)
+    masks = _as_run(shapes, masks_dir, instance, task="segment", model="mask_rcnn")
+    served = {**recognizers, "cells": recog.load(segment_run(tmp_path_factory)), "masks": masks}
+    app = create_app(served, ServeConfig(db_url=f"sqlite:///{tmp_path / 'h.db'}", warm_up=False))
+    with TestClient(app) as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    main = {name: m["main_metric"]["name"] for name, m in models.items()}
+    assert main == {"digits": "top1", "shapes": "map", "cells": "miou", "masks": "mask_map"}
+    for name, rec in served.items():
+        saved = json.loads((rec.run_dir / "metrics.json").read_text())
+        assert main[name] == rec.task.primary_metric
+        assert models[name]["main_metric"]["value"] == saved[main[name]], name
+    assert models["masks"]["main_metric"] == {"name": "mask_map", "value": 0.25}
+    assert models["masks"]["task"] == "segment" and models["masks"]["architecture"] == "mask_rcnn"
+    # what the page may ask or let a user correct, also as each Task says
+    correction = {name: (m["correction"], m["top_k"]) for name, m in models.items()}
+    assert correction == {
+        "digits": ("label", True),
+        "shapes": ("boxes", False),
+        "cells": (None, False),
+        "masks": (None, False),
+    }
+
+
+def test_a_run_without_metrics_names_its_main_metric_without_a_value(recognizers, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from recog.serve import ServeConfig, create_app
+
+    digits = recognizers["digits"]
+    bare = _as_run(digits, tmp_path / "no-metrics", digits.task)  # no metrics.json there
+    app = create_app({"bare": bare}, ServeConfig(db_url="sqlite://", warm_up=False))
+    with TestClient(app) as client:
+        (info,) = client.get("/v1/models").json()["models"]
+    assert info["metrics"] == {} and info["main_metric"] == {"name": "top1", "value": None}
+
+
 def test_page_and_static_files_are_served_without_anything_external(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -116,3 +116,47 @@ def test_export_without_feedback_is_a_clear_error(tmp_path):
     Store(db).close()
     proc = run_cli("data", "export-feedback", "--db", db, str(tmp_path / "out"))
     assert proc.returncode == 2 and "no corrected predictions" in proc.stderr
+
+
+def test_export_asks_the_task_and_segmentation_corrections_are_not_exported(tmp_path):
+    """What a task's corrections become is `Task.export_corrections`; its default writes nothing."""
+    import hashlib
+
+    from recog.serve.export import export_feedback
+    from recog.tasks import ClassifyTask, DetectTask, SegmentTask, Task
+
+    default = Task.export_corrections.__func__
+    assert SegmentTask.export_corrections.__func__ is default
+    assert ClassifyTask.export_corrections.__func__ is not default
+    assert DetectTask.export_corrections.__func__ is not default
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    image = png_bytes(30, 20)
+    store = Store(db)
+    store.record(
+        prediction_id="c" * 32,
+        model="cells",
+        task="segment",
+        image_sha256=hashlib.sha256(image).hexdigest(),
+        width=30,
+        height=20,
+        result={},
+        latency_ms=1.0,
+        image=image,
+        media_type="image/png",
+    )
+    store.add_feedback("c" * 32, label="circle", boxes=None, comment=None)
+    store.close()
+    out = tmp_path / "out"
+    summary = export_feedback(db, out)
+    assert summary == {
+        "cells": {
+            "task": "segment",
+            "path": str(out),
+            "corrections": 1,
+            "without_image": 0,
+            "format": None,
+            "images": 0,
+            "note": "corrections of segment models are not exported",
+        }
+    }
+    assert not out.exists()

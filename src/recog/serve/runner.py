@@ -6,7 +6,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from recog.serve.app import ServeConfig, create_app, unique_names
+from recog.serve.app import create_app
+from recog.serve.state import ServeConfig, unique_names
 
 
 def serve(

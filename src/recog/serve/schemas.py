@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recog.types import TaskName
+
 
 class ErrorResponse(BaseModel):
     """Every 4xx and 5xx answer."""
@@ -66,7 +68,7 @@ class ImageInfo(BaseModel):
 class PredictResponse(BaseModel):
     id: str = Field(description="prediction id, for /v1/feedback")
     model: str
-    task: Literal["classify", "detect", "segment"]
+    task: TaskName
     image: ImageInfo
     result: PredictionResult
     latency_ms: float = Field(description="server time from request to answer, milliseconds")
@@ -78,13 +80,35 @@ class PredictJSON(BaseModel):
     image: str = Field(description="the image file, base64-encoded (a data: URL prefix is allowed)")
 
 
+class MainMetric(BaseModel):
+    """A run's main metric: the one its Task selects the best checkpoint by (`Task.primary_metric`)."""
+
+    name: str = Field(
+        description="its name in metrics.json, as the run's Task defines it: e.g. `map` "
+        "(COCO mAP@[.5:.95]) for detection, `mask_map` for Mask R-CNN"
+    )
+    value: float | None = Field(
+        description="the run's value on validation data, a fraction in [0, 1]; "
+        "null when its metrics.json lacks it"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
-    task: Literal["classify", "detect", "segment"]
+    task: TaskName
     architecture: str
     classes: list[str]
     input_size: int
     metrics: dict[str, float] = Field(description="from the run's metrics.json (validation data)")
+    main_metric: MainMetric = Field(
+        description="the metric the run's Task names as its main one, with its value; "
+        "what the page shows for the model"
+    )
+    correction: Literal["label", "boxes"] | None = Field(
+        description="what the page lets a user correct on a wrong answer, as the run's Task "
+        "says: one class label, labelled boxes, or nothing"
+    )
+    top_k: bool = Field(description="whether predictions rank the classes (`top_k` applies)")
     max_batch: int
 
 

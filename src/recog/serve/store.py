@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+from recog.types import CorrectedExample  # the record `corrected` yields (tasks export it)
 
 DEFAULT_DB_URL = "sqlite:///recog-history.db"
 
@@ -73,22 +74,6 @@ class ImageRow(_Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     media_type: Mapped[str] = mapped_column(String(40))
     data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-@dataclass(frozen=True)
-class CorrectedExample:
-    """One prediction with the user's newest correction (and the image bytes when kept)."""
-
-    prediction_id: str
-    model: str
-    task: str
-    image_sha256: str
-    width: int
-    height: int
-    label: str | None
-    boxes: list[dict[str, Any]] | None
-    media_type: str | None
-    image: bytes | None
 
 
 def _now() -> dt.datetime:

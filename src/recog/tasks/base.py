@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
+    from recog.types import CorrectedExample
 
 
 class Task(ABC):
@@ -36,6 +37,11 @@ class Task(ABC):
     name: ClassVar[TaskName]
     #: metric that selects the best checkpoint and drives early stopping (higher is better)
     primary_metric: ClassVar[MetricName]
+    #: what a user may correct on a wrong answer (the web page's feedback form):
+    #: "label" (one class), "boxes" (labelled boxes) or None (no correction form)
+    correction: ClassVar[Literal["label", "boxes"] | None] = None
+    #: whether a prediction ranks the classes (so a caller may ask for the top k)
+    ranks_classes: ClassVar[bool] = False
     #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
     headline_metrics: ClassVar[tuple[MetricName, ...]]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
@@ -136,3 +142,20 @@ class Task(ABC):
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
         """Files `predict --save-dir` writes beside the drawn image (mask PNGs, JSON); default none."""
         return []
+
+    @classmethod
+    def export_corrections(
+        cls, examples: Sequence[CorrectedExample], folder: Path
+    ) -> dict[str, Any]:
+        """Write users' corrections of this task's predictions under `folder` as a training set.
+
+        `examples` are the corrections whose image was kept, one per image
+        (its newest).  Returns the export's summary: `format`, `images` and
+        what else a user should see.  Default: nothing is written, and the
+        summary says the task's corrections are not exported.
+        """
+        return {
+            "format": None,
+            "images": 0,
+            "note": f"corrections of {cls.name} models are not exported",
+        }

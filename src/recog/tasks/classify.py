@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -31,11 +31,14 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
+    from recog.types import CorrectedExample
 
 
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
     primary_metric: ClassVar[MetricName] = MetricName.TOP1
+    correction: ClassVar[Literal["label", "boxes"] | None] = "label"
+    ranks_classes: ClassVar[bool] = True
     headline_metrics: ClassVar[tuple[MetricName, ...]] = (
         MetricName.TOP1,
         MetricName.TOP5,
@@ -215,3 +218,21 @@ class ClassifyTask(Task):
                 title += f"\ntrue: {self.class_names[truth]}"
             panels.append((sample.image, title, None if truth is None else truth == label))
         return panels
+
+    @classmethod
+    def export_corrections(
+        cls, examples: Sequence[CorrectedExample], folder: Path
+    ) -> dict[str, Any]:
+        """Class folders, `folder/<label>/<sha>.<ext>`: trainable with `recog train --data folder`."""
+        from recog.io import atomic_write_bytes
+        from recog.types import safe_file_name
+
+        written = 0
+        for ex in examples:
+            if ex.label is None:
+                continue
+            path = folder / safe_file_name(ex.label) / ex.file_name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, ex.image or b"")
+            written += 1
+        return {"format": "class folders", "images": written}

@@ -22,7 +22,7 @@ import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -364,6 +364,8 @@ class InstanceSegmentTask(DetectTask):
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
     primary_metric: ClassVar[MetricName] = MetricName.MASK_MAP
+    # the page's box form corrects detections; its corrections of instances are not exported
+    correction: ClassVar[Literal["label", "boxes"] | None] = None
     headline_metrics: ClassVar[tuple[MetricName, ...]] = (
         MetricName.MASK_MAP,
         MetricName.MASK_MAP50,

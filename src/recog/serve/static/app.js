@@ -87,11 +87,12 @@ async function loadModels() {
 function showModelInfo() {
   const m = model($("model").value);
   if (!m) return;
-  const main = { classify: "top1", detect: "map50", segment: "miou" }[m.task];
-  const metric = main && m.metrics[main] !== undefined ? `, ${main} ${(m.metrics[main] * 100).toFixed(1)}%` : "";
+  // the server names the main metric (the run's Task decides it); the page keeps no table of its own
+  const main = m.main_metric;
+  const metric = main && typeof main.value === "number" ? `, ${main.name} ${(main.value * 100).toFixed(1)}%` : "";
   $("model-info").textContent =
     `${m.architecture}, ${m.classes.length} classes, ${m.input_size} px${metric}`;
-  $("topk-field").hidden = m.task !== "classify";
+  $("topk-field").hidden = !m.top_k;
 }
 
 // ------------------------------------------------------------------ predicting
@@ -159,7 +160,7 @@ async function show(response, image, roundTripMs) {
   $("latency").textContent = roundTripMs
     ? `${latency}, round trip ${roundTripMs.toFixed(1)} ms · ${response.model}`
     : `${latency} · ${response.model} · ${response.created || ""}`;
-  $("wrong").hidden = !["classify", "detect"].includes(response.task);
+  $("wrong").hidden = !correctionOf(response);
   $("opacity-field").hidden = !seg;
   setStatus(summary(response));
   document.body.dataset.state = "done";
@@ -370,9 +371,11 @@ function openFeedback() {
   const classes = m ? m.classes : [];
   $("feedback").hidden = false;
   $("wrong").setAttribute("aria-expanded", "true");
-  $("feedback-label").hidden = response.task !== "classify";
-  $("feedback-boxes").hidden = response.task !== "detect";
-  if (response.task === "classify") {
+  // the run's Task says what can be corrected (GET /v1/models `correction`)
+  const correction = m ? m.correction : null;
+  $("feedback-label").hidden = correction !== "label";
+  $("feedback-boxes").hidden = correction !== "boxes";
+  if (correction === "label") {
     const select = $("feedback-class");
     select.replaceChildren(...classes.map((c) => el("option", { value: c, text: c })));
     const guess = (response.result.top_k || [])[1];
@@ -419,7 +422,7 @@ async function sendFeedback(event) {
   const payload = { prediction_id: response.id };
   const comment = $("feedback-comment").value.trim();
   if (comment) payload.comment = comment;
-  if (response.task === "classify") payload.label = $("feedback-class").value;
+  if (correctionOf(response) === "label") payload.label = $("feedback-class").value;
   else {
     payload.boxes = [...$("box-rows").children].map((row) => {
       const [select, ...inputs] = row.querySelectorAll("select, input");
@@ -453,7 +456,12 @@ function canvasPoint(event) {
 }
 
 function boxDrawingActive() {
-  return state.current && !$("feedback").hidden && state.current.response.task === "detect";
+  return state.current && !$("feedback").hidden && correctionOf(state.current.response) === "boxes";
+}
+
+function correctionOf(response) {
+  const m = model(response.model);
+  return m ? m.correction : null;
 }
 
 // ------------------------------------------------------------------ history

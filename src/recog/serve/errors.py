@@ -1,0 +1,68 @@
+"""Error answers: `ApiError`, the handlers that turn every failure into `{"error", "detail"}` JSON.
+
+A route raises `ApiError(status, code, detail)`; FastAPI's own 404/405 and
+validation errors and any unexpected exception are answered in the same
+shape, counted in `recog_errors_total` by route and code, and never carry a
+traceback (a bug is logged to the "recog.serve" logger and answered with a
+bare 500).  `error_responses` documents those answers in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recog.serve.metrics import ServerMetrics
+from recog.serve.schemas import ErrorResponse
+
+log = logging.getLogger("recog.serve")
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, short code, message for people."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route that may answer with these error statuses."""
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
+    """Answer every error of `app` as `{"error", "detail"}` JSON and count it in `metrics`."""
+
+    def error(request: Request, status: int, code: str, detail: str) -> JSONResponse:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.errors.labels(route, code).inc()
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error(request, exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", ""))
+        return error(request, 422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error(request, 500, "internal", "internal server error")

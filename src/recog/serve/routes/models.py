@@ -1,0 +1,59 @@
+"""`GET /v1/models`: what each served model is, and how well its run did on validation data.
+
+`model_info` is computed once per model when the app is built: the run's
+task, architecture, classes, input size, the numbers of its `metrics.json`
+(a missing or unreadable file gives no metrics, not an error) and its main
+metric, named by the run's Task (`Task.primary_metric`: Mask R-CNN's
+`mask_map` is not a semantic model's `miou`), so no client keeps its own
+table of which metric matters for which task.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from fastapi import APIRouter
+
+from recog.api import Recognizer
+from recog.serve.errors import error_responses
+from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse
+from recog.serve.state import ServingDep
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(
+    "/v1/models",
+    response_model=ModelsResponse,
+    responses=error_responses(401),
+)
+async def list_models(state: ServingDep) -> ModelsResponse:
+    """The served models: name, task, classes, input size, validation metrics and the main one."""
+    return ModelsResponse(models=[m.info for m in state.models.values()])
+
+
+def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
+    """The `/v1/models` entry of `rec`, served as `name`."""
+    metrics: dict[str, float] = {}
+    path = rec.run_dir / "metrics.json"
+    try:
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        raw = {}
+    for key, value in raw.items() if isinstance(raw, dict) else ():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            metrics[key] = float(value)
+    main = rec.task.primary_metric
+    return ModelInfo(
+        name=name,
+        task=str(rec.config.task),
+        architecture=str(rec.config.model),
+        classes=list(rec.class_names),
+        input_size=rec.img_size,
+        metrics=metrics,
+        main_metric=MainMetric(name=main, value=metrics.get(main)),
+        correction=rec.task.correction,
+        top_k=rec.task.ranks_classes,
+        max_batch=max_batch,
+    )

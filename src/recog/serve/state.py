@@ -1,0 +1,80 @@
+"""What one app serves and every route shares: its settings, its models, its history store.
+
+`ServeConfig` is what `recog serve` sets; `ServedModel` is one loaded run with
+its micro-batcher and its `/v1/models` entry; `Serving` is the whole of one
+app's state, kept on `app.state.recog` and handed to a route by the
+`ServingDep` dependency (no module-level state: two apps in one process
+never share a model, a queue or a store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from recog.api import Recognizer
+from recog.serve.batcher import MicroBatcher
+from recog.serve.limits import Limits
+from recog.serve.metrics import ServerMetrics
+from recog.serve.schemas import ModelInfo
+from recog.serve.store import DEFAULT_DB_URL, Store
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    keep_images: bool = False
+    db_url: str = DEFAULT_DB_URL
+    limits: Limits = field(default_factory=Limits)
+    warm_up: bool = True
+
+
+@dataclass
+class ServedModel:
+    name: str
+    recognizer: Recognizer
+    batcher: MicroBatcher
+    info: ModelInfo
+
+
+@dataclass
+class Serving:
+    """One app's state: `models` in the order served (the first is the default)."""
+
+    config: ServeConfig
+    models: dict[str, ServedModel]
+    store: Store
+    metrics: ServerMetrics
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.models))
+
+
+def serving(request: Request) -> Serving:
+    return request.app.state.recog  # type: ignore[no-any-return]
+
+
+#: a route's parameter for the app's state: `state: ServingDep`
+ServingDep = Annotated[Serving, Depends(serving)]
+
+
+def unique_names(recognizers: list[Recognizer]) -> dict[str, Recognizer]:
+    """Model names users type: the run directory's name, made unique with its parent's."""
+    out: dict[str, Recognizer] = {}
+    for rec in recognizers:
+        name = rec.run_dir.name
+        if name in out:
+            name = f"{rec.run_dir.parent.name}-{name}"
+        base, n = name, 1
+        while name in out:
+            n += 1
+            name = f"{base}-{n}"
+        out[name] = rec
+    return out
