@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import io
 import json
+import os
 import sys
 import types
 import typing
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="recog", description="Deep-learning image recognition end to end."
     )
     parser.add_argument("--version", action="version", version=f"recog {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (RECOG_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model; writes a run directory")
@@ -275,8 +281,6 @@ def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
 
 
 def _is_main() -> bool:
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -418,8 +422,6 @@ def cmd_data(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:
-    import os
-
     from recog.serve import Limits, ServeConfig, serve
 
     if ns.max_batch < 1 or ns.max_wait_ms < 0 or ns.max_upload_mb <= 0 or ns.max_pixels < 1:
@@ -473,7 +475,24 @@ def main(argv: list[str] | None = None) -> int:
         print("recog: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `recog ... | head`: the reader left; not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a full disk, a permission, a vanished file: the OS said why
+        if _debug(ns):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"recog: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence, not the fix
+        if _debug(ns):
+            raise
+        print(
+            f"recog: internal error: {exc.__class__.__name__}: {exc} "
+            "(run again with --debug or RECOG_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _debug(ns: argparse.Namespace) -> bool:
+    return bool(getattr(ns, "debug", False)) or os.environ.get("RECOG_DEBUG", "") not in ("", "0")
