@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recog.io import load_weights, save_weights
-from recog.models.registry import create_model, list_models
+from recog.models.factory import create_model, list_models
 
 DETECTORS = list_models("detect")
 

@@ -7,7 +7,7 @@ import torch
 
 from recog.errors import RecogError
 from recog.io import load_weights, save_weights
-from recog.models.registry import create_model, get_spec, list_models
+from recog.models.factory import create_model, get_spec, list_models
 
 CLASSIFIERS = list_models("classify")
 # Smallest sizes that keep each architecture meaningful, for CPU speed.

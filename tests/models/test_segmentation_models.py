@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from recog.errors import RecogError
 from recog.io import load_weights, save_weights
-from recog.models.registry import create_model, get_spec, list_models
+from recog.models.factory import create_model, get_spec, list_models
 from recog.models.weights import load_pretrained
 
 SEMANTIC = [n for n in list_models("segment") if not get_spec(n).instance]
