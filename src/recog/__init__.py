@@ -9,7 +9,7 @@ rec.predict("photos/")
 from recog.api import Recognizer, load, train
 from recog.config import TrainConfig
 from recog.errors import RecogError
-from recog.models.registry import create_model, list_models
+from recog.models.factory import create_model, list_models
 from recog.version import __version__
 
 __all__ = [

@@ -32,10 +32,11 @@ from recog.engine.trainer import (
     seed_all,
 )
 from recog.errors import RecogError
-from recog.models.registry import ModelSpec, create_model, get_spec
+from recog.models.factory import create_model, get_spec
+from recog.models.registry import ModelSpec
 from recog.resolve import infer_task, resolve_config  # noqa: F401  (the API's names)
-from recog.tasks import TASKS, Task
-from recog.types import Prediction, TaskName
+from recog.tasks import Task, task_class
+from recog.types import Prediction
 
 CONFIG_NAME = "config.yaml"
 LABELS_NAME = "labels.json"
@@ -43,7 +44,8 @@ LABELS_NAME = "labels.json"
 
 # ------------------------------------------------------------------ building
 def build_task(cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
-    return TASKS[TaskName(cfg.task)].from_config(cfg, class_names, spec)
+    """The run's task, its class picked from the model's spec (`recog.tasks.task_class`)."""
+    return task_class(spec).from_config(cfg, class_names, spec)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:

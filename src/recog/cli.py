@@ -354,7 +354,7 @@ def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
-    from recog.models.registry import get_spec, list_models
+    from recog.models.factory import get_spec, list_models
 
     # epochs and batch come from the data (the recipe) unless a model fixes its own
     print(f"{'model':22s} {'task':9s} {'size':>6s} {'epochs':>6s} {'batch':>5s}  description")

@@ -42,7 +42,8 @@ from typing import Any
 
 from recog.config import NONE, TrainConfig
 from recog.errors import RecogError
-from recog.models.registry import ModelSpec, get_spec
+from recog.models.factory import get_spec
+from recog.models.registry import ModelSpec
 from recog.types import DataFacts
 
 #: a no-flag run is planned to fit this many seconds of training on this machine: with the

@@ -11,20 +11,19 @@ from recog.config import TrainConfig
 from recog.data.formats import infer_task
 from recog.engine.distributed import pick_device
 from recog.errors import RecogError
-from recog.models.registry import get_spec
-from recog.tasks import TASKS, Task
+from recog.models.factory import get_spec
+from recog.tasks import Task, task_class
 from recog.types import DataFacts, TaskName
 
 
 def _task_class(cfg: TrainConfig) -> type[Task]:
     if cfg.model is not None:
-        spec_task = get_spec(cfg.model).task
-        task = TaskName(cfg.task or spec_task)
-        if task != spec_task:
-            raise RecogError(f"model {cfg.model} is a {spec_task} model, not {task}")
-    else:
-        task = TaskName(cfg.task) if cfg.task else infer_task(cfg.data)
-    return TASKS[task]
+        spec = get_spec(cfg.model)
+        task = TaskName(cfg.task or spec.task)
+        if task != spec.task:
+            raise RecogError(f"model {cfg.model} is a {spec.task} model, not {task}")
+        return task_class(spec)
+    return task_class(cfg.task or infer_task(cfg.data))
 
 
 def resolve_config(

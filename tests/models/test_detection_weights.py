@@ -8,7 +8,7 @@ import torchvision
 from safetensors.torch import save_file
 
 from recog.errors import RecogError
-from recog.models.registry import create_model, get_spec
+from recog.models.factory import create_model, get_spec
 from recog.models.weights import load_pretrained
 
 

@@ -8,7 +8,7 @@ import torchvision
 
 from recog.errors import RecogError
 from recog.io import save_weights
-from recog.models.registry import create_model, get_spec
+from recog.models.factory import create_model, get_spec
 from recog.models.weights import freeze_backbone, load_pretrained
 
 

@@ -161,10 +161,13 @@ def test_mask_rcnn_runs_show_only_confident_instances(tmp_path):
     the served record, but stay in the COCO results that mAP is computed from."""
     from recog.api import resolve_config
     from recog.config import TrainConfig
-    from recog.models.registry import get_spec
+    from recog.models.factory import get_spec
 
-    cfg = resolve_config(TrainConfig(data="shapes", task="segment", model="mask_rcnn", img_size=64))
-    t = SegmentTask.from_config(cfg[0].config, ["cat", "dog"], get_spec("mask_rcnn"))
+    res, _, task_cls = resolve_config(
+        TrainConfig(data="shapes", task="segment", model="mask_rcnn", img_size=64)
+    )
+    assert task_cls is InstanceSegmentTask
+    t = task_cls.from_config(res.config, ["cat", "dog"], get_spec("mask_rcnn"))
     assert isinstance(t, InstanceSegmentTask)
     masks = torch.zeros((2, 8, 8), dtype=torch.bool)
     masks[:, 2:6, 2:6] = True

@@ -1,25 +1,23 @@
-"""The model registry: the one door from a name a user types to a built model.
+"""The model registry: a record of names and their specs, and nothing else.
 
 `@register_model(name, task=..., ...)` records a keyword-only builder with
 its task, default input size and the name of its classifier head (so local
-pretrained weights can be loaded with the head replaced).  `create_model`
-builds by name; `timm:<name>` reaches any timm model.  Unknown names fail
-with the closest registered names.
+pretrained weights can be loaded with the head replaced).  The family
+modules (cnn, classify, yolo, detect, segment) import this one to register;
+it imports none of them.  Building and looking up by name is
+`recog.models.factory`, which imports the families first.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from torch import nn
 
-from recog.errors import RecogError
 from recog.types import TaskName
-
-TIMM_PREFIX = "timm:"
 
 
 @dataclass(frozen=True)
@@ -85,42 +83,7 @@ def register_model(
     return wrap
 
 
-def _ensure_builtin() -> None:
-    # Importing the family modules runs their @register_model decorators.
-    from recog.models import classify, cnn, detect, segment, yolo  # noqa: F401
-
-
-def list_models(task: TaskName | str | None = None) -> list[str]:
-    _ensure_builtin()
-    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
-
-
-def get_spec(name: str) -> ModelSpec:
-    """The spec for `name`; `timm:<model>` gives a spec built on the fly."""
-    _ensure_builtin()
-    if name.startswith(TIMM_PREFIX):
-        from recog.models.classify import timm_spec
-
-        return timm_spec(name[len(TIMM_PREFIX) :])
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RecogError(
-            f"unknown model {name!r}{hint} (see `recog models`; any timm model as timm:<name>)"
-        )
-    return _REGISTRY[name]
-
-
-def create_model(
-    name: str, *, num_classes: int, img_size: int | None = None, **kwargs: Any
-) -> nn.Module:
-    spec = get_spec(name)
-    size = img_size or spec.default_img_size
-    if size < spec.min_img_size:
-        raise RecogError(
-            f"model {name} needs images of at least {spec.min_img_size} px, not {size}"
-        )
-    try:
-        return spec.builder(num_classes=num_classes, img_size=size, **kwargs)
-    except TypeError as exc:
-        raise RecogError(f"model {name}: bad model argument ({exc})") from exc
+def registered() -> Mapping[str, ModelSpec]:
+    """A read-only view of what has been registered so far (the families register on import:
+    ask `recog.models.factory`, which imports them all)."""
+    return MappingProxyType(_REGISTRY)

@@ -1,10 +1,10 @@
 """Segmentation behind the Task seam: semantic (`SegmentTask`) and instance (one job: both answer the segment task)
 (`InstanceSegmentTask`), both under the task name "segment".
 
-The model's registry spec decides which: `spec.instance` (Mask R-CNN) gives
-the instance task, which is detection plus masks (letterboxed inputs,
-predictions divided back by the letterbox scale); everything else predicts a
-class per pixel.
+The model's registry spec decides which (`recog.tasks.task_class`):
+`spec.instance` (Mask R-CNN) gives the instance task, which is detection plus
+masks (letterboxed inputs, predictions divided back by the letterbox scale);
+everything else predicts a class per pixel.
 
 Semantic inputs keep their own resolution.  Training batches are random
 `img_size` crops; prediction runs the whole image when it fits in
@@ -36,6 +36,7 @@ from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
 from recog.metrics.base import Accumulator
+from recog.models.factory import get_spec
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
@@ -94,7 +95,6 @@ def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
 
 def _load_splits(cfg: TrainConfig) -> DataSplits:
     from recog.data.segment import load_segmentation
-    from recog.models.registry import get_spec
 
     require_resolved(cfg, "segment", budget=False)
     return load_segmentation(
@@ -113,7 +113,6 @@ def _load_splits(cfg: TrainConfig) -> DataSplits:
 
 def _survey(cfg: TrainConfig) -> DataFacts:
     from recog.data.survey import survey_segmentation
-    from recog.models.registry import get_spec
 
     instance = cfg.model is not None and get_spec(cfg.model).instance
     return survey_segmentation(
@@ -123,7 +122,6 @@ def _survey(cfg: TrainConfig) -> DataFacts:
 
 def _load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
     from recog.data.segment import load_segmentation_eval
-    from recog.models.registry import get_spec
 
     return load_segmentation_eval(
         data,
@@ -176,20 +174,13 @@ class SegmentTask(Task):
         self._dice: nn.Module | None = None
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
+    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> SegmentTask:
         require_resolved(cfg, "segment", budget=False)
-        img_size = int(cfg.img_size)  # type: ignore[arg-type]
-        if spec.instance:
-            # Mask R-CNN scores each class of a box separately, so one object also comes
-            # back as other classes at low scores; those count for mAP but clutter a picture
-            return InstanceSegmentTask(
-                class_names, spec.mean, spec.std, img_size=img_size, display_threshold=0.5
-            )
         return cls(
             class_names,
             spec.mean,
             spec.std,
-            img_size=img_size,
+            img_size=int(cfg.img_size),  # type: ignore[arg-type]
             loss=cfg.seg_loss,
             class_weights=_parse_weights(cfg.class_weights, len(class_names)),
         )
@@ -375,8 +366,14 @@ class InstanceSegmentTask(DetectTask):
     mask_threshold: ClassVar[float] = 0.5
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
-        return SegmentTask.from_config(cfg, class_names, spec)
+    def from_config(
+        cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec
+    ) -> InstanceSegmentTask:
+        require_resolved(cfg, "segment", budget=False)
+        img_size = int(cfg.img_size)  # type: ignore[arg-type]
+        # Mask R-CNN scores each class of a box separately, so one object also comes
+        # back as other classes at low scores; those count for mAP but clutter a picture
+        return cls(class_names, spec.mean, spec.std, img_size=img_size, display_threshold=0.5)
 
     load_splits = staticmethod(_load_splits)
     load_eval = staticmethod(_load_eval)
