@@ -1,4 +1,4 @@
-"""The Python API and what every CLI subcommand calls: `train`, `load`, `Recognizer`.
+"""The Python API and what every CLI subcommand calls: `train`, `load`, `Recognizer` (one job: the run lifecycle).
 
 `train` resolves a `TrainConfig` (task, image size and data defaults),
 builds data, model and task, runs the engine and writes the run directory.
