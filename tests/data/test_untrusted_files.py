@@ -1,0 +1,184 @@
+"""What a user hands recog never crashes it: image limits before decoding, corrupt images found
+at load time, annotation paths kept inside their dataset, mask classes that are not guessed."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from serving import animated_gif, png_bomb
+
+from recog.data.check import check_dataset, detection_stats
+from recog.data.classify import load_classification
+from recog.data.detect import load_detection
+from recog.data.images import MAX_BYTES, MAX_PIXELS, image_size, read_image
+from recog.data.segment import load_segmentation
+from recog.errors import RecogError
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG signature, an IHDR (8-bit RGB) with a valid CRC, an empty IDAT and IEND."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def one_line_naming(exc: pytest.ExceptionInfo, path: Path) -> str:
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+# ---------------------------------------------------------------- 1. limits before decoding
+@pytest.mark.parametrize(
+    ("name", "payload"),
+    [
+        ("header.png", lambda: png_header(100_000, 100_000)),  # 10^10 pixels declared
+        ("bomb.png", lambda: png_bomb(7_000)),  # a real PNG, 49 M pixels in ~40 KB
+    ],
+)
+def test_huge_pixel_counts_are_refused_before_decoding(tmp_path, capfd, name, payload):
+    path = tmp_path / name
+    path.write_bytes(payload())
+    start = time.perf_counter()
+    for read in (read_image, image_size):
+        with pytest.raises(RecogError) as exc:
+            read(path)
+        message = one_line_naming(exc, path)
+        assert "pixels" in message and f"limit is {MAX_PIXELS:,}" in message
+    assert time.perf_counter() - start < 2.0  # a decode of 49 M pixels takes longer here
+    assert capfd.readouterr().err == ""  # no C++ stack trace from an attempted allocation
+
+
+def test_big_files_and_long_animations_are_refused(tmp_path):
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:  # sparse: the size is what counts, it is never read
+        f.write(png_header(10, 10))
+        f.truncate(MAX_BYTES + 1)
+    with pytest.raises(RecogError) as exc:
+        read_image(big)
+    assert f"limit is {MAX_BYTES:,}" in one_line_naming(exc, big)
+    gif = tmp_path / "long.gif"
+    gif.write_bytes(animated_gif(300))
+    with pytest.raises(RecogError) as exc:
+        read_image(gif)
+    assert "frames" in one_line_naming(exc, gif)
+    short = tmp_path / "short.gif"
+    short.write_bytes(animated_gif(3))
+    assert read_image(short).shape == (3, 8, 8)
+
+
+# ------------------------------------------------------- 2. corrupt images at load time
+def _noise_jpeg(path: Path, *, truncate: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(len(path.name)).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, quality=95)
+    if truncate:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _voc_set(root: Path, n: int, *, truncated: set[int]) -> Path:
+    (root / "annotations").mkdir(parents=True)
+    for i in range(n):
+        _noise_jpeg(root / "images" / f"{i}.jpg", truncate=i in truncated)
+        (root / "annotations" / f"{i}.xml").write_text(
+            f"<annotation><filename>{i}.jpg</filename><size><width>64</width>"
+            "<height>48</height></size><object><name>cat</name><bndbox><xmin>2</xmin>"
+            "<ymin>2</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object></annotation>"
+        )
+    return root
+
+
+def test_truncated_jpeg_in_a_detection_set_is_skipped_before_training(tmp_path, capsys):
+    root = _voc_set(tmp_path / "voc", 6, truncated={3})
+    splits = load_detection(str(root), img_size=32, val_split=0.5, seed=0)
+    assert [Path(p).name for p, _ in splits.skipped] == ["3.jpg"]
+    assert len(splits.train) + len(splits.val) == 5
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "skipped 1 unreadable image" in warnings[0]
+    for index in range(len(splits.val)):  # every image left decodes: no crash after epoch 1
+        splits.val[index]
+    with pytest.raises(RecogError, match=r"3\.jpg: .*--strict"):
+        load_detection(str(root), img_size=32, val_split=0.5, seed=0, strict=True)
+    report = detection_stats(root)
+    assert any("3.jpg" in p for p in report["problems"])
+
+
+def test_empty_image_named_by_a_coco_file_is_skipped(tmp_path):
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _noise_jpeg(tmp_path / name)
+    (tmp_path / "c.jpg").write_bytes(b"")
+    images = [
+        {"id": i, "file_name": n, "width": 64, "height": 48}
+        for i, n in enumerate(("a.jpg", "b.jpg", "c.jpg"), 1)
+    ]
+    anns = [{"id": i, "image_id": i, "category_id": 1, "bbox": [1, 1, 10, 10]} for i in (1, 2, 3)]
+    path = tmp_path / "coco.json"
+    path.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]})
+    )
+    splits = load_detection(str(path), img_size=32, val_split=0.5, seed=0)
+    assert splits.skipped == [(str(tmp_path / "c.jpg"), "empty file (0 bytes)")]
+
+
+def test_corrupt_image_in_a_mask_set_is_skipped_or_fatal(tmp_path):
+    root = tmp_path / "m"
+    (root / "masks").mkdir(parents=True)
+    for i in range(5):
+        _noise_jpeg(root / "images" / f"{i}.jpg", truncate=i == 1)
+        Image.fromarray(np.zeros((48, 64), np.uint8)).save(root / "masks" / f"{i}.png")
+    (root / "data.yaml").write_text("classes: [bg, fg]\n")
+    splits = load_segmentation(str(root), instance=False, img_size=32, val_split=0.4)
+    assert [Path(p).name for p, _ in splits.skipped] == ["1.jpg"]
+    assert len(splits.train) + len(splits.val) == 4
+    with pytest.raises(RecogError, match=r"1\.jpg.*--strict"):
+        load_segmentation(str(root), instance=False, img_size=32, val_split=0.4, strict=True)
+
+
+def test_class_whose_every_image_is_corrupt_is_refused_unless_classes_are_given(tmp_path, capsys):
+    for i in range(4):
+        _noise_jpeg(tmp_path / "ants" / f"{i}.jpg")
+        _noise_jpeg(tmp_path / "bees" / f"{i}.jpg")
+        (tmp_path / "wasps" / f"{i}.jpg").parent.mkdir(exist_ok=True)
+        (tmp_path / "wasps" / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(RecogError, match="class 'wasps' has no readable training images"):
+        load_classification(str(tmp_path), img_size=16, cache="off")
+    splits = load_classification(
+        str(tmp_path), img_size=16, cache="off", class_names=["ants", "bees", "wasps"]
+    )
+    assert splits.class_names == ["ants", "bees", "wasps"]
+    assert "'wasps' has no readable training images" in capsys.readouterr().err
+
+
+def test_check_reports_a_truncated_jpeg_in_class_folders(tmp_path):
+    for i in range(3):
+        _noise_jpeg(tmp_path / "ants" / f"{i}.jpg")
+        _noise_jpeg(tmp_path / "bees" / f"{i}.jpg", truncate=i == 0)
+    report = check_dataset(str(tmp_path))
+    assert [Path(c["path"]).name for c in report["corrupt"]] == ["0.jpg"]
+    assert report["splits"]["all"] == {"ants": 3, "bees": 2}
+
+
+def test_png_with_no_image_data_is_an_error_not_a_crash(tmp_path):
+    """torchvision 0.29's PNG decoder segfaults on this file; run it where a crash is visible."""
+    path = tmp_path / "empty-idat.png"
+    path.write_bytes(png_header(10, 10))
+    code = f"from recog.data.images import read_image\nread_image({str(path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr  # a RecogError, not SIGSEGV (-11)
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"recog.errors.RecogError: {path}:")
