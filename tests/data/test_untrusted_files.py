@@ -182,3 +182,104 @@ def test_png_with_no_image_data_is_an_error_not_a_crash(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr  # a RecogError, not SIGSEGV (-11)
     assert proc.stderr.strip().splitlines()[-1].startswith(f"recog.errors.RecogError: {path}:")
+
+
+# ------------------------------------------------------------ 3. data check's exit status
+@pytest.mark.parametrize("as_json", [True, False])
+def test_data_check_exits_1_when_it_finds_problems(tmp_path, capsys, as_json):
+    from recog.cli import main
+
+    for i in range(3):
+        _noise_jpeg(tmp_path / "ants" / f"{i}.jpg")
+        _noise_jpeg(tmp_path / "bees" / f"{i}.jpg")
+    flag = ["--json"] if as_json else []
+    assert main(["data", "check", str(tmp_path), *flag]) == 0
+    _noise_jpeg(tmp_path / "bees" / "cut.jpg", truncate=True)
+    assert main(["data", "check", str(tmp_path), *flag]) == 1
+    out = capsys.readouterr().out
+    assert "cut.jpg" in out
+    if as_json:
+        assert json.loads(out[out.rindex("\n{") :])["corrupt"][0]["path"].endswith("cut.jpg")
+    assert main(["data", "stats", str(tmp_path), *flag]) == 0
+
+
+# ------------------------------------------------ 4. annotation paths stay in their dataset
+def _outside(tmp_path: Path) -> Path:
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(secret)
+    return secret
+
+
+def test_voc_filename_leading_out_is_refused_and_not_linked(tmp_path):
+    from recog.data.formats.convert import convert_detection
+
+    _outside(tmp_path)
+    root = _voc_set(tmp_path / "voc", 2, truncated=set())
+    xml = root / "annotations" / "1.xml"
+    xml.write_text(xml.read_text().replace("1.jpg", "../../elsewhere/secret.png"))
+    with pytest.raises(RecogError) as exc:
+        convert_detection(root, to="yolo", out=tmp_path / "out")
+    message = one_line_naming(exc, xml)
+    assert "secret.png" in message and "outside the dataset folder" in message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["coco", "yolo-list", "yolo-path", "csv", "masks", "symlink"])
+def test_paths_and_links_out_of_the_dataset_are_refused(tmp_path, kind):
+    from recog.data.formats.class_folders import read_csv
+    from recog.data.formats.coco import read_coco
+    from recog.data.formats.masks import find_pairs
+    from recog.data.formats.voc import read_voc
+    from recog.data.formats.yolo import read_yolo
+
+    secret = _outside(tmp_path)
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "images" / "a.png")
+    if kind == "coco":
+        named = root / "c.json"
+        images = [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": str(secret)}]
+        named.write_text(json.dumps({"images": images, "categories": []}))
+        read = lambda: read_coco(named)  # noqa: E731
+    elif kind.startswith("yolo"):
+        named = root / "data.yaml"
+        (root / "list.txt").write_text("images/a.png\n../elsewhere/secret.png\n")
+        entry = "path: ../elsewhere\n" if kind == "yolo-path" else "train: list.txt\n"
+        named.write_text(entry + "names: [x]\n")
+        named = root / "list.txt" if kind == "yolo-list" else named
+        read = lambda: read_yolo(root)  # noqa: E731
+    elif kind == "csv":
+        named = root / "list.csv"
+        named.write_text("images/a.png,x\n../elsewhere/secret.png,y\n")
+        read = lambda: read_csv(named)  # noqa: E731
+    else:
+        (root / "masks").mkdir()
+        Image.new("L", (8, 8)).save(root / "masks" / "a.png")
+        (root / "images" / "b.png").symlink_to(secret)
+        Image.new("L", (8, 8)).save(root / "masks" / "b.png")
+        named = root / "images"
+        read = lambda: find_pairs(root)  # noqa: E731
+        if kind == "symlink":  # a VOC image that is a link to a file elsewhere
+            voc = _voc_set(tmp_path / "voc", 1, truncated=set())
+            (voc / "images" / "0.jpg").unlink()
+            (voc / "images" / "0.jpg").symlink_to(secret)
+            named = voc / "annotations" / "0.xml"
+            read = lambda: read_voc(voc)  # noqa: E731
+    with pytest.raises(RecogError) as exc:
+        read()
+    message = one_line_naming(exc, named)
+    assert "outside the dataset folder" in message
+
+
+def test_converted_sets_read_back_wherever_they_are_written(tmp_path):
+    from recog.data.formats.convert import convert_detection
+    from recog.data.formats.detection import read_detection
+
+    root = _voc_set(tmp_path / "voc", 2, truncated=set())
+    coco = convert_detection(root, to="coco", out=tmp_path / "far" / "away" / "c.json")
+    back = read_detection(coco)
+    assert [r.path.parent for r in back.records] == [coco.parent / "images"] * 2
+    assert not any(r.path.is_symlink() for r in back.records)
+    yolo = convert_detection(coco, to="yolo", out=tmp_path / "yolo")
+    assert read_detection(yolo).num_boxes == 2

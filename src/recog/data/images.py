@@ -175,6 +175,8 @@ def confine(path: Path, root: Path, *, where: str) -> Path:
     A symbolic link inside `root` that points outside is refused as well: an
     annotation set from elsewhere must not make recog read, link or copy other files.
     """
+    if "\0" in str(path):
+        raise RecogError(f"{where}: {str(path)!r} is not a file name (it holds a NUL byte)")
     real_root = Path(os.path.realpath(root))
     if Path(os.path.realpath(path)).is_relative_to(real_root):
         return path

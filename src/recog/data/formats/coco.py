@@ -31,8 +31,10 @@ from recog.data.formats.records import (
     DetectionAnnotations,
     DetectionRecord,
     finite_number,
+    link_or_copy,
+    output_names,
 )
-from recog.data.images import image_size, open_image, read_image
+from recog.data.images import confine, image_size, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.io import atomic_write_text
@@ -145,7 +147,7 @@ def read_coco(
     checker = BoxChecker()
     records = []
     for image_id, img in images.items():
-        file = base / img["file_name"]
+        file = confine(base / img["file_name"], base, where=f"{path}: image id {image_id}")
         objects = boxes[image_id]
         if not file.is_file():
             checker.warnings.append(
@@ -173,6 +175,10 @@ def read_coco(
     return DetectionAnnotations(records, class_names, warnings)
 
 
+def _inside(path: Path, base: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(base))
+
+
 def _relative(path: Path, base: Path) -> str:
     try:
         return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
@@ -186,12 +192,18 @@ def write_coco(
     """One COCO JSON at `out_json`; category ids are class index + 1, image and annotation ids count from 1."""
     out_json = Path(out_json)
     base = Path(image_root) if image_root is not None else out_json.parent
+    outside = [r for r in ann.records if not _inside(r.path, base)]
+    linked = {id(r): name for r, name in zip(outside, output_names(outside), strict=True)}
     images, annotations = [], []
     for image_id, record in enumerate(ann.records, start=1):
+        file_name = _relative(record.path, base)
+        if id(record) in linked:  # an image from elsewhere: linked in, so the set reads back
+            file_name = f"images/{linked[id(record)]}"
+            link_or_copy(record.path, base / file_name)
         images.append(
             {
                 "id": image_id,
-                "file_name": _relative(record.path, base),
+                "file_name": file_name,
                 "width": record.width,
                 "height": record.height,
             }
@@ -233,15 +245,6 @@ class CocoImage:
     anns: list[dict[str, Any]]
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, for an image the JSON gives no size."""
-    try:
-        with open_image(path) as img:
-            return img.size
-    except Exception as exc:  # noqa: BLE001
-        raise RecogError(f"{path}: cannot decode ({exc.__class__.__name__})") from None
-
-
 def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[str]]:
     """Images with their segmented (non-crowd) annotations, category id -> index, names."""
     data = _load(path)
@@ -264,15 +267,16 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
         anns[ann["image_id"]].append(ann)
     out = []
     for image_id, img in images.items():
-        file = path.parent / img["file_name"]
+        where = f"{path}: image id {image_id}"
+        file = confine(path.parent / img["file_name"], path.parent, where=where)
         if not file.is_file() and (path.parent / "images" / img["file_name"]).is_file():
-            file = path.parent / "images" / img["file_name"]
+            file = confine(path.parent / "images" / img["file_name"], path.parent, where=where)
         if not file.is_file():
             warn(f"{file}: not found; skipped")
             continue
         h, w = img.get("height"), img.get("width")
         if not (isinstance(h, int) and isinstance(w, int)):
-            w, h = _header_size(file)
+            w, h = image_size(file)
         out.append(CocoImage(file, h, w, anns[image_id]))
     if not out:
         raise RecogError(f"{path}: none of its images were found")

@@ -28,7 +28,7 @@ import torch
 import yaml
 from PIL import Image
 
-from recog.data.images import is_image_file, open_image, read_image
+from recog.data.images import confine, is_image_file, open_image, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX
@@ -60,10 +60,15 @@ def find_pairs(folder: Path) -> tuple[list[MaskPair], list[str]]:
     An image without a mask is an error; a mask without an image is a warning.
     """
     images_dir, masks_dir = folder / "images", folder / "masks"
-    images = sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_file(p))
+    images = sorted(
+        confine(p, folder, where=str(images_dir))
+        for p in images_dir.iterdir()
+        if p.is_file() and is_image_file(p)
+    )
     masks: dict[str, Path] = {}
     for p in sorted(masks_dir.iterdir()):
         if p.is_file() and is_image_file(p):
+            confine(p, folder, where=str(masks_dir))
             if p.stem in masks:
                 raise RecogError(
                     f"{masks_dir}: two masks for {p.stem!r} ({masks[p.stem].name}, {p.name})"

@@ -173,7 +173,12 @@ def format_coord(value: float) -> str:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` as a symlink (a copy where links fail), atomically replacing `dst`."""
+    """Place `src` at `dst` as a hard link (a copy where links fail), atomically replacing `dst`.
+
+    Not a symbolic link: the readers refuse links that point out of their
+    dataset's folder (`recog.data.images.confine`), and a written dataset must
+    read back.  A hard link costs no space and is a file of the new folder.
+    """
     src_abs = Path(os.path.abspath(src))
     if dst.exists() and os.path.samefile(src_abs, dst):
         return  # writing into the folder the image already lives in
@@ -183,7 +188,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
     os.unlink(tmp)
     try:
         try:
-            os.symlink(src_abs.resolve(), tmp)
+            os.link(src_abs.resolve(), tmp)
         except OSError:
             shutil.copy2(src_abs, tmp)
         os.replace(tmp, dst)

@@ -10,6 +10,10 @@ instead of `images/` with a `.txt` suffix, one object a line:
 image header).  A line `class x1 y1 x2 y2 ...` (a segmentation polygon of 3+
 points) counts as the box around it.  An image without a label file, or with
 an empty one, is a negative.  The writer emits 6 decimals, as Ultralytics does.
+Everything the YAML names (its `path`, the splits, the lines of image lists)
+must lie inside the YAML's folder, symbolic links resolved: a YAML that
+points elsewhere is refused (Ultralytics' shared `path: ../datasets/x`
+YAMLs must be copied into the dataset folder).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from recog.data.formats.records import (
     link_or_copy,
     output_names,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, image_size
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -81,14 +85,15 @@ def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
     return [str(n) for n in names]
 
 
-def _images_in(source: Path) -> list[Path]:
+def _images_in(source: Path, root: Path) -> list[Path]:
     """The images a `train`/`val`/`test` entry names: a folder (searched recursively) or a .txt list."""
     if source.is_dir():
-        return sorted(
+        found = sorted(
             p
             for p in source.rglob("*")
             if p.suffix.lower() in DETECTION_IMAGE_SUFFIXES and p.is_file()
         )
+        return [confine(p, root, where=str(source)) for p in found]
     if source.suffix.lower() in DETECTION_IMAGE_SUFFIXES:
         return [source]
     try:
@@ -97,8 +102,17 @@ def _images_in(source: Path) -> list[Path]:
         raise RecogError(
             f"{source}: cannot read as a list of images ({exc.__class__.__name__})"
         ) from None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return [Path(line) if Path(line).is_absolute() else source.parent / line for line in lines]
+    images = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            image = _join(source.parent, line.strip())
+            images.append(confine(image, root, where=f"{source} line {lineno}"))
+    return images
+
+
+def _join(base: Path, text: str) -> Path:
+    """`text` as a path relative to `base` (an absolute one as it is)."""
+    return Path(text) if Path(text).is_absolute() else base / text
 
 
 def _label_path(image: Path) -> Path:
@@ -162,19 +176,19 @@ def _image_sources(
     yaml_path: Path, cfg: dict[str, Any], warnings: list[str]
 ) -> list[tuple[str, Path]]:
     """(split, image folder or list) pairs the YAML names; the whole `images/` when none."""
-    base = yaml_path.parent
+    root = base = yaml_path.parent
     if cfg.get("path"):
-        given = Path(str(cfg["path"]))
-        candidate = given if given.is_absolute() else base / given
+        given = str(cfg["path"])
+        candidate = confine(_join(base, given), root, where=f"{yaml_path}: 'path'")
         if candidate.is_dir():
             base = candidate
         else:
-            warnings.append(f"{yaml_path}: 'path' {str(given)!r} is not a folder; using {base}")
+            warnings.append(f"{yaml_path}: 'path' {given!r} is not a folder; using {base}")
     sources: list[tuple[str, Path]] = []
     for split in _SPLITS:
         entries = cfg.get(split) or []
         for entry in entries if isinstance(entries, list) else [entries]:
-            source = Path(str(entry)) if Path(str(entry)).is_absolute() else base / str(entry)
+            source = confine(_join(base, str(entry)), root, where=f"{yaml_path}: {split}")
             if source.exists():
                 sources.append((split, source))
             else:
@@ -197,7 +211,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
     split_sources = _image_sources(yaml_path, cfg, checker.warnings)
     sources = [source for _, source in split_sources]
     for split, source in split_sources:
-        for image in _images_in(source) if source.exists() else []:
+        for image in _images_in(source, yaml_path.parent) if source.exists() else []:
             # an image listed by several splits (train and val both `images/`) keeps the first
             images.setdefault(os.path.abspath(image), (image, split))
 
@@ -207,7 +221,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
             checker.warnings.append(f"{image}: listed as an image but not found; skipped")
             continue
         width, height = image_size(image)
-        label = _label_path(image)
+        label = confine(_label_path(image), yaml_path.parent, where=str(image))
         used_labels.add(os.path.abspath(label))
         boxes, classes, names = _read_labels(
             label, num_classes=len(class_names), width=width, height=height
