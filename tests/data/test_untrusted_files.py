@@ -283,3 +283,43 @@ def test_converted_sets_read_back_wherever_they_are_written(tmp_path):
     assert not any(r.path.is_symlink() for r in back.records)
     yolo = convert_detection(coco, to="yolo", out=tmp_path / "yolo")
     assert read_detection(yolo).num_boxes == 2
+
+
+# ------------------------------------------------------------------- 5. mask classes
+def _mask_set(root: Path, masks: list[np.ndarray], *, suffix: str = ".png") -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, mask in enumerate(masks):
+        Image.new("RGB", (mask.shape[1], mask.shape[0])).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i}{suffix}", format="PNG")
+    return root
+
+
+def test_mask_classes_are_inferred_only_from_a_contiguous_range(tmp_path):
+    ids = [np.full((8, 8), k % 3, np.uint8) for k in range(4)]
+    ids[0][0, 0] = 255  # ignore is not a class
+    splits = load_segmentation(str(_mask_set(tmp_path / "ok", ids)), instance=False, img_size=8)
+    assert splits.class_names == ["class_0", "class_1", "class_2"]
+    stray = [m.copy() for m in ids]
+    stray[2][3, 3] = 200
+    root = _mask_set(tmp_path / "stray", stray)
+    with pytest.raises(RecogError) as exc:
+        load_segmentation(str(root), instance=False, img_size=8)
+    message = one_line_naming(exc, root)
+    assert "mask values 200" in message and "2.png" in message and "--classes" in message
+    (root / "classes.txt").write_text("bg\na\nb\n")  # the classes given: 200 is an error
+    splits = load_segmentation(str(root), instance=False, img_size=8)
+    assert splits.class_names == ["bg", "a", "b"]
+    with pytest.raises(RecogError, match=r"2\.png: mask value 200 is not a class id"):
+        [ds[i] for ds in (splits.train, splits.val) for i in range(len(ds))]
+
+
+def test_jpeg_masks_are_refused(tmp_path):
+    ids = [np.full((8, 8), k % 2, np.uint8) for k in range(3)]
+    root = _mask_set(tmp_path / "jpg", ids, suffix=".jpg")
+    with pytest.raises(RecogError, match=r"0\.jpg: a JPEG mask: lossy"):
+        load_segmentation(str(root), instance=False, img_size=8)
+    sneaky = _mask_set(tmp_path / "sneaky", ids)
+    Image.fromarray(ids[0] * 255).save(sneaky / "masks" / "0.png", format="JPEG")
+    with pytest.raises(RecogError, match=r"0\.png: a JPEG mask: lossy"):
+        load_segmentation(str(sneaky), instance=False, img_size=8)

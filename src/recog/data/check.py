@@ -159,7 +159,10 @@ def mask_report(path: str | Path, *, classes: str | None = None) -> dict[str, An
         pairs = all_pairs(root)
     except RecogError as exc:
         return {"path": str(root), "task": "segment", "images": 0, "problems": [str(exc)]}
-    names, decode = resolve_classes(pairs, root, classes)
+    try:
+        names, decode = resolve_classes(pairs, root, classes)
+    except RecogError as exc:
+        return {"path": str(root), "task": "segment", "images": len(pairs), "problems": [str(exc)]}
     pixels: Counter = Counter()
     sizes: list[tuple[int, int]] = []
     images_with: Counter = Counter()
