@@ -323,3 +323,56 @@ def test_jpeg_masks_are_refused(tmp_path):
     Image.fromarray(ids[0] * 255).save(sneaky / "masks" / "0.png", format="JPEG")
     with pytest.raises(RecogError, match=r"0\.png: a JPEG mask: lossy"):
         load_segmentation(str(sneaky), instance=False, img_size=8)
+
+
+# ------------------------------------------------------- 6. numbers and nesting from files
+def _coco_text(tmp_path: Path, bbox: str) -> Path:
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    path = tmp_path / "c.json"
+    path.write_text(
+        '{"images": [{"id": 1, "file_name": "a.png"}], "categories": [{"id": 1, "name": "x"}],'
+        f' "annotations": [{{"id": 1, "image_id": 1, "category_id": 1, "bbox": {bbox}}}]}}'
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("bbox", "says"),
+    [
+        ("[" + "9" * 400 + ", 0, 1, 1]", "too large a number"),
+        ("[" + "9" * 5000 + ", 0, 1, 1]", "unreadable JSON"),  # past Python's int-string limit
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_coco_numbers_and_nesting_give_one_line(tmp_path, bbox, says):
+    from recog.data.formats.coco import read_coco
+
+    path = _coco_text(tmp_path, bbox)
+    with pytest.raises(RecogError) as exc:
+        read_coco(path)
+    message = one_line_naming(exc, path)
+    assert says in message and len(message) < 300
+
+
+def test_yaml_nesting_and_huge_ints_give_one_line(tmp_path):
+    from recog.data.formats.yolo import read_yolo
+
+    (tmp_path / "labels").mkdir()
+    for text in ("names: " + "[" * 10_000 + "]" * 10_000, "names: {" + "1" * 5000 + ": a}"):
+        (tmp_path / "data.yaml").write_text(text + "\n")
+        with pytest.raises(RecogError) as exc:
+            read_yolo(tmp_path)
+        one_line_naming(exc, tmp_path / "data.yaml")
+
+
+def test_sixteen_bit_mask_value_is_one_problem_line_in_data_check(tmp_path):
+    from recog.data.check import mask_report
+
+    masks = [np.zeros((8, 8), np.uint16) for _ in range(3)]
+    masks[1][2, 2] = 60_000
+    root = _mask_set(tmp_path / "m16", masks)
+    (problem,) = mask_report(root)["problems"]
+    assert "60000" in problem and "1.png" in problem and "\n" not in problem
+    problems = mask_report(root, classes="bg,fg")["problems"]
+    assert problems == [f"{root / 'masks' / '1.png'}: mask value 60000 is not a class id "
+                        "(classes 0..1, 255 = ignore)"]  # fmt: skip

@@ -33,6 +33,7 @@ from recog.data.formats.records import (
     finite_number,
     link_or_copy,
     output_names,
+    short_repr,
 )
 from recog.data.images import confine, image_size, read_image
 from recog.data.splits import seeded_split
@@ -53,6 +54,10 @@ def _load(path: Path) -> dict[str, Any]:
         raise RecogError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise RecogError(f"{path}: JSON nested too deeply to be a COCO file") from None
+    except ValueError as exc:  # an integer of over 4,300 digits
+        raise RecogError(f"{path}: unreadable JSON ({str(exc).split(';')[0]})") from None
     if not isinstance(data, dict):
         raise RecogError(
             f"{path}: not a COCO file (top level is a {type(data).__name__}, expected an object)"
@@ -252,18 +257,18 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
     images = _images(path, data["images"])
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
     for k, ann in enumerate(data.get("annotations", [])):
-        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
-        if ann.get("image_id") not in images:
+        if not isinstance(ann, dict):
+            raise RecogError(f"{path}: annotations[{k}] is not an object")
+        where = f"{path}: annotation id {short_repr(ann.get('id', f'#{k}'))}"
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in cat_index:
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
             raise RecogError(
-                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'"
+                f"{where}: category_id {short_repr(ann.get('category_id'))} is not in 'categories'"
             )
         if ann.get("iscrowd", 0):
             continue
-        segm = ann.get("segmentation")
-        if not segm or not isinstance(segm, list | dict):
-            raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
+        _check_segmentation(where, ann.get("segmentation"))
         anns[ann["image_id"]].append(ann)
     out = []
     for image_id, img in images.items():
@@ -281,6 +286,38 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
     if not out:
         raise RecogError(f"{path}: none of its images were found")
     return out, cat_index, names
+
+
+def _check_segmentation(where: str, segm: object) -> None:
+    """Polygons (lists of 3+ (x, y) pairs of finite numbers) or an RLE ({"size": [h, w],
+    "counts": str or list of ints}), as pycocotools takes them; else a RecogError."""
+    if isinstance(segm, list) and segm:
+        for polygon in segm:
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                raise RecogError(
+                    f"{where}: a polygon must be a list of 3 or more x, y pairs, "
+                    f"got {short_repr(polygon)}"
+                )
+            for value in polygon:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RecogError(f"{where}: polygon: {short_repr(value)} is not a number")
+                finite_number(value, where=f"{where}: polygon")
+        return
+    if isinstance(segm, dict):
+        size, counts = segm.get("size"), segm.get("counts")
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(type(v) is int and 0 < v < 2**31 for v in size)
+        ):
+            raise RecogError(f"{where}: RLE 'size' must be [height, width], got {short_repr(size)}")
+        if isinstance(counts, list):
+            if not all(type(v) is int and 0 <= v < 2**32 for v in counts):
+                raise RecogError(f"{where}: RLE 'counts' must be run lengths (integers >= 0)")
+        elif not isinstance(counts, str) or not counts.isascii():
+            raise RecogError(f"{where}: RLE 'counts' must be a list of integers or a string")
+        return
+    raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
 
 
 def split_coco_masks(

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
+from recog.data.formats.records import short_repr
+from recog.data.formats.yolo import load_yaml
 from recog.data.images import confine, is_image_file, open_image, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
@@ -116,16 +117,13 @@ def read_classes(root: Path, classes: str | list[str] | None) -> list[str] | Non
         file = root / name
         if not file.is_file():
             continue
-        try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RecogError(f"{file}: cannot read ({exc.__class__.__name__})") from None
+        data = load_yaml(file)
         value = data.get("classes", data.get("names")) if isinstance(data, dict) else None
         if isinstance(value, dict):
-            ids = sorted(int(k) for k in value)
-            if ids != list(range(len(ids))):
-                raise RecogError(f"{file}: class ids must be 0..N-1, got {ids}")
-            value = [str(value[k] if k in value else value[str(k)]) for k in ids]
+            ids = {k if type(k) is int else int(k): v for k, v in value.items() if _is_id(k)}
+            if len(ids) != len(value) or sorted(ids) != list(range(len(ids))):
+                raise RecogError(f"{file}: class ids must be 0..N-1, got {short_repr(list(value))}")
+            value = [str(ids[k]) for k in range(len(ids))]
         if isinstance(value, list) and len(value) >= 2:
             return [str(v) for v in value]
         raise RecogError(f"{file}: needs a 'classes' list of at least two names")
@@ -140,6 +138,13 @@ def read_classes(root: Path, classes: str | list[str] | None) -> list[str] | Non
             raise RecogError(f"{file}: needs at least two class names, one a line")
         return names
     return None
+
+
+def _is_id(key: object) -> bool:
+    """An int key, or a str of at most a few digits (YAML keys quoted as "0")."""
+    return type(key) is int or (
+        isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 6
+    )
 
 
 def read_mask_raw(path: Path) -> np.ndarray:

@@ -133,10 +133,21 @@ def finite_number(text: object, *, where: str) -> float:
     try:
         value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RecogError(f"{where}: {text!r} is not a number") from None
+        raise RecogError(f"{where}: {short_repr(text)} is not a number") from None
+    except OverflowError:  # an integer of hundreds of digits
+        raise RecogError(f"{where}: {short_repr(text)} is too large a number") from None
     if not math.isfinite(value):
-        raise RecogError(f"{where}: {text!r} is not a finite number")
+        raise RecogError(f"{where}: {short_repr(text)} is not a finite number")
     return value
+
+
+def short_repr(value: object, limit: int = 40) -> str:
+    """`repr(value)`, cut to `limit` characters for a one-line message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str() (over 4,300 digits)
+        return f"an integer of more than {limit} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def output_names(records: Sequence[DetectionRecord], *, flat: bool = False) -> list[str]:

@@ -31,6 +31,7 @@ from recog.data.formats.records import (
     finite_number,
     link_or_copy,
     output_names,
+    short_repr,
 )
 from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
 from recog.errors import RecogError
@@ -40,17 +41,21 @@ _SPLITS = ("train", "val", "test")
 _SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
+    """The YAML document in `path`; anything wrong with it is a RecogError naming the file."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RecogError(
-            f"{path}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})"
-        ) from None
+        problem = str(getattr(exc, "problem", None) or exc).split("\n")[0]
+        raise RecogError(f"{path}: malformed YAML{at} ({problem})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecogError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise RecogError(f"{path}: YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value the constructors refuse
+        raise RecogError(f"{path}: malformed YAML ({str(exc).split(';')[0][:80]})") from None
 
 
 def find_data_yaml(root: Path) -> Path | None:
@@ -60,8 +65,8 @@ def find_data_yaml(root: Path) -> Path | None:
             return root / name
     for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
         try:
-            cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            cfg = load_yaml(path)
+        except RecogError:
             continue
         if isinstance(cfg, dict) and "names" in cfg:
             return path
@@ -71,9 +76,10 @@ def find_data_yaml(root: Path) -> Path | None:
 def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
     names = cfg.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
+        if not all(type(k) is int for k in names) or sorted(names) != list(range(len(names))):
             raise RecogError(
-                f"{path}: 'names' keys must be the class ids 0..{len(names) - 1}, got {list(names)}"
+                f"{path}: 'names' keys must be the class ids 0..{len(names) - 1}, "
+                f"got {short_repr(list(names))}"
             )
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
@@ -81,7 +87,9 @@ def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
             f"{path}: 'names' must be a non-empty list of class names or a mapping id -> name"
         )
     if "nc" in cfg and cfg["nc"] != len(names):
-        raise RecogError(f"{path}: 'nc' is {cfg['nc']} but 'names' lists {len(names)} classes")
+        raise RecogError(
+            f"{path}: 'nc' is {short_repr(cfg['nc'])} but 'names' lists {len(names)} classes"
+        )
     return [str(n) for n in names]
 
 
@@ -202,7 +210,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
     yaml_path = root if root.is_file() else find_data_yaml(root)
     if yaml_path is None:
         raise RecogError(f"{root}: no data.yaml (or other .yaml with 'names') for a YOLO dataset")
-    cfg = _load_yaml(yaml_path)
+    cfg = load_yaml(yaml_path)
     if not isinstance(cfg, dict):
         raise RecogError(f"{yaml_path}: expected a mapping with 'names', got {type(cfg).__name__}")
     class_names = _class_names(yaml_path, cfg)
