@@ -376,3 +376,29 @@ def test_sixteen_bit_mask_value_is_one_problem_line_in_data_check(tmp_path):
     problems = mask_report(root, classes="bg,fg")["problems"]
     assert problems == [f"{root / 'masks' / '1.png'}: mask value 60000 is not a class id "
                         "(classes 0..1, 255 = ignore)"]  # fmt: skip
+
+
+def test_file_names_no_file_system_takes_are_one_line(tmp_path):
+    """Found by tests/fuzz: a 400-digit `train:` entry made Path.exists() raise ENAMETOOLONG."""
+    from recog.data.formats.yolo import read_yolo
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "data.yaml").write_text(f"train: {'1' * 400}\nnames: [x]\n")
+    with pytest.raises(RecogError) as exc:
+        read_yolo(tmp_path)
+    assert "File name too long" in one_line_naming(exc, tmp_path / "data.yaml")
+
+
+def test_an_image_whose_header_is_needed_and_unreadable_is_skipped_not_the_set(tmp_path):
+    """Found by tests/fuzz: YOLO reads every image's size, and one bad header refused the set."""
+    from recog.data.formats.yolo import read_yolo
+
+    (tmp_path / "labels").mkdir()
+    for name in ("a", "b"):
+        _noise_jpeg(tmp_path / "images" / f"{name}.jpg")
+        (tmp_path / "labels" / f"{name}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "images" / "b.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "data.yaml").write_text("names: [x]\n")
+    ann = read_yolo(tmp_path)
+    assert [r.path.name for r in ann.records] == ["a.jpg"]
+    assert any("b.jpg" in w and "skipped" in w for w in ann.warnings)

@@ -70,14 +70,15 @@ def mostly(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy
     return st.one_of(good, good, good, bad)
 
 
-def _image_files(folder: Path) -> None:
-    """a.png 8x8, b.png 16x12, an empty file, a non-image and a link out of the folder."""
+def _image_files(folder: Path, *, link: bool = True) -> None:
+    """a.png 8x8, b.png 16x12, an empty file, a non-image and (`link`) a link out of the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), (10, 20, 30)).save(folder / "a.png")
     Image.new("L", (16, 12), 128).save(folder / "b.png")
     (folder / "empty.png").write_bytes(b"")
     (folder / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    (folder / "link.png").symlink_to("/etc/hostname")
+    if link:
+        (folder / "link.png").symlink_to("/etc/hostname")
 
 
 def run_fuzz(
@@ -212,12 +213,13 @@ yolo_case = st.tuples(
     label_lines,
     label_lines,
     st.lists(paths, max_size=4).map("\n".join),
+    mostly(st.just(False), st.just(True)),  # a link out of the folder among the images
 )
 
 
 def _check_yolo(folder: Path, example: object) -> None:
-    cfg, label_a, label_b, listing = example  # type: ignore[misc]
-    _image_files(folder / "images")
+    cfg, label_a, label_b, listing, link = example  # type: ignore[misc]
+    _image_files(folder / "images", link=link)
     (folder / "labels").mkdir()
     (folder / "labels" / "a.txt").write_text(label_a)
     (folder / "labels" / "b.txt").write_text(label_b)

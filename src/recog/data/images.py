@@ -176,7 +176,13 @@ def confine(path: Path, root: Path, *, where: str) -> Path:
     annotation set from elsewhere must not make recog read, link or copy other files.
     """
     if "\0" in str(path):
-        raise RecogError(f"{where}: {str(path)!r} is not a file name (it holds a NUL byte)")
+        raise RecogError(f"{where}: {_cut(path)!r} is not a file name (it holds a NUL byte)")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # the caller says what a missing file means
+    except OSError as exc:  # a name too long, a loop of links, no permission
+        raise RecogError(f"{where}: {_cut(path)}: {exc.strerror or exc}") from None
     real_root = Path(os.path.realpath(root))
     if Path(os.path.realpath(path)).is_relative_to(real_root):
         return path
@@ -187,6 +193,12 @@ def confine(path: Path, root: Path, *, where: str) -> Path:
             f"dataset folder {root}; copy the file into the dataset"
         )
     raise RecogError(f"{where}: {path} lies outside the dataset folder {root}; refused")
+
+
+def _cut(path: Path, limit: int = 160) -> str:
+    """The path as text, its middle cut out past `limit` characters (for one-line messages)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
 
 
 def _stat_size(path: Path) -> int:

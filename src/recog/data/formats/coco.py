@@ -162,7 +162,11 @@ def read_coco(
             continue
         width, height = img.get("width"), img.get("height")
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            width, height = image_size(file)
+            try:
+                width, height = image_size(file)
+            except RecogError as exc:  # an unreadable image, as a missing one
+                checker.warnings.append(f"{exc}; skipped with its {len(objects)} annotation(s)")
+                continue
         kept_boxes, labels = checker.clean(
             [b for b, _, _ in objects],
             [c for _, c, _ in objects],
@@ -281,7 +285,11 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
             continue
         h, w = img.get("height"), img.get("width")
         if not (isinstance(h, int) and isinstance(w, int)):
-            w, h = image_size(file)
+            try:
+                w, h = image_size(file)
+            except RecogError as exc:  # an unreadable image, as a missing one
+                warn(f"{exc}; skipped")
+                continue
         out.append(CocoImage(file, h, w, anns[image_id]))
     if not out:
         raise RecogError(f"{path}: none of its images were found")

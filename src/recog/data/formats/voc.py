@@ -115,7 +115,14 @@ def read_voc(root: str | Path, *, class_names: list[str] | None = None) -> Detec
             wanted = (tree.findtext("filename") or "").strip() or f"{xml_path.stem}.*"
             checker.warnings.append(f"{xml_path}: image {image_dir / wanted} not found; skipped")
             continue
-        parsed.append((xml_path, image, _size(xml_path, tree, image), _objects(xml_path, tree)))
+        try:
+            size = _size(xml_path, tree, image)
+        except RecogError as exc:
+            if not str(exc).startswith(f"{image}: "):
+                raise  # the XML's <size> is wrong, not the image
+            checker.warnings.append(f"{exc}; skipped")  # an unreadable image, as a missing one
+            continue
+        parsed.append((xml_path, image, size, _objects(xml_path, tree)))
     if not parsed:
         raise RecogError(f"{ann_dir}: none of the annotated images were found in {image_dir}")
 

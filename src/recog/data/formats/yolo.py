@@ -228,7 +228,11 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
         if not image.is_file():
             checker.warnings.append(f"{image}: listed as an image but not found; skipped")
             continue
-        width, height = image_size(image)
+        try:
+            width, height = image_size(image)
+        except RecogError as exc:  # the image, not the set, is unusable: as a missing one
+            checker.warnings.append(f"{exc}; skipped")
+            continue
         label = confine(_label_path(image), yaml_path.parent, where=str(image))
         used_labels.add(os.path.abspath(label))
         boxes, classes, names = _read_labels(
