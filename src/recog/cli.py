@@ -401,9 +401,11 @@ def cmd_data(ns: argparse.Namespace) -> int:
     from recog.tasks import TASKS
 
     report = TASKS[infer_task(str(ns.path))].data_report(str(ns.path), classes=ns.classes)
+    problems = report.get("problems", [])
+    found = 1 if ns.data_command == "check" and problems else 0  # check: exit 1 on problems
     if ns.json:
         print(json.dumps(report, indent=1, default=str))
-        return 0
+        return found
     from rich.console import Console
     from rich.pretty import Pretty
 
@@ -414,11 +416,9 @@ def cmd_data(ns: argparse.Namespace) -> int:
         else report
     )
     con.print(Pretty(shown, expand_all=False))
-    problems = report.get("problems", [])
     if ns.data_command == "check":
         print(f"{len(problems)} problem(s)" if problems else "no problems found")
-        return 1 if problems else 0
-    return 0
+    return found
 
 
 def cmd_serve(ns: argparse.Namespace) -> int:

@@ -1,10 +1,11 @@
 """`recog data check|stats`: what is in a dataset and what is wrong with it, per task.
 
 Each task's `data_report` (recog.tasks) calls its own: class folders
-(`check_dataset`: decodes nothing fully; image headers give sizes and modes,
-and a Pillow `verify()` finds unreadable files), detection annotation sets
-(`detection_stats`: counts, box sizes) and mask folders (`mask_report`: every
-pair decoded; pixel shares).  Problems are one line each.
+(`check_dataset`: image headers give sizes and modes), detection annotation
+sets (`detection_stats`: counts, box sizes) and mask folders (`mask_report`:
+pixel shares).  Every image is decoded in full through the one door
+(`recog.data.images`), so a truncated JPEG, which the loaders' cheap check
+may miss, is reported here.  Problems are one line each.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from recog.data.formats import TASK_FORMATS, DataFormat, detect_format
 from recog.data.formats.class_folders import SPLIT_NAMES
 from recog.data.formats.detection import read_detection
 from recog.data.formats.masks import all_pairs, load_pair, resolve_classes
-from recog.data.images import is_image_file, open_image, walk_files
+from recog.data.images import (
+    is_image_file,
+    open_image,
+    screen,
+    undecodable,
+    walk_files,
+)
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX, TaskName
 
@@ -29,18 +36,15 @@ SIDE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, 10**9)
 
 
 def _describe(files: list[Path]) -> tuple[list[tuple[int, int]], Counter, list[tuple[str, str]]]:
-    sizes, modes, corrupt = [], Counter(), []
+    sizes, modes = [], Counter()
+    bad = screen(files, strict=False, desc="images", check=undecodable)
     for f in files:
-        try:
-            if f.stat().st_size == 0:
-                raise ValueError("empty file (0 bytes)")
-            with open_image(f) as img:
-                sizes.append(img.size)
-                modes[img.mode] += 1
-                img.verify()
-        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
-            corrupt.append((str(f), str(exc).split("\n")[0] or exc.__class__.__name__))
-    return sizes, modes, corrupt
+        if f in bad:
+            continue
+        with open_image(f) as img:
+            sizes.append(img.size)
+            modes[img.mode] += 1
+    return sizes, modes, [(str(p), why) for p, why in bad.items()]
 
 
 def check_dataset(path: str) -> dict[str, Any]:
@@ -90,7 +94,7 @@ def check_dataset(path: str) -> dict[str, Any]:
         for cls, n in counts.items():
             if n == 0:
                 report["problems"].append(f"{folder / cls}: class folder has no readable images")
-    report["problems"] += [f"{p}: cannot decode image ({why})" for p, why in corrupt]
+    report["problems"] += [f"{p}: {why}" for p, why in corrupt]
     report["corrupt"] = [{"path": p, "reason": why} for p, why in corrupt]
     report["ignored_files"] = len(ignored)
     report["modes"] = dict(modes)
@@ -109,6 +113,7 @@ SIDE_BINS = (0, 8, 16, 32, 64, 128, 256, 512, 10**9)
 def detection_stats(path: str | Path) -> dict[str, Any]:
     """A detection annotation set: images, negatives, objects per class, box sizes."""
     ann = read_detection(path)
+    bad = screen([r.path for r in ann.records], strict=False, desc="images", check=undecodable)
     boxes = [r.boxes for r in ann.records if len(r.boxes)]
     labels = (
         torch.cat([r.labels for r in ann.records])
@@ -137,7 +142,8 @@ def detection_stats(path: str | Path) -> dict[str, Any]:
             "large": int((area >= 96**2).sum()),
         },
         "box_side_histogram": hist,
-        "problems": list(ann.warnings),
+        "corrupt": [{"path": str(p), "reason": why} for p, why in bad.items()],
+        "problems": list(ann.warnings) + [f"{p}: {why}" for p, why in bad.items()],
     }
 
 
@@ -153,7 +159,10 @@ def mask_report(path: str | Path, *, classes: str | None = None) -> dict[str, An
         pairs = all_pairs(root)
     except RecogError as exc:
         return {"path": str(root), "task": "segment", "images": 0, "problems": [str(exc)]}
-    names, decode = resolve_classes(pairs, root, classes)
+    try:
+        names, decode = resolve_classes(pairs, root, classes)
+    except RecogError as exc:
+        return {"path": str(root), "task": "segment", "images": len(pairs), "problems": [str(exc)]}
     pixels: Counter = Counter()
     sizes: list[tuple[int, int]] = []
     images_with: Counter = Counter()

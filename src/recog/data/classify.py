@@ -31,7 +31,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from recog.console import progress_bar, warn
 from recog.data.formats.class_folders import Listing, list_eval, list_splits
-from recog.data.images import open_image, read_image
+from recog.data.images import read_image, unreadable, warn_skipped
 from recog.data.splits import DataSplits
 from recog.errors import RecogError
 from recog.types import Sample, Target, TaskName
@@ -114,36 +114,6 @@ def _shrink(image: torch.Tensor, side: int) -> torch.Tensor:
     return TF.resize(image, [max(1, round(h * scale)), max(1, round(w * scale))], antialias=True)
 
 
-def _reason(exc: RecogError, path: Path) -> str:
-    """The part of a `read_image` error after the file name."""
-    return str(exc).removeprefix(f"{path}: ")
-
-
-def _ends_with_eoi(path: Path) -> bool:
-    with path.open("rb") as f:
-        f.seek(max(0, path.stat().st_size - 64))
-        return b"\xff\xd9" in f.read()
-
-
-def _quick_check(path: Path) -> str | None:
-    """Why `path` is not a usable image, or None (header check, no full decode)."""
-    try:
-        if path.stat().st_size == 0:
-            return "empty file (0 bytes)"
-        with open_image(path) as img:
-            fmt = img.format
-            img.verify()
-        # verify() reads no JPEG scan data, so a cut-off JPEG passes it; a missing
-        # end-of-image marker near the end is the cheap tell, confirmed by a decode.
-        if fmt == "JPEG" and not _ends_with_eoi(path):
-            read_image(path)
-        return None
-    except RecogError as exc:
-        return _reason(exc, path)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
-        return str(exc).split("\n")[0] or exc.__class__.__name__
-
-
 class ClassificationDataset(Dataset):
     """Samples of (transformed uint8 image, class index)."""
 
@@ -201,11 +171,11 @@ def materialize(
 
     def load(path: Path) -> tuple[torch.Tensor | None, tuple[int, int] | None, str | None]:
         if not cache:
-            return None, None, _quick_check(path)
+            return None, None, unreadable(path)
         try:
             image = read_image(path)
         except RecogError as exc:
-            return None, None, _reason(exc, path)
+            return None, None, str(exc).removeprefix(f"{path}: ")
         return _shrink(image, _cache_size(img_size, crop_pct)), tuple(image.shape[-2:]), None
 
     results = []
@@ -229,11 +199,7 @@ def materialize(
         labels.append(label)
         kept_names.append(name)
         sizes.append(size)
-    if skipped:
-        for path, problem in skipped[:10]:
-            warn(f"skipped {path}: {problem}")
-        if len(skipped) > 10:
-            warn(f"skipped {len(skipped) - 10} more unreadable images")
+    warn_skipped(skipped)
     return Listing(items, labels, names=kept_names), (sizes if cache else None), skipped
 
 
@@ -266,6 +232,29 @@ def _reorder(listing: Listing, found: list[str], class_names: list[str], spec: s
         )
     index = [class_names.index(n) for n in found]
     return replace(listing, labels=[index[label] for label in listing.labels])
+
+
+def _check_emptied(
+    listed: Listing,
+    kept: Listing,
+    names: list[str],
+    spec: str,
+    *,
+    given: bool,
+) -> None:
+    """A class whose every training image was unreadable: an error naming it, or (when the
+    class list was given, `--classes` or a run's classes) a warning, the class kept."""
+    emptied = sorted(set(listed.labels) - set(kept.labels))
+    for label in emptied:
+        count = listed.labels.count(label)
+        first = next(listed.name(i) for i, lab in enumerate(listed.labels) if lab == label)
+        line = (
+            f"{spec}: class {names[label]!r} has no readable training images "
+            f"(all {count} unreadable, e.g. {first})"
+        )
+        if not given:
+            raise RecogError(f"{line}; fix or remove them, or pass --classes to keep the class")
+        warn(f"{line}; kept because the class list was given")
 
 
 def _use_cache(cache: str, count: int) -> bool:
@@ -303,6 +292,7 @@ def load_classification(
     kw = dict(cache=use_cache, img_size=img_size, crop_pct=crop_pct, strict=strict)
     tr, tr_sizes, tr_skipped = materialize(train_list, desc="train", **kw)
     va, va_sizes, va_skipped = materialize(val_list, desc="val", **kw)
+    _check_emptied(train_list, tr, names, spec, given=class_names is not None)
     if len(set(tr.labels)) < 2:
         raise RecogError(f"{spec}: training data needs images of at least 2 classes")
     if not va.items:

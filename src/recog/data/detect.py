@@ -30,7 +30,7 @@ from recog.console import warn
 from recog.data.formats.detection import read_detection
 from recog.data.formats.records import DetectionRecord
 from recog.data.formats.shapes import ShapesConfig, parse_shapes, render_scene
-from recog.data.images import read_image
+from recog.data.images import drop_unreadable, read_image
 from recog.data.splits import DataSplits, split_records
 from recog.errors import RecogError
 from recog.types import Sample, Target, TaskName
@@ -210,8 +210,14 @@ def load_detection(
     mosaic: float = 0.0,
     mosaic_off_epochs: int = 0,
     class_names: list[str] | None = None,
+    strict: bool = False,
 ) -> DataSplits:
-    """Train and val datasets; `min_scale`: random scale in [min_scale, 2 - min_scale]."""
+    """Train and val datasets; `min_scale`: random scale in [min_scale, 2 - min_scale].
+
+    Every image is checked before training (`drop_unreadable`): unreadable ones are
+    left out and listed in `skipped` (after the split, so the split is the one
+    `recog data split` writes), or with `strict` the first is an error.
+    """
     aug = (
         None
         if augment == "none"
@@ -236,6 +242,10 @@ def load_detection(
     for line in ann.warnings:
         warn(line)
     train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
+    (train_recs, val_recs), skipped = drop_unreadable(
+        [train_recs, val_recs], _record_files, strict=strict, desc="images"
+    )
+    require_both(train_recs, val_recs, spec=spec, skipped=skipped)
     name = path.stem if path.is_file() else path.name
     return DataSplits(
         DetectionDataset(
@@ -245,7 +255,22 @@ def load_detection(
         ann.class_names,
         name,
         TaskName.DETECT,
+        skipped=skipped,
     )
+
+
+def _record_files(record: DetectionRecord) -> tuple[Path]:
+    return (record.path,)
+
+
+def require_both(train: list, val: list, *, spec: str, skipped: list) -> None:
+    """A RecogError when leaving out the unreadable images emptied a split."""
+    for split, items in (("training", train), ("validation", val)):
+        if not items:
+            raise RecogError(
+                f"{spec}: no readable {split} images left ({len(skipped)} unreadable, "
+                f"first: {skipped[0][0] if skipped else '-'})"
+            )
 
 
 def load_detection_eval(spec: str, *, img_size: int, class_names: list[str]) -> Dataset:
@@ -253,4 +278,7 @@ def load_detection_eval(spec: str, *, img_size: int, class_names: list[str]) -> 
     if parse_shapes(spec) is not None:
         return load_detection(spec, img_size=img_size).val
     ann = read_detection(Path(spec), class_names=class_names)
-    return DetectionDataset(_RecordLoader(ann.records), len(ann.records), img_size=img_size)
+    (records,), _ = drop_unreadable([ann.records], _record_files, strict=False, desc="images")
+    if not records:
+        raise RecogError(f"{spec}: no readable images to evaluate")
+    return DetectionDataset(_RecordLoader(records), len(records), img_size=img_size)

@@ -1,29 +1,46 @@
-"""The one door user image files are read through: decoding, header reads, finding them.
+"""The one door user image files are read through: limits, decoding, header reads, finding them.
 
 Every read of a user's image (or mask) file in recog opens it here, so the
-pixel limit and the error messages are the same everywhere: `read_image`
+limits and the error messages are the same everywhere: `read_image`
 decodes to (3, H, W) uint8 RGB, `open_image` opens for a header read or a
-mode-preserving decode (masks), `image_size` reads (width, height) only.
+mode-preserving decode (masks), `image_size` reads (width, height) only,
+`unreadable` is the cheap check loaders run over a dataset before training
+and `undecodable` the full decode `recog data check` runs.
 
-torchvision.io decodes first (fast, libjpeg-turbo / libpng); Pillow is the
-fallback for what it cannot read (CMYK and 16-bit variants, TIFF, palette
-modes with transparency).  Every failure becomes a `RecogError` naming the
-file.  Truncated files are errors, not silently grey-filled images.
+Limits (the same as an upload's: `recog.serve.limits.Limits` takes its
+defaults from here): the file's size is checked before it is read, and the
+pixel and frame counts are read from the header (Pillow's `Image.open` is
+lazy) before anything is decompressed, so a 74-byte PNG declaring
+100,000 x 100,000 pixels costs nothing (torchvision alone would try to
+allocate 30 GB).  Then torchvision.io decodes JPEGs (libjpeg-turbo) and
+Pillow everything else, and what torchvision cannot read (CMYK, damaged
+files): 16-bit and palette images, TIFF, WebP.  Every failure becomes a
+`RecogError` naming the file.  Truncated files are errors, not silently
+grey-filled images.
+
+Paths: `confine` says a path an annotation (or a listing) names lies inside
+its dataset's root once `..` and symbolic links are resolved.
 """
 
 from __future__ import annotations
 
 import glob
+import io
+import os
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 
+from recog.console import progress_bar, warn
 from recog.errors import RecogError
 
 #: suffixes of the files read as images, in the order a lookup by file stem tries them
@@ -32,13 +49,109 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: GIF, as in Ultralytics' list of image formats, so a YOLO folder yields the images
 #: Ultralytics would train on (a GIF is an animation there, not one labelled picture)
 DETECTION_IMAGE_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s != ".gif")
-# Decompression bombs: refuse images above this many pixels (about 16k x 16k).
-MAX_PIXELS = 268_435_456
+
+# What one image may cost, on disk as in an upload (recog.serve.limits.Limits' defaults).
+#: bytes of one image file
+MAX_BYTES = 10 * 1024 * 1024
+#: decoded pixels of one frame, and of all frames an animation makes us seek through
+MAX_PIXELS = 40_000_000
+#: frames of an animation (only the first is used; more than this is refused)
+MAX_FRAMES = 100
+
+# torchvision decodes JPEG (libjpeg-turbo, upright with its EXIF orientation); everything
+# else goes to Pillow.  Not PNG: torchvision 0.29's libpng decoder crashes the process
+# (SIGSEGV after "libpng error: Not enough image data") on a PNG whose IDAT is empty.
+_TORCHVISION_MAGIC = b"\xff\xd8\xff"
 
 
-# Magic numbers of the formats torchvision decodes upright (JPEG, PNG; GIF has no EXIF);
-# the rest (WebP, TIFF, ...) go to Pillow, which applies their EXIF orientation.
-_TORCHVISION_ORIENTS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8")
+class ImageRefused(Exception):
+    """An image over a limit or with an unreadable header, before any pixel is decoded.
+
+    `code` is the server's stable short name (`too_large`, `too_many_pixels`,
+    `too_many_frames`, `undecodable`); `message` names no file (callers add it).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def byte_problem(size: int, max_bytes: int = MAX_BYTES) -> str | None:
+    """Why an image of `size` bytes is refused, or None."""
+    if size > max_bytes:
+        return f"the image is {size:,} bytes; the limit is {max_bytes:,}"
+    return None
+
+
+def check_header(
+    img: Image.Image, *, max_pixels: int = MAX_PIXELS, max_frames: int = MAX_FRAMES
+) -> None:
+    """Raise `ImageRefused` when the header of `img` (opened, not loaded) is over a limit.
+
+    Seeking through an animation decodes its frames, so the frames walked are
+    bounded by the pixel budget as well as by `max_frames`; `img` is left at frame 0.
+    """
+    fmt = img.format or "image"
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageRefused("undecodable", f"the {fmt} image has no pixels ({width}x{height})")
+    pixels = width * height
+    if pixels > max_pixels:
+        raise ImageRefused(
+            "too_many_pixels",
+            f"the image is {width}x{height} = {pixels:,} pixels; the limit is {max_pixels:,}",
+        )
+    if getattr(img, "is_animated", False):
+        budget = min(max_frames, max(1, max_pixels // pixels))
+        try:
+            img.seek(budget)
+        except EOFError:
+            img.seek(0)
+            return
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad frame
+            raise ImageRefused(
+                "undecodable", f"a damaged {fmt} animation (cannot read its frames)"
+            ) from exc
+        raise ImageRefused(
+            "too_many_frames",
+            f"the {fmt} animation has more than {budget} frames of {width}x{height}",
+        )
+
+
+@contextmanager
+def open_checked(
+    source: str | Path | IO[bytes],
+    *,
+    formats: Sequence[str] | None = None,
+    max_pixels: int = MAX_PIXELS,
+    max_frames: int = MAX_FRAMES,
+) -> Iterator[Image.Image]:
+    """Pillow's lazy open with the pixel and frame caps checked; `ImageRefused` otherwise.
+
+    Pillow's own decompression-bomb check (at twice `Image.MAX_IMAGE_PIXELS`)
+    can fire inside `Image.open`; it becomes `too_many_pixels` as well.
+    """
+    kind = f"{formats[0]} " if formats else ""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is lower
+            img = Image.open(source, formats=formats)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageRefused(
+            "too_many_pixels", f"the image is {count}; the limit is {max_pixels:,}"
+        ) from None
+    except UnidentifiedImageError:
+        what = f"not a {kind}image recog can read" if kind else "not an image format recog can read"
+        raise ImageRefused("undecodable", what) from None
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged header
+        raise ImageRefused(
+            "undecodable", f"a damaged or incomplete {kind}image (cannot read its header)"
+        ) from exc
+    with img:
+        check_header(img, max_pixels=max_pixels, max_frames=max_frames)
+        yield img
 
 
 def is_image_file(path: Path) -> bool:
@@ -55,94 +168,242 @@ def walk_files(folder: Path) -> list[Path]:
     )
 
 
+def confine(path: Path, root: Path, *, where: str) -> Path:
+    """`path` when it lies inside `root` with `..` and symbolic links resolved, else a RecogError.
+
+    where: what named the path (an annotation file and its entry), for the message.
+    A symbolic link inside `root` that points outside is refused as well: an
+    annotation set from elsewhere must not make recog read, link or copy other files.
+    """
+    if "\0" in str(path):
+        raise RecogError(f"{where}: {_cut(path)!r} is not a file name (it holds a NUL byte)")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # the caller says what a missing file means
+    except OSError as exc:  # a name too long, a loop of links, no permission
+        raise RecogError(f"{where}: {_cut(path)}: {exc.strerror or exc}") from None
+    real_root = Path(os.path.realpath(root))
+    if Path(os.path.realpath(path)).is_relative_to(real_root):
+        return path
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    if lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root)))):
+        raise RecogError(
+            f"{where}: {path} is a symbolic link to {os.path.realpath(path)}, outside the "
+            f"dataset folder {root}; copy the file into the dataset"
+        )
+    raise RecogError(f"{where}: {path} lies outside the dataset folder {root}; refused")
+
+
+def _cut(path: Path, limit: int = 160) -> str:
+    """The path as text, its middle cut out past `limit` characters (for one-line messages)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+
+
+def _stat_size(path: Path) -> int:
+    """The file's size in bytes, after the checks every read makes (exists, not empty, cap)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise RecogError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise RecogError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if not path.is_file():
+        raise RecogError(f"{path}: not a file")
+    if size == 0:
+        raise RecogError(f"{path}: empty file (0 bytes)")
+    problem = byte_problem(size)
+    if problem:
+        raise RecogError(f"{path}: {problem}")
+    return size
+
+
+@contextmanager
+def _checked(source: Path | IO[bytes], path: Path) -> Iterator[Image.Image]:
+    try:
+        with open_checked(source) as img:
+            yield img
+    except ImageRefused as exc:
+        raise RecogError(f"{path}: {exc.message}") from None
+
+
 @contextmanager
 def open_image(path: Path) -> Iterator[Image.Image]:
     """The file opened by Pillow (header read; pixels decode on `load()`), closed after.
 
-    Refuses images above `MAX_PIXELS` (Pillow's own decompression-bomb check
-    applies first); the caller decides what its failures mean.
+    The byte, pixel and frame limits are checked first (a `RecogError` naming
+    the file); failures of `load()` are the caller's to describe.
     """
-    with Image.open(path) as img:
-        if img.width * img.height > MAX_PIXELS:
-            raise ValueError(f"{img.width}x{img.height} pixels is too large")
+    path = Path(path)
+    _stat_size(path)
+    with _checked(path, path) as img:
         yield img
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the image header only (no pixel decode)."""
-    try:
-        with open_image(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RecogError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    with open_image(path) as img:
+        return img.size
 
 
-def _pil_decode(path: Path) -> torch.Tensor:
+def rgb_array(img: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 of an opened image, EXIF orientation applied; 16-bit and float
+    greyscale are scaled, palette and alpha converted.  Truncated data raises."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with open_image(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-                arr = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
-                rgb = np.repeat(arr[..., None], 3, axis=2)
-            else:
-                rgb = np.asarray(img.convert("RGB"))
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).contiguous()
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        if img.mode.startswith("I;16") or arr.max() > 255:  # 16-bit: the high byte, as libpng
+            arr = np.floor(np.clip(arr, 0, 65535) / 256)
+        grey = np.clip(arr, 0, 255).round().astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def _torchvision_decode(data: torch.Tensor) -> torch.Tensor | None:
+def _torchvision_decode(data: bytes) -> torch.Tensor | None:
     """(3, H, W) uint8 upright, or None where Pillow must try (CMYK, damaged files, ...)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # libjpeg's "premature end of data" must not pass
             warnings.simplefilter("ignore", DeprecationWarning)
-            image = decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+            tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            image = decode_image(tensor, mode=ImageReadMode.RGB, apply_exif_orientation=True)
     except (RuntimeError, ValueError, Warning):
         return None
-    if image.dtype != torch.uint8:  # 16-bit PNG
-        image = (image.to(torch.int32) >> 8).to(torch.uint8)
     return image if image.shape[0] == 3 and image.numel() > 0 else None
 
 
 def read_image(path: str | Path) -> torch.Tensor:
     """(3, H, W) uint8 RGB, upright: the EXIF orientation of phone photos is applied (as the
-    server does for uploads); greyscale, CMYK, 16-bit, palette and alpha are converted."""
+    server does for uploads); greyscale, CMYK, 16-bit, palette and alpha are converted.
+
+    The limits are checked before decoding: the file's size before it is read,
+    the pixels and frames its header declares before torchvision or Pillow decode.
+    """
     path = Path(path)
+    _stat_size(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", DeprecationWarning
-            )  # torchvision 0.29 points to torchcodec
-            data = read_file(str(path))
-    except (RuntimeError, OSError) as exc:
-        if not path.exists():
-            raise RecogError(f"{path}: no such file") from exc
-        raise RecogError(f"{path}: cannot read file ({exc})") from exc
-    if data.numel() == 0:
-        raise RecogError(f"{path}: empty file (0 bytes)")
-    # torchvision applies EXIF orientation for JPEG and PNG only; Pillow does the rest
-    if data[:4].numpy().tobytes().startswith(_TORCHVISION_ORIENTS):
-        image = _torchvision_decode(data)
-        if image is not None:
-            return image
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecogError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    with _checked(io.BytesIO(data), path) as img:
+        if data.startswith(_TORCHVISION_MAGIC):
+            image = _torchvision_decode(data)
+            if image is not None:
+                return image
+        try:
+            rgb = rgb_array(img)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad pixel data
+            reason = str(exc).split("\n")[0] or exc.__class__.__name__
+            raise RecogError(f"{path}: cannot decode image ({reason})") from None
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+# ------------------------------------------------------------- dataset screening
+def _ends_with_eoi(path: Path) -> bool:
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 64))
+        return b"\xff\xd9" in f.read()
+
+
+def _reason(exc: RecogError, path: Path) -> str:
+    """The part of an error message after the file name."""
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def unreadable(path: Path) -> str | None:
+    """Why `path` is not a usable image, or None: the cheap check loaders run before training.
+
+    The limits and the header, then Pillow's `verify()` (PNG chunks and CRCs,
+    no pixel decode).  `verify()` reads no JPEG scan data, so a cut-off JPEG
+    passes it; a missing end-of-image marker near the end is the cheap tell,
+    confirmed by a decode.
+    """
     try:
-        return _pil_decode(path)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombWarning,
-        Image.DecompressionBombError,
-    ) as exc:
-        reason = str(exc).split("\n")[0] or exc.__class__.__name__
-        if isinstance(exc, UnidentifiedImageError):
-            reason = "not an image format recog can read"
-        raise RecogError(f"{path}: cannot decode image ({reason})") from exc
+        with open_image(path) as img:
+            fmt = img.format
+            img.verify()
+        if fmt == "JPEG" and not _ends_with_eoi(path):
+            read_image(path)
+        return None
+    except RecogError as exc:
+        return _reason(exc, path)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        return str(exc).split("\n")[0] or exc.__class__.__name__
+
+
+def undecodable(path: Path) -> str | None:
+    """Why `path` is not a usable image, or None, after a full decode (`recog data check`)."""
+    try:
+        read_image(path)
+        return None
+    except RecogError as exc:
+        return _reason(exc, path)
+
+
+def screen(
+    paths: Sequence[Path],
+    *,
+    strict: bool,
+    desc: str,
+    check: Callable[[Path], str | None] = unreadable,
+) -> dict[Path, str]:
+    """{path: reason} of the unreadable files among `paths` (two threads, a progress bar).
+
+    check: the test per file (default `unreadable`); with `strict` the first
+    unreadable file is a RecogError instead.
+    """
+    found: dict[Path, str] = {}
+    with progress_bar(unit="img") as bar, ThreadPoolExecutor(max_workers=2) as pool:
+        task = bar.add_task(f"check {desc}", total=len(paths), info="")
+        for path, problem in zip(paths, pool.map(check, paths), strict=True):
+            bar.advance(task)
+            if problem is None:
+                continue
+            if strict:
+                raise RecogError(
+                    f"{path}: {problem} (--strict stops at the first unreadable image)"
+                )
+            found[path] = problem
+    return found
+
+
+T = TypeVar("T")
+
+
+def drop_unreadable(
+    groups: Sequence[Sequence[T]],
+    files: Callable[[T], Sequence[Path]],
+    *,
+    strict: bool,
+    desc: str,
+) -> tuple[list[list[T]], list[tuple[str, str]]]:
+    """Each group (a split) without the items one of whose `files` is unreadable, and the
+    (path, reason) pairs found, warned about in one line; with `strict` the first is an error.
+
+    Loaders run this before training, so a truncated file in the validation half
+    is found before the first epoch, not at its end.
+    """
+    paths = list(dict.fromkeys(f for group in groups for item in group for f in files(item)))
+    bad = screen(paths, strict=strict, desc=desc)
+    kept = [[x for x in group if not any(f in bad for f in files(x))] for group in groups]
+    skipped = [(str(p), why) for p, why in bad.items()]
+    warn_skipped(skipped)
+    return kept, skipped
+
+
+def warn_skipped(skipped: Sequence[tuple[str, str]], *, shown: int = 3) -> None:
+    """One warning line: how many unreadable images were left out, and the first few."""
+    if not skipped:
+        return
+    first = "; ".join(f"{p}: {why}" for p, why in skipped[:shown])
+    more = f"; and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    warn(
+        f"skipped {len(skipped)} unreadable image{'s' if len(skipped) != 1 else ''} "
+        f"(--strict makes this an error): {first}{more}"
+    )
 
 
 def find_images(paths: list[str]) -> list[Path]:

@@ -34,7 +34,7 @@ from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
 from recog.console import warn
-from recog.data.detect import PAD_VALUE, letterbox
+from recog.data.detect import PAD_VALUE, letterbox, require_both
 from recog.data.formats import NOT_SEGMENTATION, DataFormat, segmentation_format
 from recog.data.formats.coco import (
     CocoImage,
@@ -52,6 +52,7 @@ from recog.data.formats.masks import (
     split_pairs,
 )
 from recog.data.formats.shapes import ShapesConfig, parse_shapes, render_scene
+from recog.data.images import drop_unreadable
 from recog.data.splits import DataSplits
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX, Sample, Target, TaskName
@@ -306,8 +307,14 @@ def load_segmentation(
     elastic: float = 0.0,
     min_scale: float | None = None,
     classes: str | list[str] | None = None,
+    strict: bool = False,
 ) -> DataSplits:
-    """Train and val datasets for `spec`: shapes[:TRAIN:VAL], a mask folder or a COCO JSON."""
+    """Train and val datasets for `spec`: shapes[:TRAIN:VAL], a mask folder or a COCO JSON.
+
+    Every image (and mask) is checked before training (`drop_unreadable`): pairs
+    with an unreadable file are left out and listed in `skipped`, or with
+    `strict` the first is an error.
+    """
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
     if instance:
@@ -343,6 +350,10 @@ def load_segmentation(
         train_images, val_images, cat_index, names = split_coco_masks(
             path, val_split=val_split, seed=seed
         )
+        (train_images, val_images), skipped = drop_unreadable(
+            [train_images, val_images], _coco_files, strict=strict, desc="images"
+        )
+        require_both(train_images, val_images, spec=spec, skipped=skipped)
         if not instance:
             names = ["background", *names]
         return DataSplits(
@@ -351,6 +362,7 @@ def load_segmentation(
             names,
             path.stem,
             TaskName.SEGMENT,
+            skipped=skipped,
         )
     if fmt is not DataFormat.MASK_FOLDERS:
         raise RecogError(f"{spec}: {NOT_SEGMENTATION}")
@@ -362,6 +374,10 @@ def load_segmentation(
     train, val, warnings = split_pairs(path, val_split=val_split, seed=seed)
     for line in warnings:
         warn(line)
+    (train, val), skipped = drop_unreadable(
+        [train, val], _pair_files, strict=strict, desc="images and masks"
+    )
+    require_both(train, val, spec=spec, skipped=skipped)
     names, decode = resolve_classes(train + val, path, classes)
     return DataSplits(
         make(_PairLoader(train, decode), len(train), True),
@@ -369,7 +385,16 @@ def load_segmentation(
         names,
         path.name,
         TaskName.SEGMENT,
+        skipped=skipped,
     )
+
+
+def _pair_files(pair: MaskPair) -> tuple[Path, Path]:
+    return (pair.image, pair.mask)
+
+
+def _coco_files(image: CocoImage) -> tuple[Path]:
+    return (image.path,)
 
 
 def load_segmentation_eval(
@@ -382,6 +407,7 @@ def load_segmentation_eval(
     path = Path(spec)
     if fmt is DataFormat.COCO:
         images, cat_index, names = read_coco_masks(path)
+        (images,), _ = drop_unreadable([images], _coco_files, strict=False, desc="images")
         names = names if instance else ["background", *names]
         if names != class_names:
             raise RecogError(f"{spec}: classes {names} differ from the run's {class_names}")
@@ -391,6 +417,8 @@ def load_segmentation_eval(
         return SemanticDataset(loader, len(images))
     if fmt is not DataFormat.MASK_FOLDERS:
         raise RecogError(f"{spec}: not segmentation data (expected images/ and masks/ folders)")
-    pairs = all_pairs(path)
+    (pairs,), _ = drop_unreadable([all_pairs(path)], _pair_files, strict=False, desc="images")
+    if not pairs:
+        raise RecogError(f"{spec}: no readable image/mask pairs to evaluate")
     _, decode = resolve_classes(pairs, path, classes or ",".join(class_names))
     return SemanticDataset(_PairLoader(pairs, decode), len(pairs))

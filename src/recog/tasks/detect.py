@@ -95,6 +95,7 @@ class DetectTask(Task):
             mosaic=float(cfg.mosaic),  # type: ignore[arg-type]
             mosaic_off_epochs=int(cfg.mosaic_off_epochs),  # type: ignore[arg-type]
             class_names=cfg.classes,
+            strict=cfg.strict,
         )
 
     @staticmethod

@@ -108,6 +108,7 @@ def _load_splits(cfg: TrainConfig) -> DataSplits:
         elastic=float(cfg.elastic),  # type: ignore[arg-type]
         min_scale=float(cfg.min_scale),  # type: ignore[arg-type]
         classes=cfg.classes,
+        strict=cfg.strict,
     )
 
 

@@ -2,7 +2,8 @@
 
 Layouts: `root/train/<class>/*` with `root/val/<class>/*` (or `test/`);
 `root/<class>/*` split per class by `val_split` with a fixed seed; a CSV of
-`path,label` (header optional; paths relative to the CSV); `digits`,
+`path,label` (header optional; paths relative to the CSV, inside its folder:
+one leading out, or a symbolic link pointing out, is an error); `digits`,
 scikit-learn's 1,797 handwritten digits (shipped inside scikit-learn).
 Non-image files are ignored; hidden files too.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from recog.data.formats import TASK_FORMATS, DataFormat, detect_format
 from recog.data.formats.digits import digits_images
-from recog.data.images import is_image_file, walk_files
+from recog.data.images import confine, is_image_file, walk_files
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -41,7 +42,7 @@ def _scan(root: Path) -> tuple[dict[str, list[Path]], int]:
     ignored = 0
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = walk_files(folder)
-        images = [p for p in files if is_image_file(p)]
+        images = [confine(p, root, where=str(folder)) for p in files if is_image_file(p)]
         ignored += len(files) - len(images)
         classes[folder.name] = images
     return classes, ignored
@@ -84,7 +85,8 @@ def read_csv(path: Path) -> tuple[list[Path], list[str]]:
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise RecogError(f"{path}, line {n}: expected 'path,label', got {','.join(row)!r}")
         file = Path(row[0].strip())
-        items.append(file if file.is_absolute() else path.parent / file)
+        file = file if file.is_absolute() else path.parent / file
+        items.append(confine(file, path.parent, where=f"{path}, line {n}"))
         labels.append(row[1].strip())
     return items, labels
 

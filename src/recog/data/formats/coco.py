@@ -31,8 +31,11 @@ from recog.data.formats.records import (
     DetectionAnnotations,
     DetectionRecord,
     finite_number,
+    link_or_copy,
+    output_names,
+    short_repr,
 )
-from recog.data.images import image_size, open_image, read_image
+from recog.data.images import confine, image_size, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.io import atomic_write_text
@@ -51,6 +54,10 @@ def _load(path: Path) -> dict[str, Any]:
         raise RecogError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno} ({exc.msg})"
         ) from None
+    except RecursionError:
+        raise RecogError(f"{path}: JSON nested too deeply to be a COCO file") from None
+    except ValueError as exc:  # an integer of over 4,300 digits
+        raise RecogError(f"{path}: unreadable JSON ({str(exc).split(';')[0]})") from None
     if not isinstance(data, dict):
         raise RecogError(
             f"{path}: not a COCO file (top level is a {type(data).__name__}, expected an object)"
@@ -145,7 +152,7 @@ def read_coco(
     checker = BoxChecker()
     records = []
     for image_id, img in images.items():
-        file = base / img["file_name"]
+        file = confine(base / img["file_name"], base, where=f"{path}: image id {image_id}")
         objects = boxes[image_id]
         if not file.is_file():
             checker.warnings.append(
@@ -155,7 +162,11 @@ def read_coco(
             continue
         width, height = img.get("width"), img.get("height")
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            width, height = image_size(file)
+            try:
+                width, height = image_size(file)
+            except RecogError as exc:  # an unreadable image, as a missing one
+                checker.warnings.append(f"{exc}; skipped with its {len(objects)} annotation(s)")
+                continue
         kept_boxes, labels = checker.clean(
             [b for b, _, _ in objects],
             [c for _, c, _ in objects],
@@ -173,6 +184,10 @@ def read_coco(
     return DetectionAnnotations(records, class_names, warnings)
 
 
+def _inside(path: Path, base: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(base))
+
+
 def _relative(path: Path, base: Path) -> str:
     try:
         return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
@@ -186,12 +201,18 @@ def write_coco(
     """One COCO JSON at `out_json`; category ids are class index + 1, image and annotation ids count from 1."""
     out_json = Path(out_json)
     base = Path(image_root) if image_root is not None else out_json.parent
+    outside = [r for r in ann.records if not _inside(r.path, base)]
+    linked = {id(r): name for r, name in zip(outside, output_names(outside), strict=True)}
     images, annotations = [], []
     for image_id, record in enumerate(ann.records, start=1):
+        file_name = _relative(record.path, base)
+        if id(record) in linked:  # an image from elsewhere: linked in, so the set reads back
+            file_name = f"images/{linked[id(record)]}"
+            link_or_copy(record.path, base / file_name)
         images.append(
             {
                 "id": image_id,
-                "file_name": _relative(record.path, base),
+                "file_name": file_name,
                 "width": record.width,
                 "height": record.height,
             }
@@ -233,15 +254,6 @@ class CocoImage:
     anns: list[dict[str, Any]]
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header, for an image the JSON gives no size."""
-    try:
-        with open_image(path) as img:
-            return img.size
-    except Exception as exc:  # noqa: BLE001
-        raise RecogError(f"{path}: cannot decode ({exc.__class__.__name__})") from None
-
-
 def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[str]]:
     """Images with their segmented (non-crowd) annotations, category id -> index, names."""
     data = _load(path)
@@ -249,34 +261,71 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
     images = _images(path, data["images"])
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
     for k, ann in enumerate(data.get("annotations", [])):
-        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
-        if ann.get("image_id") not in images:
+        if not isinstance(ann, dict):
+            raise RecogError(f"{path}: annotations[{k}] is not an object")
+        where = f"{path}: annotation id {short_repr(ann.get('id', f'#{k}'))}"
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
             raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if ann.get("category_id") not in cat_index:
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
             raise RecogError(
-                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories'"
+                f"{where}: category_id {short_repr(ann.get('category_id'))} is not in 'categories'"
             )
         if ann.get("iscrowd", 0):
             continue
-        segm = ann.get("segmentation")
-        if not segm or not isinstance(segm, list | dict):
-            raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
+        _check_segmentation(where, ann.get("segmentation"))
         anns[ann["image_id"]].append(ann)
     out = []
     for image_id, img in images.items():
-        file = path.parent / img["file_name"]
+        where = f"{path}: image id {image_id}"
+        file = confine(path.parent / img["file_name"], path.parent, where=where)
         if not file.is_file() and (path.parent / "images" / img["file_name"]).is_file():
-            file = path.parent / "images" / img["file_name"]
+            file = confine(path.parent / "images" / img["file_name"], path.parent, where=where)
         if not file.is_file():
             warn(f"{file}: not found; skipped")
             continue
         h, w = img.get("height"), img.get("width")
         if not (isinstance(h, int) and isinstance(w, int)):
-            w, h = _header_size(file)
+            try:
+                w, h = image_size(file)
+            except RecogError as exc:  # an unreadable image, as a missing one
+                warn(f"{exc}; skipped")
+                continue
         out.append(CocoImage(file, h, w, anns[image_id]))
     if not out:
         raise RecogError(f"{path}: none of its images were found")
     return out, cat_index, names
+
+
+def _check_segmentation(where: str, segm: object) -> None:
+    """Polygons (lists of 3+ (x, y) pairs of finite numbers) or an RLE ({"size": [h, w],
+    "counts": str or list of ints}), as pycocotools takes them; else a RecogError."""
+    if isinstance(segm, list) and segm:
+        for polygon in segm:
+            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+                raise RecogError(
+                    f"{where}: a polygon must be a list of 3 or more x, y pairs, "
+                    f"got {short_repr(polygon)}"
+                )
+            for value in polygon:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RecogError(f"{where}: polygon: {short_repr(value)} is not a number")
+                finite_number(value, where=f"{where}: polygon")
+        return
+    if isinstance(segm, dict):
+        size, counts = segm.get("size"), segm.get("counts")
+        if not (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(type(v) is int and 0 < v < 2**31 for v in size)
+        ):
+            raise RecogError(f"{where}: RLE 'size' must be [height, width], got {short_repr(size)}")
+        if isinstance(counts, list):
+            if not all(type(v) is int and 0 <= v < 2**32 for v in counts):
+                raise RecogError(f"{where}: RLE 'counts' must be run lengths (integers >= 0)")
+        elif not isinstance(counts, str) or not counts.isascii():
+            raise RecogError(f"{where}: RLE 'counts' must be a list of integers or a string")
+        return
+    raise RecogError(f"{where}: no 'segmentation' (polygons or RLE) to train masks on")
 
 
 def split_coco_masks(

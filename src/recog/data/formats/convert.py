@@ -9,8 +9,9 @@ folders (`convert_masks`):
   annotations painted over earlier ones), `OUT/data.yaml` with the classes.
 - `--to masks` from a mask folder (palette, binary 0/255 or grey RGB masks):
   the same layout with plain greyscale class-id PNGs.
-- `--to coco` from a mask folder: one COCO instance per connected region of
-  each class but the first (background), with an RLE segmentation.
+- `--to coco` from a mask folder: `OUT/images/` (links, or copies) and
+  `OUT/annotations.json` with one COCO instance per connected region of each
+  class but the first (background), with an RLE segmentation.
 """
 
 from __future__ import annotations
@@ -119,8 +120,9 @@ def _masks_to_coco(pairs, names, decode, out: Path) -> Path:
     for image_id, pair in enumerate(pairs, start=1):
         _, mask = load_pair(pair, decode)
         h, w = mask.shape
+        link_or_copy(pair.image, out / "images" / pair.image.name)  # the set reads back alone
         images.append(
-            {"id": image_id, "file_name": str(pair.image.resolve()), "width": w, "height": h}
+            {"id": image_id, "file_name": f"images/{pair.image.name}", "width": w, "height": h}
         )
         for k in range(1, len(names)):
             regions, count = ndimage.label((mask == k).numpy())

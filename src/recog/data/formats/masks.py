@@ -4,7 +4,11 @@ Layout: `ROOT/images/*` and `ROOT/masks/*` with matching file stems (the
 mask of `images/7.jpg` is `masks/7.png`), optionally once per split as
 `ROOT/train/{images,masks}` and `ROOT/val/{images,masks}` (or `test/`).
 Class names come from `--classes a,b,c`, or a `classes:` (or `names:`) list
-or mapping in `ROOT/data.yaml`, `classes.yaml` or `dataset.yaml`.
+or mapping in `ROOT/data.yaml`, `classes.yaml` or `dataset.yaml`, or
+`ROOT/classes.txt` (one name a line).  Without any of them the classes are
+inferred only when the masks hold a small contiguous range of ids 0..K-1
+(plus 255): one stray value (a 200 among 0, 1, 2) is an error naming the
+values and the files, not a 201-class model.
 
 A mask's pixel value is its class id; 255 means "ignore" (not scored, not
 trained on).  Three encodings are read:
@@ -13,8 +17,9 @@ trained on).  Three encodings are read:
 - binary masks with only the values 0 and 255 (mode 1, or a dataset whose
   masks hold nothing else, with no class list or a two-name one): 255 -> 1.
 An RGB mask is read only when it is grey (R = G = B); a coloured RGB mask is
-an error that says how to convert it, as are a mask whose size differs from
-its image, a value outside the class list, and an image without a mask.
+an error that says how to convert it, as are a JPEG mask (lossy compression
+changes the ids along every edge), a mask whose size differs from its image,
+a value outside the class list, and an image without a mask.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
-from recog.data.images import is_image_file, open_image, read_image
+from recog.data.formats.records import short_repr
+from recog.data.formats.yolo import load_yaml
+from recog.data.images import confine, is_image_file, open_image, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.types import IGNORE_INDEX
@@ -36,6 +42,13 @@ from recog.types import IGNORE_INDEX
 SPLITS = (("train",), ("val", "test"))
 YAML_NAMES = ("data.yaml", "classes.yaml", "dataset.yaml")
 BINARY_SAMPLE = 64  # masks read to decide whether a dataset is binary 0/255
+#: most class ids inferred from mask values; more needs --classes or a class list file
+MAX_INFERRED_CLASSES = 32
+_LOSSY = (".jpg", ".jpeg")
+_LOSSY_MASK = (
+    "a JPEG mask: lossy compression changes class ids along every edge; "
+    "save masks as PNG (greyscale class ids or palette)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,17 @@ def find_pairs(folder: Path) -> tuple[list[MaskPair], list[str]]:
     An image without a mask is an error; a mask without an image is a warning.
     """
     images_dir, masks_dir = folder / "images", folder / "masks"
-    images = sorted(p for p in images_dir.iterdir() if p.is_file() and is_image_file(p))
+    images = sorted(
+        confine(p, folder, where=str(images_dir))
+        for p in images_dir.iterdir()
+        if p.is_file() and is_image_file(p)
+    )
     masks: dict[str, Path] = {}
     for p in sorted(masks_dir.iterdir()):
         if p.is_file() and is_image_file(p):
+            confine(p, folder, where=str(masks_dir))
+            if p.suffix.lower() in _LOSSY:
+                raise RecogError(f"{p}: {_LOSSY_MASK}")
             if p.stem in masks:
                 raise RecogError(
                     f"{masks_dir}: two masks for {p.stem!r} ({masks[p.stem].name}, {p.name})"
@@ -97,26 +117,42 @@ def read_classes(root: Path, classes: str | list[str] | None) -> list[str] | Non
         file = root / name
         if not file.is_file():
             continue
-        try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RecogError(f"{file}: cannot read ({exc.__class__.__name__})") from None
+        data = load_yaml(file)
         value = data.get("classes", data.get("names")) if isinstance(data, dict) else None
         if isinstance(value, dict):
-            ids = sorted(int(k) for k in value)
-            if ids != list(range(len(ids))):
-                raise RecogError(f"{file}: class ids must be 0..N-1, got {ids}")
-            value = [str(value[k] if k in value else value[str(k)]) for k in ids]
+            ids = {k if type(k) is int else int(k): v for k, v in value.items() if _is_id(k)}
+            if len(ids) != len(value) or sorted(ids) != list(range(len(ids))):
+                raise RecogError(f"{file}: class ids must be 0..N-1, got {short_repr(list(value))}")
+            value = [str(ids[k]) for k in range(len(ids))]
         if isinstance(value, list) and len(value) >= 2:
             return [str(v) for v in value]
         raise RecogError(f"{file}: needs a 'classes' list of at least two names")
+    file = root / "classes.txt"
+    if file.is_file():
+        try:
+            names = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecogError(f"{file}: cannot read ({exc.__class__.__name__})") from None
+        names = [n for n in names if n]
+        if len(names) < 2:
+            raise RecogError(f"{file}: needs at least two class names, one a line")
+        return names
     return None
+
+
+def _is_id(key: object) -> bool:
+    """An int key, or a str of at most a few digits (YAML keys quoted as "0")."""
+    return type(key) is int or (
+        isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 6
+    )
 
 
 def read_mask_raw(path: Path) -> np.ndarray:
     """The mask's pixel values (H, W) as stored, before any binary mapping."""
     try:
         with open_image(path) as img:
+            if img.format == "JPEG":
+                raise RecogError(f"{path}: {_LOSSY_MASK}")
             img.load()
             mode = img.mode
             if mode == "1":
@@ -171,18 +207,34 @@ def resolve_classes(
 ) -> tuple[list[str], MaskDecoder]:
     """The class names and how to decode this dataset's masks."""
     names = read_classes(root, classes)
-    sample = [read_mask_raw(p.mask) for p in pairs[:BINARY_SAMPLE]]
-    values = set()
-    for raw in sample:
-        values.update(np.unique(raw).tolist())
+    sample = {p.mask: set(np.unique(read_mask_raw(p.mask)).tolist()) for p in pairs[:BINARY_SAMPLE]}
+    values = set().union(*sample.values())
     binary = values <= {0, 255} and (names is None or len(names) == 2)
     if names is None:
-        if binary:
-            names = ["background", "foreground"]
-        else:
-            top = max((v for v in values if v != IGNORE_INDEX), default=1)
-            names = [f"class_{i}" for i in range(max(top + 1, 2))]
+        names = ["background", "foreground"] if binary else _inferred_names(root, sample)
     return names, MaskDecoder(len(names), binary)
+
+
+def _inferred_names(root: Path, sample: dict[Path, set[int]]) -> list[str]:
+    """class_0..class_{K-1} when the sampled masks hold the ids 0..K-1 (and 255) only."""
+    ids = set().union(*sample.values()) - {IGNORE_INDEX}
+    count = next(k for k in range(len(ids) + 1) if k not in ids)
+    stray = sorted(v for v in ids if v >= count)
+    if not stray and count <= MAX_INFERRED_CLASSES:
+        return [f"class_{i}" for i in range(max(count, 2))]
+    if stray:
+        files = [str(m) for m, vals in sample.items() if vals & set(stray)]
+        what = (
+            f"mask values {', '.join(map(str, stray[:5]))}{' ...' if len(stray) > 5 else ''} "
+            f"are not among the class ids 0..{count - 1} (in {', '.join(files[:3])}"
+            f"{f' and {len(files) - 3} more' if len(files) > 3 else ''})"
+        )
+    else:
+        what = f"the masks hold {count} class ids, more than recog infers ({MAX_INFERRED_CLASSES})"
+    raise RecogError(
+        f"{root}: {what}; pass --classes with one name per class id, "
+        "or list the names in data.yaml or classes.txt"
+    )
 
 
 def load_pair(pair: MaskPair, decode: MaskDecoder) -> tuple[torch.Tensor, torch.Tensor]:

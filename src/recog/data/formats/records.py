@@ -133,10 +133,21 @@ def finite_number(text: object, *, where: str) -> float:
     try:
         value = float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RecogError(f"{where}: {text!r} is not a number") from None
+        raise RecogError(f"{where}: {short_repr(text)} is not a number") from None
+    except OverflowError:  # an integer of hundreds of digits
+        raise RecogError(f"{where}: {short_repr(text)} is too large a number") from None
     if not math.isfinite(value):
-        raise RecogError(f"{where}: {text!r} is not a finite number")
+        raise RecogError(f"{where}: {short_repr(text)} is not a finite number")
     return value
+
+
+def short_repr(value: object, limit: int = 40) -> str:
+    """`repr(value)`, cut to `limit` characters for a one-line message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str() (over 4,300 digits)
+        return f"an integer of more than {limit} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def output_names(records: Sequence[DetectionRecord], *, flat: bool = False) -> list[str]:
@@ -173,7 +184,12 @@ def format_coord(value: float) -> str:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` as a symlink (a copy where links fail), atomically replacing `dst`."""
+    """Place `src` at `dst` as a hard link (a copy where links fail), atomically replacing `dst`.
+
+    Not a symbolic link: the readers refuse links that point out of their
+    dataset's folder (`recog.data.images.confine`), and a written dataset must
+    read back.  A hard link costs no space and is a file of the new folder.
+    """
     src_abs = Path(os.path.abspath(src))
     if dst.exists() and os.path.samefile(src_abs, dst):
         return  # writing into the folder the image already lives in
@@ -183,7 +199,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
     os.unlink(tmp)
     try:
         try:
-            os.symlink(src_abs.resolve(), tmp)
+            os.link(src_abs.resolve(), tmp)
         except OSError:
             shutil.copy2(src_abs, tmp)
         os.replace(tmp, dst)

@@ -3,7 +3,8 @@
 Layouts read: `root/annotations/*.xml` + `root/images/` (as the raccoon set
 ships) and Pascal's own `root/Annotations/*.xml` + `root/JPEGImages/`;
 `write_voc` writes the Pascal one.  An image is found by the XML's
-`<filename>`, else by the XML's stem with a usual image suffix.
+`<filename>`, else by the XML's stem with a usual image suffix; a filename
+(or a symbolic link) leading out of the dataset folder is an error.
 
 Box convention: VOC stores 1-based, inclusive pixel indices, so a box over
 pixels 1..W covers the whole image.  Read: `(xmin, ymin, xmax, ymax)` ->
@@ -28,7 +29,7 @@ from recog.data.formats.records import (
     link_or_copy,
     output_names,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, image_size
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -57,11 +58,14 @@ def _parse(xml_path: Path) -> ET.Element:
     return root
 
 
-def _find_image(xml_path: Path, root: ET.Element, image_dir: Path) -> Path | None:
+def _find_image(xml_path: Path, root: ET.Element, image_dir: Path, data_root: Path) -> Path | None:
+    """The image `<filename>` names (else the XML's stem with an image suffix), inside `data_root`."""
     filename = (root.findtext("filename") or "").strip()
-    candidates = [image_dir / filename] if filename else []
+    where = f"{xml_path}: <filename>"
+    candidates = [confine(image_dir / filename, data_root, where=where)] if filename else []
     candidates += [image_dir / f"{xml_path.stem}{suffix}" for suffix in DETECTION_IMAGE_SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if c.is_file()), None)
+    return None if found is None else confine(found, data_root, where=str(xml_path))
 
 
 def _size(xml_path: Path, root: ET.Element, image: Path) -> tuple[int, int]:
@@ -106,12 +110,19 @@ def read_voc(root: str | Path, *, class_names: list[str] | None = None) -> Detec
     parsed = []
     for xml_path in sorted(ann_dir.glob("*.xml")):
         tree = _parse(xml_path)
-        image = _find_image(xml_path, tree, image_dir)
+        image = _find_image(xml_path, tree, image_dir, root)
         if image is None:
             wanted = (tree.findtext("filename") or "").strip() or f"{xml_path.stem}.*"
             checker.warnings.append(f"{xml_path}: image {image_dir / wanted} not found; skipped")
             continue
-        parsed.append((xml_path, image, _size(xml_path, tree, image), _objects(xml_path, tree)))
+        try:
+            size = _size(xml_path, tree, image)
+        except RecogError as exc:
+            if not str(exc).startswith(f"{image}: "):
+                raise  # the XML's <size> is wrong, not the image
+            checker.warnings.append(f"{exc}; skipped")  # an unreadable image, as a missing one
+            continue
+        parsed.append((xml_path, image, size, _objects(xml_path, tree)))
     if not parsed:
         raise RecogError(f"{ann_dir}: none of the annotated images were found in {image_dir}")
 

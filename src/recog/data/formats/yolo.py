@@ -10,6 +10,10 @@ instead of `images/` with a `.txt` suffix, one object a line:
 image header).  A line `class x1 y1 x2 y2 ...` (a segmentation polygon of 3+
 points) counts as the box around it.  An image without a label file, or with
 an empty one, is a negative.  The writer emits 6 decimals, as Ultralytics does.
+Everything the YAML names (its `path`, the splits, the lines of image lists)
+must lie inside the YAML's folder, symbolic links resolved: a YAML that
+points elsewhere is refused (Ultralytics' shared `path: ../datasets/x`
+YAMLs must be copied into the dataset folder).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from recog.data.formats.records import (
     finite_number,
     link_or_copy,
     output_names,
+    short_repr,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, image_size
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -36,17 +41,21 @@ _SPLITS = ("train", "val", "test")
 _SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
+    """The YAML document in `path`; anything wrong with it is a RecogError naming the file."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RecogError(
-            f"{path}: malformed YAML{at} ({getattr(exc, 'problem', None) or exc})"
-        ) from None
+        problem = str(getattr(exc, "problem", None) or exc).split("\n")[0]
+        raise RecogError(f"{path}: malformed YAML{at} ({problem})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecogError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise RecogError(f"{path}: YAML nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value the constructors refuse
+        raise RecogError(f"{path}: malformed YAML ({str(exc).split(';')[0][:80]})") from None
 
 
 def find_data_yaml(root: Path) -> Path | None:
@@ -56,8 +65,8 @@ def find_data_yaml(root: Path) -> Path | None:
             return root / name
     for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
         try:
-            cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            cfg = load_yaml(path)
+        except RecogError:
             continue
         if isinstance(cfg, dict) and "names" in cfg:
             return path
@@ -67,9 +76,10 @@ def find_data_yaml(root: Path) -> Path | None:
 def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
     names = cfg.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
+        if not all(type(k) is int for k in names) or sorted(names) != list(range(len(names))):
             raise RecogError(
-                f"{path}: 'names' keys must be the class ids 0..{len(names) - 1}, got {list(names)}"
+                f"{path}: 'names' keys must be the class ids 0..{len(names) - 1}, "
+                f"got {short_repr(list(names))}"
             )
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
@@ -77,18 +87,21 @@ def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
             f"{path}: 'names' must be a non-empty list of class names or a mapping id -> name"
         )
     if "nc" in cfg and cfg["nc"] != len(names):
-        raise RecogError(f"{path}: 'nc' is {cfg['nc']} but 'names' lists {len(names)} classes")
+        raise RecogError(
+            f"{path}: 'nc' is {short_repr(cfg['nc'])} but 'names' lists {len(names)} classes"
+        )
     return [str(n) for n in names]
 
 
-def _images_in(source: Path) -> list[Path]:
+def _images_in(source: Path, root: Path) -> list[Path]:
     """The images a `train`/`val`/`test` entry names: a folder (searched recursively) or a .txt list."""
     if source.is_dir():
-        return sorted(
+        found = sorted(
             p
             for p in source.rglob("*")
             if p.suffix.lower() in DETECTION_IMAGE_SUFFIXES and p.is_file()
         )
+        return [confine(p, root, where=str(source)) for p in found]
     if source.suffix.lower() in DETECTION_IMAGE_SUFFIXES:
         return [source]
     try:
@@ -97,8 +110,17 @@ def _images_in(source: Path) -> list[Path]:
         raise RecogError(
             f"{source}: cannot read as a list of images ({exc.__class__.__name__})"
         ) from None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return [Path(line) if Path(line).is_absolute() else source.parent / line for line in lines]
+    images = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            image = _join(source.parent, line.strip())
+            images.append(confine(image, root, where=f"{source} line {lineno}"))
+    return images
+
+
+def _join(base: Path, text: str) -> Path:
+    """`text` as a path relative to `base` (an absolute one as it is)."""
+    return Path(text) if Path(text).is_absolute() else base / text
 
 
 def _label_path(image: Path) -> Path:
@@ -162,19 +184,19 @@ def _image_sources(
     yaml_path: Path, cfg: dict[str, Any], warnings: list[str]
 ) -> list[tuple[str, Path]]:
     """(split, image folder or list) pairs the YAML names; the whole `images/` when none."""
-    base = yaml_path.parent
+    root = base = yaml_path.parent
     if cfg.get("path"):
-        given = Path(str(cfg["path"]))
-        candidate = given if given.is_absolute() else base / given
+        given = str(cfg["path"])
+        candidate = confine(_join(base, given), root, where=f"{yaml_path}: 'path'")
         if candidate.is_dir():
             base = candidate
         else:
-            warnings.append(f"{yaml_path}: 'path' {str(given)!r} is not a folder; using {base}")
+            warnings.append(f"{yaml_path}: 'path' {given!r} is not a folder; using {base}")
     sources: list[tuple[str, Path]] = []
     for split in _SPLITS:
         entries = cfg.get(split) or []
         for entry in entries if isinstance(entries, list) else [entries]:
-            source = Path(str(entry)) if Path(str(entry)).is_absolute() else base / str(entry)
+            source = confine(_join(base, str(entry)), root, where=f"{yaml_path}: {split}")
             if source.exists():
                 sources.append((split, source))
             else:
@@ -188,7 +210,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
     yaml_path = root if root.is_file() else find_data_yaml(root)
     if yaml_path is None:
         raise RecogError(f"{root}: no data.yaml (or other .yaml with 'names') for a YOLO dataset")
-    cfg = _load_yaml(yaml_path)
+    cfg = load_yaml(yaml_path)
     if not isinstance(cfg, dict):
         raise RecogError(f"{yaml_path}: expected a mapping with 'names', got {type(cfg).__name__}")
     class_names = _class_names(yaml_path, cfg)
@@ -197,7 +219,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
     split_sources = _image_sources(yaml_path, cfg, checker.warnings)
     sources = [source for _, source in split_sources]
     for split, source in split_sources:
-        for image in _images_in(source) if source.exists() else []:
+        for image in _images_in(source, yaml_path.parent) if source.exists() else []:
             # an image listed by several splits (train and val both `images/`) keeps the first
             images.setdefault(os.path.abspath(image), (image, split))
 
@@ -206,8 +228,12 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
         if not image.is_file():
             checker.warnings.append(f"{image}: listed as an image but not found; skipped")
             continue
-        width, height = image_size(image)
-        label = _label_path(image)
+        try:
+            width, height = image_size(image)
+        except RecogError as exc:  # the image, not the set, is unusable: as a missing one
+            checker.warnings.append(f"{exc}; skipped")
+            continue
+        label = confine(_label_path(image), yaml_path.parent, where=str(image))
         used_labels.add(os.path.abspath(label))
         boxes, classes, names = _read_labels(
             label, num_classes=len(class_names), width=width, height=height
