@@ -50,11 +50,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 #: Ultralytics would train on (a GIF is an animation there, not one labelled picture)
 DETECTION_IMAGE_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s != ".gif")
 
-# What one image may cost, on disk as in an upload (recog.serve.limits.Limits' defaults).
+# What one image may cost, on disk as in an upload (recog.serve.limits.Limits' defaults;
+# a server may set lower ones).  Sized so that real photos pass and bombs do not: a 108 MP
+# phone photo (12,000 x 9,000) is 108 M pixels and 10-40 MB as JPEG; 20,000 x 20,000
+# (400 M pixels, 1.2 GB decoded) is refused, as Pillow refuses past 179 M.
 #: bytes of one image file
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 64 * 1024 * 1024
 #: decoded pixels of one frame, and of all frames an animation makes us seek through
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = 120_000_000
 #: frames of an animation (only the first is used; more than this is refused)
 MAX_FRAMES = 100
 

@@ -57,10 +57,12 @@ class UploadError(Exception):
 class Limits:
     """What one upload may cost the server."""
 
-    #: bytes of one image (the request body may add a little multipart framing)
-    max_bytes: int = MAX_BYTES
+    #: bytes of one image (the request body may add a little multipart framing): an upload
+    #: cap below the disk one, as before the two shared a door
+    max_bytes: int = min(MAX_BYTES, 10 * 1024 * 1024)
     #: decoded pixels of one frame, and of all frames an animation makes us seek through
-    max_pixels: int = MAX_PIXELS
+    #: (an upload cap below the disk one: a 10 MB body may declare any size)
+    max_pixels: int = min(MAX_PIXELS, 40_000_000)
     #: frames of an animation (only the first is used; more than this is refused)
     max_frames: int = MAX_FRAMES
     #: seconds to receive the request body
