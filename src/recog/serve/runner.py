@@ -66,7 +66,7 @@ def serve(
                 f"serving {name}: {rec.config.task} {rec.config.model}, "
                 f"{len(rec.class_names)} classes"
             )
-        print(f"history: {config.db_url}{' (with images)' if config.keep_images else ''}")
+        print(f"history: {store.shown}{' (with images)' if config.keep_images else ''}")
         print(f"page: http://{host}:{port}/  API: http://{host}:{port}/v1/  schema: /openapi.json")
         uvicorn.run(
             app,

@@ -125,7 +125,7 @@ class Store:
 
     def __init__(self, url: str = DEFAULT_DB_URL) -> None:
         self.url = url
-        shown = _shown(url)
+        self.shown = shown = _shown(url)  # what may be printed
         try:
             self.engine = make_engine(url)
         except NoSuchModuleError:  # an ArgumentError too: first
