@@ -24,6 +24,7 @@ from recog import recipe
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
+    CHECKPOINT_NAME,
     RESULTS_NAME,
     WEIGHTS_NAME,
     Trainer,
@@ -56,13 +57,28 @@ def build_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpe
     return model, spec
 
 
-def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
+#: what a run writes besides config.yaml and labels.json: removed before a run reuses its directory
+RUN_OUTPUTS = (
+    "plots",
+    "val",
+    "report.html",
+    "metrics.json",
+    RESULTS_NAME,
+    WEIGHTS_NAME,
+    CHECKPOINT_NAME,
+)
+
+
+def _run_dir(cfg: TrainConfig, data_name: str, *, exist_ok: bool = False) -> Path:
+    """The new run's directory: `--out` (a run there is refused unless `exist_ok`), or a new
+    numbered `runs/<task>/<name>`.  With `exist_ok` the old run's outputs are removed first,
+    so nothing of it is left beside the new model."""
     if cfg.out:
-        path = Path(cfg.out)
+        path = _check_out(Path(cfg.out), exist_ok=exist_ok)
         if (path / CONFIG_NAME).exists():
-            raise RecogError(
-                f"{path}: already holds a run (give another --out, or --resume {path} to continue it)"
-            )
+            _clear_run(path)
+        elif exist_ok and path.is_dir():
+            rio.remove_stale_temps(path)
         return path
     base = (
         Path("runs")
@@ -76,6 +92,30 @@ def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     return path
 
 
+def _check_out(path: Path, *, exist_ok: bool) -> Path:
+    """`path` if a new run may be written there (checked before any data is read)."""
+    if path.exists() and not path.is_dir():
+        raise RecogError(f"{path}: --out names a file, not a run directory")
+    if (path / CONFIG_NAME).exists() and not exist_ok:
+        raise RecogError(
+            f"{path}: already holds a run (give another --out, --exist-ok to replace it, "
+            f"or --resume {path} to continue it)"
+        )
+    return path
+
+
+def _clear_run(path: Path) -> None:
+    import shutil
+
+    for name in RUN_OUTPUTS:
+        entry = path / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    rio.remove_stale_temps(path)
+
+
 # --------------------------------------------------------------------- train
 def train(
     data: str | None = None,
@@ -83,6 +123,7 @@ def train(
     *,
     config: TrainConfig | None = None,
     resume: str | Path | None = None,
+    exist_ok: bool = False,
     **overrides: Any,
 ) -> Recognizer:
     """Train a model and write its run directory; returns the trained `Recognizer`.
@@ -90,12 +131,14 @@ def train(
     `recog.train("digits", "cnn", epochs=15)` or `recog.train(config=TrainConfig(...))`.
     Whatever is left out is chosen by the recipe (`recog.recipe`) and recorded
     in the run's `config.yaml`.  `resume=RUN_DIR` continues an interrupted
-    run from its `last.ckpt`.
+    run from its `last.ckpt` (or starts it over when it was stopped before
+    its first checkpoint).  `exist_ok=True` lets `out` name an existing run,
+    whose outputs are removed before training starts.
     """
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "last.ckpt").is_file() or not (run_dir / CONFIG_NAME).is_file():
-            raise RecogError(f"{run_dir}: nothing to resume (needs config.yaml and last.ckpt)")
+        if not (run_dir / CONFIG_NAME).is_file():
+            raise RecogError(f"{run_dir}: nothing to resume (no {CONFIG_NAME})")
         cfg = TrainConfig.load(run_dir / CONFIG_NAME)
         if "epochs" in overrides:
             epochs = int(overrides.pop("epochs"))
@@ -108,14 +151,20 @@ def train(
             cfg = dataclasses.replace(cfg, model=model)
     if overrides:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
+    if resume is None and cfg.out:
+        _check_out(Path(cfg.out), exist_ok=exist_ok)
     ctx = DistContext.from_env(cfg.device)
     try:
-        return _train(cfg, ctx, resume_dir=Path(resume) if resume is not None else None)
+        return _train(
+            cfg, ctx, resume_dir=Path(resume) if resume is not None else None, exist_ok=exist_ok
+        )
     finally:
         ctx.close()
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Recognizer:
+def _train(
+    cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None, exist_ok: bool = False
+) -> Recognizer:
     from recog.data import balanced_sampler
 
     res, facts, task_cls = resolve_config(
@@ -128,7 +177,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         raise RecogError(
             "--balanced is not supported with torchrun (DistributedSampler shards the data)"
         )
-    run_dir = resume_dir or ctx.broadcast(_run_dir(cfg, splits.name) if ctx.is_main else None)
+    run_dir = resume_dir or ctx.broadcast(
+        _run_dir(cfg, splits.name, exist_ok=exist_ok) if ctx.is_main else None
+    )
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     model, spec = build_model(cfg, len(splits.class_names))
     if cfg.weights != NONE:
@@ -155,7 +206,13 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
     cfg = require_resolved(
         dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
     )
+    resume = resume_dir is not None and (resume_dir / CHECKPOINT_NAME).is_file()
     if ctx.is_main:
+        if resume:
+            rio.remove_stale_temps(run_dir)
+        elif resume_dir is not None:
+            # killed before its first checkpoint: the run starts over, with nothing of before
+            _clear_run(run_dir)
         _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
@@ -174,7 +231,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, *, resume_dir: Path | None) -> Re
         run_dir=run_dir,
         weights_metadata={"model": str(cfg.model), "task": str(cfg.task)},
         sampler=sampler,
-        resume=resume_dir is not None,
+        resume=resume,
     )
     result = trainer.fit()
     model = trainer.model

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", type=Path, metavar="RUN", help="continue an interrupted run from RUN/last.ckpt"
     )
+    p.add_argument(
+        "--exist-ok",
+        action="store_true",
+        help="let --out name an existing run: its old outputs are removed, then it is trained anew",
+    )
 
     p = sub.add_parser("val", help="evaluate a run (its own validation split, or --data)")
     p.add_argument("run", type=Path)
@@ -246,7 +251,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if ns.config and "out" not in overrides:
             values |= {"out": None, "name": None}  # a new run directory, never the old one's
         cfg = TrainConfig.from_dict({**values, **overrides}, source="command line")
-        rec = api.train(config=cfg)
+        rec = api.train(config=cfg, exist_ok=ns.exist_ok)
     if _is_main():
         metrics = json.loads((rec.run_dir / "metrics.json").read_text())
         for line in _end_block(rec, metrics):

@@ -182,7 +182,7 @@ def _checked(key: str, value: Any, hint: Any) -> Any:
         return value
     kind = options[0]
     if kind is TaskName:
-        if value not in set(TaskName):
+        if not isinstance(value, str) or value not in set(TaskName):
             raise RecogError(f"task must be one of {', '.join(TaskName)}, not {value!r}")
         return TaskName(value)
     if kind is bool:

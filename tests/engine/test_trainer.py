@@ -181,3 +181,90 @@ def test_torchrun_two_processes_train_on_cpu(tmp_path):
     assert len(rows) == 2
     # one line per epoch from rank 0 only
     assert proc.stderr.count("epoch 1/2") + proc.stdout.count("epoch 1/2") == 1
+
+
+# ------------------------------------------------------------ SIGKILL at random points
+RANDOM_KILL_ARGS = [
+    "--data",
+    "digits",
+    "--model",
+    "cnn",
+    "--model-args",
+    "width=8",
+    "--img-size",
+    "16",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "32",
+    "--deterministic",
+    "--seed",
+    "3",
+    "--augment",
+    "light",
+]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> tuple[Path, float]:
+    """The uninterrupted deterministic run, and how long it took from config.yaml to metrics.json."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = run_cli("train", *RANDOM_KILL_ARGS, "--out", str(out), env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    window = (out / "metrics.json").stat().st_mtime - (out / "config.yaml").stat().st_mtime
+    return out, window
+
+
+def _kill_at_random_points_then_resume(reference, tmp_path: Path, tries: int) -> list[int]:
+    """Kill a copy of the reference run `tries` times at seeded random moments, resume each;
+    every resumed run ends as the reference did.  Returns the epochs each kill left done."""
+    import random
+
+    ref, window = reference
+    rng = random.Random(11)
+    env = {"OMP_NUM_THREADS": "1"}
+    expected = json.loads((ref / "metrics.json").read_text())
+    expected_rows = ResultsTable.read(ref / "results.csv")
+    done_at_kill = []
+    for attempt in range(tries):
+        run = tmp_path / f"try{attempt}"
+        delay = rng.uniform(0.0, window * 1.1)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recog", "train", *RANDOM_KILL_ARGS, "--out", str(run)],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.time() + 300
+            while not (run / "config.yaml").exists() and proc.poll() is None:
+                assert time.time() < deadline, "the run never started"
+                time.sleep(0.02)
+            time.sleep(delay)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        done_at_kill.append(len(ResultsTable.read(run / "results.csv")))
+        resumed = run_cli("train", "--resume", str(run), env=env)
+        assert resumed.returncode == 0, (attempt, delay, resumed.stderr[-2000:])
+        got = json.loads((run / "metrics.json").read_text())
+        for key in ("top1", "top5", "macro_f1", "ece", "nll", "best_epoch", "epochs_run"):
+            assert got[key] == expected[key], (attempt, delay, key)
+        rows = ResultsTable.read(run / "results.csv")
+        assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in expected_rows]
+        assert not list(run.glob(".*.tmp")), (attempt, "temporary files left behind")
+    return done_at_kill
+
+
+def test_sigkill_at_random_points_then_resume_matches_the_uninterrupted_run(
+    reference_run, tmp_path
+):
+    _kill_at_random_points_then_resume(reference_run, tmp_path, tries=2)
+
+
+@pytest.mark.slow
+def test_sigkill_at_ten_random_points_then_resume_matches_the_uninterrupted_run(
+    reference_run, tmp_path
+):
+    done = _kill_at_random_points_then_resume(reference_run, tmp_path, tries=10)
+    assert len(set(done)) > 1, f"the kills should land at different epochs: {done}"

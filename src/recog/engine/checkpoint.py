@@ -2,16 +2,25 @@
 
 `last.ckpt` holds everything to resume exactly (model, optimizer, scheduler,
 scaler, EMA, these RNG states, epoch, best score); it is written and read by
-`recog.io` (atomic, never unpickled).
+`recog.io` (atomic, never unpickled).  `restore` puts a loaded one back into
+a run's objects, or says in one line (a `RecogError`) what in the file does
+not fit: another model's weights, a missing part, a foreign file.
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from recog.errors import RecogError
+
+#: the parts every `last.ckpt` holds (and "ema" when the run keeps one)
+REQUIRED = ("model", "optimizer", "scheduler", "scaler", "state", "rng")
 
 
 def rng_state() -> dict[str, Any]:
@@ -41,3 +50,65 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def restore(
+    path: Path,
+    saved: Any,
+    parts: dict[str, Any],
+    *,
+    state: dict[str, Any],
+    model_name: str,
+) -> None:
+    """Load `saved` (a `last.ckpt`) into `parts` (name -> object with `load_state_dict`),
+    `state` (the loop's counters) and the RNGs; a RecogError naming `path` and what does not match."""
+    if not isinstance(saved, dict):
+        raise RecogError(f"{path}: not a recog training checkpoint (a {type(saved).__name__})")
+    missing = [key for key in REQUIRED if key not in saved]
+    if missing:
+        raise RecogError(
+            f"{path}: not a recog training checkpoint (no {', '.join(map(repr, missing))})"
+        )
+    model = parts["model"]
+    if isinstance(model, nn.Module):
+        mismatch = _weights_mismatch(saved["model"], model.state_dict())
+        if mismatch:
+            raise RecogError(f"{path}: not a checkpoint of this run's {model_name} ({mismatch})")
+    unknown = set(saved["state"]) - set(state) if isinstance(saved["state"], dict) else {"?"}
+    if unknown:
+        raise RecogError(f"{path}: its training state is not recog's ({sorted(unknown)[0]!r})")
+    for name, obj in parts.items():
+        if name not in saved:  # an EMA added on resume starts from the model
+            continue
+        try:
+            obj.load_state_dict(saved[name])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RecogError(f"{path}: its {name} state does not fit this run ({first})") from exc
+    state.update(saved["state"])
+    try:
+        set_rng_state(saved["rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise RecogError(f"{path}: its RNG states are not recog's ({type(exc).__name__})") from exc
+
+
+def _weights_mismatch(saved: Any, expected: dict[str, torch.Tensor]) -> str:
+    """The first difference between two state dicts' keys and shapes, or ""."""
+    if not isinstance(saved, dict):
+        return f"its weights are a {type(saved).__name__}, not a state dict"
+    extra = [k for k in saved if k not in expected]
+    absent = [k for k in expected if k not in saved]
+    if absent:
+        return f"missing weight {_first(absent)}"
+    if extra:
+        return f"unexpected weight {_first(extra)}"
+    for key, tensor in expected.items():
+        value = saved[key]
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        if shape != tuple(tensor.shape):
+            return f"{key!r} has shape {shape}, the model's is {tuple(tensor.shape)}"
+    return ""
+
+
+def _first(keys: list[str]) -> str:
+    return repr(keys[0]) + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")

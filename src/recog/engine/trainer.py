@@ -185,15 +185,15 @@ class Trainer:
         rows: list[dict[str, Any]] = []
         if self.resume:
             assert self.ckpt_dir is not None
-            saved = rio.load_checkpoint(self.ckpt_dir / CHECKPOINT_NAME)
-            model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            scaler.load_state_dict(saved["scaler"])
-            if ema is not None and "ema" in saved:
-                ema.load_state_dict(saved["ema"])
-            vars(state).update(saved["state"])  # the clock reads this same object
-            ckpt.set_rng_state(saved["rng"])
+            path = self.ckpt_dir / CHECKPOINT_NAME
+            ckpt.restore(
+                path,
+                rio.load_checkpoint(path),
+                {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+                | ({"ema": ema} if ema is not None else {}),
+                state=vars(state),  # the clock reads this same object
+                model_name=str(cfg.model),
+            )
             rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
         out = console()
@@ -226,8 +226,23 @@ class Trainer:
                 )  # type: ignore[arg-type]
                 # under a time budget an epoch's training stops where its validation still fits
                 deadline = (lambda v=val_seconds: clock() >= budget - v) if budget else None
+                kept = (
+                    f"{self.run_dir / CHECKPOINT_NAME} keeps epoch {state.epoch}"
+                    if self.run_dir and state.epoch
+                    else "no epoch was finished"
+                )
                 losses, images = self._train_epoch(
-                    net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id, deadline
+                    net,
+                    model,
+                    loader,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    ema,
+                    bar,
+                    bar_id,
+                    deadline,
+                    where=(epoch, kept),
                 )
                 train_time = time.perf_counter() - start
                 bar.remove_task(bar_id)
@@ -317,9 +332,33 @@ class Trainer:
         )
 
     def _train_epoch(
-        self, net, model, loader, optimizer, scheduler, scaler, ema, bar, bar_id, deadline=None
+        self,
+        net,
+        model,
+        loader,
+        optimizer,
+        scheduler,
+        scaler,
+        ema,
+        bar,
+        bar_id,
+        deadline=None,
+        *,
+        where: tuple[int, str] = (0, ""),
     ) -> tuple[dict[str, float], int]:
+        """One epoch; a loss that is not finite stops the run (a RecogError naming the epoch
+        and step, and what `where[1]` says is kept)."""
         cfg, ctx = self.cfg, self.ctx
+        # each step's loss is checked one step later, so the device is never waited for
+        pending: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+        def check(step: int, finite: torch.Tensor, loss: torch.Tensor) -> None:
+            if not bool(finite):
+                raise RecogError(
+                    f"training diverged at epoch {where[0] + 1}, step {step + 1}: the loss is "
+                    f"{float(loss)} (not finite); {where[1]}; try a lower --lr or --clip-grad"
+                )
+
         net.train()
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
@@ -334,6 +373,10 @@ class Trainer:
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
                 parts = self.task.loss(net, batch)
+            if pending is not None:
+                check(*pending)
+            loss = parts["loss"].detach()
+            pending = (step, torch.isfinite(loss).all(), loss)
             scaler.scale(parts["loss"] / cfg.accumulate).backward()
             if (step + 1) % cfg.accumulate == 0 or step == last:
                 if cfg.clip_grad:
@@ -353,11 +396,9 @@ class Trainer:
             if deadline is not None and (step + 1) % cfg.accumulate == 0 and step < last:
                 if ctx.broadcast(bool(deadline())):
                     break
+        if pending is not None:
+            check(*pending)
         losses = {k: ctx.mean(float(v) / max(seen, 1)) for k, v in sums.items()}
-        if not math.isfinite(losses.get("loss", 0.0)):
-            raise RecogError(
-                "training diverged (the loss is not finite); try a lower --lr or --clip-grad"
-            )
         return losses, seen
 
 

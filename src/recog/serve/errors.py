@@ -5,6 +5,11 @@ validation errors and any unexpected exception are answered in the same
 shape, counted in `recog_errors_total` by route and code, and never carry a
 traceback (a bug is logged to the "recog.serve" logger and answered with a
 bare 500).  `error_responses` documents those answers in the OpenAPI schema.
+
+A bug is answered by `_CatchBugs`, inside the app, not by Starlette's
+outermost `ServerErrorMiddleware`: that one answers too but then re-raises,
+and uvicorn drops the client's keep-alive connection without a word (the
+next request on it is a broken pipe).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recog.serve.metrics import ServerMetrics
 from recog.serve.schemas import ErrorResponse
@@ -64,5 +70,33 @@ def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
         return error(request, 500, "internal", "internal server error")
+
+    app.add_middleware(_CatchBugs, answer=_bug)
+
+
+class _CatchBugs:
+    """Pure ASGI: an exception no handler answered becomes `answer`'s response here."""
+
+    def __init__(self, app: ASGIApp, answer: Any) -> None:
+        self.app, self.answer = app, answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # half an answer is out: only the server can end it
+                raise
+            response = await self.answer(Request(scope), exc)
+            await response(scope, receive, send)

@@ -7,7 +7,9 @@ prediction: a label, or a list of boxes; the newest one counts) and
 `images` (the uploaded bytes by SHA-256, written only when the server runs
 with `--keep-images`).  Methods are synchronous; the web app calls them in
 a worker thread.  SQLite runs in WAL mode so readers never wait for the
-writer and a commit costs no fsync of the whole file.
+writer and a commit costs no fsync of the whole file.  A URL that is not one, names a
+database driver that is not installed, or a database that cannot be opened
+is a `RecogError` naming the URL (its password hidden).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from recog.errors import RecogError
 from recog.types import CorrectedExample  # the record `corrected` yields (tasks export it)
 
 DEFAULT_DB_URL = "sqlite:///recog-history.db"
@@ -108,13 +112,40 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _shown(url: str) -> str:
+    """`url` as it may be printed: quoted, its password hidden."""
+    try:
+        return repr(make_url(url).render_as_string(hide_password=True))
+    except (ArgumentError, ValueError):
+        return repr(url)
+
+
 class Store:
     """Prediction history and feedback in any SQLAlchemy database."""
 
     def __init__(self, url: str = DEFAULT_DB_URL) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        _Base.metadata.create_all(self.engine)
+        self.shown = shown = _shown(url)  # what may be printed
+        try:
+            self.engine = make_engine(url)
+        except NoSuchModuleError:  # an ArgumentError too: first
+            kind = url.partition(":")[0]
+            raise RecogError(f"history store {shown}: unknown kind of database {kind!r}") from None
+        except (ArgumentError, ValueError):
+            raise RecogError(
+                f"history store {shown}: not a database URL "
+                f"(e.g. {DEFAULT_DB_URL} or postgresql://user@host/db)"
+            ) from None
+        except ImportError as exc:
+            raise RecogError(
+                f"history store {shown}: its database driver is not installed ({exc})"
+            ) from None
+        try:
+            _Base.metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise RecogError(f"history store {shown}: cannot open it ({reason})") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

@@ -82,6 +82,8 @@ async def _image_bytes(request: Request, body: bytes) -> bytes:
             payload = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        except RecursionError:  # [[[[...]]]] 100,000 deep: the parser's stack, not ours
+            raise ApiError(400, "bad_json", "the JSON body is nested too deeply") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
             raise ApiError(
                 400, "missing_image", 'the JSON body needs {"image": "<base64 image>"}'
