@@ -16,8 +16,8 @@ from recog.types import TaskName
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"lr": -1}, "lr must be greater than 0"),
-        ({"lr": 0}, "lr must be greater than 0"),
+        ({"lr": -1}, "lr must be at least 0"),
+        ({"lr": 11}, "lr must be at least 0 and at most 10"),
         ({"batch_size": -1}, "batch_size must be at least 1"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"epochs": 2.5}, "epochs must be a whole number"),

@@ -148,7 +148,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "steps": (1, None, True, False),
     "time": (0, None, True, False),
     "batch_size": (1, 65536, True, True),
-    "lr": (0, 10, False, True),
+    "lr": (0, 10, True, True),  # 0 is a frozen run (a test of early stopping uses it)
     "weight_decay": (0, None, True, False),
     "momentum": (0, 1, True, False),
     "warmup_epochs": (0, None, True, False),

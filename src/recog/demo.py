@@ -40,7 +40,18 @@ def write_sample_images(out: Path, count: int = 8) -> Path:
 def main() -> int:
     run = Path("runs/demo/digits-cnn")
     steps = [
-        ["train", "--data", "digits", "--model", "cnn", "--epochs", "15", "--out", str(run)],
+        [
+            "train",
+            "--data",
+            "digits",
+            "--model",
+            "cnn",
+            "--epochs",
+            "15",
+            "--out",
+            str(run),
+            "--exist-ok",
+        ],  # fmt: skip
         ["val", str(run)],
     ]
     for argv in steps:
