@@ -152,7 +152,7 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(run_c
 
 # ------------------------------------------------------------ foreign checkpoints
 def test_resume_from_a_checkpoint_that_does_not_fit_is_one_line_naming_the_file(run_copy, capsys):
-    from recog.models.registry import create_model
+    from recog.models.factory import create_model
 
     wider = rio.load_checkpoint(run_copy / "last.ckpt")
     wider["model"] = create_model("cnn", num_classes=10, img_size=16, width=12).state_dict()

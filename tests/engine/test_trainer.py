@@ -256,6 +256,8 @@ def _kill_at_random_points_then_resume(reference, tmp_path: Path, tries: int) ->
     return done_at_kill
 
 
+# slow: ~90 s on 2 cores, and the default suite keeps the single mid-epoch kill above
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_matches_the_uninterrupted_run(
     reference_run, tmp_path
 ):
