@@ -19,6 +19,7 @@ import json
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,21 +132,11 @@ def read_coco(
         raise RecogError(f"{path}: lists no images")
     boxes: dict[Any, list[tuple[list[float], int, str]]] = {image_id: [] for image_id in images}
     crowd = 0
-    for k, ann in enumerate(data.get("annotations", [])):
-        if not isinstance(ann, dict):
-            raise RecogError(f"{path}: annotations[{k}] is not an object")
-        where = f"{path}: annotation id {ann.get('id', f'#{k}')}"
-        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
-            raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
-            raise RecogError(
-                f"{where}: category_id {ann.get('category_id')!r} is not in 'categories' "
-                f"(ids {sorted(cat_index)})"
-            )
+    for k, where, ann in _annotations(path, data, images, cat_index):
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
-        name = f"annotation id {ann.get('id', f'#{k}')} ({images[ann['image_id']]['file_name']})"
+        name = f"annotation id {_id_text(ann, k)} ({images[ann['image_id']]['file_name']})"
         boxes[ann["image_id"]].append((_bbox(where, ann), cat_index[ann["category_id"]], name))
 
     base = Path(image_root) if image_root is not None else path.parent
@@ -254,22 +245,41 @@ class CocoImage:
     anns: list[dict[str, Any]]
 
 
+def _id_text(ann: dict[str, Any], k: int) -> str:
+    """An annotation's id for a message (cut when long); `#k` when it has none."""
+    value = ann.get("id", f"#{k}")
+    text = short_repr(value)
+    return value if isinstance(value, str) and text == repr(value) else text
+
+
+def _annotations(
+    path: Path, data: dict[str, Any], images: dict[Any, Any], cat_index: dict[int, int]
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, where, annotation) of each annotation, after checking it is an object whose
+    image and category are listed (boxes and masks read the same list)."""
+    for k, ann in enumerate(data.get("annotations", [])):
+        if not isinstance(ann, dict):
+            raise RecogError(f"{path}: annotations[{k}] is not an object")
+        where = f"{path}: annotation id {_id_text(ann, k)}"
+        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
+            raise RecogError(
+                f"{where}: image_id {short_repr(ann.get('image_id'))} is not in 'images'"
+            )
+        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
+            raise RecogError(
+                f"{where}: category_id {short_repr(ann.get('category_id'))} is not in "
+                f"'categories' (ids {short_repr(sorted(cat_index), 200)})"
+            )
+        yield k, where, ann
+
+
 def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[str]]:
     """Images with their segmented (non-crowd) annotations, category id -> index, names."""
     data = _load(path)
     cat_index, names = _categories(path, data["categories"])
     images = _images(path, data["images"])
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
-    for k, ann in enumerate(data.get("annotations", [])):
-        if not isinstance(ann, dict):
-            raise RecogError(f"{path}: annotations[{k}] is not an object")
-        where = f"{path}: annotation id {short_repr(ann.get('id', f'#{k}'))}"
-        if not _is_id(ann.get("image_id")) or ann["image_id"] not in images:
-            raise RecogError(f"{where}: image_id {ann.get('image_id')!r} is not in 'images'")
-        if not _is_id(ann.get("category_id")) or ann["category_id"] not in cat_index:
-            raise RecogError(
-                f"{where}: category_id {short_repr(ann.get('category_id'))} is not in 'categories'"
-            )
+    for _, where, ann in _annotations(path, data, images, cat_index):
         if ann.get("iscrowd", 0):
             continue
         _check_segmentation(where, ann.get("segmentation"))
