@@ -20,6 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from recog.cli import trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true")
+    trust.add_parsers(sub)
     return parser
 
 
@@ -465,6 +467,7 @@ COMMANDS = {
     "models": cmd_models,
     "data": cmd_data,
     "serve": cmd_serve,
+    **trust.COMMANDS,
 }
 
 

@@ -1,0 +1,89 @@
+"""`recog explain`, `recog calibrate` and `recog ood`: the commands that say how far to trust a model.
+
+Parsing only, as in `recog.cli`; each command calls the `Recognizer`
+(`recog.api`) and prints what it measured.  `add_parsers` is called by
+`recog.cli.build_parser`; `COMMANDS` maps each command to its function.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+EXPLAIN_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam", "ig", "occlusion")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="heat maps of what a prediction rests on; --score measures how faithful they are",
+    )
+    p.add_argument("run", type=Path)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files, folders or globs")
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=[*EXPLAIN_METHODS, "all"],
+        help="explanation method (repeatable; default gradcam; all: every method)",
+    )
+    p.add_argument("--target", help="explain this class instead of the predicted one")
+    p.add_argument(
+        "--save-dir", type=Path, help="where maps, overlays and scores go (default RUN/explain)"
+    )
+    p.add_argument(
+        "--score",
+        action="store_true",
+        help="measure faithfulness (deletion/insertion AUC, randomization check) on --data",
+    )
+    p.add_argument("--data", help="images to score on (default: the run's validation split)")
+    p.add_argument("--images", type=int, default=16, dest="num_images", help="images to score")
+    p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps per curve")
+    p.add_argument("--device", default="auto")
+
+
+def cmd_explain(ns: argparse.Namespace) -> int:
+    from recog import api
+    from recog.errors import RecogError
+
+    methods = list(EXPLAIN_METHODS) if "all" in (ns.method or []) else (ns.method or ["gradcam"])
+    if not ns.images and not ns.score:
+        raise RecogError("recog explain: give IMAGE paths, or --score to measure faithfulness")
+    if ns.num_images < 1:
+        raise RecogError(f"--images {ns.num_images}: must be at least 1")
+    if ns.steps < 2:
+        raise RecogError(f"--steps {ns.steps}: must be at least 2")
+    rec = api.load(ns.run, device=ns.device)
+    save_dir = ns.save_dir or (ns.run / "explain")
+    if ns.images:
+        written = rec.explain(ns.images, methods=methods, target=ns.target, save_dir=save_dir)
+        print(f"{len(written)} maps in {save_dir}")
+    if ns.score:
+        table = rec.score_explanations(
+            ns.data, methods=methods, images=ns.num_images, steps=ns.steps, save_dir=save_dir
+        )
+        _print_ranking(table)
+        print(f"scores: {save_dir / 'faithfulness.json'}")
+    return 0
+
+
+def _print_ranking(table: dict[str, dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title="faithfulness (deletion: lower is better; insertion: higher is better)")
+    for column in ("rank", "method", "deletion AUC", "insertion AUC", "randomization rho"):
+        out.add_column(column, justify="left" if column == "method" else "right")
+    for rank, (method, row) in enumerate(table.items(), start=1):
+        rho = row.get("randomization_spearman")
+        out.add_row(
+            str(rank),
+            method,
+            f"{row['deletion_auc']:.4f}",
+            f"{row['insertion_auc']:.4f}",
+            "-" if rho is None else f"{rho:.3f}",
+        )
+    Console(width=120).print(out)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"explain": cmd_explain}
