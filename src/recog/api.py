@@ -390,17 +390,65 @@ class Recognizer:
         files = find_images(list(paths))
         return files, self.predict(files, batch_size=batch_size)
 
+    # ------------------------------------------------------------- explain
+    def explain(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        target: str | int | None = None,
+        save_dir: str | Path | None = None,
+        steps: int = 20,
+    ) -> list[Any]:
+        """Saliency maps (`recog.explain.Explanation`, each with its deletion and insertion
+        AUC) of the predictions on `images`, by each method; with `save_dir`, also the overlay
+        PNGs, the raw `.npy` maps and their scores there."""
+        from recog.explain.run import explain_images
+
+        items = _as_image_list(images)
+        named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
+                 for i, x in enumerate(items)]  # fmt: skip
+        return explain_images(
+            self.task, self.model, named, methods=methods, target=target,
+            save_dir=None if save_dir is None else Path(save_dir), head=self.spec.head,
+            device=self.device, steps=steps,
+        )  # fmt: skip
+
+    def score_explanations(
+        self,
+        data: str | None = None,
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        images: int = 16,
+        steps: int = 20,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Faithfulness of each method (and of a random map) on `images` images of `data`
+        (default: the run's validation split), best first: `faithfulness.json` in `save_dir`
+        (default RUN/explain) and an explanations section in the run's report.html."""
+        from recog.explain.run import score_methods
+
+        dataset = self._dataset(data)
+        return score_methods(
+            self.task, self.model, dataset, methods=methods, images=images, steps=steps,
+            save_dir=Path(save_dir) if save_dir is not None else self.run_dir / "explain",
+            data_name=str(data or self.config.data), head=self.spec.head, device=self.device,
+            report=self.run_dir / "report.html",
+        )  # fmt: skip
+
+    def _dataset(self, data: str | None) -> Any:
+        """`data` with the run's classes at its input size; None: the run's validation split."""
+        if data is None:
+            return type(self.task).load_splits(self.config).val
+        return type(self.task).load_eval(data, self.config, self.class_names)
+
     def evaluate(
         self, data: str | None = None, *, out_dir: str | Path | None = None
     ) -> dict[str, Any]:
         """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
         start = time.perf_counter()
-        if data is None:
-            dataset = type(self.task).load_splits(self.config).val
-            name = self.config.data
-        else:
-            dataset = type(self.task).load_eval(data, self.config, self.class_names)
-            name = data
+        dataset = self._dataset(data)
+        name = self.config.data if data is None else data
         ctx = DistContext(device=self.device)
         acc = final_evaluation(
             self.task,
