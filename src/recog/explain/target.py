@@ -72,21 +72,29 @@ def tokens_to_map(prefix: int, side: int) -> Callable[[torch.Tensor], torch.Tens
     return reshape
 
 
-def _spatial(out: object) -> bool:
+def _spatial(out: object, size: tuple[int, int]) -> bool:
+    """A feature map of an image of `size` (H, W): (B, C, h, w) with h <= H and w in the
+    image's aspect ratio (so attention's (B, heads, tokens, dim) is not one), or ViT tokens."""
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         return False
     if out.ndim == 4:
-        return out.shape[-1] >= 2 and out.shape[-2] >= 2
+        h, w = out.shape[-2:]
+        return 2 <= h <= size[0] and w >= 2 and abs(w - size[1] * h / size[0]) <= 1
     return out.ndim == 3 and token_grid(out.shape[1]) is not None
 
 
 def _in_head(name: str, head: tuple[str, ...]) -> bool:
     """A module of the model's head: under a `ModelSpec.head` prefix, or under a part named
     like one (head, heads, roi_heads, segmentation_head), so a CAM reads the features the
-    head reads rather than the head's own outputs."""
+    head reads rather than the head's own outputs; or inside an attention block."""
     if any(name == h or name.startswith(h + ".") for h in head):
         return True
-    return any(part.endswith(("head", "heads")) for part in name.split("."))
+    parts = name.split(".")
+    return any(p.endswith(("head", "heads")) or p in _ATTENTION for p in parts)
+
+
+#: parts whose insides are attention (heads x tokens x dims), never a map of the image
+_ATTENTION = {"attn", "attention", "self_attention"}
 
 
 def cam_layer(
@@ -95,12 +103,13 @@ def cam_layer(
     """The CAM layer of `target_model.model` for `image` (1, 3, H, W) in [0, 1]:
     (module, reshape transform or None, its dotted name)."""
     model = target_model.model
+    size = (int(image.shape[-2]), int(image.shape[-1]))
     order: list[tuple[str, nn.Module, torch.Tensor]] = []
     hooks = []
 
     def keep(name: str, module: nn.Module) -> Callable[..., None]:
         def hook(_m: nn.Module, _inputs: object, out: object) -> None:
-            if _spatial(out) and out.requires_grad:
+            if _spatial(out, size) and out.requires_grad:
                 out.retain_grad()
                 order.append((name, module, out))
 
