@@ -295,3 +295,30 @@ def test_detection_model_shows_the_main_metric_its_task_defines(browser, detect_
     assert "map 43.2%" in shown, shown
     assert "map50" not in shown and "87.7%" not in shown, shown
     assert not errors, f"errors in the page: {errors}"
+
+
+def test_explain_toggle_draws_a_heat_map_with_its_scores(page, tmp_path):
+    """With "Explain" on, the page asks /v1/explain and draws the heat map over the (grey)
+    digit: the screenshot of the map holds the heat scale's saturated colours."""
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_png(2, size=96))
+    page.select_option("#model", "digits-cnn")
+    page.check("#explain")
+    _upload(page, image)
+    page.wait_for_selector("#explanations img.heatmap", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#explanations img.heatmap').complete"
+        " && document.querySelector('#explanations img.heatmap').naturalWidth > 0"
+    )
+    caption = page.inner_text("#explanations figcaption")
+    assert "deletion" in caption and "insertion" in caption and "random" in caption
+    shot = tmp_path / "explain.png"
+    page.locator("#explanations img.heatmap").first.screenshot(path=str(shot))
+    page.screenshot(path=str(tmp_path / "explain-page.png"), full_page=True)
+    with Image.open(shot) as img:
+        rgb = img.convert("RGB")
+        pixels = list(rgb.getdata())
+    coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 80)
+    assert coloured / len(pixels) > 0.2, f"no heat map drawn (see {shot})"

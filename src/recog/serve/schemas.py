@@ -74,6 +74,28 @@ class PredictResponse(BaseModel):
     latency_ms: float = Field(description="server time from request to answer, milliseconds")
 
 
+class ExplainMap(BaseModel):
+    """One heat map: its target, the overlay, and how faithful it is (recog.explain)."""
+
+    target: str = Field(description="what the map explains: a class, a box, a class region")
+    label: int
+    box: list[float] | None = Field(None, description="xyxy in the overlay's pixels (detection)")
+    overlay: str = Field(description="PNG data URL: the heat map over the image the model saw")
+    deletion_auc: float = Field(description="lower is better")
+    insertion_auc: float = Field(description="higher is better")
+    random_deletion_auc: float = Field(description="a random map's, on the same image")
+    random_insertion_auc: float
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    task: TaskName
+    method: str
+    image: ImageInfo
+    maps: list[ExplainMap]
+    latency_ms: float
+
+
 class PredictJSON(BaseModel):
     """The JSON form of a predict request."""
 

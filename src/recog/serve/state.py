@@ -9,6 +9,7 @@ never share a model, a queue or a store).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -41,6 +42,20 @@ class ServedModel:
     recognizer: Recognizer
     batcher: MicroBatcher
     info: ModelInfo
+    #: the model's copy that explanations hook into (made on the first /v1/explain), so
+    #: their hooks and gradients never touch the batcher's forward passes
+    explainer: Recognizer | None = None
+    explain_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def explaining(self) -> Recognizer:
+        """The explanation copy of the recognizer (call under `explain_lock`)."""
+        if self.explainer is None:
+            import copy
+
+            rec = copy.copy(self.recognizer)
+            rec.model = copy.deepcopy(self.recognizer.model).eval()
+            self.explainer = rec
+        return self.explainer
 
 
 @dataclass

@@ -4,6 +4,7 @@
 - `prometheus`: `/metrics`
 - `models`: `/v1/models` and what each served model reports about itself
 - `predict`: `/v1/predict`
+- `explain`: `/v1/explain` (heat maps and their faithfulness)
 - `history`: `/v1/feedback` and `/v1/history`
 
 A route reaches the app's models, store and settings through the

@@ -16,6 +16,7 @@ const state = {
   images: new Map(),   // prediction id -> object URL (this session only)
   apiKey: sessionStorage.getItem("recog-api-key") || "",
   drag: null,          // a box being drawn for feedback
+  file: null,          // the last image sent, for explanations
 };
 
 function model(name) {
@@ -124,9 +125,53 @@ async function predictFile(file) {
   }
   const roundTripMs = performance.now() - started;
   state.images.set(response.id, url);
+  state.file = file;
   const image = await loadImage(url);
   await show(response, image, roundTripMs);
   loadHistory();
+  if ($("explain").checked) explainFile();
+}
+
+// ------------------------------------------------------------------ explaining
+// The heat maps come as PNG overlays on the image the model saw (cropped or letterboxed),
+// one per class, box or region, each with its deletion and insertion scores against a
+// random map on the same image (lower deletion, higher insertion: more faithful).
+async function explainFile() {
+  const box = $("explanations");
+  box.replaceChildren();
+  if (!state.file || !$("explain").checked) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const method = $("explain-method").value;
+  box.append(el("p", { class: "hint", text: `Explaining with ${method}…` }));
+  const form = new FormData();
+  form.append("file", state.file, state.file.name || "pasted-image");
+  let response;
+  try {
+    response = await api(
+      `/v1/explain?model=${encodeURIComponent($("model").value)}&method=${encodeURIComponent(method)}`,
+      { method: "POST", body: form },
+    );
+  } catch (error) {
+    box.replaceChildren(el("p", { class: "error", text: `No explanation: ${error.message}` }));
+    return;
+  }
+  box.replaceChildren();
+  if (!response.maps.length) {
+    box.append(el("p", { class: "hint", text: "Nothing to explain: the model found nothing." }));
+  }
+  for (const m of response.maps) {
+    const img = el("img", { src: m.overlay, alt: `${method} heat map for ${m.target}`, class: "heatmap" });
+    const faithful = m.deletion_auc < m.random_deletion_auc && m.insertion_auc > m.random_insertion_auc;
+    const caption = el("figcaption", {
+      text: `${m.target}: deletion ${m.deletion_auc.toFixed(3)} (random ${m.random_deletion_auc.toFixed(3)}), ` +
+        `insertion ${m.insertion_auc.toFixed(3)} (random ${m.random_insertion_auc.toFixed(3)})` +
+        (faithful ? " · beats random" : " · no better than random"),
+    });
+    box.append(el("figure", { class: "explanation" }, img, caption));
+  }
 }
 
 function loadImage(url) {
@@ -521,6 +566,8 @@ function wire() {
     if (item) predictFile(item.getAsFile());
   });
   $("model").addEventListener("change", showModelInfo);
+  $("explain").addEventListener("change", explainFile);
+  $("explain-method").addEventListener("change", explainFile);
   $("opacity").addEventListener("input", draw);
   $("wrong").addEventListener("click", () => ($("feedback").hidden ? openFeedback() : closeFeedback()));
   $("feedback").addEventListener("submit", sendFeedback);
