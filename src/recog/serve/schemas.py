@@ -1,7 +1,8 @@
 """The wire format of the REST API: pydantic models that FastAPI turns into the OpenAPI schema.
 
 A prediction's `result` is the task's `to_record` output: classification
-fills `label`, `score` and `top_k`; detection `detections`; semantic
+fills `label`, `score` and `top_k` (and `unknown`, `ood_score` for a run with
+a reject rule); detection `detections`; semantic
 segmentation `segmentation`; instance segmentation both `detections` and
 `segmentation`.  Boxes are `[x1, y1, x2, y2]` in pixels of the uploaded
 image (after its EXIF orientation).
@@ -52,9 +53,19 @@ class SegmentationResult(BaseModel):
 class PredictionResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    label: str | None = None
+    label: str | None = Field(
+        default=None, description="the class; null when `unknown` (none of the run's classes)"
+    )
     score: float | None = None
     top_k: list[ClassScore] | None = None
+    unknown: bool | None = Field(
+        default=None,
+        description="true when the image scored below the run's out-of-distribution threshold "
+        "(`recog calibrate`): none of these classes; `top_k` still ranks the nearest",
+    )
+    ood_score: float | None = Field(
+        default=None, description="the image's out-of-distribution score (higher: more familiar)"
+    )
     detections: list[Detection] | None = None
     segmentation: SegmentationResult | None = None
 
