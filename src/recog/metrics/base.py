@@ -29,7 +29,8 @@ class Figure:
     pr_curves: `recall` (R,), `precision` (R, K) with -1 where a class has no
         truth, `labels` (K), `title`.
     reliability: `edges` (B + 1) of equal-width confidence bins; per bin `count`,
-        mean `confidence` and `accuracy` (None when empty); `ece`, `title`.
+        mean `confidence` and `accuracy` (None when empty); `ece`, `title`, and
+        `ylabel` (default "accuracy"; detection's is "precision").
     """
 
     kind: FigureKind

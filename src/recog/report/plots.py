@@ -222,6 +222,7 @@ def plot_reliability(
     *,
     ece: float | None = None,
     title: str = "reliability",
+    ylabel: str = "accuracy",
 ) -> Path:
     """The reliability diagram: per confidence bin, accuracy as a bar against the diagonal
     (the gap to the bin's mean confidence shaded red), and below it how many images fell
@@ -240,7 +241,7 @@ def plot_reliability(
         align="edge",
         color="#4363d8",
         edgecolor="white",
-        label="accuracy",
+        label=ylabel,
     )
     gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
     ax.bar(
@@ -256,12 +257,12 @@ def plot_reliability(
     ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(ylabel)
     ax.set_title(title if ece is None else f"{title}, ECE {ece:.4f}")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     ax_count.bar(lo, count, width=width, align="edge", color="#808080", edgecolor="white")
-    ax_count.set_xlabel("confidence (top-1 probability)")
+    ax_count.set_xlabel("top-1 probability" if ylabel == "accuracy" else "score")
     ax_count.set_ylabel("images")
     ax_count.grid(alpha=0.3)
     return _save(fig, out)
@@ -296,6 +297,7 @@ def draw_figures(figures: Sequence[MetricFigure], out_dir: Path) -> list[Path]:
                     out,
                     ece=d.get("ece"),
                     title=d.get("title", "reliability"),
+                    ylabel=d.get("ylabel", "accuracy"),
                 )
             )
         else:
