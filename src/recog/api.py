@@ -465,6 +465,9 @@ class Recognizer:
     # (the logic is recog.confidence's; these pick the data and keep the results in the run)
     def _held_out(self, data: str | None) -> tuple[Any, str]:
         """Labelled held-out images: `data`, or the run's own validation split."""
+        from recog.confidence.features import require_class_logits
+
+        require_class_logits(self.task)  # before any data is read
         if data is None:
             return type(self.task).load_splits(self.config).val, f"{self.config.data} (validation)"
         return type(self.task).load_eval(data, self.config, self.class_names), str(data)
@@ -536,7 +539,7 @@ class Recognizer:
         default: the validation split) from the out-of-distribution images `out`.  Written as
         `ood.json` in `save_dir` (default: the run)."""
         from recog.confidence import fitting
-        from recog.confidence.features import collect_dataset, collect_files
+        from recog.confidence.features import collect_dataset, collect_files, require_class_logits
         from recog.confidence.rules import OOD_REPORT_NAME
         from recog.data import find_images
 
@@ -546,6 +549,7 @@ class Recognizer:
                 raise RecogError(f"{paths}: no image files")
             return found
 
+        require_class_logits(self.task)
         outside_files = files(out)
         batch = self._batch()
         args = (self.task, self.model, self.spec)

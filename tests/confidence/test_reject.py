@@ -134,3 +134,20 @@ def test_training_again_drops_what_was_fitted_to_the_old_model():
     assert {"calibration.json", "ood_rule.json", "ood_bank.safetensors", "ood.json"} == set(
         CONFIDENCE_FILES
     )
+
+
+def test_only_classifiers_are_calibrated(tmp_path):
+    from types import SimpleNamespace
+
+    from recog.confidence import Confidence
+    from recog.confidence.features import require_class_logits
+    from recog.errors import RecogError
+    from recog.tasks import TASKS
+
+    assert {name for name, cls in TASKS.items() if cls.class_logits} == {"classify"}
+    detector = SimpleNamespace(name="detect", class_logits=False)
+    with pytest.raises(RecogError, match="detect models have no class logits"):
+        require_class_logits(detector)
+    (tmp_path / "calibration.json").write_text('{"temperature": 2.0}')
+    with pytest.raises(RecogError, match="calibration.json: detect runs cannot apply it"):
+        Confidence.load(tmp_path, detector)

@@ -91,7 +91,8 @@ def logits_and_features(
     return logits.float().cpu(), tap.features.cpu()
 
 
-def _check_task(task: Task) -> None:
+def require_class_logits(task: Task) -> None:
+    """A RecogError unless the task's model answers class logits (a classifier)."""
     if not task.class_logits:
         raise RecogError(
             f"{task.name} models have no class logits: calibration and out-of-distribution "
@@ -110,7 +111,7 @@ def collect_dataset(
     batch_size: int = 64,
 ) -> Outputs:
     """Logits, features and labels over a labelled dataset (the task's collation)."""
-    _check_task(task)
+    require_class_logits(task)
     model.eval()
     head = head_module(model, spec)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=task.collate)
@@ -136,7 +137,7 @@ def collect_files(
     """Logits and features of image files, read and prepared as `recog predict` reads them."""
     from recog.data import read_image
 
-    _check_task(task)
+    require_class_logits(task)
     if not files:
         raise RecogError("no image files to measure on")
     model.eval()
