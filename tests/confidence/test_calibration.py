@@ -48,6 +48,8 @@ def test_scaling_keeps_every_answer_and_the_model_untouched():
     torch.testing.assert_close(scaled(x), model(x) / 2.5)
     assert scaled(x).argmax(1).tolist() == model(x).argmax(1).tolist()
     assert set(model.state_dict()) == {"weight", "bias"}
+    model.eval()
+    assert not TemperatureScaled(model, 2.0).training  # restoring its mode keeps the model in eval
 
 
 def test_calibration_json_round_trips(tmp_path):

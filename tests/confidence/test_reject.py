@@ -50,6 +50,7 @@ def test_calibrate_lowers_the_ece_and_keeps_its_numbers_in_the_run(calibrated, c
     assert rec.confidence.temperature == pytest.approx(saved["temperature"])
     # `recog val` of a calibrated run measures it as it predicts: with the temperature
     assert rec.evaluate()["ece"] == pytest.approx(saved["ece_after"], abs=1e-4)
+    assert not rec.model.training  # the evaluation left the model as it found it
 
 
 def test_predict_answers_unknown_for_noise_and_a_class_for_digits(

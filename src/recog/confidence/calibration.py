@@ -150,6 +150,9 @@ class TemperatureScaled(nn.Module):
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        # the wrapper is in the model's mode: an evaluator that restores "the mode it found"
+        # must not leave the model training
+        self.train(model.training)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x) / self.temperature
