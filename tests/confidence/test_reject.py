@@ -152,3 +152,17 @@ def test_only_classifiers_are_calibrated(tmp_path):
     (tmp_path / "calibration.json").write_text('{"temperature": 2.0}')
     with pytest.raises(RecogError, match="calibration.json: detect runs cannot apply it"):
         Confidence.load(tmp_path, detector)
+
+
+def test_the_reference_images_are_the_training_split_as_evaluation_sees_them(digits_run):
+    import torch
+
+    import recog
+
+    rec = recog.load(digits_run, device="cpu")
+    reference = type(rec.task).load_reference(rec.config)
+    train = type(rec.task).load_splits(rec.config).train
+    assert len(reference) == len(train) == 1438
+    first, again = reference[0], reference[0]
+    assert torch.equal(first.image, again.image)  # no augmentation: the same every time
+    assert first.image.shape == (3, rec.img_size, rec.img_size)

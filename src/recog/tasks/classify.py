@@ -7,7 +7,6 @@ device, after normalization, so the data loader ships plain uint8 images.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -120,9 +119,16 @@ class ClassifyTask(Task):
 
     @staticmethod
     def load_reference(cfg: TrainConfig) -> Dataset:
-        # the run's own split, each image resized and centre-cropped instead of augmented
-        plain = dataclasses.replace(cfg, augment="none", auto_augment="none", hflip=0.0)
-        return ClassifyTask.load_splits(plain).train
+        from recog.data import eval_transform
+
+        # the run's own training split, each image under the evaluation transform instead
+        # of the augmentation (the validation images' resize and centre crop)
+        train = ClassifyTask.load_splits(cfg).train
+        train.transform = eval_transform(
+            img_size=int(cfg.img_size),  # type: ignore[arg-type]
+            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
+        )
+        return train
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
