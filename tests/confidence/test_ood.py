@@ -120,3 +120,14 @@ def test_a_tiny_digits_cnn_tells_noise_from_digits(digits_run, noise_images):
     for name, row in saved.items():
         assert set(row) == {"auroc", "fpr95"}
         assert row["auroc"] == pytest.approx(table[name]["auroc"])
+
+
+def test_mahalanobis_is_the_distance_to_the_nearest_class_mean():
+    train, labels = _clusters(400, seed=4)
+    stats = FeatureStats.fit(train, labels, scores=("mahalanobis",))
+    x, _ = _clusters(5, seed=5)
+    diff = x[:, None, :].double() - stats.means[None].double()
+    expected = -torch.einsum("bcd,de,bce->bc", diff, stats.precision.double(), diff).amin(1)
+    torch.testing.assert_close(
+        score("mahalanobis", torch.zeros(5, 3), x, stats).double(), expected, rtol=1e-5, atol=1e-4
+    )

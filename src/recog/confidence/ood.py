@@ -128,9 +128,11 @@ def score(name: str, logits: Tensor, features: Tensor | None, stats: FeatureStat
         if stats.means is None or stats.precision is None:
             raise RecogError("the mahalanobis score needs class means and a precision matrix")
         _check_width(features, stats.means)
-        diff = features[:, None, :] - stats.means[None, :, :]  # (B, C, D)
-        dist = ((diff @ stats.precision) * diff).sum(-1)
-        return -dist.amin(1)
+        # (f - m)' P (f - m) expanded, so no (B, C, D) difference tensor is built (C may be 1000)
+        f, m, p = features.double(), stats.means.double(), stats.precision.double()
+        fp = f @ p
+        dist = (fp * f).sum(1, keepdim=True) - 2.0 * fp @ m.T + ((m @ p) * m).sum(1)[None, :]
+        return -dist.amin(1).float()
     raise RecogError(f"unknown out-of-distribution score {name!r} (one of {', '.join(SCORES)})")
 
 
