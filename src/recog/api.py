@@ -422,17 +422,65 @@ class Recognizer:
         files = find_images(list(paths))
         return files, self.predict(files, batch_size=batch_size, reject=reject)
 
+    # ------------------------------------------------------------- explain
+    def explain(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        target: str | int | None = None,
+        save_dir: str | Path | None = None,
+        steps: int = 20,
+    ) -> list[Any]:
+        """Saliency maps (`recog.explain.Explanation`, each with its deletion and insertion
+        AUC) of the predictions on `images`, by each method; with `save_dir`, also the overlay
+        PNGs, the raw `.npy` maps and their scores there."""
+        from recog.explain.run import explain_images
+
+        items = _as_image_list(images)
+        named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
+                 for i, x in enumerate(items)]  # fmt: skip
+        return explain_images(
+            self.task, self.model, named, methods=methods, target=target,
+            save_dir=None if save_dir is None else Path(save_dir), head=self.spec.head,
+            device=self.device, steps=steps,
+        )  # fmt: skip
+
+    def score_explanations(
+        self,
+        data: str | None = None,
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        images: int = 16,
+        steps: int = 20,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Faithfulness of each method (and of a random map) on `images` images of `data`
+        (default: the run's validation split), best first: `faithfulness.json` in `save_dir`
+        (default RUN/explain) and an explanations section in the run's report.html."""
+        from recog.explain.run import score_methods
+
+        dataset = self._dataset(data)
+        return score_methods(
+            self.task, self.model, dataset, methods=methods, images=images, steps=steps,
+            save_dir=Path(save_dir) if save_dir is not None else self.run_dir / "explain",
+            data_name=str(data or self.config.data), head=self.spec.head, device=self.device,
+            report=self.run_dir / "report.html",
+        )  # fmt: skip
+
+    def _dataset(self, data: str | None) -> Any:
+        """`data` with the run's classes at its input size; None: the run's validation split."""
+        if data is None:
+            return type(self.task).load_splits(self.config).val
+        return type(self.task).load_eval(data, self.config, self.class_names)
+
     def evaluate(
         self, data: str | None = None, *, out_dir: str | Path | None = None
     ) -> dict[str, Any]:
         """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
         start = time.perf_counter()
-        if data is None:
-            dataset = type(self.task).load_splits(self.config).val
-            name = self.config.data
-        else:
-            dataset = type(self.task).load_eval(data, self.config, self.class_names)
-            name = data
+        dataset = self._dataset(data)
+        name = self.config.data if data is None else data
         ctx = DistContext(device=self.device)
         # a calibrated run is measured as it predicts: with its temperature (no reject rule)
         model = self.model if self.confidence is None else self.confidence.scaled(self.model)
@@ -468,9 +516,8 @@ class Recognizer:
         from recog.confidence.features import require_class_logits
 
         require_class_logits(self.task)  # before any data is read
-        if data is None:
-            return type(self.task).load_splits(self.config).val, f"{self.config.data} (validation)"
-        return type(self.task).load_eval(data, self.config, self.class_names), str(data)
+        name = f"{self.config.data} (validation)" if data is None else str(data)
+        return self._dataset(data), name
 
     def _batch(self) -> int:
         return int(self.config.batch_size) * 2  # type: ignore[arg-type]
@@ -554,9 +601,7 @@ class Recognizer:
         batch = self._batch()
         args = (self.task, self.model, self.spec)
         if inputs is None:
-            inside = collect_dataset(
-                *args, type(self.task).load_splits(self.config).val, self.device, batch_size=batch
-            )
+            inside = collect_dataset(*args, self._dataset(None), self.device, batch_size=batch)
         else:
             inside = collect_files(*args, files(inputs), self.device, batch_size=batch)
         outside = collect_files(*args, outside_files, self.device, batch_size=batch)

@@ -103,6 +103,22 @@ class Prediction(Target):
 
 
 @dataclass
+class ExplainTarget:
+    """One thing an explanation is about, in model-input pixels.
+
+    classification: the class `label`; detection: the detected `box` (xyxy)
+    of class `label`; semantic segmentation: the `region` (H, W) bool that
+    was predicted as class `label`.  `name` is what a user reads ("bees",
+    "raccoon 0.91 #1", "membrane").
+    """
+
+    name: str
+    label: int
+    box: torch.Tensor | None = None
+    region: torch.Tensor | None = None
+
+
+@dataclass
 class Sample:
     """One image as the data layer yields it.
 

@@ -11,7 +11,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-EXPLAIN_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam", "ig", "occlusion")
+#: recog.explain.METHODS, written out so `--help` imports no torch (a test keeps them equal)
+EXPLAIN_METHODS = (
+    "gradcam", "gradcam++", "layercam", "eigencam", "ig", "occlusion", "drise", "random",
+)  # fmt: skip
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--method",
         action="append",
         choices=[*EXPLAIN_METHODS, "all"],
-        help="explanation method (repeatable; default gradcam; all: every method)",
+        help="explanation method (repeatable; default gradcam; all: every method but random, "
+        "the baseline --score always adds)",
     )
     p.add_argument("--target", help="explain this class instead of the predicted one")
     p.add_argument(
@@ -46,7 +50,8 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     from recog import api
     from recog.errors import RecogError
 
-    methods = list(EXPLAIN_METHODS) if "all" in (ns.method or []) else (ns.method or ["gradcam"])
+    every = [m for m in EXPLAIN_METHODS if m != "random"]
+    methods = every if "all" in (ns.method or []) else (ns.method or ["gradcam"])
     if not ns.images and not ns.score:
         raise RecogError("recog explain: give IMAGE paths, or --score to measure faithfulness")
     if ns.num_images < 1:
@@ -56,8 +61,14 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     rec = api.load(ns.run, device=ns.device)
     save_dir = ns.save_dir or (ns.run / "explain")
     if ns.images:
-        written = rec.explain(ns.images, methods=methods, target=ns.target, save_dir=save_dir)
-        print(f"{len(written)} maps in {save_dir}")
+        from recog.data import find_images
+
+        files = find_images(list(ns.images))
+        maps = rec.explain(
+            files, methods=methods, target=ns.target, save_dir=save_dir, steps=ns.steps
+        )
+        _print_maps(maps)
+        print(f"{len(maps)} maps of {len(files)} images in {save_dir}")
     if ns.score:
         table = rec.score_explanations(
             ns.data, methods=methods, images=ns.num_images, steps=ns.steps, save_dir=save_dir
@@ -65,6 +76,26 @@ def cmd_explain(ns: argparse.Namespace) -> int:
         _print_ranking(table)
         print(f"scores: {save_dir / 'faithfulness.json'}")
     return 0
+
+
+def _print_maps(maps: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title="maps (deletion: lower is better; insertion: higher is better)")
+    for column in ("image", "target", "method", "deletion", "insertion", "random del/ins"):
+        out.add_column(column)
+    for e in maps:
+        s = e.scores
+        out.add_row(
+            Path(e.image).name,
+            e.target.name,
+            e.method,
+            f"{s['deletion_auc']:.3f}",
+            f"{s['insertion_auc']:.3f}",
+            f"{s['random_deletion_auc']:.3f} / {s['random_insertion_auc']:.3f}",
+        )
+    Console(width=140).print(out)
 
 
 def _print_ranking(table: dict[str, dict[str, float]]) -> None:

@@ -222,9 +222,12 @@ class YOLO(nn.Module):
             return self.criterion(self, maps, targets)
         return self.postprocess(maps)
 
-    @torch.no_grad()
     def postprocess(self, maps: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """Per-image detections: every (point, class) above the threshold, class-aware NMS."""
+        """Per-image detections: every (point, class) above the threshold, class-aware NMS.
+
+        Not under no_grad: the kept scores and boxes stay differentiable with
+        respect to the input, which explanations and attacks need (callers
+        that only predict run under no_grad already)."""
         boxes, probs = self.decode(maps)
         out = []
         for b, p in zip(boxes, probs, strict=True):

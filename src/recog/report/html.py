@@ -178,3 +178,23 @@ def write_report(
     )
     atomic_write_text(out, page)
     return out
+
+
+def upsert_section(report: Path, key: str, heading: str, body: str) -> Path:
+    """Add (or replace) one section of an existing report.html, before its end.
+
+    Sections added after training (explanations, calibration) sit between
+    `<!-- section:key -->` markers, so writing one again replaces it.
+    `body` is trusted HTML made by recog (its values escaped by the caller).
+    """
+    report = Path(report)
+    page = report.read_text(encoding="utf-8")
+    start, end = f"<!-- section:{key} -->", f"<!-- /section:{key} -->"
+    block = f"{start}<h2>{_esc(heading)}</h2>{body}{end}"
+    if start in page and end in page:
+        before, rest = page.split(start, 1)
+        page = before + block + rest.split(end, 1)[1]
+    else:
+        page = page.replace("\n</main>", f"\n{block}\n</main>", 1)
+    atomic_write_text(report, page)
+    return report

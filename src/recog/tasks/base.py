@@ -19,7 +19,16 @@ from torch import nn
 
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
-from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
+from recog.types import (
+    Batch,
+    DataFacts,
+    ExplainTarget,
+    MetricName,
+    Prediction,
+    Sample,
+    Target,
+    TaskName,
+)
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -85,6 +94,10 @@ class Task(ABC):
         images = images.float().div_(255.0)
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
+    def normalize_float(self, images: torch.Tensor) -> torch.Tensor:
+        """float (B, 3, H, W) in [0, 1] -> normalized, differentiably (explanations, attacks)."""
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
+
     @abstractmethod
     def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         """One decoded (3, H, W) uint8 image -> the model's input size (uint8) and its `meta`."""
@@ -111,6 +124,31 @@ class Task(ABC):
     ) -> torch.Tensor:
         """(3, H, W) uint8 image with the prediction drawn on it."""
 
+    # ------------------------------------------------------------- explaining
+    def explain_targets(
+        self, prediction: Prediction, *, label: int | None = None
+    ) -> list[ExplainTarget]:
+        """What an explanation of `prediction` (made at the model's input size, `meta` None)
+        is about, one `ExplainTarget` each; with `label`, only that class's."""
+        raise RecogError(f"{self.name} models have no explanations")
+
+    def explain_score(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        target: ExplainTarget,
+        *,
+        gradient: bool = False,
+    ) -> torch.Tensor:
+        """(B,) the model's score for `target` on float images in [0, 1] at the input size.
+
+        A probability-like value in [0, 1] (what deletion and insertion curves
+        trace); with `gradient`, the evidence gradient methods follow (a
+        logit where the task has one), differentiable with respect to `images`.
+        """
+        raise RecogError(f"{self.name} models have no explanations")
+
+    # ------------------------------------------------------------- confidence
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """(B, C) float class logits of a uint8 (B, 3, H, W) batch, before any soft-max;
         only where `class_logits` (temperature scaling divides them)."""

@@ -23,7 +23,16 @@ from recog.data.formats.convert import convert_detection
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
-from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
+from recog.types import (
+    Batch,
+    DataFacts,
+    ExplainTarget,
+    MetricName,
+    Prediction,
+    Sample,
+    Target,
+    TaskName,
+)
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -195,6 +204,23 @@ class ClassifyTask(Task):
         canvas.rectangle((0, 0, pil.width, height), fill=(0, 0, 0))
         canvas.text((2, 1), text, fill=(255, 255, 255))
         return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+
+    def explain_targets(
+        self, prediction: Prediction, *, label: int | None = None
+    ) -> list[ExplainTarget]:
+        k = int(prediction.labels) if label is None else int(label)
+        return [ExplainTarget(name=self.class_names[k], label=k)]
+
+    def explain_score(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        target: ExplainTarget,
+        *,
+        gradient: bool = False,
+    ) -> torch.Tensor:
+        logits = model(self.normalize_float(images)).float()
+        return logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
 
     def _title(self, prediction: Prediction) -> str:
         """`cat 93%`, or `unknown (cat 41%)` for an image the run's rule rejected."""

@@ -27,7 +27,16 @@ from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
-from recog.types import Batch, DataFacts, MetricName, Prediction, Sample, Target, TaskName
+from recog.types import (
+    Batch,
+    DataFacts,
+    ExplainTarget,
+    MetricName,
+    Prediction,
+    Sample,
+    Target,
+    TaskName,
+)
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -179,6 +188,51 @@ class DetectTask(Task):
                 out, prediction.boxes[keep], labels=labels, colors="lime", width=2
             )
         return out
+
+    #: boxes explained per image at most (the highest-scoring shown ones)
+    explain_max_boxes: ClassVar[int] = 20
+
+    def explain_targets(
+        self, prediction: Prediction, *, label: int | None = None
+    ) -> list[ExplainTarget]:
+        """One target per shown box (score >= the display threshold), best first."""
+        keep = self._shown(prediction)
+        if label is not None:
+            keep &= prediction.labels == int(label)
+        order = prediction.scores[keep].argsort(descending=True)[: self.explain_max_boxes]
+        boxes, labels, scores = (
+            t[keep][order] for t in (prediction.boxes, prediction.labels, prediction.scores)
+        )
+        return [
+            ExplainTarget(
+                name=f"{self.class_names[int(c)]} {float(s):.2f} #{i + 1}", label=int(c), box=b
+            )
+            for i, (b, c, s) in enumerate(zip(boxes, labels, scores, strict=True))
+        ]
+
+    def explain_score(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        target: ExplainTarget,
+        *,
+        gradient: bool = False,
+    ) -> torch.Tensor:
+        """D-RISE's similarity (Petsiuk et al. 2021), for one class: the best
+        IoU x score among the detections of the target's class; differentiable
+        through the detector's kept scores and boxes."""
+        from torchvision.ops import box_iou
+
+        out = []
+        for det in model(self.normalize_float(images)):
+            same = det["labels"] == target.label
+            if not bool(same.any()):
+                out.append(det["scores"].sum() * 0.0)  # nothing of that class: 0, still a graph
+                continue
+            box = target.box.to(det["boxes"].device, torch.float32)[None]
+            iou = box_iou(box, det["boxes"][same].float())[0]
+            out.append((iou * det["scores"][same].float()).max())
+        return torch.stack(out)
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         keep = self._shown(prediction)
