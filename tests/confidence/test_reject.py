@@ -15,10 +15,23 @@ from recog.cli import main
 
 
 @pytest.fixture(scope="module")
-def calibrated(digits_run, tmp_path_factory):
+def calibrated_output(digits_run, tmp_path_factory):
+    """A copy of the run, after `recog calibrate RUN`, and what that command printed."""
+    import contextlib
+    import io
+
     run = tmp_path_factory.mktemp("calibrated") / "run"
     shutil.copytree(digits_run, run)
-    return run
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["calibrate", str(run), "--device", "cpu"])
+    assert code == 0
+    return run, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def calibrated(calibrated_output):
+    return calibrated_output[0]
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -33,9 +46,8 @@ def _one_line_error(code: int, err: str) -> str:
     return lines[0]
 
 
-def test_calibrate_lowers_the_ece_and_keeps_its_numbers_in_the_run(calibrated, capsys):
-    code, out, err = _cli(capsys, "calibrate", str(calibrated), "--device", "cpu")
-    assert code == 0, err
+def test_calibrate_lowers_the_ece_and_keeps_its_numbers_in_the_run(calibrated_output):
+    calibrated, out = calibrated_output
     saved = json.loads((calibrated / "calibration.json").read_text())
     assert saved["ece_after"] < saved["ece_before"] and saved["nll_after"] <= saved["nll_before"]
     assert saved["temperature"] > 0 and saved["images"] == 359
@@ -109,6 +121,9 @@ def test_the_server_answers_unknown(calibrated, noise_images, tmp_path):
             "/v1/predict?reject=false", files={"file": ("n.png", image, "image/png")}
         ).json()
         assert "unknown" not in plain["result"] and plain["result"]["label"] in "0123456789"
+        trust = client.get("/v1/models").json()["models"][0]["trust"]
+        assert trust["reject_score"] == "knn" and trust["reject_tpr"] == 0.95
+        assert trust["temperature"] > 0
         history = client.get("/v1/history").json()["items"]
         assert any(item["result"].get("unknown") for item in history)
 

@@ -104,6 +104,22 @@ class MainMetric(BaseModel):
     )
 
 
+class Trust(BaseModel):
+    """What `recog calibrate` left in the run: its temperature and its reject rule."""
+
+    temperature: float | None = Field(
+        description="the logits are divided by it before the soft-max; null: not calibrated"
+    )
+    reject_score: str | None = Field(
+        description="the out-of-distribution score below whose threshold an image is "
+        "`unknown` (`knn`, `mahalanobis`, `msp`, `energy`); null: every image gets a class"
+    )
+    reject_threshold: float | None = None
+    reject_tpr: float | None = Field(
+        default=None, description="the fraction of held-out in-distribution images kept"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     task: TaskName
@@ -121,6 +137,7 @@ class ModelInfo(BaseModel):
     )
     top_k: bool = Field(description="whether predictions rank the classes (`top_k` applies)")
     max_batch: int
+    trust: Trust = Field(description="the run's calibration and out-of-distribution rule")
 
 
 class ModelsResponse(BaseModel):
