@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"tasks"},
     {"engine"},
     {"report"},
-    {"explain", "robust", "deploy"},
+    {"explain", "robust", "deploy", "confidence"},
     {"resolve"},
     {"api"},
     {"serve"},

@@ -21,6 +21,7 @@ from torch import nn
 
 from recog import io as rio
 from recog import recipe
+from recog.confidence import CONFIDENCE_FILES, DEFAULT_SCORE, Calibration, Confidence, OODRule
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
@@ -66,6 +67,7 @@ RUN_OUTPUTS = (
     RESULTS_NAME,
     WEIGHTS_NAME,
     CHECKPOINT_NAME,
+    *CONFIDENCE_FILES,
 )
 
 
@@ -215,6 +217,8 @@ def _train(
             _clear_run(run_dir)
         _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
         run_dir.mkdir(parents=True, exist_ok=True)
+        for name in CONFIDENCE_FILES:  # fitted to the model this run is about to replace
+            (run_dir / name).unlink(missing_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
         rio.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
     sampler = None
@@ -333,6 +337,7 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
         spec=spec,
         task=task,
         device=dev,
+        confidence=Confidence.load(run_dir, task),
     )
 
 
@@ -352,6 +357,7 @@ class Recognizer:
         spec: ModelSpec,
         task: Task,
         device: torch.device,
+        confidence: Confidence | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
@@ -360,6 +366,8 @@ class Recognizer:
         self.task = task
         self.device = device
         self.model = model.to(device).eval()
+        #: the run's temperature and reject rule (`recog calibrate`), None without
+        self.confidence = confidence
 
     @property
     def img_size(self) -> int:
@@ -369,9 +377,18 @@ class Recognizer:
         return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
 
     def predict(
-        self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        batch_size: int = 32,
+        reject: bool = True,
     ) -> list[Prediction]:
-        """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images."""
+        """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images.
+
+        A calibrated run's temperature is applied; with its out-of-distribution
+        rule, an image below the threshold comes back `unknown` with its
+        `ood_score` (`reject=False`: no rule, every image gets a class).
+        """
         items = _as_image_list(images)
         out: list[Prediction] = []
         for start in range(0, len(items), batch_size):
@@ -379,16 +396,31 @@ class Recognizer:
             # a task may keep each image's own size (segmentation): batch equal sizes together
             for group in _same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)
-                out += self.task.predict(self.model, batch, [meta for _, meta in group])
+                out += self.predict_batch(batch, [meta for _, meta in group], reject=reject)
         return out
 
+    def predict_batch(
+        self,
+        images: torch.Tensor,
+        meta: Sequence[dict[str, Any]] | None = None,
+        *,
+        reject: bool = True,
+    ) -> list[Prediction]:
+        """Predictions for prepared uint8 (B, 3, H, W) images on the device (`Task.prepare`'s):
+        the task's, with the run's temperature and reject rule (the server's micro-batches)."""
+        if self.confidence is None:
+            return self.task.predict(self.model, images, meta)
+        return self.confidence.predict(
+            self.task, self.model, self.spec, images, meta, reject=reject
+        )
+
     def predict_files(
-        self, paths: Sequence[str], *, batch_size: int = 32
+        self, paths: Sequence[str], *, batch_size: int = 32, reject: bool = True
     ) -> tuple[list[Path], list[Prediction]]:
         from recog.data import find_images
 
         files = find_images(list(paths))
-        return files, self.predict(files, batch_size=batch_size)
+        return files, self.predict(files, batch_size=batch_size, reject=reject)
 
     # ------------------------------------------------------------- explain
     def explain(
@@ -450,9 +482,11 @@ class Recognizer:
         dataset = self._dataset(data)
         name = self.config.data if data is None else data
         ctx = DistContext(device=self.device)
+        # a calibrated run is measured as it predicts: with its temperature (no reject rule)
+        model = self.model if self.confidence is None else self.confidence.scaled(self.model)
         acc = final_evaluation(
             self.task,
-            self.model,
+            model,
             dataset,
             ctx,
             batch_size=int(self.config.batch_size) * 2,  # type: ignore[arg-type]
@@ -462,7 +496,7 @@ class Recognizer:
             return {**acc.compute(), **extra}
         from recog.report.run_outputs import write_outputs
 
-        samples = sample_predictions(self.task, self.model, dataset, self.device)
+        samples = sample_predictions(self.task, model, dataset, self.device)
         return write_outputs(
             Path(out_dir),
             task=self.task,
@@ -474,6 +508,110 @@ class Recognizer:
             title=f"recog val: {self.config.model} on {name}",
             summary={"run": str(self.run_dir), "data": str(name), "images": len(dataset)},
         )
+
+    # ---------------------------------------- confidence: calibrate, fit_ood, ood_report
+    # (the logic is recog.confidence's; these pick the data and keep the results in the run)
+    def _held_out(self, data: str | None) -> tuple[Any, str]:
+        """Labelled held-out images: `data`, or the run's own validation split."""
+        from recog.confidence.features import require_class_logits
+
+        require_class_logits(self.task)  # before any data is read
+        name = f"{self.config.data} (validation)" if data is None else str(data)
+        return self._dataset(data), name
+
+    def _batch(self) -> int:
+        return int(self.config.batch_size) * 2  # type: ignore[arg-type]
+
+    def calibrate(self, data: str | None = None, *, save: bool = True) -> Calibration:
+        """Fit temperature scaling on held-out labelled images (default: the validation split);
+        with `save`, `RUN/calibration.json`, used from then on by predict and the server."""
+        from recog.confidence import fitting
+
+        dataset, name = self._held_out(data)
+        calibration = fitting.calibrate(
+            self.task,
+            self.model,
+            self.spec,
+            dataset,
+            self.device,
+            data=name,
+            batch_size=self._batch(),
+        )
+        if save:
+            calibration.save(self.run_dir)
+        self.confidence = Confidence(calibration, self.confidence.rule if self.confidence else None)
+        return calibration
+
+    def fit_ood(
+        self,
+        data: str | None = None,
+        *,
+        score: str = DEFAULT_SCORE,
+        tpr: float = 0.95,
+        save: bool = True,
+    ) -> OODRule:
+        """Fit the "none of these" rule: `score`'s threshold keeping `tpr` of the held-out images
+        (default: the validation split); the feature scores compare with the training images.
+        With `save`, `RUN/ood_rule.json` (and `ood_bank.safetensors`)."""
+        from recog.confidence import fitting
+
+        fitting.check_score(score)
+        fitting.check_tpr(tpr)
+        dataset, name = self._held_out(data)
+        rule = fitting.fit_rule(
+            self.task,
+            self.model,
+            self.spec,
+            dataset,
+            lambda: type(self.task).load_reference(self.config),
+            self.device,
+            score_name=score,
+            tpr=tpr,
+            data=name,
+            batch_size=self._batch(),
+        )
+        if save:
+            rule.save(self.run_dir)
+        self.confidence = Confidence(self.confidence.calibration if self.confidence else None, rule)
+        return rule
+
+    def ood_report(
+        self,
+        out: str | Sequence[str],
+        *,
+        inputs: str | Sequence[str] | None = None,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """AUROC and FPR at 95% TPR of every OOD score, telling `inputs` (image files or folders;
+        default: the validation split) from the out-of-distribution images `out`.  Written as
+        `ood.json` in `save_dir` (default: the run)."""
+        from recog.confidence import fitting
+        from recog.confidence.features import collect_dataset, collect_files, require_class_logits
+        from recog.confidence.rules import OOD_REPORT_NAME
+        from recog.data import find_images
+
+        def files(paths: str | Sequence[str]) -> list[Path]:
+            found = find_images([paths] if isinstance(paths, str) else list(paths))
+            if not found:
+                raise RecogError(f"{paths}: no image files")
+            return found
+
+        require_class_logits(self.task)
+        outside_files = files(out)
+        batch = self._batch()
+        args = (self.task, self.model, self.spec)
+        if inputs is None:
+            inside = collect_dataset(*args, self._dataset(None), self.device, batch_size=batch)
+        else:
+            inside = collect_files(*args, files(inputs), self.device, batch_size=batch)
+        outside = collect_files(*args, outside_files, self.device, batch_size=batch)
+        stats = fitting.reference_stats(
+            *args, type(self.task).load_reference(self.config), self.device, batch_size=batch
+        )
+        table = fitting.ood_table(inside, outside, stats)
+        target = Path(save_dir) if save_dir is not None else self.run_dir
+        rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")
+        return table
 
 
 def _same_size_runs(

@@ -6,7 +6,8 @@ resize the model saw.
 
 - classification: `Target.labels` is a 0-d int64 tensor; `Prediction.scores`
   is a (C,) float tensor of probabilities over all classes and
-  `Prediction.labels` the arg-max (0-d).
+  `Prediction.labels` the arg-max (0-d); `unknown` / `ood_score` when the run
+  rejects out-of-distribution images.
 - detection: `boxes` (N, 4) float xyxy in pixels, `labels` (N,) int64;
   predictions add `scores` (N,).
 - semantic segmentation: `mask` (H, W) int64 class ids, 255 = ignore.
@@ -69,9 +70,17 @@ class Target:
 
 @dataclass
 class Prediction(Target):
-    """Model output for one image: the `Target` fields plus `scores`."""
+    """Model output for one image: the `Target` fields plus `scores`.
+
+    With a run's out-of-distribution rule (`recog.confidence`), `ood_score` is
+    the image's score (higher: more like the training data) and `unknown` is
+    True when it fell below the rule's threshold: the answer is "none of
+    these", and `labels`/`scores` only say which class was nearest.
+    """
 
     scores: torch.Tensor | None = None
+    unknown: bool = False
+    ood_score: float | None = None
 
     def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
         """JSON-ready form (lists of floats and ints, class names when known)."""
@@ -80,6 +89,9 @@ class Prediction(Target):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 out[f.name] = value.detach().cpu().tolist()
+        if self.ood_score is not None:
+            out["unknown"] = bool(self.unknown)
+            out["ood_score"] = float(self.ood_score)
         if class_names is not None and self.labels is not None:
             labels = self.labels.detach().cpu()
             out["names"] = (

@@ -163,5 +163,41 @@ def test_wrong_width_is_rejected():
 def test_plots_write_confusion_matrix(tmp_path):
     acc = _filled(*_data(seed=6, n=80))
     paths = draw_figures(acc.figures(NAMES), tmp_path)
-    assert paths == [tmp_path / "confusion_matrix.png"]
-    assert paths[0].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert paths == [tmp_path / "confusion_matrix.png", tmp_path / "reliability.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in paths)
+
+
+def _binary_ece(p: np.ndarray, y: np.ndarray, bins: int) -> float:
+    """Plain numpy: equal-width bins of p (as torchmetrics: [lo, hi)), |mean p - mean y|."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            total += inside.mean() * abs(p[inside].mean() - y[inside].mean())
+    return total
+
+
+def test_per_class_ece_is_the_class_wise_calibration_error():
+    probs, labels = _data(seed=8, n=400)
+    m = _filled(probs, labels).compute()
+    assert list(m["per_class_ece"]) == NAMES
+    for c, name in enumerate(NAMES):
+        expected = _binary_ece(probs[:, c].numpy(), (labels == c).numpy().astype(float), 15)
+        assert m["per_class_ece"][name] == pytest.approx(expected, abs=1e-5)
+
+
+def test_reliability_bins_add_up_to_the_ece():
+    probs, labels = _data(seed=9, n=300)
+    acc = _filled(probs, labels)
+    bins = acc.reliability()
+    assert len(bins["edges"]) == 16 and sum(bins["count"]) == 300
+    gap = sum(
+        n * abs(a - c)
+        for n, a, c in zip(bins["count"], bins["accuracy"], bins["confidence"], strict=True)
+        if n
+    )
+    assert gap / 300 == pytest.approx(acc.compute()["ece"], abs=1e-5)
+    figure = [f for f in acc.figures(NAMES) if f.kind == "reliability"][0]
+    assert figure.data["ece"] == pytest.approx(acc.compute()["ece"])

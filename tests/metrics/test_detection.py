@@ -247,7 +247,11 @@ def test_plots_write_pngs(tmp_path):
     preds, targets = _scene(10)
     acc = _filled(preds, targets)
     written = draw_figures(acc.figures(NAMES), tmp_path / "plots")
-    assert sorted(p.name for p in written) == ["detection_confusion.png", "pr_curves.png"]
+    assert sorted(p.name for p in written) == [
+        "box_reliability.png",
+        "detection_confusion.png",
+        "pr_curves.png",
+    ]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert path.stat().st_size > 5_000
@@ -266,3 +270,36 @@ def test_rejects_bad_input():
         acc.update([Prediction(boxes=torch.zeros(1, 4), labels=torch.tensor([0]))], [Target()])
     with pytest.raises(TypeError):
         acc.merge(object())  # type: ignore[arg-type]
+
+
+def test_box_scores_are_measured_against_iou_matched_precision():
+    from recog.metrics.box_calibration import match_boxes
+
+    target = Target(
+        boxes=torch.tensor([[0.0, 0, 10, 10], [20, 20, 40, 40]]), labels=torch.tensor([0, 1])
+    )
+    pred = Prediction(
+        boxes=torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 40, 40], [60, 60, 70, 70]]),
+        labels=torch.tensor([0, 0, 0, 1]),
+        scores=torch.tensor([0.9, 0.8, 0.7, 0.6]),
+    )
+    # the 0.9 box takes the first object, its 0.8 double is left over, the 0.7 box has
+    # the wrong class for the second object, the 0.6 box is on nothing
+    matched = match_boxes(pred.boxes, pred.labels, pred.scores, target.boxes, target.labels)
+    assert matched.tolist() == [True, False, False, False]
+    acc = _filled([pred], [target])
+    bins = acc.box_calibration()
+    expected = (abs(0.9 - 1) + abs(0.8 - 0) + abs(0.7 - 0) + abs(0.6 - 0)) / 4  # one box a bin
+    assert bins["ece"] == pytest.approx(expected, abs=1e-6)
+    assert acc.compute()["box_ece"] == pytest.approx(expected, abs=1e-6)
+    assert sum(bins["count"]) == 4
+
+
+def test_perfectly_scored_boxes_have_no_calibration_error():
+    target = Target(boxes=torch.tensor([[0.0, 0, 10, 10]]), labels=torch.tensor([0]))
+    pred = Prediction(
+        boxes=torch.tensor([[0.0, 0, 10, 10], [50.0, 50, 60, 60]]),
+        labels=torch.tensor([0, 0]),
+        scores=torch.tensor([1.0, 0.0]),
+    )
+    assert _filled([pred], [target]).compute()["box_ece"] == pytest.approx(0.0, abs=1e-6)

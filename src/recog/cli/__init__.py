@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from recog.cli import trust
+from recog.cli import confidence, trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-dir", type=Path, help="also save each image with its prediction drawn on it"
     )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--no-reject",
+        action="store_true",
+        help="answer a class for every image, even below the run's out-of-distribution threshold",
+    )
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("models", help="list registered models")
@@ -226,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true")
     trust.add_parsers(sub)
+    confidence.add_parsers(sub)
     return parser
 
 
@@ -313,7 +319,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from recog import api
 
     rec = api.load(ns.run, device=ns.device)
-    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size)
+    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size, reject=not ns.no_reject)
     records = [
         {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
         for f, p in zip(files, preds, strict=True)
@@ -468,6 +474,7 @@ COMMANDS = {
     "data": cmd_data,
     "serve": cmd_serve,
     **trust.COMMANDS,
+    **confidence.COMMANDS,
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from recog.types import Prediction, Target
 
 #: the figure kinds the report knows how to draw
-FigureKind = Literal["confusion", "pr_curves"]
+FigureKind = Literal["confusion", "pr_curves", "reliability"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class Figure:
         "rates"; `skip_corner` leaves the last cell (background x background) blank.
     pr_curves: `recall` (R,), `precision` (R, K) with -1 where a class has no
         truth, `labels` (K), `title`.
+    reliability: `edges` (B + 1) of equal-width confidence bins; per bin `count`,
+        mean `confidence` and `accuracy` (None when empty); `ece`, `title`, and
+        `ylabel` (default "accuracy"; detection's is "precision").
     """
 
     kind: FigureKind

@@ -1,5 +1,6 @@
 """Classification metrics: `ClassificationAccumulator` owns top-1/top-5, F1,
-precision, recall, calibration (ECE), NLL and the confusion matrix.
+precision, recall, calibration (ECE, class-wise ECE, the reliability diagram's
+bins), NLL and the confusion matrix.
 
 The accumulator keeps every probability row (on the CPU, float32) and reduces
 them once in `compute`, using torchmetrics' functional API, so the numbers do
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics.functional.classification import (
+    binary_calibration_error,
     multiclass_accuracy,
     multiclass_calibration_error,
     multiclass_confusion_matrix,
@@ -121,9 +123,7 @@ class ClassificationAccumulator(Accumulator):
         out["macro_recall"] = scalar(
             multiclass_recall(probs, labels, average="macro", zero_division=0, **kw)
         )
-        out["ece"] = scalar(
-            multiclass_calibration_error(probs, labels, n_bins=self.ece_bins, norm="l1", **kw)
-        )
+        out["ece"] = self._ece(probs, labels)
         out["nll"] = _nll(probs, labels)
         names = self.class_names
         out["per_class"] = dict(zip(names, f1_each.double().tolist(), strict=True))
@@ -131,13 +131,54 @@ class ClassificationAccumulator(Accumulator):
         out["per_class_recall"] = dict(zip(names, recall_each.double().tolist(), strict=True))
         support = torch.bincount(labels, minlength=c)
         out["per_class_support"] = dict(zip(names, (int(s) for s in support), strict=True))
+        out["per_class_ece"] = dict(zip(names, self._class_wise_ece(probs, labels), strict=True))
         matrix = multiclass_confusion_matrix(probs, labels, **kw)
         out["confusion_matrix"] = [[int(v) for v in row] for row in matrix.tolist()]
         out["num_samples"] = n
         return out
 
+    def _class_wise_ece(self, probs: Tensor, labels: Tensor) -> list[float]:
+        """Per class c: the calibration error of p_c against [label == c] (Kull et al. 2019's
+        class-wise ECE), torchmetrics' binary ECE with the same bins."""
+        return [
+            float(
+                binary_calibration_error(
+                    probs[:, c].clamp(0, 1),
+                    (labels == c).long(),
+                    n_bins=self.ece_bins,
+                    validate_args=False,
+                ).double()
+            )
+            for c in range(self.num_classes)
+        ]
+
+    def reliability(self) -> dict[str, Any]:
+        """The reliability diagram's numbers: per equal-width bin of the top-1 confidence,
+        `count`, mean `confidence` and `accuracy` (None for an empty bin); `edges` (bins + 1)."""
+        probs, labels = self._tensors()
+        conf, pred = probs.max(dim=1)
+        correct = (pred == labels).double()
+        edges = torch.linspace(0, 1, self.ece_bins + 1, dtype=torch.float64)
+        # bin i holds [edges[i], edges[i + 1]) as torchmetrics bins (so the count-weighted gaps
+        # add up to `ece`); a confidence of exactly 1 joins the top bin
+        index = (torch.bucketize(conf.double(), edges, right=True) - 1).clamp(0, self.ece_bins - 1)
+        count, confidence, accuracy = [], [], []
+        for i in range(self.ece_bins):
+            inside = index == i
+            n = int(inside.sum())
+            count.append(n)
+            confidence.append(float(conf[inside].double().mean()) if n else None)
+            accuracy.append(float(correct[inside].mean()) if n else None)
+        return {
+            "edges": edges.tolist(),
+            "count": count,
+            "confidence": confidence,
+            "accuracy": accuracy,
+        }
+
     def figures(self, class_names: list[str]) -> list[Figure]:
-        """The confusion matrix (counts and row-normalized); none when empty."""
+        """The confusion matrix (counts and row-normalized) and the reliability diagram;
+        none when empty."""
         if self.num_samples == 0:
             return []
         probs, labels = self._tensors()
@@ -154,8 +195,29 @@ class ClassificationAccumulator(Accumulator):
                     "labels": names,
                     "titles": ("counts", "row-normalized (recall)"),
                 },
-            )
+            ),
+            Figure(
+                "reliability",
+                "reliability",
+                {
+                    **self.reliability(),
+                    "ece": self._ece(probs, labels),
+                    "title": "reliability (top-1 confidence against accuracy)",
+                },
+            ),
         ]
+
+    def _ece(self, probs: Tensor, labels: Tensor) -> float:
+        return float(
+            multiclass_calibration_error(
+                probs,
+                labels,
+                num_classes=self.num_classes,
+                n_bins=self.ece_bins,
+                norm="l1",
+                validate_args=False,
+            ).double()
+        )
 
 
 def _nll(probs: Tensor, labels: Tensor) -> float:

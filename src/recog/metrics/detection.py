@@ -1,6 +1,7 @@
 """Detection metrics: `DetectionAccumulator` gives the COCO box protocol (one job: the protocol and its confusion matrix share the matching) (mAP@[.5:.95],
-AP50, AP75, AP by object size, AR@100, AP per class) plus PR curves and a
-confusion matrix with a background class.
+AP50, AP75, AP by object size, AR@100, AP per class) plus PR curves, a
+confusion matrix with a background class, and the calibration of box scores
+(`box_ece` and its reliability diagram, `box_calibration.py`).
 
 The accumulator keeps every image's boxes on the CPU and reduces them once, in
 `compute`, with faster-coco-eval's C++ COCOeval: the numbers are pycocotools'
@@ -292,6 +293,9 @@ class DetectionAccumulator(Accumulator):
                 if gt_counts[k]:
                     out["per_class"][name] = _fraction(_mean_valid(p[:, :, k, 0]))
                     out["per_class_ap50"][name] = _fraction(_mean_valid(p[0, :, k, 0]))
+        if sum(gt_counts):
+            # how far a box's score is its chance of matching an object (box_calibration.py)
+            out["box_ece"] = self.box_calibration()["ece"]
         out["num_images"] = self.num_images
         out["num_ground_truth"] = int(sum(gt_counts))
         out["per_class_num_ground_truth"] = dict(zip(self.class_names, gt_counts, strict=True))
@@ -341,6 +345,14 @@ class DetectionAccumulator(Accumulator):
             matrix.index_put_((rows, cols), torch.ones_like(rows), accumulate=True)
         return matrix
 
+    def box_calibration(self) -> dict[str, Any]:
+        """Box scores against IoU-matched precision: reliability bins and `ece`."""
+        from recog.metrics.box_calibration import box_calibration
+
+        return box_calibration(
+            self._dt_boxes, self._dt_labels, self._dt_scores, self._gt_boxes, self._gt_labels
+        )
+
     # ----------------------------------------------------------------- figures
 
     def figures(self, class_names: list[str]) -> list[Figure]:
@@ -361,6 +373,18 @@ class DetectionAccumulator(Accumulator):
                         "precision": evaluation.precision[0, :, :, 0, -1],
                         "recall": evaluation.rec_thrs,
                         "labels": names,
+                    },
+                )
+            )
+        if self.num_ground_truth and sum(int(s.numel()) for s in self._dt_scores):
+            out.append(
+                Figure(
+                    "reliability",
+                    "box_reliability",
+                    {
+                        **self.box_calibration(),
+                        "title": "box scores (precision of IoU >= 0.5 matches)",
+                        "ylabel": "precision",
                     },
                 )
             )

@@ -1,4 +1,5 @@
-"""Report figures as PNG files: training curves, confusion matrices, sample grids.
+"""Report figures as PNG files: training curves, confusion matrices, reliability diagrams,
+sample grids.
 
 Each function builds a `matplotlib.figure.Figure` directly (no pyplot, so no
 global figure registry and no GUI backend), renders it to memory with the Agg
@@ -212,6 +213,61 @@ def plot_pr_curves(
     return _save(fig, out)
 
 
+def plot_reliability(
+    edges: Sequence[float],
+    count: Sequence[int],
+    confidence: Sequence[float | None],
+    accuracy: Sequence[float | None],
+    out: Path,
+    *,
+    ece: float | None = None,
+    title: str = "reliability",
+    ylabel: str = "accuracy",
+) -> Path:
+    """The reliability diagram: per confidence bin, accuracy as a bar against the diagonal
+    (the gap to the bin's mean confidence shaded red), and below it how many images fell
+    in each bin.  A calibrated model's bars follow the diagonal."""
+    lo = np.asarray(edges[:-1], dtype=float)
+    width = np.diff(np.asarray(edges, dtype=float))
+    acc = np.array([np.nan if a is None else a for a in accuracy], dtype=float)
+    conf = np.array([np.nan if c is None else c for c in confidence], dtype=float)
+    fig = Figure(figsize=(6, 6.5), layout="constrained")
+    ax, ax_count = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    filled = ~np.isnan(acc)
+    ax.bar(
+        lo[filled],
+        acc[filled],
+        width=width[filled],
+        align="edge",
+        color="#4363d8",
+        edgecolor="white",
+        label=ylabel,
+    )
+    gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
+    ax.bar(
+        lo[filled],
+        (gap_hi - gap_lo)[filled],
+        bottom=gap_lo[filled],
+        width=width[filled],
+        align="edge",
+        color=_RED,
+        alpha=0.35,
+        label="gap to confidence",
+    )
+    ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if ece is None else f"{title}, ECE {ece:.4f}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax_count.bar(lo, count, width=width, align="edge", color="#808080", edgecolor="white")
+    ax_count.set_xlabel("top-1 probability" if ylabel == "accuracy" else "score")
+    ax_count.set_ylabel("images")
+    ax_count.grid(alpha=0.3)
+    return _save(fig, out)
+
+
 def draw_figures(figures: Sequence[MetricFigure], out_dir: Path) -> list[Path]:
     """Each accumulator figure as out_dir/<file>.png; returns the paths written."""
     written = []
@@ -231,6 +287,19 @@ def draw_figures(figures: Sequence[MetricFigure], out_dir: Path) -> list[Path]:
             )
         elif figure.kind == "pr_curves":
             written.append(plot_pr_curves(d["precision"], d["recall"], d["labels"], out))
+        elif figure.kind == "reliability":
+            written.append(
+                plot_reliability(
+                    d["edges"],
+                    d["count"],
+                    d["confidence"],
+                    d["accuracy"],
+                    out,
+                    ece=d.get("ece"),
+                    title=d.get("title", "reliability"),
+                    ylabel=d.get("ylabel", "accuracy"),
+                )
+            )
         else:
             raise ValueError(f"no drawing for figure kind {figure.kind!r}")
     return written

@@ -35,6 +35,7 @@ class _Item:
     meta: dict[str, Any]
     top_k: int
     future: asyncio.Future[dict[str, Any]]
+    reject: bool = True  # apply the run's out-of-distribution rule
     queued: float = field(default_factory=time.perf_counter)
 
 
@@ -82,13 +83,13 @@ class MicroBatcher:
         return self._queue
 
     async def submit(
-        self, image: torch.Tensor, meta: dict[str, Any], *, top_k: int
+        self, image: torch.Tensor, meta: dict[str, Any], *, top_k: int, reject: bool = True
     ) -> dict[str, Any]:
         """The JSON record for one prepared image; raises `QueueFull` when overloaded."""
         queue = self._ensure_started()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         try:
-            queue.put_nowait(_Item(image, meta, top_k, future))
+            queue.put_nowait(_Item(image, meta, top_k, future, reject=reject))
         except asyncio.QueueFull:
             raise QueueFull from None
         return await future
@@ -133,13 +134,14 @@ class MicroBatcher:
         start = time.perf_counter()
         rec = self.recognizer
         records: list[dict[str, Any] | None] = [None] * len(batch)
-        groups: dict[tuple[int, ...], list[int]] = {}
+        groups: dict[tuple[Any, ...], list[int]] = {}
         for i, item in enumerate(batch):
-            groups.setdefault(tuple(item.image.shape), []).append(i)
+            groups.setdefault((*item.image.shape, item.reject), []).append(i)
         with torch.inference_mode():
-            for indices in groups.values():
+            for key, indices in groups.items():
                 images = torch.stack([batch[i].image for i in indices]).to(rec.device)
-                preds = rec.task.predict(rec.model, images, [batch[i].meta for i in indices])
+                # the run's temperature and reject rule apply here as in `Recognizer.predict`
+                preds = rec.predict_batch(images, [batch[i].meta for i in indices], reject=key[-1])
                 for i, pred in zip(indices, preds, strict=True):
                     records[i] = rec.task.to_record(pred, top_k=batch[i].top_k)
         if observe and self.observer is not None:

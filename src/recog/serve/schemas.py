@@ -1,7 +1,8 @@
 """The wire format of the REST API: pydantic models that FastAPI turns into the OpenAPI schema.
 
 A prediction's `result` is the task's `to_record` output: classification
-fills `label`, `score` and `top_k`; detection `detections`; semantic
+fills `label`, `score` and `top_k` (and `unknown`, `ood_score` for a run with
+a reject rule); detection `detections`; semantic
 segmentation `segmentation`; instance segmentation both `detections` and
 `segmentation`.  Boxes are `[x1, y1, x2, y2]` in pixels of the uploaded
 image (after its EXIF orientation).
@@ -52,9 +53,19 @@ class SegmentationResult(BaseModel):
 class PredictionResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    label: str | None = None
+    label: str | None = Field(
+        default=None, description="the class; null when `unknown` (none of the run's classes)"
+    )
     score: float | None = None
     top_k: list[ClassScore] | None = None
+    unknown: bool | None = Field(
+        default=None,
+        description="true when the image scored below the run's out-of-distribution threshold "
+        "(`recog calibrate`): none of these classes; `top_k` still ranks the nearest",
+    )
+    ood_score: float | None = Field(
+        default=None, description="the image's out-of-distribution score (higher: more familiar)"
+    )
     detections: list[Detection] | None = None
     segmentation: SegmentationResult | None = None
 
@@ -115,6 +126,22 @@ class MainMetric(BaseModel):
     )
 
 
+class Trust(BaseModel):
+    """What `recog calibrate` left in the run: its temperature and its reject rule."""
+
+    temperature: float | None = Field(
+        description="the logits are divided by it before the soft-max; null: not calibrated"
+    )
+    reject_score: str | None = Field(
+        description="the out-of-distribution score below whose threshold an image is "
+        "`unknown` (`knn`, `mahalanobis`, `msp`, `energy`); null: every image gets a class"
+    )
+    reject_threshold: float | None = None
+    reject_tpr: float | None = Field(
+        default=None, description="the fraction of held-out in-distribution images kept"
+    )
+
+
 class ModelInfo(BaseModel):
     name: str
     task: TaskName
@@ -132,6 +159,7 @@ class ModelInfo(BaseModel):
     )
     top_k: bool = Field(description="whether predictions rank the classes (`top_k` applies)")
     max_batch: int
+    trust: Trust = Field(description="the run's calibration and out-of-distribution rule")
 
 
 class ModelsResponse(BaseModel):

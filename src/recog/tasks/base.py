@@ -55,6 +55,9 @@ class Task(ABC):
     headline_metrics: ClassVar[tuple[MetricName, ...]]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
+    #: whether the model answers one row of class logits per image (`logits`), so
+    #: temperature scaling and out-of-distribution scores apply (recog.confidence)
+    class_logits: ClassVar[bool] = False
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)
@@ -144,6 +147,18 @@ class Task(ABC):
         logit where the task has one), differentiable with respect to `images`.
         """
         raise RecogError(f"{self.name} models have no explanations")
+
+    # ------------------------------------------------------------- confidence
+    def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """(B, C) float class logits of a uint8 (B, 3, H, W) batch, before any soft-max;
+        only where `class_logits` (temperature scaling divides them)."""
+        raise RecogError(f"{self.name} models have no class logits to calibrate or score")
+
+    @staticmethod
+    def load_reference(cfg: TrainConfig) -> Dataset:
+        """The training images as evaluation sees them (no augmentation): the reference
+        the out-of-distribution feature scores compare with; only where `class_logits`."""
+        raise RecogError(f"{cfg.data}: no reference images for this task")
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""

@@ -56,6 +56,7 @@ class ClassifyTask(Task):
     )
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
+    class_logits: ClassVar[bool] = True
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
         models=((64, "cnn"), (1 << 30, "resnet18")),
         size_cap_cpu=128,
@@ -126,6 +127,19 @@ class ClassifyTask(Task):
         return survey_classification(cfg.data, val_split=cfg.val_split, seed=cfg.seed)
 
     @staticmethod
+    def load_reference(cfg: TrainConfig) -> Dataset:
+        from recog.data import eval_transform
+
+        # the run's own training split, each image under the evaluation transform instead
+        # of the augmentation (the validation images' resize and centre crop)
+        train = ClassifyTask.load_splits(cfg).train
+        train.transform = eval_transform(
+            img_size=int(cfg.img_size),  # type: ignore[arg-type]
+            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
+        )
+        return train
+
+    @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
         from recog.data import load_eval_dataset
 
@@ -162,10 +176,14 @@ class ClassifyTask(Task):
         return {"loss": loss}
 
     @torch.no_grad()
+    def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return model(self.normalize(images)).float()
+
+    @torch.no_grad()
     def predict(
         self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
     ) -> list[Prediction]:
-        probs = model(self.normalize(images)).float().softmax(dim=1).cpu()
+        probs = self.logits(model, images).softmax(dim=1).cpu()
         return [Prediction(labels=p.argmax(), scores=p) for p in probs]
 
     def metrics(self) -> Accumulator:
@@ -177,8 +195,7 @@ class ClassifyTask(Task):
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
         """The image with a banner: predicted class and confidence (and the truth when known)."""
-        label = int(prediction.labels)
-        text = f"{self.class_names[label]} {float(prediction.scores[label]):.0%}"
+        text = self._title(prediction)
         if target is not None and target.labels is not None:
             text += f" (true: {self.class_names[int(target.labels)]})"
         pil = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
@@ -205,6 +222,12 @@ class ClassifyTask(Task):
         logits = model(self.normalize_float(images)).float()
         return logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
 
+    def _title(self, prediction: Prediction) -> str:
+        """`cat 93%`, or `unknown (cat 41%)` for an image the run's rule rejected."""
+        label = int(prediction.labels)
+        text = f"{self.class_names[label]} {float(prediction.scores[label]):.0%}"
+        return f"unknown ({text})" if prediction.unknown else text
+
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         scores = prediction.scores
         k = min(top_k, scores.numel())
@@ -213,7 +236,14 @@ class ClassifyTask(Task):
             {"label": self.class_names[int(i)], "score": round(float(v), 6)}
             for v, i in zip(values, indices, strict=True)
         ]
-        return {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+        record: dict[str, Any] = {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+        if prediction.ood_score is not None:
+            # "none of these": no label; `top_k` still says which classes were nearest
+            if prediction.unknown:
+                record["label"] = None
+            record["unknown"] = bool(prediction.unknown)
+            record["ood_score"] = round(float(prediction.ood_score), 6)
+        return record
 
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
@@ -230,7 +260,10 @@ class ClassifyTask(Task):
         return [row]
 
     def summary(self, record: dict[str, Any]) -> str:
-        return ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+        ranked = ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+        if record.get("unknown"):
+            return f"unknown (ood score {record['ood_score']:.4g}); nearest: {ranked}"
+        return ranked
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]
@@ -239,7 +272,7 @@ class ClassifyTask(Task):
         for sample, pred in samples:
             label = int(pred.labels)
             truth = int(sample.target.labels) if sample.target.labels is not None else None
-            title = f"{self.class_names[label]} {float(pred.scores[label]):.0%}"
+            title = self._title(pred)
             if truth is not None and truth != label:
                 title += f"\ntrue: {self.class_names[truth]}"
             panels.append((sample.image, title, None if truth is None else truth == label))

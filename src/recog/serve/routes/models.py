@@ -5,7 +5,8 @@ task, architecture, classes, input size, the numbers of its `metrics.json`
 (a missing or unreadable file gives no metrics, not an error) and its main
 metric, named by the run's Task (`Task.primary_metric`: Mask R-CNN's
 `mask_map` is not a semantic model's `miou`), so no client keeps its own
-table of which metric matters for which task.
+table of which metric matters for which task; and its `trust`: the
+temperature and reject rule `recog calibrate` left in the run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter
 
 from recog.api import Recognizer
 from recog.serve.errors import error_responses
-from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse
+from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse, Trust
 from recog.serve.state import ServingDep
 
 router = APIRouter(tags=["models"])
@@ -45,6 +46,15 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics[key] = float(value)
     main = rec.task.primary_metric
+    confidence = rec.confidence
+    calibration = confidence.calibration if confidence is not None else None
+    rule = confidence.rule if confidence is not None else None
+    trust = Trust(
+        temperature=calibration.temperature if calibration is not None else None,
+        reject_score=rule.score if rule is not None else None,
+        reject_threshold=rule.threshold if rule is not None else None,
+        reject_tpr=rule.tpr if rule is not None else None,
+    )
     return ModelInfo(
         name=name,
         task=str(rec.config.task),
@@ -56,4 +66,5 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         correction=rec.task.correction,
         top_k=rec.task.ranks_classes,
         max_batch=max_batch,
+        trust=trust,
     )

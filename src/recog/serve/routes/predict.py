@@ -61,6 +61,11 @@ async def predict(
         None, max_length=200, description="model name (default: the first served)"
     ),
     top_k: int = Query(5, ge=1, le=100, description="classes to return (classification)"),
+    reject: bool = Query(
+        True,
+        description="answer `unknown` below the run's out-of-distribution threshold "
+        "(when it has one, `recog calibrate`); false: always a class",
+    ),
 ) -> dict[str, Any]:
     """Recognize one image: multipart `file`, JSON `{"image": base64}`, or the raw bytes.
 
@@ -89,7 +94,8 @@ async def predict(
     height, width = int(decoded.image.shape[-2]), int(decoded.image.shape[-1])
     try:
         record = await asyncio.wait_for(
-            served.batcher.submit(prepared, meta, top_k=top_k), limits.predict_timeout_s
+            served.batcher.submit(prepared, meta, top_k=top_k, reject=reject),
+            limits.predict_timeout_s,
         )
     except QueueFull:
         raise ApiError(503, "busy", "the model's queue is full; retry shortly") from None

@@ -208,6 +208,7 @@ async function show(response, image, roundTripMs) {
   $("wrong").hidden = !correctionOf(response);
   $("opacity-field").hidden = !seg;
   setStatus(summary(response));
+  document.body.dataset.unknown = result.unknown ? "true" : "false";
   document.body.dataset.state = "done";
   document.body.dataset.task = response.task;
 }
@@ -345,6 +346,8 @@ function renderLists(response) {
   classes.replaceChildren();
   detections.replaceChildren();
   legend.replaceChildren();
+  classes.classList.toggle("unknown", Boolean(result.unknown));
+  if (result.unknown) classes.append(el("li", { class: "none", text: "unknown: the nearest classes were" }));
   for (const t of result.top_k || []) {
     const fill = el("span", { class: "fill" });
     fill.style.width = `${Math.max(0, Math.min(100, t.score * 100))}%`;
@@ -394,6 +397,8 @@ function renderLists(response) {
 
 function summary(response) {
   const r = response.result || {};
+  // below the run's out-of-distribution threshold: none of its classes, whatever ranked first
+  if (r.unknown) return `unknown (none of these classes; out-of-distribution score ${r.ood_score.toPrecision(4)})`;
   if (r.label !== undefined && r.label !== null) return `${r.label} (${percent(r.score)})`;
   if (Array.isArray(r.detections)) {
     const n = r.detections.length;

@@ -1,0 +1,106 @@
+"""Fitting and measuring on a run's data: the steps `recog calibrate` and `recog ood` take.
+
+The caller (the API) says which data: the held-out labelled images (the
+run's validation split by default), the training images as evaluation sees
+them (for the feature scores' statistics), and, for a report, in- and
+out-of-distribution images.  Nothing here writes a file; the API saves what
+it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from recog.confidence.calibration import Calibration
+from recog.confidence.features import Outputs, collect_dataset
+from recog.confidence.ood import FEATURE_SCORES, SCORES, FeatureStats, OODRule, auroc_fpr95, score
+from recog.errors import RecogError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import Dataset
+
+    from recog.models.registry import ModelSpec
+    from recog.tasks.base import Task
+
+
+def check_tpr(tpr: float) -> float:
+    """`tpr` if it is a fraction strictly between 0 and 1, else one RecogError line."""
+    if not isinstance(tpr, int | float) or isinstance(tpr, bool) or not 0.0 < float(tpr) < 1.0:
+        raise RecogError(f"--tpr {tpr}: must be a fraction between 0 and 1 (exclusive), e.g. 0.95")
+    return float(tpr)
+
+
+def check_score(name: str) -> str:
+    if name not in SCORES:
+        raise RecogError(f"--ood-score {name}: one of {', '.join(SCORES)}")
+    return name
+
+
+def calibrate(
+    task: Task,
+    model: nn.Module,
+    spec: ModelSpec,
+    held_out: Dataset,
+    device: torch.device,
+    *,
+    data: str,
+    batch_size: int = 64,
+) -> Calibration:
+    """Temperature scaling fitted on the labelled `held_out` images."""
+    out = collect_dataset(task, model, spec, held_out, device, batch_size=batch_size)
+    assert out.labels is not None
+    return Calibration.fit(out.logits, out.labels, data=data)
+
+
+def reference_stats(
+    task: Task,
+    model: nn.Module,
+    spec: ModelSpec,
+    reference: Dataset,
+    device: torch.device,
+    *,
+    scores: tuple[str, ...] = tuple(FEATURE_SCORES),
+    batch_size: int = 64,
+) -> FeatureStats:
+    """The feature scores' statistics from the training images (no augmentation)."""
+    out = collect_dataset(task, model, spec, reference, device, batch_size=batch_size)
+    assert out.labels is not None
+    return FeatureStats.fit(out.features, out.labels, scores=scores)
+
+
+def fit_rule(
+    task: Task,
+    model: nn.Module,
+    spec: ModelSpec,
+    held_out: Dataset,
+    reference: Callable[[], Dataset],
+    device: torch.device,
+    *,
+    score_name: str,
+    tpr: float,
+    data: str,
+    batch_size: int = 64,
+) -> OODRule:
+    """The reject rule: `score_name`'s threshold keeping `tpr` of the `held_out` images."""
+    check_score(score_name)
+    check_tpr(tpr)
+    val = collect_dataset(task, model, spec, held_out, device, batch_size=batch_size)
+    stats = None
+    if score_name in FEATURE_SCORES:
+        stats = reference_stats(
+            task, model, spec, reference(), device, scores=(score_name,), batch_size=batch_size
+        )
+    return OODRule.fit(score_name, val.logits, val.features, stats, tpr=tpr, data=data)
+
+
+def ood_table(inside: Outputs, outside: Outputs, stats: FeatureStats) -> dict[str, dict[str, Any]]:
+    """{score: {"auroc", "fpr95"}} for every score, in-distribution images as positives."""
+    table: dict[str, dict[str, Any]] = {}
+    for name in SCORES:
+        a = score(name, inside.logits, inside.features, stats)
+        b = score(name, outside.logits, outside.features, stats)
+        table[name] = auroc_fpr95(a, b)
+    return table

@@ -1,0 +1,315 @@
+"""Out-of-distribution scores and the "none of these" rule a run keeps.
+
+Every score is higher for images like the training data:
+
+- `msp`: the maximum soft-max probability (Hendrycks & Gimpel 2017).
+- `energy`: logsumexp of the logits, the negative free energy (Liu et al. 2020).
+- `knn`: minus the distance from the L2-normalized penultimate feature to its
+  k-th nearest neighbour among the training images' (Sun et al. 2022, "Out-of-
+  Distribution Detection with Deep Nearest Neighbors").
+- `mahalanobis`: minus the smallest Mahalanobis distance of the penultimate
+  feature to a class mean, with one shared (Ledoit-Wolf shrunk) covariance
+  (Lee et al. 2018).
+
+Scores read raw logits (temperature 1), so a later `recog calibrate` never
+moves a fitted threshold.  The rule keeps an image when its score is at least
+the threshold fitted on in-distribution validation images at the chosen true-
+positive rate (the fraction of them kept, default 95%).
+
+Files: `RUN/ood_rule.json` (`score`, `threshold`, `tpr`, `k`, what it was
+fitted on) and, for the feature scores, `RUN/ood_bank.safetensors` (the k-NN
+bank of normalized training features, or the class means and precision).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recog import io as rio
+from recog.errors import RecogError
+
+ScoreName = Literal["msp", "energy", "knn", "mahalanobis"]
+SCORES: tuple[str, ...] = get_args(ScoreName)
+#: the default score, by measurement (docs/confidence.md, bench/ood_calibration.py): the
+#: feature-space k-NN score was the best or close to it on far and near OOD for digits.
+DEFAULT_SCORE: ScoreName = "knn"
+FEATURE_SCORES = frozenset({"knn", "mahalanobis"})
+RULE_NAME = "ood_rule.json"
+BANK_NAME = "ood_bank.safetensors"
+#: the most training features a k-NN bank keeps (a seeded subset beyond it; Sun et al. show
+#: the score holds with a 1% sample of ImageNet)
+BANK_MAX = 20_000
+
+
+def default_k(n_bank: int) -> int:
+    """k for a bank of `n_bank` features: Sun et al.'s k = 50 of CIFAR-10's 50,000 (0.1%),
+    at least 1."""
+    return max(1, min(n_bank, round(n_bank / 1000)))
+
+
+@dataclass
+class FeatureStats:
+    """What the feature scores need from the training images.
+
+    bank: (N, D) L2-normalized features (k-NN); means: (C, D) class means and
+    precision: (D, D) shared inverse covariance (Mahalanobis); k: the neighbour.
+    """
+
+    bank: Tensor | None = None
+    k: int = 1
+    means: Tensor | None = None
+    precision: Tensor | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        features: Tensor,
+        labels: Tensor,
+        *,
+        scores: tuple[str, ...] = ("knn", "mahalanobis"),
+        k: int | None = None,
+        seed: int = 0,
+    ) -> FeatureStats:
+        """From training features (N, D) and labels (N,)."""
+        stats = cls()
+        features = features.float()
+        if "knn" in scores:
+            bank = F.normalize(features, dim=1)
+            if bank.shape[0] > BANK_MAX:
+                gen = torch.Generator().manual_seed(seed)
+                bank = bank[torch.randperm(bank.shape[0], generator=gen)[:BANK_MAX]]
+            stats.bank = bank.contiguous()
+            stats.k = int(k) if k is not None else default_k(bank.shape[0])
+            if not 1 <= stats.k <= bank.shape[0]:
+                raise RecogError(f"k {stats.k}: must be between 1 and the bank's {bank.shape[0]}")
+        if "mahalanobis" in scores:
+            stats.means, stats.precision = _class_gaussian(features, labels)
+        return stats
+
+
+def _class_gaussian(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    from sklearn.covariance import LedoitWolf
+
+    classes = labels.unique()
+    means = torch.stack([features[labels == c].mean(0) for c in classes])
+    # class-conditional means (rows for the classes present), one covariance of the residuals
+    centered = features - means[torch.searchsorted(classes, labels)]
+    lw = LedoitWolf(assume_centered=True).fit(centered.double().numpy())
+    precision = torch.from_numpy(lw.precision_).float()
+    return means.contiguous(), precision.contiguous()
+
+
+def score(name: str, logits: Tensor, features: Tensor | None, stats: FeatureStats | None) -> Tensor:
+    """(B,) scores, higher = more like the training data.  logits (B, C); features (B, D)."""
+    logits = logits.float()
+    if name == "msp":
+        return logits.softmax(1).amax(1)
+    if name == "energy":
+        return torch.logsumexp(logits, 1)
+    if features is None or stats is None:
+        raise RecogError(f"the {name} score needs penultimate features and training statistics")
+    features = features.float()
+    if name == "knn":
+        if stats.bank is None:
+            raise RecogError("the knn score needs a bank of training features")
+        _check_width(features, stats.bank)
+        sims = F.normalize(features, dim=1) @ stats.bank.T
+        kth = sims.topk(min(stats.k, sims.shape[1]), dim=1).values[:, -1]
+        return -(2.0 - 2.0 * kth).clamp_min(0).sqrt()
+    if name == "mahalanobis":
+        if stats.means is None or stats.precision is None:
+            raise RecogError("the mahalanobis score needs class means and a precision matrix")
+        _check_width(features, stats.means)
+        # (f - m)' P (f - m) expanded, so no (B, C, D) difference tensor is built (C may be 1000)
+        f, m, p = features.double(), stats.means.double(), stats.precision.double()
+        fp = f @ p
+        dist = (fp * f).sum(1, keepdim=True) - 2.0 * fp @ m.T + ((m @ p) * m).sum(1)[None, :]
+        return -dist.amin(1).float()
+    raise RecogError(f"unknown out-of-distribution score {name!r} (one of {', '.join(SCORES)})")
+
+
+def _check_width(features: Tensor, reference: Tensor) -> None:
+    if features.shape[1] != reference.shape[1]:
+        raise RecogError(
+            f"the model's features have {features.shape[1]} values, the stored statistics "
+            f"{reference.shape[1]}: fit them again (`recog calibrate`)"
+        )
+
+
+def threshold_at_tpr(scores: Tensor, tpr: float) -> float:
+    """The largest threshold that keeps at least `tpr` of `scores` (kept: score >= threshold)."""
+    if not 0.0 < tpr < 1.0:
+        raise RecogError(f"--tpr {tpr}: must be between 0 and 1 (exclusive)")
+    ordered = scores.double().sort(descending=True).values
+    keep = max(1, math.ceil(tpr * ordered.numel() - 1e-9))
+    return float(ordered[keep - 1].item())
+
+
+def auroc_fpr95(in_scores: Tensor, out_scores: Tensor) -> dict[str, float]:
+    """AUROC of telling in-distribution (positive) from OOD images, and the FPR at 95% TPR."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.concatenate([np.ones(len(in_scores)), np.zeros(len(out_scores))])
+    s = torch.cat([in_scores, out_scores]).double().numpy()
+    fpr, tpr, _ = roc_curve(y, s)
+    return {
+        "auroc": float(roc_auc_score(y, s)),
+        "fpr95": float(fpr[np.searchsorted(tpr, 0.95, side="left")]),
+    }
+
+
+@dataclass
+class OODRule:
+    """Keep an image when `score` >= `threshold` (fitted to keep `tpr` of validation images)."""
+
+    score: str
+    threshold: float
+    tpr: float
+    stats: FeatureStats | None = None
+    data: str = ""
+    images: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_features(self) -> bool:
+        return self.score in FEATURE_SCORES
+
+    def scores(self, logits: Tensor, features: Tensor | None) -> Tensor:
+        return score(self.score, logits, features, self.stats)
+
+    @classmethod
+    def fit(
+        cls,
+        name: str,
+        logits: Tensor,
+        features: Tensor,
+        stats: FeatureStats | None,
+        *,
+        tpr: float = 0.95,
+        data: str = "",
+    ) -> OODRule:
+        """The threshold at `tpr` on held-out in-distribution (N, C) logits / (N, D) features."""
+        if name not in SCORES:
+            raise RecogError(f"--ood-score {name}: one of {', '.join(SCORES)}")
+        values = score(name, logits, features, stats)
+        keep = stats if name in FEATURE_SCORES else None
+        if keep is not None:  # only what this score reads is stored
+            keep = FeatureStats(
+                bank=keep.bank if name == "knn" else None,
+                k=keep.k,
+                means=keep.means if name == "mahalanobis" else None,
+                precision=keep.precision if name == "mahalanobis" else None,
+            )
+        threshold = threshold_at_tpr(values, tpr)
+        return cls(
+            name,
+            threshold,
+            float(tpr),
+            keep,
+            data=data,
+            images=int(values.numel()),
+            extra={"kept": float((values >= threshold).double().mean())},
+        )
+
+    # ---------------------------------------------------------------- files
+    def save(self, run_dir: Path) -> list[Path]:
+        run_dir = Path(run_dir)
+        written = []
+        bank_path = run_dir / BANK_NAME
+        if self.stats is not None and self.needs_features:
+            tensors = {
+                k: v
+                for k, v in (
+                    ("bank", self.stats.bank),
+                    ("means", self.stats.means),
+                    ("precision", self.stats.precision),
+                )
+                if v is not None
+            }
+            rio.save_weights(bank_path, tensors, {"kind": "ood_bank", "score": self.score})
+            written.append(bank_path)
+        else:
+            bank_path.unlink(missing_ok=True)
+        record = {
+            "score": self.score,
+            "threshold": self.threshold,
+            "tpr": self.tpr,
+            "k": self.stats.k if self.stats is not None and self.score == "knn" else None,
+            "bank": BANK_NAME if written else None,
+            "data": self.data,
+            "images": self.images,
+            "val_kept": self.extra.get("kept"),
+            "format_version": rio.FORMAT_VERSION,
+        }
+        path = run_dir / RULE_NAME
+        rio.atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        return [path, *written]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> OODRule | None:
+        """The run's rule, None when it has none; a bad file is one RecogError naming it."""
+        path = Path(run_dir) / RULE_NAME
+        if not path.is_file():
+            return None
+        try:
+            raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RecogError(f"{path}: not readable JSON ({exc})") from None
+        if not isinstance(raw, dict) or raw.get("score") not in SCORES:
+            got = raw.get("score") if isinstance(raw, dict) else raw
+            raise RecogError(f"{path}: `score` must be one of {', '.join(SCORES)}, not {got!r}")
+        threshold, tpr = raw.get("threshold"), raw.get("tpr")
+        if not _finite(threshold):
+            raise RecogError(f"{path}: `threshold` must be a finite number, not {threshold!r}")
+        if not _finite(tpr) or not 0 < tpr < 1:
+            raise RecogError(f"{path}: `tpr` must be a number between 0 and 1, not {tpr!r}")
+        stats = None
+        if raw["score"] in FEATURE_SCORES:
+            stats = _load_stats(Path(run_dir) / BANK_NAME, raw)
+        return cls(
+            raw["score"],
+            float(threshold),
+            float(tpr),
+            stats,
+            data=str(raw.get("data", "")),
+            images=raw.get("images") if isinstance(raw.get("images"), int) else 0,
+        )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _load_stats(path: Path, raw: dict[str, Any]) -> FeatureStats:
+    if not path.is_file():
+        raise RecogError(
+            f"{path}: missing (the {raw['score']} rule needs it; run `recog calibrate`)"
+        )
+    tensors = rio.load_weights(path)
+    if raw["score"] == "knn":
+        bank, k = tensors.get("bank"), raw.get("k")
+        if bank is None or bank.ndim != 2 or bank.shape[0] == 0:
+            raise RecogError(f"{path}: no (N, D) `bank` of features")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= bank.shape[0]:
+            raise RecogError(
+                f"{path.with_name(RULE_NAME)}: `k` must be 1..{bank.shape[0]}, not {k!r}"
+            )
+        return FeatureStats(bank=bank.float(), k=k)
+    means, precision = tensors.get("means"), tensors.get("precision")
+    if (
+        means is None
+        or precision is None
+        or means.ndim != 2
+        or precision.shape != (means.shape[1], means.shape[1])
+    ):
+        raise RecogError(f"{path}: needs (C, D) `means` and a (D, D) `precision`")
+    return FeatureStats(means=means.float(), precision=precision.float())

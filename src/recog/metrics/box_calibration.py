@@ -1,0 +1,94 @@
+"""Calibration of detection box scores: does a box scored 0.8 match an object 80% of the time?
+
+Each predicted box is matched, COCO-style, to ground truth of its own class:
+per image and class, boxes in descending score each take the unmatched
+ground-truth box of highest IoU, if that IoU is at least 0.5.  A box's
+"correct" is whether it was matched, so a bin's accuracy is the precision of
+its boxes.  The detection ECE (D-ECE, Küppers et al. 2020, confidence only)
+is the box-count-weighted mean |precision - mean score| over equal-width
+score bins: torchmetrics' binary calibration error of (score, matched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import binary_calibration_error
+
+
+def match_boxes(
+    dt_boxes: Tensor,
+    dt_labels: Tensor,
+    dt_scores: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    *,
+    iou_threshold: float = 0.5,
+) -> Tensor:
+    """(D,) bool: which predicted boxes (xyxy pixels) match a ground-truth box of their class."""
+    from torchvision.ops import box_iou
+
+    matched = torch.zeros(dt_boxes.shape[0], dtype=torch.bool)
+    if not dt_boxes.shape[0] or not gt_boxes.shape[0]:
+        return matched
+    iou = box_iou(dt_boxes.float(), gt_boxes.float())  # (D, G)
+    iou[dt_labels[:, None] != gt_labels[None, :]] = -1.0
+    taken = torch.zeros(gt_boxes.shape[0], dtype=torch.bool)
+    for d in dt_scores.argsort(descending=True, stable=True).tolist():
+        row = iou[d].masked_fill(taken, -1.0)
+        best = int(row.argmax())
+        if row[best] >= iou_threshold:
+            taken[best] = True
+            matched[d] = True
+    return matched
+
+
+def box_reliability(scores: Tensor, matched: Tensor, *, n_bins: int = 15) -> dict[str, Any]:
+    """The reliability diagram's numbers for box scores (N,) and matches (N,) bool: `edges`,
+    per bin `count`, mean `confidence` and `accuracy` (precision; None when empty), and `ece`."""
+    scores = scores.double().clamp(0, 1)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    index = (torch.bucketize(scores, edges, right=True) - 1).clamp(0, n_bins - 1)
+    count, confidence, accuracy = [], [], []
+    for i in range(n_bins):
+        inside = index == i
+        n = int(inside.sum())
+        count.append(n)
+        confidence.append(float(scores[inside].mean()) if n else None)
+        accuracy.append(float(matched[inside].double().mean()) if n else None)
+    ece = (
+        float(binary_calibration_error(scores.float(), matched.long(), n_bins=n_bins).double())
+        if scores.numel()
+        else 0.0
+    )
+    return {
+        "edges": edges.tolist(),
+        "count": count,
+        "confidence": confidence,
+        "accuracy": accuracy,
+        "ece": ece,
+    }
+
+
+def box_calibration(
+    dt_boxes: Sequence[Tensor],
+    dt_labels: Sequence[Tensor],
+    dt_scores: Sequence[Tensor],
+    gt_boxes: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    *,
+    n_bins: int = 15,
+) -> dict[str, Any]:
+    """`box_reliability` over every image's boxes (one list entry per image)."""
+    matched = [
+        match_boxes(db, dl, ds, gb, gl)
+        for db, dl, ds, gb, gl in zip(
+            dt_boxes, dt_labels, dt_scores, gt_boxes, gt_labels, strict=True
+        )
+    ]
+    scores = torch.cat(list(dt_scores)) if dt_scores else torch.zeros(0)
+    hits = torch.cat(matched) if matched else torch.zeros(0, dtype=torch.bool)
+    return box_reliability(scores, hits, n_bins=n_bins)
