@@ -1,4 +1,6 @@
-"""`recog explain`, `recog calibrate` and `recog ood`: the commands that say how far to trust a model.
+"""`recog explain`: the command that shows what a model's answers rest on, and how faithful each map is.
+
+(`recog calibrate` and `recog ood` live beside it in `recog.cli.confidence`.)
 
 Parsing only, as in `recog.cli`; each command calls the `Recognizer`
 (`recog.api`) and prints what it measured.  `add_parsers` is called by
