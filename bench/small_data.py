@@ -1,7 +1,7 @@
 """Little data: a tuned plain loop against `recog train` with flags and with none.
 
 On full hymenoptera (245 training images) and on a 20-images-per-class subset
-of its train/ folder that this script builds (links, the same val/), in one
+of its train/ folder that this script builds (copies, the same val/), in one
 run, each scored on the same held-out val/ split:
 
 (a) plain: a hand-written torchvision ResNet-18 loop from scratch, AdamW 2e-3
@@ -143,14 +143,17 @@ def recog_run(data: Path, out: Path, *flags: str) -> dict:
 
 
 def subset(root: Path, per_class: int, out: Path) -> Path:
-    """train/ with the first `per_class` images (sorted names) of each class, linked; val/ as is."""
+    """train/ with the first `per_class` images (sorted names) of each class, and val/ as is,
+    copied (recog refuses links that leave a dataset's folder, issue 11)."""
+    import shutil
+
     for folder in sorted(p for p in (root / "train").iterdir() if p.is_dir()):
         dest = out / "train" / folder.name
         dest.mkdir(parents=True)
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         for f in files[:per_class]:
-            (dest / f.name).symlink_to(f)
-    (out / "val").symlink_to(root / "val")
+            shutil.copyfile(f, dest / f.name)
+    shutil.copytree(root / "val", out / "val")
     return out
 
 
