@@ -430,7 +430,7 @@ class Recognizer:
         methods: Sequence[str] = ("gradcam",),
         target: str | int | None = None,
         save_dir: str | Path | None = None,
-        steps: int = 20,
+        steps: int = 10,
     ) -> list[Any]:
         """Saliency maps (`recog.explain.Explanation`, each with its deletion and insertion
         AUC) of the predictions on `images`, by each method; with `save_dir`, also the overlay

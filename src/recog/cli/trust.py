@@ -44,7 +44,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="images to score on (default: the run's validation split)")
     p.add_argument("--images", type=int, default=16, dest="num_images", help="images to score")
-    p.add_argument("--steps", type=int, default=20, help="deletion/insertion steps per curve")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="deletion/insertion steps per curve (default 20 with --score, 10 for each map)",
+    )
     p.add_argument("--device", default="auto")
 
 
@@ -58,7 +62,7 @@ def cmd_explain(ns: argparse.Namespace) -> int:
         raise RecogError("recog explain: give IMAGE paths, or --score to measure faithfulness")
     if ns.num_images < 1:
         raise RecogError(f"--images {ns.num_images}: must be at least 1")
-    if ns.steps < 2:
+    if ns.steps is not None and ns.steps < 2:
         raise RecogError(f"--steps {ns.steps}: must be at least 2")
     rec = api.load(ns.run, device=ns.device)
     save_dir = ns.save_dir or (ns.run / "explain")
@@ -67,14 +71,15 @@ def cmd_explain(ns: argparse.Namespace) -> int:
 
         files = find_images(list(ns.images))
         maps = rec.explain(
-            files, methods=methods, target=ns.target, save_dir=save_dir, steps=ns.steps
+            files, methods=methods, target=ns.target, save_dir=save_dir, steps=ns.steps or 10
         )
         _print_maps(maps)
         print(f"{len(maps)} maps of {len(files)} images in {save_dir}")
     if ns.score:
         table = rec.score_explanations(
-            ns.data, methods=methods, images=ns.num_images, steps=ns.steps, save_dir=save_dir
-        )
+            ns.data, methods=methods, images=ns.num_images, steps=ns.steps or 20,
+            save_dir=save_dir,
+        )  # fmt: skip
         _print_ranking(table)
         print(f"scores: {save_dir / 'faithfulness.json'}")
     return 0
