@@ -144,7 +144,14 @@ def _assert_same(a: list[Prediction], b: list[Prediction]) -> None:
                 torch.testing.assert_close(vb, va, msg=f"{f.name} differs after recog.load")
 
 
-@pytest.mark.parametrize("name", list_models())
+#: the four slowest here (12-17 s each on 2 cores): in `make test-all`, to keep `make test` < 15 min
+SLOW_MODELS = {"ssd300", "faster_rcnn", "vgg11", "vgg16"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_MODELS else n for n in list_models()],
+)
 def test_model_trains_predicts_and_reloads_through_the_task(name, tmp_path):
     torch.manual_seed(0)
     run_dir = tmp_path / name

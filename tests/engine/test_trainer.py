@@ -110,6 +110,7 @@ def _train_args(out: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # 65 s; the default suite keeps the kill while writing a checkpoint
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     env = {"OMP_NUM_THREADS": "1"}
     full = run_cli(*_train_args(tmp_path / "full"), env=env)

@@ -9,10 +9,10 @@ _RUN: dict[str, object] = {}
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory):
-    """A `cnn` trained 3 epochs on digits (top-1 about 0.97), with its report."""
+    """A `cnn` trained 2 epochs on digits (top-1 about 0.92), with its report."""
     if "digits" not in _RUN:
         import recog
 
         out = tmp_path_factory.mktemp("explain") / "digits-cnn"
-        _RUN["digits"] = recog.train("digits", "cnn", epochs=3, batch_size=64, out=str(out))
+        _RUN["digits"] = recog.train("digits", "cnn", epochs=2, batch_size=64, out=str(out))
     return _RUN["digits"]

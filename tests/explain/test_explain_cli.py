@@ -1,12 +1,28 @@
-"""`recog explain` end to end: maps and their files, --score's faithfulness.json and report section, bad input."""
+"""`recog explain` end to end: maps and their files, --score's faithfulness.json and report section, bad input.
+
+In process (`recog.cli.main`), as the user's shell would call it but without
+paying for a fresh interpreter and torch import each time.
+"""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-from helpers import run_cli
 from PIL import Image
+
+from recog.cli import main
+
+
+class _Done:
+    def __init__(self, code, out, err):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def _cli(capsys, *args: str) -> _Done:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return _Done(code, out.out, out.err)
 
 
 def _images(folder, n=3):
@@ -20,10 +36,11 @@ def _images(folder, n=3):
     return folder
 
 
-def test_explain_writes_maps_overlays_and_their_scores(digits, tmp_path):
+def test_explain_writes_maps_overlays_and_their_scores(digits, tmp_path, capsys):
     images = _images(tmp_path / "in")
     out = tmp_path / "maps"
-    proc = run_cli(
+    proc = _cli(
+        capsys,
         "explain", str(digits.run_dir), str(images),
         "--method", "gradcam", "--method", "occlusion", "--save-dir", str(out),
     )  # fmt: skip
@@ -41,9 +58,10 @@ def test_explain_writes_maps_overlays_and_their_scores(digits, tmp_path):
         assert own["deletion_auc"] == round(entry["deletion_auc"], 6)
 
 
-def test_explain_score_writes_faithfulness_and_the_reports_section(digits, tmp_path):
+def test_explain_score_writes_faithfulness_and_the_reports_section(digits, tmp_path, capsys):
     out = tmp_path / "scores"
-    proc = run_cli(
+    proc = _cli(
+        capsys,
         "explain", str(digits.run_dir), "--score", "--images", "4", "--steps", "8",
         "--method", "gradcam", "--method", "eigencam", "--save-dir", str(out),
     )  # fmt: skip
@@ -56,20 +74,20 @@ def test_explain_score_writes_faithfulness_and_the_reports_section(digits, tmp_p
     report = (digits.run_dir / "report.html").read_text()
     assert report.count("<!-- section:explanations -->") == 1
     assert "data:image/png;base64" in report.split("section:explanations")[1]
-    again = run_cli("explain", str(digits.run_dir), "--score", "--images", "2", "--steps", "4",
+    again = _cli(capsys, "explain", str(digits.run_dir), "--score", "--images", "2", "--steps", "4",
                     "--save-dir", str(out))  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (digits.run_dir / "report.html").read_text().count("<!-- section:explanations -->") == 1
 
 
-def test_bad_explain_input_is_one_line(digits, tmp_path):
+def test_bad_explain_input_is_one_line(digits, tmp_path, capsys):
     for args, words in (
         ([], "give IMAGE paths"),
         (["--score", "--images", "0"], "--images 0"),
         ([str(_images(tmp_path / "x", 1)), "--target", "giraffe"], "--target giraffe"),
         ([str(tmp_path / "missing.png")], "missing.png"),
     ):
-        proc = run_cli("explain", str(digits.run_dir), *args)
+        proc = _cli(capsys, "explain", str(digits.run_dir), *args)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2, (args, proc.stderr)
         assert len(lines) == 1 and words in lines[0], (args, proc.stderr)

@@ -21,6 +21,7 @@ from recog.serve import ServeConfig, create_app
 
 OPERATIONS = [
     ("POST", "/v1/predict"),
+    ("POST", "/v1/explain"),
     ("GET", "/v1/models"),
     ("POST", "/v1/feedback"),
     ("GET", "/v1/history"),
