@@ -163,3 +163,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise RecogError(
             f"{path}: not a loadable recog checkpoint ({exc.__class__.__name__})"
         ) from exc
+
+
+def read_json(path: Path) -> Any:
+    """A run file's JSON; unreadable or malformed is one RecogError naming the file."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecogError(f"{path}: not readable JSON ({exc})") from None

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from recog import io as rio
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -116,10 +117,7 @@ class Calibration:
         path = Path(run_dir) / CALIBRATION_NAME
         if not path.is_file():
             return None
-        try:
-            raw: Any = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecogError(f"{path}: not readable JSON ({exc})") from None
+        raw: Any = rio.read_json(path)
         t = raw.get("temperature") if isinstance(raw, dict) else None
         if not isinstance(t, int | float) or isinstance(t, bool) or not T_MIN <= t <= T_MAX:
             raise RecogError(

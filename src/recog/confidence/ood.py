@@ -262,10 +262,7 @@ class OODRule:
         path = Path(run_dir) / RULE_NAME
         if not path.is_file():
             return None
-        try:
-            raw: Any = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RecogError(f"{path}: not readable JSON ({exc})") from None
+        raw: Any = rio.read_json(path)
         if not isinstance(raw, dict) or raw.get("score") not in SCORES:
             got = raw.get("score") if isinstance(raw, dict) else raw
             raise RecogError(f"{path}: `score` must be one of {', '.join(SCORES)}, not {got!r}")

@@ -3,7 +3,9 @@
 `train` resolves a `TrainConfig` (task, image size and data defaults),
 builds data, model and task, runs the engine and writes the run directory.
 `load` rebuilds a `Recognizer` from a run directory alone: `config.yaml`,
-`labels.json` and `model.safetensors`, with nothing unpickled.
+`labels.json` and `model.safetensors`, with nothing unpickled.  What the
+API accepts as images is `recog.api.images`; the Recognizer's trust methods
+(explain, calibrate, OOD) are `recog.api.trust`.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from recog import io as rio
 from recog import recipe
-from recog.confidence import CONFIDENCE_FILES, DEFAULT_SCORE, Calibration, Confidence, OODRule
+from recog.api.images import ImageInput, _as_image_list, _same_size_runs, _to_tensor
+from recog.api.trust import TrustMethods
+from recog.confidence import CONFIDENCE_FILES, Confidence
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine.distributed import DistContext, pick_device
 from recog.engine.trainer import (
@@ -341,10 +344,7 @@ def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
     )
 
 
-ImageInput = str | Path | torch.Tensor | np.ndarray | Any
-
-
-class Recognizer:
+class Recognizer(TrustMethods):
     """A trained model with its task and preprocessing: predict, evaluate."""
 
     def __init__(
@@ -422,52 +422,6 @@ class Recognizer:
         files = find_images(list(paths))
         return files, self.predict(files, batch_size=batch_size, reject=reject)
 
-    # ------------------------------------------------------------- explain
-    def explain(
-        self,
-        images: ImageInput | Sequence[ImageInput],
-        *,
-        methods: Sequence[str] = ("gradcam",),
-        target: str | int | None = None,
-        save_dir: str | Path | None = None,
-        steps: int = 10,
-    ) -> list[Any]:
-        """Saliency maps (`recog.explain.Explanation`, each with its deletion and insertion
-        AUC) of the predictions on `images`, by each method; with `save_dir`, also the overlay
-        PNGs, the raw `.npy` maps and their scores there."""
-        from recog.explain.run import explain_images
-
-        items = _as_image_list(images)
-        named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
-                 for i, x in enumerate(items)]  # fmt: skip
-        return explain_images(
-            self.task, self.model, named, methods=methods, target=target,
-            save_dir=None if save_dir is None else Path(save_dir), head=self.spec.head,
-            device=self.device, steps=steps,
-        )  # fmt: skip
-
-    def score_explanations(
-        self,
-        data: str | None = None,
-        *,
-        methods: Sequence[str] = ("gradcam",),
-        images: int = 16,
-        steps: int = 20,
-        save_dir: str | Path | None = None,
-    ) -> dict[str, dict[str, float]]:
-        """Faithfulness of each method (and of a random map) on `images` images of `data`
-        (default: the run's validation split), best first: `faithfulness.json` in `save_dir`
-        (default RUN/explain) and an explanations section in the run's report.html."""
-        from recog.explain.run import score_methods
-
-        dataset = self._dataset(data)
-        return score_methods(
-            self.task, self.model, dataset, methods=methods, images=images, steps=steps,
-            save_dir=Path(save_dir) if save_dir is not None else self.run_dir / "explain",
-            data_name=str(data or self.config.data), head=self.spec.head, device=self.device,
-            report=self.run_dir / "report.html",
-        )  # fmt: skip
-
     def _dataset(self, data: str | None) -> Any:
         """`data` with the run's classes at its input size; None: the run's validation split."""
         if data is None:
@@ -508,167 +462,3 @@ class Recognizer:
             title=f"recog val: {self.config.model} on {name}",
             summary={"run": str(self.run_dir), "data": str(name), "images": len(dataset)},
         )
-
-    # ---------------------------------------- confidence: calibrate, fit_ood, ood_report
-    # (the logic is recog.confidence's; these pick the data and keep the results in the run)
-    def _held_out(self, data: str | None) -> tuple[Any, str]:
-        """Labelled held-out images: `data`, or the run's own validation split."""
-        from recog.confidence.features import require_class_logits
-
-        require_class_logits(self.task)  # before any data is read
-        name = f"{self.config.data} (validation)" if data is None else str(data)
-        return self._dataset(data), name
-
-    def _batch(self) -> int:
-        return int(self.config.batch_size) * 2  # type: ignore[arg-type]
-
-    def calibrate(self, data: str | None = None, *, save: bool = True) -> Calibration:
-        """Fit temperature scaling on held-out labelled images (default: the validation split);
-        with `save`, `RUN/calibration.json`, used from then on by predict and the server."""
-        from recog.confidence import fitting
-
-        dataset, name = self._held_out(data)
-        calibration = fitting.calibrate(
-            self.task,
-            self.model,
-            self.spec,
-            dataset,
-            self.device,
-            data=name,
-            batch_size=self._batch(),
-        )
-        if save:
-            calibration.save(self.run_dir)
-        self.confidence = Confidence(calibration, self.confidence.rule if self.confidence else None)
-        return calibration
-
-    def fit_ood(
-        self,
-        data: str | None = None,
-        *,
-        score: str = DEFAULT_SCORE,
-        tpr: float = 0.95,
-        save: bool = True,
-    ) -> OODRule:
-        """Fit the "none of these" rule: `score`'s threshold keeping `tpr` of the held-out images
-        (default: the validation split); the feature scores compare with the training images.
-        With `save`, `RUN/ood_rule.json` (and `ood_bank.safetensors`)."""
-        from recog.confidence import fitting
-
-        fitting.check_score(score)
-        fitting.check_tpr(tpr)
-        dataset, name = self._held_out(data)
-        rule = fitting.fit_rule(
-            self.task,
-            self.model,
-            self.spec,
-            dataset,
-            lambda: type(self.task).load_reference(self.config),
-            self.device,
-            score_name=score,
-            tpr=tpr,
-            data=name,
-            batch_size=self._batch(),
-        )
-        if save:
-            rule.save(self.run_dir)
-        self.confidence = Confidence(self.confidence.calibration if self.confidence else None, rule)
-        return rule
-
-    def ood_report(
-        self,
-        out: str | Sequence[str],
-        *,
-        inputs: str | Sequence[str] | None = None,
-        save_dir: str | Path | None = None,
-    ) -> dict[str, dict[str, float]]:
-        """AUROC and FPR at 95% TPR of every OOD score, telling `inputs` (image files or folders;
-        default: the validation split) from the out-of-distribution images `out`.  Written as
-        `ood.json` in `save_dir` (default: the run)."""
-        from recog.confidence import fitting
-        from recog.confidence.features import collect_dataset, collect_files, require_class_logits
-        from recog.confidence.rules import OOD_REPORT_NAME
-        from recog.data import find_images
-
-        def files(paths: str | Sequence[str]) -> list[Path]:
-            found = find_images([paths] if isinstance(paths, str) else list(paths))
-            if not found:
-                raise RecogError(f"{paths}: no image files")
-            return found
-
-        require_class_logits(self.task)
-        outside_files = files(out)
-        batch = self._batch()
-        args = (self.task, self.model, self.spec)
-        if inputs is None:
-            inside = collect_dataset(*args, self._dataset(None), self.device, batch_size=batch)
-        else:
-            inside = collect_files(*args, files(inputs), self.device, batch_size=batch)
-        outside = collect_files(*args, outside_files, self.device, batch_size=batch)
-        stats = fitting.reference_stats(
-            *args, type(self.task).load_reference(self.config), self.device, batch_size=batch
-        )
-        table = fitting.ood_table(inside, outside, stats)
-        target = Path(save_dir) if save_dir is not None else self.run_dir
-        rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")
-        return table
-
-
-def _same_size_runs(
-    prepared: list[tuple[torch.Tensor, Any]],
-) -> list[list[tuple[torch.Tensor, Any]]]:
-    """Consecutive runs of prepared images with one shape (order kept)."""
-    runs: list[list[tuple[torch.Tensor, Any]]] = []
-    for item in prepared:
-        if runs and runs[-1][0][0].shape == item[0].shape:
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-    return runs
-
-
-def _as_image_list(images: Any) -> list[Any]:
-    if isinstance(images, str | Path):
-        from recog.data import find_images
-
-        return list(find_images([str(images)]))
-    if isinstance(images, torch.Tensor) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, Iterable) and not isinstance(images, torch.Tensor | np.ndarray):
-        return list(images)
-    return [images]
-
-
-def _to_tensor(item: Any) -> torch.Tensor:
-    """Anything image-like -> (3, H, W) uint8 RGB."""
-    from recog.data import read_image
-
-    if isinstance(item, str | Path):
-        return read_image(Path(item))
-    if isinstance(item, np.ndarray):
-        item = torch.from_numpy(np.ascontiguousarray(item))
-        if item.ndim == 3 and item.shape[-1] in (1, 3, 4):
-            item = item.permute(2, 0, 1)
-    if isinstance(item, torch.Tensor):
-        t = item
-        if t.ndim == 2:
-            t = t.unsqueeze(0)
-        if t.dtype != torch.uint8:
-            t = (
-                (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
-                if t.is_floating_point()
-                else t.to(torch.uint8)
-            )
-        if t.shape[0] == 1:
-            t = t.expand(3, -1, -1)
-        return t[:3].contiguous()
-    try:
-        from PIL import Image
-
-        if isinstance(item, Image.Image):
-            return torch.from_numpy(np.asarray(item.convert("RGB")).copy()).permute(2, 0, 1)
-    except ImportError:  # pragma: no cover
-        pass
-    raise RecogError(f"cannot use {type(item).__name__} as an image")

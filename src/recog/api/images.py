@@ -1,0 +1,74 @@
+"""What the API accepts as an image: files, folders, globs, tensors, arrays, PIL images, and how they become uint8 tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recog.errors import RecogError
+
+ImageInput = str | Path | torch.Tensor | np.ndarray | Any
+
+
+def _same_size_runs(
+    prepared: list[tuple[torch.Tensor, Any]],
+) -> list[list[tuple[torch.Tensor, Any]]]:
+    """Consecutive runs of prepared images with one shape (order kept)."""
+    runs: list[list[tuple[torch.Tensor, Any]]] = []
+    for item in prepared:
+        if runs and runs[-1][0][0].shape == item[0].shape:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _as_image_list(images: Any) -> list[Any]:
+    if isinstance(images, str | Path):
+        from recog.data import find_images
+
+        return list(find_images([str(images)]))
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return list(images)
+    if isinstance(images, Iterable) and not isinstance(images, torch.Tensor | np.ndarray):
+        return list(images)
+    return [images]
+
+
+def _to_tensor(item: Any) -> torch.Tensor:
+    """Anything image-like -> (3, H, W) uint8 RGB."""
+    from recog.data import read_image
+
+    if isinstance(item, str | Path):
+        return read_image(Path(item))
+    if isinstance(item, np.ndarray):
+        item = torch.from_numpy(np.ascontiguousarray(item))
+        if item.ndim == 3 and item.shape[-1] in (1, 3, 4):
+            item = item.permute(2, 0, 1)
+    if isinstance(item, torch.Tensor):
+        t = item
+        if t.ndim == 2:
+            t = t.unsqueeze(0)
+        if t.dtype != torch.uint8:
+            t = (
+                (t.float().clamp(0, 1) * 255).round().to(torch.uint8)
+                if t.is_floating_point()
+                else t.to(torch.uint8)
+            )
+        if t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        return t[:3].contiguous()
+    try:
+        from PIL import Image
+
+        if isinstance(item, Image.Image):
+            return torch.from_numpy(np.asarray(item.convert("RGB")).copy()).permute(2, 0, 1)
+    except ImportError:  # pragma: no cover
+        pass
+    raise RecogError(f"cannot use {type(item).__name__} as an image")

@@ -1,0 +1,185 @@
+"""The `Recognizer`'s trust methods: explain, score_explanations, calibrate, fit_ood, ood_report.
+
+Kept apart from the run lifecycle (`recog.api`): the logic is
+`recog.explain`'s and `recog.confidence`'s; these pick the data and keep
+the results in the run.  `TrustMethods` is a base of `Recognizer` and uses
+its `task`, `model`, `spec`, `config`, `device`, `run_dir`, `confidence`
+and `_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recog import io as rio
+from recog.api.images import ImageInput, _as_image_list, _to_tensor
+from recog.confidence import DEFAULT_SCORE, Calibration, Confidence, OODRule
+from recog.errors import RecogError
+
+
+class TrustMethods:
+    """Explanations and confidence for a loaded run (mixed into `Recognizer`)."""
+
+    task: Any
+    model: Any
+    spec: Any
+    config: Any
+    device: Any
+    run_dir: Path
+    confidence: Confidence | None
+
+    def _dataset(self, data: str | None) -> Any:  # pragma: no cover - Recognizer's
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- explain
+    def explain(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        target: str | int | None = None,
+        save_dir: str | Path | None = None,
+        steps: int = 10,
+    ) -> list[Any]:
+        """Saliency maps (`recog.explain.Explanation`, each with its deletion and insertion
+        AUC) of the predictions on `images`, by each method; with `save_dir`, also the overlay
+        PNGs, the raw `.npy` maps and their scores there."""
+        from recog.explain.run import explain_images
+
+        items = _as_image_list(images)
+        named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
+                 for i, x in enumerate(items)]  # fmt: skip
+        return explain_images(
+            self.task, self.model, named, methods=methods, target=target,
+            save_dir=None if save_dir is None else Path(save_dir), head=self.spec.head,
+            device=self.device, steps=steps,
+        )  # fmt: skip
+
+    def score_explanations(
+        self,
+        data: str | None = None,
+        *,
+        methods: Sequence[str] = ("gradcam",),
+        images: int = 16,
+        steps: int = 20,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """Faithfulness of each method (and of a random map) on `images` images of `data`
+        (default: the run's validation split), best first: `faithfulness.json` in `save_dir`
+        (default RUN/explain) and an explanations section in the run's report.html."""
+        from recog.explain.run import score_methods
+
+        dataset = self._dataset(data)
+        return score_methods(
+            self.task, self.model, dataset, methods=methods, images=images, steps=steps,
+            save_dir=Path(save_dir) if save_dir is not None else self.run_dir / "explain",
+            data_name=str(data or self.config.data), head=self.spec.head, device=self.device,
+            report=self.run_dir / "report.html",
+        )  # fmt: skip
+
+    # ---------------------------------------- confidence: calibrate, fit_ood, ood_report
+    # (the logic is recog.confidence's; these pick the data and keep the results in the run)
+    def _held_out(self, data: str | None) -> tuple[Any, str]:
+        """Labelled held-out images: `data`, or the run's own validation split."""
+        from recog.confidence.features import require_class_logits
+
+        require_class_logits(self.task)  # before any data is read
+        name = f"{self.config.data} (validation)" if data is None else str(data)
+        return self._dataset(data), name
+
+    def _batch(self) -> int:
+        return int(self.config.batch_size) * 2  # type: ignore[arg-type]
+
+    def calibrate(self, data: str | None = None, *, save: bool = True) -> Calibration:
+        """Fit temperature scaling on held-out labelled images (default: the validation split);
+        with `save`, `RUN/calibration.json`, used from then on by predict and the server."""
+        from recog.confidence import fitting
+
+        dataset, name = self._held_out(data)
+        calibration = fitting.calibrate(
+            self.task,
+            self.model,
+            self.spec,
+            dataset,
+            self.device,
+            data=name,
+            batch_size=self._batch(),
+        )
+        if save:
+            calibration.save(self.run_dir)
+        self.confidence = Confidence(calibration, self.confidence.rule if self.confidence else None)
+        return calibration
+
+    def fit_ood(
+        self,
+        data: str | None = None,
+        *,
+        score: str = DEFAULT_SCORE,
+        tpr: float = 0.95,
+        save: bool = True,
+    ) -> OODRule:
+        """Fit the "none of these" rule: `score`'s threshold keeping `tpr` of the held-out images
+        (default: the validation split); the feature scores compare with the training images.
+        With `save`, `RUN/ood_rule.json` (and `ood_bank.safetensors`)."""
+        from recog.confidence import fitting
+
+        fitting.check_score(score)
+        fitting.check_tpr(tpr)
+        dataset, name = self._held_out(data)
+        rule = fitting.fit_rule(
+            self.task,
+            self.model,
+            self.spec,
+            dataset,
+            lambda: type(self.task).load_reference(self.config),
+            self.device,
+            score_name=score,
+            tpr=tpr,
+            data=name,
+            batch_size=self._batch(),
+        )
+        if save:
+            rule.save(self.run_dir)
+        self.confidence = Confidence(self.confidence.calibration if self.confidence else None, rule)
+        return rule
+
+    def ood_report(
+        self,
+        out: str | Sequence[str],
+        *,
+        inputs: str | Sequence[str] | None = None,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """AUROC and FPR at 95% TPR of every OOD score, telling `inputs` (image files or folders;
+        default: the validation split) from the out-of-distribution images `out`.  Written as
+        `ood.json` in `save_dir` (default: the run)."""
+        from recog.confidence import fitting
+        from recog.confidence.features import collect_dataset, collect_files, require_class_logits
+        from recog.confidence.rules import OOD_REPORT_NAME
+        from recog.data import find_images
+
+        def files(paths: str | Sequence[str]) -> list[Path]:
+            found = find_images([paths] if isinstance(paths, str) else list(paths))
+            if not found:
+                raise RecogError(f"{paths}: no image files")
+            return found
+
+        require_class_logits(self.task)
+        outside_files = files(out)
+        batch = self._batch()
+        args = (self.task, self.model, self.spec)
+        if inputs is None:
+            inside = collect_dataset(*args, self._dataset(None), self.device, batch_size=batch)
+        else:
+            inside = collect_files(*args, files(inputs), self.device, batch_size=batch)
+        outside = collect_files(*args, outside_files, self.device, batch_size=batch)
+        stats = fitting.reference_stats(
+            *args, type(self.task).load_reference(self.config), self.device, batch_size=batch
+        )
+        table = fitting.ood_table(inside, outside, stats)
+        target = Path(save_dir) if save_dir is not None else self.run_dir
+        rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")
+        return table
