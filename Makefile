@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# torchattacks pins requests~=2.25.1 (idna<3, which timm's huggingface_hub refuses) yet
+	@# never imports requests: installed without its declared dependencies (see pyproject.toml)
+	$(BIN)/python -m pip install --quiet --no-deps 'torchattacks>=3.5,<4'
 	@touch $(STAMP)
 
 demo: venv

@@ -2,6 +2,7 @@
 prediction, and a run directory that `recog.load` rebuilds to the same predictions.
 
 One parametrized test over `list_models()` (timm's habit) instead of a copy per task.
+Each also shows that an attack's gradient reaches its input (recog.robust).
 Models are built from scratch at their smallest input (at least 32 px) for 2 CPU cores;
 the torchvision detectors resize internally (SSD to 300/320 px) and Faster R-CNN's
 heads sample hundreds of RoIs a step, so those stay the slow cases.
@@ -25,6 +26,7 @@ from recog.engine.optim import build_optimizer
 from recog.engine.trainer import WEIGHTS_NAME
 from recog.models.factory import get_spec, list_models
 from recog.resolve import resolve_config
+from recog.robust.objective import gradient_problem, loss_objective, vanish_objective
 from recog.tasks import (
     ClassifyTask,
     DetectTask,
@@ -178,6 +180,15 @@ def test_model_trains_predicts_and_reloads_through_the_task(name, tmp_path):
     model.eval()
     preds = task.predict(model, batch.images, batch.meta)
     _check_shapes(task, samples, preds)
+
+    # an attack's gradient reaches the input: the task's own loss with the ground truth
+    # (recog.robust), and for detectors the "vanish" score too; the model's modes are kept
+    images01 = batch.images.float() / 255
+    assert gradient_problem(loss_objective(task, model, batch), images01) is None
+    if isinstance(task, DetectTask) and any(len(p.scores) for p in preds):
+        # (an untrained detector that finds nothing has nothing to make vanish)
+        assert gradient_problem(vanish_objective(task, model), images01) is None
+    assert not model.training
 
     # the run directory as `recog.api.train` and the trainer write it
     run_dir.mkdir()

@@ -32,6 +32,7 @@ AutoAugment = Literal["none", "randaugment", "trivialaugment"]
 Cache = Literal["auto", "on", "off"]
 Amp = Literal["auto", "on", "off"]
 SegLoss = Literal["ce", "dice", "ce_dice"]
+AdvTrain = Literal["none", "pgd", "fgsm-rs", "trades"]
 
 
 #: the value of an optional feature that is off (weights, class_weights)
@@ -89,6 +90,10 @@ class TrainConfig:
     seg_loss: SegLoss = "ce_dice"
     class_weights: str | None = None  # comma-separated per-class loss weights; "none": equal
     elastic: float | None = None  # probability of an elastic deformation (cells, membranes)
+    # adversarial training (recog.robust.training): the attack each training batch meets
+    adv_train: AdvTrain = "none"
+    adv_eps: float = 8 / 255  # L-inf radius in [0, 1] pixel units; `--adv-eps 8/255`
+    adv_steps: int = 10  # PGD / TRADES steps (fgsm-rs takes one)
     # output
     out: str | None = None
     name: str | None = None
@@ -168,6 +173,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "mosaic": (0, 1, True, True),
     "mosaic_off_epochs": (0, None, True, False),
     "elastic": (0, 1, True, True),
+    "adv_eps": (0, 1, False, True),
+    "adv_steps": (1, 1000, True, True),
 }
 
 
@@ -270,3 +277,28 @@ def parse_duration(text: str | float | int) -> float:
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise RecogError(f"--time: must be a positive duration, not {text!r}")
     return seconds
+
+
+def parse_eps(text: str | float | int, *, flag: str = "--eps", at_most_one: bool = True) -> float:
+    """`0.03`, `8/255` -> a perturbation radius in [0, 1] pixel units (> 0; at most 1 with
+    `at_most_one`, as an L-inf radius must be)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        raw = str(text).strip()
+        try:
+            if "/" in raw:
+                top, bottom = raw.split("/", 1)
+                value = float(top) / float(bottom)
+            else:
+                value = float(raw)
+        except (ValueError, ZeroDivisionError):
+            raise RecogError(
+                f"{flag}: expected a number such as 0.03 or 8/255, not {text!r}"
+            ) from None
+    if not 0 < value < float("inf") or (at_most_one and value > 1):
+        bound = (
+            "greater than 0 and at most 1 (pixels in [0, 1])" if at_most_one else "greater than 0"
+        )
+        raise RecogError(f"{flag}: must be {bound}, not {text!r}")
+    return value

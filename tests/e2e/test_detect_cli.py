@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import run_cli, shared_dataset
 
 
+# 35-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
     out = tmp_path / "yolo"
     proc = run_cli(
@@ -33,6 +36,8 @@ def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
     assert val.returncode == 0, val.stderr
 
 
+# 35-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_raccoon_voc_split_train_and_predict(tmp_path):
     data = shared_dataset("raccoon")
     out = tmp_path / "raccoon"
@@ -70,6 +75,8 @@ def test_raccoon_voc_split_train_and_predict(tmp_path):
     assert (tmp_path / "drawn" / "raccoon-1.png").is_file()
 
 
+# 35-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_data_convert_and_stats_on_raccoon(tmp_path):
     data = shared_dataset("raccoon")
     assert (

@@ -11,6 +11,8 @@ from helpers import run_cli, shared_dataset
 from PIL import Image
 
 
+# 35-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_unet_on_shapes_trains_evaluates_and_predicts(tmp_path):
     out = tmp_path / "unet"
     proc = run_cli(
@@ -42,6 +44,8 @@ def test_unet_on_shapes_trains_evaluates_and_predicts(tmp_path):
     assert mask.shape == (90, 150) and mask.max() < 6
 
 
+# 35-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_mask_folder_infers_segment_and_data_tools_work(tmp_path):
     root = tmp_path / "cells"
     (root / "images").mkdir(parents=True)

@@ -196,12 +196,17 @@ def _train(
 
         freeze_backbone(model, spec)
     task = build_task(cfg, splits.class_names, spec)
+    from recog.robust.training import training_objective
+
+    objective = training_objective(cfg, task)
     open_budget = (cfg.epochs is None and cfg.steps is None) or bool(cfg.time)
     measured = None
     if open_budget:
         from recog.engine.probe import probe
 
-        measured = ctx.broadcast(probe(cfg, task, model, splits.train, splits.val, ctx))
+        measured = ctx.broadcast(
+            probe(cfg, task, model, splits.train, splits.val, ctx, objective=objective)
+        )
     before = res.config.to_dict()
     res = recipe.resolve_budget(res, facts, probe=measured, world_size=ctx.world_size)
     after = res.config.to_dict()
@@ -239,6 +244,7 @@ def _train(
         weights_metadata={"model": str(cfg.model), "task": str(cfg.task)},
         sampler=sampler,
         resume=resume,
+        objective=objective,
     )
     result = trainer.fit()
     model = trainer.model

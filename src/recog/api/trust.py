@@ -183,3 +183,43 @@ class TrustMethods:
         target = Path(save_dir) if save_dir is not None else self.run_dir
         rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")
         return table
+
+    # ------------------------------------------------------------- robustness
+    def attack(
+        self,
+        data: str | None = None,
+        *,
+        attack: str = "pgd",
+        eps: Sequence[float] | float | None = None,
+        norm: str = "linf",
+        steps: int | None = None,
+        alpha: float | None = None,
+        images: int = 200,
+        targeted: str | int | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        save_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """The clean metric and the metric under `attack` at each `eps` (pixel units of
+        [0, 1] images) on `images` images of `data` (default: the validation split):
+        `robustness.json`, the curve and example grid in `save_dir` (default
+        RUN/robustness), and a robustness section in the run's report.html."""
+        from recog.explain.run import class_index
+        from recog.robust import DEFAULT_EPS, AttackPlan
+        from recog.robust.run import attack_run
+
+        radii = DEFAULT_EPS if eps is None else (eps,) if isinstance(eps, int | float) else eps
+        default_steps = {"fgsm": 1, "cw": 50, "square": 1000}.get(attack, 10)
+        plan = AttackPlan(
+            attack=attack, norm=norm, eps=tuple(float(e) for e in radii),
+            steps=int(steps or default_steps), alpha=alpha,
+            targeted=class_index(self.task, targeted), images=int(images), seed=int(seed),
+        )  # fmt: skip
+        plan.check(self.task)  # before any data is read
+        return attack_run(
+            self.task, self.model, self._dataset(data), plan,
+            save_dir=Path(save_dir) if save_dir is not None else self.run_dir / "robustness",
+            batch_size=int(batch_size or self._batch()), device=self.device,
+            data_name=str(data or f"{self.config.data} (validation)"),
+            report=self.run_dir / "report.html",
+        )  # fmt: skip

@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from recog.cli import confidence, trust
+from recog.cli import confidence, robust, trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -48,6 +48,9 @@ _HELP = {
     "seg_loss": "segmentation loss: cross-entropy, Dice, or their sum (default)",
     "class_weights": "segmentation: comma-separated loss weight per class",
     "elastic": "segmentation: probability of an elastic deformation (cells, membranes)",
+    "adv_train": "adversarial training: every batch is attacked first (pgd; fgsm-rs, one random-start step; trades)",
+    "adv_eps": "adversarial training radius, L-inf in [0, 1] pixels, e.g. 8/255 (default 8/255)",
+    "adv_steps": "attack steps per training batch for pgd and trades (default 10)",
 }
 
 
@@ -71,6 +74,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         args = [a for a in get_args(hint) if a is not type(None)]
         if f.name == "time":
             parser.add_argument(flag, metavar="DURATION", **kwargs)
+        elif f.name == "adv_eps":
+            parser.add_argument(flag, metavar="EPS", **kwargs)
         elif f.name == "classes":
             parser.add_argument(flag, metavar="A,B,...", **kwargs)
         elif hint is bool:
@@ -107,6 +112,10 @@ def _overrides(ns: argparse.Namespace) -> dict[str, Any]:
             from recog.config import parse_duration
 
             value = parse_duration(value)
+        elif f.name == "adv_eps":
+            from recog.config import parse_eps
+
+            value = parse_eps(value, flag="--adv-eps")
         elif f.name == "classes":
             value = [name.strip() for name in str(value).split(",")]
         out[f.name] = value
@@ -232,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-access-log", action="store_true")
     trust.add_parsers(sub)
     confidence.add_parsers(sub)
+    robust.add_parsers(sub)
     return parser
 
 
@@ -475,6 +485,7 @@ COMMANDS = {
     "serve": cmd_serve,
     **trust.COMMANDS,
     **confidence.COMMANDS,
+    **robust.COMMANDS,
 }
 
 

@@ -3,11 +3,15 @@
 Under DDP every rank evaluates its own shard (no padding, so no image is
 counted twice) and the accumulators are gathered and merged on every rank,
 so all ranks agree on the metrics that drive checkpointing and early stop.
+
+`perturb` (an attack, `recog.robust`) turns each batch's images into the float
+[0, 1] images the model is then measured on; it runs with gradients enabled,
+the predictions after it in inference mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -38,22 +42,26 @@ def evaluate(
     loader: Iterable[Batch],
     ctx: DistContext,
     *,
-    on_batch: callable | None = None,  # type: ignore[valid-type]
+    on_batch: Callable[[int], None] | None = None,
+    perturb: Callable[[Batch], torch.Tensor] | None = None,
 ) -> Accumulator:
     """Run `task.predict` over `loader` in full precision (whatever training used), as
     `recog val`, predict and the server do; returns the (rank-merged) accumulator."""
     was_training = model.training
     model.eval()
     acc = task.metrics()
-    with torch.inference_mode():
-        for batch in loader:
-            images = batch.images.to(ctx.device, non_blocking=True).contiguous(
-                memory_format=torch.channels_last
-            )
+    for batch in loader:
+        images = batch.images.to(ctx.device, non_blocking=True).contiguous(
+            memory_format=torch.channels_last
+        )
+        if perturb is not None:
+            images = perturb(Batch(images, batch.targets, batch.truth, batch.meta).to(ctx.device))
+            model.eval()
+        with torch.inference_mode():
             predictions = task.predict(model, images, batch.meta)
-            acc.update(predictions, batch.truth)
-            if on_batch is not None:
-                on_batch(len(batch))
+        acc.update(predictions, batch.truth)
+        if on_batch is not None:
+            on_batch(len(batch))
     model.train(was_training)
     if ctx.enabled:
         parts = ctx.gather(acc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -22,6 +23,9 @@ from recog.engine.distributed import DistContext
 from recog.engine.optim import amp_dtype, build_optimizer
 from recog.recipe import Probe
 from recog.tasks.base import Task
+
+if TYPE_CHECKING:
+    from recog.engine.trainer import TrainingObjective
 
 #: timed steps after one untimed warm-up step (first-call allocations, oneDNN kernel choice)
 PROBE_STEPS = 3
@@ -34,7 +38,12 @@ def probe(
     train: Dataset,
     val: Dataset,
     ctx: DistContext,
+    objective: TrainingObjective | None = None,
 ) -> Probe:
+    """Seconds per step of `objective` (default: the task's loss) and per validation."""
+    from recog.engine.trainer import TaskObjective
+
+    objective = objective or TaskObjective()
     net = copy.deepcopy(model).to(ctx.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, net)
     dtype = amp_dtype(ctx.device, cfg.amp)
@@ -58,7 +67,7 @@ def probe(
         with torch.autocast(
             ctx.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
         ):
-            loss = task.loss(net, batch)["loss"]
+            loss = objective.loss(task, net, net, batch)["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

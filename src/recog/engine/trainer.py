@@ -11,6 +11,11 @@ fraction of the time used; an epoch starts only while at least half an
 epoch's time is left, and its training stops early enough to leave time for
 its validation, so the run ends on time with the best epoch's weights.
 
+Objective: what a training step minimizes is `objective.loss(task, net, model,
+batch)` (by default the task's own loss; adversarial training, `recog.robust.training`,
+attacks the batch first), and `objective.validate` may add columns after each
+validation; the loop never knows which.
+
 Exact resume: every epoch re-seeds all RNGs from (seed, epoch), so the data
 order and augmentation of epoch k do not depend on how the run got there;
 with the model, optimizer, scheduler, scaler and EMA states restored, an
@@ -26,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +50,7 @@ from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_sche
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.tasks.base import Task
+from recog.types import Batch
 
 CHECKPOINT_NAME = "last.ckpt"
 WEIGHTS_NAME = "model.safetensors"
@@ -68,6 +74,35 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+class TrainingObjective(Protocol):
+    def loss(
+        self, task: Task, net: nn.Module, model: nn.Module, batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        """Training losses of `batch` (`loss` is back-propagated); `net` may be the DDP
+        wrapper of `model`."""
+        ...
+
+    def validate(
+        self, model: nn.Module, task: Task, loader: DataLoader, ctx: DistContext
+    ) -> dict[str, float]:
+        """Columns added to the epoch's row after the clean validation."""
+        ...
+
+
+class TaskObjective:
+    """Plain training: the task's own loss, nothing added to validation."""
+
+    def loss(
+        self, task: Task, net: nn.Module, model: nn.Module, batch: Batch
+    ) -> dict[str, torch.Tensor]:
+        return task.loss(net, batch)
+
+    def validate(
+        self, model: nn.Module, task: Task, loader: DataLoader, ctx: DistContext
+    ) -> dict[str, float]:
+        return {}
 
 
 @dataclass
@@ -118,8 +153,10 @@ class Trainer:
         weights_metadata: dict[str, str] | None = None,
         sampler: Sampler[int] | None = None,
         resume: bool = False,
+        objective: TrainingObjective | None = None,
     ) -> None:
         self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
+        self.objective = objective or TaskObjective()
         # channels-last convolutions: +25-40% training throughput on CPU for our CNNs (measured,
         # bench/classify_train.py), and the layout tensor cores prefer on GPU.
         self.model = model.to(ctx.device, memory_format=torch.channels_last)
@@ -260,6 +297,7 @@ class Trainer:
                 )
                 bar.remove_task(val_id)
                 metrics = acc.compute()
+                extra = self.objective.validate(eval_model, task, self.val_loader(), ctx)
                 seconds = time.perf_counter() - start
                 val_seconds = time.perf_counter() - start - train_time
                 score = float(metrics.get(task.primary_metric, -math.inf))
@@ -271,6 +309,7 @@ class Trainer:
                     "train_images_per_second": ctx.world_size * images / max(train_time, 1e-9),
                     **{f"train_{k}": v for k, v in losses.items()},
                     **flat_metrics(metrics),
+                    **extra,
                 }
                 state.seconds += seconds
                 clock.start = None
@@ -372,7 +411,7 @@ class Trainer:
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
-                parts = self.task.loss(net, batch)
+                parts = self.objective.loss(self.task, net, model, batch)
             if pending is not None:
                 check(*pending)
             loss = parts["loss"].detach()

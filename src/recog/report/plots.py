@@ -363,3 +363,56 @@ def plot_sample_grid(
             text, colour = f"{wrong_mark} {title}", _RED
         ax.set_title(text, color=colour, fontsize=9)
     return _save(fig, out)
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def plot_robustness(results: Sequence[dict], out: Path) -> Path:
+    """The robustness curve: each attack's metric against eps (in /255), the clean value at 0.
+
+    results: `robustness.json` records (`attack`, `norm`, `metric`, `clean`, `robust`).
+    """
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    metric = results[0]["metric"] if results else "metric"
+    for record in results:
+        name = record["metric"]
+        xs = [0.0] + [row["eps"] * 255 for row in record["robust"]]
+        ys = [record["clean"].get(name, math.nan)] + [
+            math.nan if row.get(name) is None else row[name] for row in record["robust"]
+        ]
+        label = f"{record['attack']} ({record['norm']}, {record.get('steps', '?')} steps) {name}"
+        ax.plot(xs, ys, marker="o", markersize=4, label=label)
+    ax.set_xlabel("eps (pixel levels of 255)")
+    ax.set_ylabel(f"{metric} under attack")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("robustness")
+    if results:
+        ax.legend(fontsize=8, loc="best")
+    return _save(fig, out)
+
+
+def plot_attack_examples(rows: Sequence[tuple[torch.Tensor, str, torch.Tensor, str, torch.Tensor]],
+                         out: Path) -> Path:  # fmt: skip
+    """One row per image: clean (drawn, titled), adversarial (drawn, titled), perturbation.
+
+    rows: (clean (3, H, W) uint8, its title, adversarial uint8, its title, perturbation
+    (3, H, W) float, already magnified into [0, 1]).
+    """
+    count = max(1, len(rows))
+    fig = Figure(figsize=(7.5, 2.6 * count), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(count, 3, squeeze=False))
+    for ax in axes.ravel():
+        ax.axis("off")
+    for (clean, clean_title, adv, adv_title, delta), line in zip(rows, axes, strict=False):
+        for ax, image, title in zip(
+            line,
+            (clean, adv, delta),
+            (clean_title, adv_title, "perturbation (magnified)"),
+            strict=True,
+        ):
+            ax.imshow(_to_hwc(image), interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+    return _save(fig, out)

@@ -90,9 +90,11 @@ class Task(ABC):
         return len(self.class_names)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> float normalized, on the images' device."""
-        images = images.float().div_(255.0)
-        return (images - self.mean.to(images.device)) / self.std.to(images.device)
+        """uint8 (B, 3, H, W) -> float normalized, on the images' device.  Float images are
+        taken as already in [0, 1] (an attacked batch), and stay differentiable."""
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return self.normalize_float(images.float())
 
     def normalize_float(self, images: torch.Tensor) -> torch.Tensor:
         """float (B, 3, H, W) in [0, 1] -> normalized, differentiably (explanations, attacks)."""
@@ -147,6 +149,18 @@ class Task(ABC):
         logit where the task has one), differentiable with respect to `images`.
         """
         raise RecogError(f"{self.name} models have no explanations")
+
+    # ---------------------------------------------------------------- attacks
+    def attack_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The scalar an untargeted attack raises: the task's own training loss against the
+        ground truth, on `batch.images` as float in [0, 1] (differentiable with respect to
+        them).  The attacker puts the model in its loss mode (`recog.robust.objective`)."""
+        return self.loss(model, batch)["loss"]
+
+    def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """(B,) the total confidence of everything the model finds on float images in [0, 1]:
+        what the "vanish" attack lowers; only for detectors."""
+        raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
 
     # ------------------------------------------------------------- confidence
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -234,6 +234,13 @@ class DetectTask(Task):
             out.append((iou * det["scores"][same].float()).max())
         return torch.stack(out)
 
+    def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The summed scores of every kept detection (down to the model's own evaluation
+        threshold): lowering it pushes every box below what is shown."""
+        return torch.stack(
+            [det["scores"].float().sum() for det in model(self.normalize_float(images))]
+        )
+
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         keep = self._shown(prediction)
         return {

@@ -1,0 +1,15 @@
+"""Adversarial robustness for every task: attacks, the robustness curve, adversarial training.
+
+- `objective`: what an attack differentiates (the Task seam's `attack_loss` and
+  `vanish_score`, the model in its loss mode) and the gradient check;
+- `attacks`: recog's own FGSM and PGD on any objective (detectors, segmenters,
+  adversarial training);
+- `library`: classifier attacks through torchattacks (FGSM, PGD, CW, Square, AutoAttack);
+- `measure`: the clean and attacked metrics at each eps, with the masking checks;
+- `output`, `run`: `RUN/robustness/` and the report section;
+- `training`: the training objective `--adv-train` gives the engine.
+"""
+
+from recog.robust.measure import ATTACKS, DEFAULT_EPS, AttackPlan, Robustness
+
+__all__ = ["ATTACKS", "DEFAULT_EPS", "AttackPlan", "Robustness"]
