@@ -322,3 +322,29 @@ def test_explain_toggle_draws_a_heat_map_with_its_scores(page, tmp_path):
         pixels = list(rgb.getdata())
     coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 80)
     assert coloured / len(pixels) > 0.2, f"no heat map drawn (see {shot})"
+
+
+def test_attack_toggle_shows_the_adversarial_image_and_its_answer(page, tmp_path):
+    """With "Attack" on, the page asks /v1/attack and shows the clean and adversarial images
+    with their answers and the magnified perturbation (a colourful noise image)."""
+    from PIL import Image
+
+    image = tmp_path / "digit.png"
+    image.write_bytes(digit_png(2, size=96))
+    page.select_option("#model", "digits-cnn")
+    page.select_option("#attack-eps", "16/255")
+    page.check("#attack")
+    _upload(page, image)
+    page.wait_for_selector("#adversarial p.verdict", timeout=60_000)
+    verdict = page.inner_text("#adversarial p.verdict")
+    assert "At eps 16/255 the answer" in verdict, verdict
+    assert page.locator("#adversarial img").count() == 3
+    page.wait_for_function(
+        "[...document.querySelectorAll('#adversarial img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shot = tmp_path / "perturbation.png"
+    page.locator("#adversarial img").nth(2).screenshot(path=str(shot))
+    with Image.open(shot) as img:
+        pixels = list(img.convert("RGB").getdata())
+    grey = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) < 10)
+    assert grey / len(pixels) < 0.9, f"no perturbation drawn (see {shot})"

@@ -22,6 +22,7 @@ from recog.serve import ServeConfig, create_app
 OPERATIONS = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/explain"),
+    ("POST", "/v1/attack"),
     ("GET", "/v1/models"),
     ("POST", "/v1/feedback"),
     ("GET", "/v1/history"),

@@ -10,7 +10,7 @@ image (after its EXIF orientation).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,6 +142,43 @@ class Trust(BaseModel):
     )
 
 
+class RobustPoint(BaseModel):
+    eps: float = Field(description="the attack's radius, in pixel units of [0, 1] images")
+    value: float | None = Field(description="the main metric under the attack; null: not measured")
+
+
+class Robustness(BaseModel):
+    """What the last `recog attack` on the run measured (`RUN/robustness/robustness.json`)."""
+
+    attack: str
+    norm: str
+    steps: int
+    images: int
+    metric: str = Field(description="the main metric, clean and under attack")
+    clean: float | None
+    robust: list[RobustPoint]
+    trustworthy: bool = Field(
+        description="false when a check found gradient masking or no usable gradient"
+    )
+
+
+class AttackResponse(BaseModel):
+    """One uploaded image, its adversarial version and what the model answers on each."""
+
+    model: str
+    task: TaskName
+    attack: str
+    eps: float
+    image: ImageInfo
+    clean: dict[str, Any] = Field(description="the answer on the image the model saw")
+    adversarial: dict[str, Any] = Field(description="the answer on the adversarial image")
+    clean_image: str = Field(description="PNG data URL: the image the model saw, answer drawn")
+    adversarial_image: str = Field(description="PNG data URL: the adversarial image, answer drawn")
+    perturbation: str = Field(description="PNG data URL: the perturbation, magnified")
+    changed: bool = Field(description="whether the shown answer changed")
+    latency_ms: float
+
+
 class ModelInfo(BaseModel):
     name: str
     task: TaskName
@@ -160,6 +197,9 @@ class ModelInfo(BaseModel):
     top_k: bool = Field(description="whether predictions rank the classes (`top_k` applies)")
     max_batch: int
     trust: Trust = Field(description="the run's calibration and out-of-distribution rule")
+    robustness: Robustness | None = Field(
+        None, description="the last `recog attack` on the run; null: never attacked"
+    )
 
 
 class ModelsResponse(BaseModel):

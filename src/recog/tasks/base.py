@@ -157,6 +157,11 @@ class Task(ABC):
         them).  The attacker puts the model in its loss mode (`recog.robust.objective`)."""
         return self.loss(model, batch)["loss"]
 
+    def as_target(self, prediction: Prediction) -> Target:
+        """The model's own answer (at the input size) taken as the ground truth: what an
+        attack on an unlabelled image (the web page's) moves the model away from."""
+        raise RecogError(f"{self.name} predictions cannot stand in for a ground truth")
+
     def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """(B,) the total confidence of everything the model finds on float images in [0, 1]:
         what the "vanish" attack lowers; only for detectors."""

@@ -180,6 +180,9 @@ class ClassifyTask(Task):
         of the field's PGD (Madry et al. 2018) and of torchattacks."""
         return F.cross_entropy(model(self.normalize(batch.images)).float(), batch.targets)
 
+    def as_target(self, prediction: Prediction) -> Target:
+        return Target(labels=prediction.labels.clone())
+
     @torch.no_grad()
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(self.normalize(images)).float()

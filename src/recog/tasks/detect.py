@@ -234,6 +234,13 @@ class DetectTask(Task):
             out.append((iou * det["scores"][same].float()).max())
         return torch.stack(out)
 
+    def as_target(self, prediction: Prediction) -> Target:
+        """The shown boxes (and their masks, for instances)."""
+        keep = self._shown(prediction)
+        masks = None if prediction.masks is None else prediction.masks[keep]
+        return Target(boxes=prediction.boxes[keep].clone(), labels=prediction.labels[keep].clone(),
+                      masks=masks)  # fmt: skip
+
     def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The summed scores of every kept detection (down to the model's own evaluation
         threshold): lowering it pushes every box below what is shown."""

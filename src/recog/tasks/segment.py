@@ -324,6 +324,9 @@ class SegmentTask(Task):
         values = logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
         return (values * region).sum((-2, -1)) / region.sum()
 
+    def as_target(self, prediction: Prediction) -> Target:
+        return Target(mask=prediction.mask.clone().long())
+
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         mask = prediction.mask
         counts = torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)

@@ -6,7 +6,8 @@ task, architecture, classes, input size, the numbers of its `metrics.json`
 metric, named by the run's Task (`Task.primary_metric`: Mask R-CNN's
 `mask_map` is not a semantic model's `miou`), so no client keeps its own
 table of which metric matters for which task; and its `trust`: the
-temperature and reject rule `recog calibrate` left in the run.
+temperature and reject rule `recog calibrate` left in the run; and its
+`robustness`: the curve the last `recog attack` left in `RUN/robustness/`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ import math
 from fastapi import APIRouter
 
 from recog.api import Recognizer
+from recog.errors import RecogError
 from recog.serve.errors import error_responses
-from recog.serve.schemas import MainMetric, ModelInfo, ModelsResponse, Trust
+from recog.serve.schemas import (
+    MainMetric,
+    ModelInfo,
+    ModelsResponse,
+    Robustness,
+    RobustPoint,
+    Trust,
+)
 from recog.serve.state import ServingDep
 
 router = APIRouter(tags=["models"])
@@ -67,4 +76,25 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         top_k=rec.task.ranks_classes,
         max_batch=max_batch,
         trust=trust,
+        robustness=robustness_info(rec),
     )
+
+
+def robustness_info(rec: Recognizer) -> Robustness | None:
+    """The last `recog attack` record of the run (None when absent or unreadable)."""
+    from recog.io import read_json
+
+    path = rec.run_dir / "robustness" / "robustness.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = read_json(path)
+        metric = raw["metric"]
+        return Robustness(
+            attack=raw["attack"], norm=raw["norm"], steps=raw["steps"], images=raw["images"],
+            metric=metric, clean=raw["clean"].get(metric),
+            robust=[RobustPoint(eps=row["eps"], value=row.get(metric)) for row in raw["robust"]],
+            trustworthy=bool(raw["checks"]["trustworthy"]),
+        )  # fmt: skip
+    except (RecogError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # a foreign or damaged file: no robustness to show, not a failed server

@@ -130,6 +130,53 @@ async function predictFile(file) {
   await show(response, image, roundTripMs);
   loadHistory();
   if ($("explain").checked) explainFile();
+  if ($("attack").checked) attackFile();
+}
+
+// ------------------------------------------------------------------ attacking
+// The server attacks the image the model saw (PGD on the task's own loss, the model's own
+// answer standing in for the truth) and answers on the result: the clean and adversarial
+// images with their answers drawn, and the perturbation magnified around mid-grey.
+async function attackFile() {
+  const box = $("adversarial");
+  box.replaceChildren();
+  if (!state.file || !$("attack").checked) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const eps = $("attack-eps").value;
+  box.append(el("p", { class: "hint", text: `Attacking with PGD at eps ${eps}…` }));
+  const form = new FormData();
+  form.append("file", state.file, state.file.name || "pasted-image");
+  let response;
+  try {
+    response = await api(
+      `/v1/attack?model=${encodeURIComponent($("model").value)}&eps=${encodeURIComponent(eps)}`,
+      { method: "POST", body: form },
+    );
+  } catch (error) {
+    box.replaceChildren(el("p", { class: "error", text: `No attack: ${error.message}` }));
+    return;
+  }
+  const before = summary({ result: response.clean });
+  const after = summary({ result: response.adversarial });
+  box.replaceChildren(
+    el("p", {
+      class: "verdict",
+      text: response.changed
+        ? `At eps ${eps} the answer changes: ${before} → ${after}`
+        : `At eps ${eps} the answer holds: ${after}`,
+    }),
+  );
+  for (const [src, caption] of [
+    [response.clean_image, `the image the model saw: ${before}`],
+    [response.adversarial_image, `adversarial (${response.attack}, eps ${eps}): ${after}`],
+    [response.perturbation, "the perturbation, magnified"],
+  ]) {
+    const img = el("img", { src, alt: caption, class: "heatmap" });
+    box.append(el("figure", { class: "explanation" }, img, el("figcaption", { text: caption })));
+  }
 }
 
 // ------------------------------------------------------------------ explaining
@@ -573,6 +620,8 @@ function wire() {
   $("model").addEventListener("change", showModelInfo);
   $("explain").addEventListener("change", explainFile);
   $("explain-method").addEventListener("change", explainFile);
+  $("attack").addEventListener("change", attackFile);
+  $("attack-eps").addEventListener("change", attackFile);
   $("opacity").addEventListener("input", draw);
   $("wrong").addEventListener("click", () => ($("feedback").hidden ? openFeedback() : closeFeedback()));
   $("feedback").addEventListener("submit", sendFeedback);
