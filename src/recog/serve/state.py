@@ -71,6 +71,17 @@ class Serving:
     def default_model(self) -> str:
         return next(iter(self.models))
 
+    def served(self, name: str | None) -> tuple[str, ServedModel]:
+        """The model a request names (None: the default), or a 404 listing the served ones."""
+        from recog.serve.errors import ApiError
+
+        name = self.default_model if name is None else name
+        if name not in self.models:
+            raise ApiError(
+                404, "unknown_model", f"no model {name!r}; served: {', '.join(self.models)}"
+            )
+        return name, self.models[name]
+
 
 def serving(request: Request) -> Serving:
     return request.app.state.recog  # type: ignore[no-any-return]

@@ -10,7 +10,6 @@ its gradients never reach the micro-batcher's forward passes.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -18,15 +17,15 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from recog.errors import RecogError
 from recog.serve.errors import ApiError, error_responses
-from recog.serve.limits import UploadError, decode_upload
+from recog.serve.limits import decode_upload
 from recog.serve.routes.predict import PREDICT_BODY
 from recog.serve.schemas import AttackResponse
 from recog.serve.state import ServingDep
 from recog.serve.upload import read_upload
+from recog.serve.worker import in_worker
 
 #: recog.robust.run.IMAGE_ATTACKS, written out so the schema needs no import of torch code
 ATTACKS = ("pgd", "fgsm", "vanish")
@@ -67,12 +66,7 @@ async def attack(
 
     start = time.perf_counter()
     limits = state.config.limits
-    name = state.default_model if model is None else model
-    served = state.models.get(name)
-    if served is None:
-        raise ApiError(
-            404, "unknown_model", f"no model {name!r}; served: {', '.join(state.models)}"
-        )
+    name, served = state.served(model)
     if attack not in ATTACKS:
         raise ApiError(422, "bad_attack", f"attack {attack!r}: not one of {', '.join(ATTACKS)}")
     try:
@@ -104,14 +98,7 @@ async def attack(
             "changed": task.summary(before) != task.summary(after),
         }
 
-    try:
-        decoded, body = await asyncio.wait_for(run_in_threadpool(work), limits.predict_timeout_s)
-    except UploadError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    except RecogError as exc:
-        raise ApiError(422, "bad_request", str(exc)) from None
-    except TimeoutError:
-        raise ApiError(504, "timeout", "the attack did not finish in time") from None
+    decoded, body = await in_worker(work, limits.predict_timeout_s, "attack")
     return {
         "model": name,
         "task": str(served.recognizer.config.task),

@@ -11,7 +11,6 @@ AUC and the random map's on the same image.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import io
@@ -19,15 +18,14 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from recog.errors import RecogError
 from recog.serve.errors import ApiError, error_responses
-from recog.serve.limits import UploadError, decode_upload
+from recog.serve.limits import decode_upload
 from recog.serve.routes.predict import PREDICT_BODY
 from recog.serve.schemas import ExplainResponse
 from recog.serve.state import ServingDep
 from recog.serve.upload import read_upload
+from recog.serve.worker import in_worker
 
 #: recog.explain.METHODS without the random baseline (every answer carries its scores)
 METHODS = ("gradcam", "gradcam++", "layercam", "eigencam", "ig", "occlusion", "drise")
@@ -62,12 +60,7 @@ async def explain(
     region for segmentation), each with its faithfulness scores."""
     start = time.perf_counter()
     limits = state.config.limits
-    name = state.default_model if model is None else model
-    served = state.models.get(name)
-    if served is None:
-        raise ApiError(
-            404, "unknown_model", f"no model {name!r}; served: {', '.join(state.models)}"
-        )
+    name, served = state.served(model)
     if method not in METHODS:
         raise ApiError(422, "bad_method", f"method {method!r}: not one of {', '.join(METHODS)}")
     data = await read_upload(request, limits)
@@ -89,14 +82,7 @@ async def explain(
             for e in maps
         ]
 
-    try:
-        decoded, maps = await asyncio.wait_for(run_in_threadpool(work), limits.predict_timeout_s)
-    except UploadError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    except RecogError as exc:
-        raise ApiError(422, "bad_request", str(exc)) from None
-    except TimeoutError:
-        raise ApiError(504, "timeout", "the explanation did not finish in time") from None
+    decoded, maps = await in_worker(work, limits.predict_timeout_s, "explanation")
     return {
         "model": name,
         "task": str(served.recognizer.config.task),
