@@ -57,3 +57,13 @@ def test_trades_trains_a_classifier(tmp_path):
                       adv_steps=2, img_size=16, out=str(tmp_path / "trades"))  # fmt: skip
     row = _rows(run.run_dir)[0]
     assert float(row["train_trades_kl"]) >= 0 and "robust_top1" in row
+
+
+def test_an_attack_setting_without_adversarial_training_is_refused(tmp_path):
+    from helpers import run_cli
+
+    proc = run_cli("train", "--data", "digits", "--adv-eps", "8/255", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "--adv-eps: only with --adv-train" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
+    with pytest.raises(RecogError, match="only with adv_train"):
+        recog.train("digits", "cnn", adv_steps=3, out=str(tmp_path / "r2"))

@@ -156,6 +156,8 @@ def train(
             cfg = dataclasses.replace(cfg, model=model)
     if overrides:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
+        if {"adv_eps", "adv_steps"} & set(overrides) and cfg.adv_train == "none":
+            raise RecogError("adv_eps and adv_steps: only with adv_train pgd, fgsm-rs or trades")
     if resume is None and cfg.out:
         _check_out(Path(cfg.out), exist_ok=exist_ok)
     ctx = DistContext.from_env(cfg.device)

@@ -269,6 +269,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if ns.config and "out" not in overrides:
             values |= {"out": None, "name": None}  # a new run directory, never the old one's
         cfg = TrainConfig.from_dict({**values, **overrides}, source="command line")
+        given = sorted({"adv_eps", "adv_steps"} & set(overrides))
+        if given and cfg.adv_train == "none":
+            flags = " and ".join("--" + k.replace("_", "-") for k in given)
+            raise RecogError(f"{flags}: only with --adv-train pgd, fgsm-rs or trades")
         rec = api.train(config=cfg, exist_ok=ns.exist_ok)
     if _is_main():
         metrics = json.loads((rec.run_dir / "metrics.json").read_text())
