@@ -78,6 +78,12 @@ class AttackPlan:
             if self.norm not in library.LIBRARY_NORMS[self.attack] and self.attack != "fgsm":
                 norms = " or ".join(library.LIBRARY_NORMS[self.attack])
                 raise RecogError(f"--attack {self.attack} takes --norm {norms}")
+        if self.attack == "autoattack" and task.num_classes < 4:
+            # APGD-T's targeted DLR loss reads the 3rd and 4th largest logits
+            raise RecogError(
+                f"--attack autoattack needs at least 4 classes (this model has "
+                f"{task.num_classes}): use pgd, cw or square"
+            )
         if self.targeted is not None:
             if not task.class_logits:
                 raise RecogError(
