@@ -188,6 +188,8 @@ def tiny_folder(tmp_path):
     return tmp_path / "data"
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_no_flag_run_records_every_value_and_reruns_from_its_config(tiny_folder, tmp_path):
     """The whole contract on a real (tiny) run: no-flag config concrete, start and end blocks,
     and `--config RUN/config.yaml --out NEW --deterministic` repeats the metrics."""
@@ -217,6 +219,8 @@ def test_no_flag_run_records_every_value_and_reruns_from_its_config(tiny_folder,
     assert "Traceback" not in proc.stderr
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_time_budget_stops_on_time_with_an_annealed_rate(tiny_folder, tmp_path):
     from helpers import run_cli
 

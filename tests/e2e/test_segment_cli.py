@@ -84,6 +84,8 @@ def test_mask_folder_infers_segment_and_data_tools_work(tmp_path):
     assert check.returncode == 1 and "mask is 5x5" in check.stdout
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_mask_rcnn_on_tiny_shapes_reports_mask_map_and_writes_rle_json(tmp_path):
     """In-process (the API under the CLI) to keep the instance path cheap to test."""
     import recog

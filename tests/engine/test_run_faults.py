@@ -270,6 +270,8 @@ rio.atomic_write(path, slow)
 """
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_sigkill_while_writing_the_checkpoint_keeps_the_previous_one(run_copy, tmp_path, capsys):
     ckpt = run_copy / "last.ckpt"
     before = ckpt.read_bytes()

@@ -144,6 +144,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_torchrun_two_processes_train_on_cpu(tmp_path):
     out = tmp_path / "ddp"
     cmd = [

@@ -38,6 +38,8 @@ def test_unet_loads_a_torchvision_resnet18_state_dict_into_its_encoder(tmp_path)
         load_pretrained(model, get_spec("unet"), str(tmp_path / "vgg.pth"))
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_mask_rcnn_trains_a_step_and_predicts_masks():
     torch.manual_seed(0)
     model = create_model("mask_rcnn", num_classes=2, img_size=64)

@@ -66,6 +66,8 @@ def test_pgd_on_the_segmentation_loss_lowers_miou(unet, tmp_path):
     assert (tmp_path / "examples-pgd-linf.png").is_file()
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_pgd_on_the_detection_loss_and_vanish_lower_map(yolo, tmp_path):
     record = yolo.attack(eps=EPS, steps=5, images=8, save_dir=tmp_path)
     assert record["backend"] == "recog" and record["metric"] == "map"

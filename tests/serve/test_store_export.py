@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import run_cli
 from serving import digit_png, png_bytes
 
@@ -80,6 +81,8 @@ def test_export_classification_feedback_as_class_folders(make_client, tmp_path):
     assert names == ["0", "1", "2"] and len(train.labels) + len(val.labels) == 7
 
 
+# 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
+@pytest.mark.slow
 def test_export_detection_feedback_as_coco(make_client, recognizers, tmp_path):
     db = f"sqlite:///{tmp_path / 'h.db'}"
     client = make_client(db_url=db, keep_images=True)
