@@ -13,19 +13,16 @@ from __future__ import annotations
 import copy
 import itertools
 import time
-from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recog.config import TrainConfig
 from recog.engine.distributed import DistContext
+from recog.engine.objective import TaskObjective, TrainingObjective
 from recog.engine.optim import amp_dtype, build_optimizer
 from recog.recipe import Probe
 from recog.tasks.base import Task
-
-if TYPE_CHECKING:
-    from recog.engine.trainer import TrainingObjective
 
 #: timed steps after one untimed warm-up step (first-call allocations, oneDNN kernel choice)
 PROBE_STEPS = 3
@@ -41,8 +38,6 @@ def probe(
     objective: TrainingObjective | None = None,
 ) -> Probe:
     """Seconds per step of `objective` (default: the task's loss) and per validation."""
-    from recog.engine.trainer import TaskObjective
-
     objective = objective or TaskObjective()
     net = copy.deepcopy(model).to(ctx.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, net)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,11 +46,11 @@ from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
 from recog.engine.logging import ResultsTable, epoch_line
+from recog.engine.objective import TaskObjective, TrainingObjective
 from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_scheduler
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.tasks.base import Task
-from recog.types import Batch
 
 CHECKPOINT_NAME = "last.ckpt"
 WEIGHTS_NAME = "model.safetensors"
@@ -74,35 +74,6 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
-
-
-class TrainingObjective(Protocol):
-    def loss(
-        self, task: Task, net: nn.Module, model: nn.Module, batch: Batch
-    ) -> dict[str, torch.Tensor]:
-        """Training losses of `batch` (`loss` is back-propagated); `net` may be the DDP
-        wrapper of `model`."""
-        ...
-
-    def validate(
-        self, model: nn.Module, task: Task, loader: DataLoader, ctx: DistContext
-    ) -> dict[str, float]:
-        """Columns added to the epoch's row after the clean validation."""
-        ...
-
-
-class TaskObjective:
-    """Plain training: the task's own loss, nothing added to validation."""
-
-    def loss(
-        self, task: Task, net: nn.Module, model: nn.Module, batch: Batch
-    ) -> dict[str, torch.Tensor]:
-        return task.loss(net, batch)
-
-    def validate(
-        self, model: nn.Module, task: Task, loader: DataLoader, ctx: DistContext
-    ) -> dict[str, float]:
-        return {}
 
 
 @dataclass
