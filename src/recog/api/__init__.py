@@ -309,9 +309,20 @@ def _print_start(lines: list[str]) -> None:
 
 
 # ---------------------------------------------------------------------- load
-def load(run_dir: str | Path, *, device: str = "auto") -> Recognizer:
-    """Rebuild a trained recognizer from its run directory (no training data, no unpickling)."""
+def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -> Recognizer:
+    """Rebuild a trained recognizer from its run directory (no training data, no unpickling).
+
+    An exported file (`.onnx`, OpenVINO `.xml`) loads on its runtime; `backend` "onnx" or
+    "openvino" loads a run directory's export (`recog export`) instead of its weights."""
     run_dir = Path(run_dir)
+    if backend not in ("torch", "onnx", "openvino"):
+        raise RecogError(f"backend {backend!r}: not one of torch, onnx, openvino")
+    from recog.deploy.load import EXPORTED_SUFFIXES, exported_file, load_exported
+
+    if run_dir.suffix in EXPORTED_SUFFIXES and not run_dir.is_dir():
+        return load_exported(run_dir, backend=None if backend == "torch" else backend)
+    if backend != "torch" and run_dir.is_dir():
+        return load_exported(exported_file(run_dir, backend), backend=backend)
     if not run_dir.is_dir():
         raise RecogError(f"{run_dir}: no such run directory")
     missing = [n for n in (CONFIG_NAME, LABELS_NAME, WEIGHTS_NAME) if not (run_dir / n).is_file()]

@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from recog.cli import confidence, robust, trust
+from recog.cli import confidence, deploy, robust, trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="where to write metrics, plots and report (default RUN/val)"
     )
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
+                   help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO")  # fmt: skip
 
     p = sub.add_parser("predict", help="predict image files, folders or globs")
     p.add_argument("run", type=Path)
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer a class for every image, even below the run's out-of-distribution threshold",
     )
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
+                   help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO (`recog export`)")  # fmt: skip
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--task", choices=[str(t) for t in TaskName])
@@ -237,11 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow CORS from it"
     )
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
+                   help="torch, or each run's export on onnxruntime or OpenVINO; an exported file may also be given as RUN")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true")
     trust.add_parsers(sub)
     confidence.add_parsers(sub)
     robust.add_parsers(sub)
+    deploy.add_parsers(sub)
     return parser
 
 
@@ -321,7 +328,7 @@ def _headline(task: Any, metrics: dict[str, Any]) -> str:
 def cmd_val(ns: argparse.Namespace) -> int:
     from recog import api
 
-    rec = api.load(ns.run, device=ns.device)
+    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
     out = ns.out or (ns.run / "val")
     metrics = rec.evaluate(ns.data, out_dir=out)
     print(_headline(rec.task, metrics))
@@ -332,7 +339,7 @@ def cmd_val(ns: argparse.Namespace) -> int:
 def cmd_predict(ns: argparse.Namespace) -> int:
     from recog import api
 
-    rec = api.load(ns.run, device=ns.device)
+    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
     files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size, reject=not ns.no_reject)
     records = [
         {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
@@ -474,6 +481,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         host=ns.host,
         port=ns.port,
         device=ns.device,
+        backend=ns.backend,
         log_level=ns.log_level,
         access_log=not ns.no_access_log,
     )
@@ -490,6 +498,7 @@ COMMANDS = {
     **trust.COMMANDS,
     **confidence.COMMANDS,
     **robust.COMMANDS,
+    **deploy.COMMANDS,
 }
 
 

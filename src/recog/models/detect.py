@@ -23,6 +23,7 @@ import torch
 import torchvision.models.detection as tvd
 from torch import nn
 
+from recog.errors import RecogError
 from recog.models.registry import register_model
 from recog.types import TaskName
 
@@ -57,6 +58,14 @@ class TorchvisionDetector(nn.Module):
         outputs = self.model(batch)
         self.model.train(was_training)
         return [{**o, "labels": o["labels"] - 1} for o in outputs]
+
+    def export_parts(self) -> None:
+        """Not exportable yet: torchvision's detectors resize, post-process and loop over
+        images inside their forward, which the exporter cannot keep dynamic."""
+        raise RecogError(
+            "torchvision's detectors (ssd, ssdlite, faster_rcnn, mask_rcnn) cannot be "
+            "exported yet; recog's yolo_n and yolo_s can"
+        )
 
 
 _COMMON: dict[str, Any] = {"weights": None, "weights_backbone": None}

@@ -44,8 +44,9 @@ class SemanticSegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.stride, (-w) % self.stride
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))  # zeros: the mean colour after normalization
+        # zeros: the mean colour after normalization; padded unconditionally (a no-op at a
+        # multiple of the stride) so that an exported graph keeps the padding for any size
+        x = F.pad(x, (0, pw, 0, ph))
         out = self.model(x)
         if isinstance(out, dict):  # torchvision's FCN / DeepLabV3 return {"out", "aux"}
             out = out["out"]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms, box_iou, complete_box_iou_loss
 
+from recog.models.export_parts import ExportParts
 from recog.models.registry import register_model
 from recog.types import TaskName
 
@@ -188,6 +189,41 @@ def make_points(
     return torch.cat(points), torch.cat(strides)
 
 
+def select_detections(
+    boxes: torch.Tensor,
+    probs: torch.Tensor,
+    *,
+    score_threshold: float,
+    iou_threshold: float,
+    pre_nms: int,
+    max_detections: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Per image: every (point, class) above the threshold, the best `pre_nms`, class-aware NMS.
+
+    boxes (B, A, 4), probs (B, A, C); the torch model and an exported one share it."""
+    out = []
+    for b, p in zip(boxes, probs, strict=True):
+        point, cls = (p > score_threshold).nonzero(as_tuple=True)
+        scores = p[point, cls]
+        if scores.numel() > pre_nms:
+            top = scores.topk(int(pre_nms)).indices
+            point, cls, scores = point[top], cls[top], scores[top]
+        keep = batched_nms(b[point], scores, cls, iou_threshold)[: int(max_detections)]
+        out.append({"boxes": b[point[keep]], "scores": scores[keep], "labels": cls[keep]})
+    return out
+
+
+class _Decoded(nn.Module):
+    """The exportable part of a YOLO: normalized images -> (boxes, scores) before NMS."""
+
+    def __init__(self, yolo: YOLO) -> None:
+        super().__init__()
+        self.yolo = yolo
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.yolo.decode(self.yolo.forward_maps(images))
+
+
 class YOLO(nn.Module):
     """Backbone + PAN + decoupled head.  See the module docstring for shapes."""
 
@@ -229,16 +265,25 @@ class YOLO(nn.Module):
         respect to the input, which explanations and attacks need (callers
         that only predict run under no_grad already)."""
         boxes, probs = self.decode(maps)
-        out = []
-        for b, p in zip(boxes, probs, strict=True):
-            point, cls = (p > self.score_threshold).nonzero(as_tuple=True)
-            scores = p[point, cls]
-            if scores.numel() > self.pre_nms:
-                top = scores.topk(self.pre_nms).indices
-                point, cls, scores = point[top], cls[top], scores[top]
-            keep = batched_nms(b[point], scores, cls, self.iou_threshold)[: self.max_detections]
-            out.append({"boxes": b[point[keep]], "scores": scores[keep], "labels": cls[keep]})
-        return out
+        return select_detections(boxes, probs, **self.selection())
+
+    def selection(self) -> dict[str, float | int]:
+        """The thresholds of `select_detections` (an exported model keeps them in its metadata)."""
+        return {
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "pre_nms": self.pre_nms,
+            "max_detections": self.max_detections,
+        }
+
+    def export_parts(self) -> ExportParts:
+        """The graph ends at the decoded boxes and scores; NMS runs after it (recog.deploy)."""
+        return ExportParts(
+            module=_Decoded(self),
+            outputs=("boxes", "scores"),
+            finish="nms",
+            finish_args=self.selection(),
+        )
 
     def split(
         self, maps: list[torch.Tensor]

@@ -416,3 +416,24 @@ def plot_attack_examples(rows: Sequence[tuple[torch.Tensor, str, torch.Tensor, s
             ax.imshow(_to_hwc(image), interpolation="nearest")
             ax.set_title(title, fontsize=9)
     return _save(fig, out)
+
+
+def bench_plot(record: dict, out: Path) -> Path:
+    """`recog bench`: images/s per backend at each batch, the matmul ceiling as a line (GFLOP/s axis)."""
+    rows = [r for r in record["rows"] if "images_per_second" in r]
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    batches = sorted({r["batch"] for r in rows})
+    fig = Figure(figsize=(7.2, 4.2), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(batches))
+    for j, batch in enumerate(batches):
+        ys = [next((r["gflops"] for r in rows if r["backend"] == b and r["batch"] == batch), 0.0)
+              for b in backends]  # fmt: skip
+        ax.bar([i + j * width for i in range(len(backends))], ys, width, label=f"batch {batch}")
+    ax.axhline(record["peak_gflops"], color=_RED, linestyle="--", label="fp32 matmul rate")
+    ax.set_xticks([i + width * (len(batches) - 1) / 2 for i in range(len(backends))], backends,
+                  rotation=20, fontsize=8)  # fmt: skip
+    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_title(f"{record['model']} at {record['img_size']} px")
+    ax.legend(fontsize=8)
+    return _save(fig, out)

@@ -47,6 +47,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     device: str = "auto",
+    backend: str = "torch",
     log_level: str = "info",
     access_log: bool = True,
 ) -> None:
@@ -58,7 +59,7 @@ def serve(
     check_address(host, port)
     store = Store(config.db_url)
     try:
-        recognizers = unique_names([load(run, device=device) for run in runs])
+        recognizers = unique_names([load(run, device=device, backend=backend) for run in runs])
         app = create_app(recognizers, config, store=store)
         logging.getLogger("recog.serve").setLevel(log_level.upper())
         for name, rec in recognizers.items():

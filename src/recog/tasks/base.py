@@ -58,6 +58,9 @@ class Task(ABC):
     #: whether the model answers one row of class logits per image (`logits`), so
     #: temperature scaling and out-of-distribution scores apply (recog.confidence)
     class_logits: ClassVar[bool] = False
+    #: whether `prepare` keeps each image's own size (an exported graph's spatial axes
+    #: are then dynamic) rather than bringing it to `img_size`
+    keeps_image_size: ClassVar[bool] = False
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)

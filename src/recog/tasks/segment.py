@@ -139,6 +139,7 @@ class SegmentTask(Task):
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
     primary_metric: ClassVar[MetricName] = MetricName.MIOU
+    keeps_image_size: ClassVar[bool] = True
     headline_metrics: ClassVar[tuple[MetricName, ...]] = (
         MetricName.MIOU,
         MetricName.DICE,

@@ -1,0 +1,165 @@
+"""Exported models as recog models: one runtime session behind the torch model's interface.
+
+`ExportedModel` is an `nn.Module` that answers what the torch model answers (logits,
+or per-image detections after YOLO's NMS step), so every task's `predict`, the
+evaluator, the report and the server use an exported file through the same seam,
+with no branch per task or per backend.
+
+The Task seam hands a model normalized tensors; the exported graph takes uint8
+pixels and normalizes itself (the file predicts alone).  `ExportedModel` therefore
+undoes the task's normalization and rounds back to uint8.  That round trip is exact:
+the normalized values came from uint8 pixels through two float operations, far
+inside the 0.5 a rounding forgives, and padding that a task adds in normalized space
+(zeros) becomes the mean colour, the pixel it stands for.
+
+Runtimes: onnxruntime (CPU provider, or CUDA when it is installed and asked for) and
+OpenVINO (its CPU plugin reads ONNX and its own IR).  Both are optional extras
+(`pip install 'recog[export]'`); a missing one is a one-line error saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recog.errors import RecogError
+
+BACKENDS = ("torch", "onnx", "openvino")
+#: metadata keys every exported file carries (`recog.deploy.export.metadata`)
+META_KEYS = ("recog_version", "task", "model", "classes", "img_size", "mean", "std",
+             "outputs", "finish", "finish_args", "config")  # fmt: skip
+
+
+@dataclass
+class ExportMeta:
+    """What an exported file says about itself."""
+
+    values: dict[str, str]
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.values[key])
+
+    @property
+    def mean(self) -> list[float]:
+        return self.json("mean")
+
+    @property
+    def std(self) -> list[float]:
+        return self.json("std")
+
+
+def require(module: str, backend: str) -> Any:
+    """Import an optional runtime or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RecogError(
+            f"the {backend} backend needs the {module} package: pip install 'recog[export]'"
+        ) from None
+
+
+def read_meta(path: Path) -> ExportMeta:
+    """The recog metadata of an ONNX file or an OpenVINO IR (.xml)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecogError(f"{path}: no such exported model")
+    if path.suffix == ".xml":
+        ov = require("openvino", "openvino")
+        try:
+            model = ov.Core().read_model(str(path))
+            values = {k: str(model.get_rt_info(["recog", k]).astype(str)) for k in META_KEYS}
+        except Exception as exc:  # OpenVINO raises its own RuntimeError subclasses
+            raise RecogError(f"{path}: not a recog OpenVINO model ({_first_line(exc)})") from None
+    else:
+        onnx = require("onnx", "onnx")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # protobuf's DecodeError and friends
+            raise RecogError(f"{path}: not an ONNX file ({_first_line(exc)})") from None
+        values = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in META_KEYS if k not in values]
+    if missing:
+        raise RecogError(f"{path}: not exported by recog (no {missing[0]} in its metadata)")
+    return ExportMeta(values)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+class Session:
+    """One runtime's compiled model: uint8 numpy images in, numpy outputs out."""
+
+    def __init__(self, path: Path, backend: str, *, threads: int | None = None) -> None:
+        self.path, self.backend = Path(path), backend
+        if backend == "onnx":
+            ort = require("onnxruntime", "onnx")
+            opts = ort.SessionOptions()
+            if threads:
+                opts.intra_op_num_threads = threads
+            try:
+                self._ort = ort.InferenceSession(
+                    str(path), opts, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:
+                raise RecogError(
+                    f"{path}: onnxruntime cannot load it ({_first_line(exc)})"
+                ) from None
+            self._names = [o.name for o in self._ort.get_outputs()]
+        elif backend == "openvino":
+            ov = require("openvino", "openvino")
+            config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            try:
+                self._ov = ov.Core().compile_model(str(path), "CPU", config)
+            except Exception as exc:
+                raise RecogError(f"{path}: OpenVINO cannot load it ({_first_line(exc)})") from None
+            self._names = [o.get_any_name() for o in self._ov.outputs]
+        else:
+            raise RecogError(f"backend {backend!r}: not one of {', '.join(BACKENDS[1:])}")
+
+    def run(self, images: np.ndarray) -> list[np.ndarray]:
+        if self.backend == "onnx":
+            return self._ort.run(None, {"images": images})
+        result = self._ov(images)
+        return [np.asarray(result[o]) for o in self._ov.outputs]
+
+
+class ExportedModel(nn.Module):
+    """An exported file answering like the torch model it came from (see the docstring)."""
+
+    def __init__(self, path: Path, backend: str = "onnx", *, threads: int | None = None) -> None:
+        super().__init__()
+        self.meta = read_meta(path)
+        self.session = Session(path, backend, threads=threads)
+        self.finish = self.meta.values["finish"]
+        self.finish_args = self.meta.json("finish_args")
+        self.register_buffer("mean", torch.tensor(self.meta.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.meta.std).view(1, 3, 1, 1))
+
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalized float -> the uint8 pixels it came from."""
+        scaled = (x.float() * self.std.to(x.device) + self.mean.to(x.device)) * 255.0
+        return scaled.round_().clamp_(0, 255).to(torch.uint8)
+
+    def raw(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The graph's outputs for uint8 (B, 3, H, W) images."""
+        outs = self.session.run(np.ascontiguousarray(images.cpu().numpy()))
+        return [torch.from_numpy(np.asarray(o)).to(images.device) for o in outs]
+
+    def forward(self, x: torch.Tensor, targets: Any = None) -> Any:
+        if targets is not None:
+            raise RecogError(f"{self.session.path}: an exported model does not train")
+        outs = self.raw(self.pixels(x))
+        if self.finish == "nms":
+            from recog.models.yolo import select_detections
+
+            return select_detections(outs[0], outs[1], **self.finish_args)
+        return outs[0]

@@ -1,0 +1,139 @@
+"""Writing an exported model: the pixel graph to ONNX (torch.onnx's dynamo exporter) or OpenVINO IR, with recog's metadata.
+
+The graph is `recog.deploy.graph.PixelGraph` (uint8 pixels in, the model's export
+cut out).  The batch axis is dynamic unless `dynamic_batch=False`; the spatial axes
+are dynamic for tasks whose `prepare` keeps each image's size (segmentation), fixed
+at the run's input size otherwise.  Metadata (`recog.deploy.backend.META_KEYS`): the
+task, model name, classes, input size, normalization, output names, the step after
+the graph and its thresholds, the run's whole resolved config and recog's version, so
+`recog.load(FILE)` rebuilds the task without the run directory.
+
+OpenVINO IR is converted from the ONNX file (`openvino.convert_model`), the route
+OpenVINO documents for PyTorch models, so both formats hold the same graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import yaml
+
+from recog.deploy.backend import require
+from recog.deploy.graph import PixelGraph
+from recog.errors import RecogError
+from recog.io import atomic_write
+from recog.models.export_parts import ExportParts, export_parts
+from recog.version import __version__
+
+if TYPE_CHECKING:
+    from recog.api import Recognizer
+
+FORMATS = ("onnx", "openvino")
+DEFAULT_OPSET = 18
+
+
+def metadata(rec: Recognizer, parts: ExportParts) -> dict[str, str]:
+    """Everything a file needs to predict without its run directory, as strings."""
+    return {
+        "recog_version": __version__,
+        "task": rec.task.name,
+        "model": str(rec.config.model),
+        "classes": json.dumps(rec.class_names),
+        "img_size": str(rec.img_size),
+        "mean": json.dumps([float(v) for v in rec.task.mean.flatten()]),
+        "std": json.dumps([float(v) for v in rec.task.std.flatten()]),
+        "outputs": json.dumps(list(parts.outputs)),
+        "finish": parts.finish,
+        "finish_args": json.dumps(parts.finish_args),
+        "config": yaml.safe_dump(rec.config.to_dict(), sort_keys=False),
+    }
+
+
+def pixel_graph(rec: Recognizer) -> tuple[PixelGraph, ExportParts]:
+    """The run's model (a CPU copy) behind its normalization."""
+    model = copy.deepcopy(rec.model).cpu().eval()
+    parts = export_parts(model, str(rec.config.model))
+    return PixelGraph(
+        parts, rec.task.mean.flatten().tolist(), rec.task.std.flatten().tolist()
+    ).eval(), parts
+
+
+def write_onnx(
+    rec: Recognizer, out: Path, *, dynamic_batch: bool = True, opset: int = DEFAULT_OPSET
+) -> Path:
+    """The run as an ONNX file at `out` (written atomically)."""
+    onnx = require("onnx", "onnx")
+    require("onnxscript", "onnx")  # the dynamo exporter's op library
+    graph, parts = pixel_graph(rec)
+    size = rec.img_size
+    example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    axes: dict[int, Any] = {}
+    if dynamic_batch:
+        axes[0] = torch.export.Dim("batch", min=1, max=4096)
+    if rec.task.keeps_image_size:
+        stride = 32  # the segmenters pad to it; any size the task hands them passes
+        axes[2] = torch.export.Dim("height", min=stride, max=16384)
+        axes[3] = torch.export.Dim("width", min=stride, max=16384)
+
+    def write(tmp: str) -> None:
+        # the exporter narrates to stdout and warns about internals; a command prints its own line
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                program = torch.onnx.export(
+                    graph,
+                    (example,),
+                    input_names=["images"],
+                    output_names=list(parts.outputs),
+                    dynamic_shapes={"images": axes} if axes else None,
+                    dynamo=True,
+                    opset_version=opset,
+                    verbose=False,
+                )
+            except Exception as exc:  # torch.export / onnxscript raise many kinds
+                raise RecogError(
+                    f"{rec.config.model}: the ONNX exporter failed ({_first_line(exc)})"
+                ) from None
+        proto = program.model_proto
+        for key, value in metadata(rec, parts).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, tmp)
+
+    atomic_write(out, write)
+    return out
+
+
+def write_openvino(onnx_path: Path, out: Path) -> Path:
+    """An OpenVINO IR pair (`out` .xml and its .bin) converted from a recog ONNX file."""
+    ov = require("openvino", "openvino")
+    from recog.deploy.backend import read_meta
+
+    meta = read_meta(onnx_path)
+    model = ov.convert_model(str(onnx_path))
+    for key, value in meta.values.items():
+        model.set_rt_info(value, ["recog", key])
+    out = out.with_suffix(".xml")
+
+    def write(tmp: str) -> None:
+        # save_model writes NAME.xml and NAME.bin: write both under the temporary stem,
+        # then move the .bin beside the final .xml before the .xml is renamed into place
+        tmp_xml = Path(tmp).with_suffix(".xml")
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        Path(tmp_xml.with_suffix(".bin")).replace(out.with_suffix(".bin"))
+        if tmp_xml != Path(tmp):
+            Path(tmp_xml).replace(tmp)
+
+    atomic_write(out, write)
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -1,0 +1,63 @@
+"""A `Recognizer` whose model is an exported file: `recog.load(FILE)` and `--backend onnx|openvino`.
+
+The file's metadata holds the run's resolved config and classes, so the task is
+rebuilt exactly as the run built it (`recog.api.build_task`) and everything above
+the model (predict, evaluate, the report, the server) is unchanged.  A run's
+calibration and reject rule are not carried: they read the torch model's features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from recog.config import TrainConfig
+from recog.deploy.backend import ExportedModel, read_meta
+from recog.errors import RecogError
+from recog.models.factory import get_spec
+
+#: the file `--backend` looks for in a run directory, by backend
+RUN_FILES = {"onnx": ("export/model.onnx",), "openvino": ("export/model.xml", "export/model.onnx")}
+EXPORTED_SUFFIXES = (".onnx", ".xml")
+
+
+def exported_file(run_dir: Path, backend: str) -> Path:
+    """The run's exported file for `backend`, or a one-line error saying how to make it."""
+    for name in RUN_FILES[backend]:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise RecogError(
+        f"{run_dir}: no {RUN_FILES[backend][0]}; run `recog export {run_dir} --format "
+        f"{'onnx' if backend == 'onnx' else 'openvino'}` first"
+    )
+
+
+def load_exported(path: Path, *, backend: str | None = None):  # -> Recognizer
+    """A recognizer over an exported file (ONNX runs on onnxruntime unless `backend` says)."""
+    from recog.api import Recognizer, build_task
+
+    path = Path(path)
+    backend = backend or ("openvino" if path.suffix == ".xml" else "onnx")
+    meta = read_meta(path)
+    try:
+        cfg = TrainConfig.from_dict(yaml.safe_load(meta.values["config"]), source=f"{path}")
+        classes = meta.json("classes")
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        raise RecogError(f"{path}: its recog metadata is damaged ({exc})") from None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise RecogError(f"{path}: its recog metadata has no list of class names")
+    spec = get_spec(str(cfg.model))
+    import torch
+
+    # a run's own export (RUN/export/model.onnx) answers as the run: its name, its records
+    home = path.parent.parent if path.parent.name == "export" else path.parent
+    return Recognizer(
+        run_dir=home,
+        config=cfg,
+        class_names=classes,
+        model=ExportedModel(path, backend),
+        spec=spec,
+        task=build_task(cfg, classes, spec),
+        device=torch.device("cpu"),
+    )

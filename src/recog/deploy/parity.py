@@ -1,0 +1,106 @@
+"""The check after every export: the file against the torch model on the run's validation images.
+
+Three numbers, all on the same validation split:
+- `max_abs_diff`: the largest absolute difference between the graph's outputs and the
+  torch model's (logits; YOLO's decoded boxes in pixels and scores), over the first
+  `images` validation images;
+- `top1_agreement` (models that answer class logits): the fraction of those images
+  whose top class is the same;
+- the task's main metric with the torch model (`before`) and with the file (`after`)
+  over the whole split, through the same evaluator `recog val` uses.
+
+A drop of the metric beyond the tolerance is an error (`ParityError`), not a warning:
+the caller removes the file it wrote.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import Dataset
+
+from recog.deploy.backend import ExportedModel
+from recog.deploy.export import pixel_graph
+from recog.engine.distributed import DistContext
+from recog.engine.trainer import final_evaluation
+from recog.errors import RecogError
+
+if TYPE_CHECKING:
+    from recog.api import Recognizer
+
+
+class ParityError(RecogError):
+    """An export whose metric fell more than its tolerance; carries the measured record."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+def output_agreement(
+    rec: Recognizer, exported: ExportedModel, dataset: Dataset, *, images: int = 32
+) -> dict[str, float]:
+    """`max_abs_diff` of the graph outputs and, for class logits, `top1_agreement`."""
+    graph, _ = pixel_graph(rec)
+    worst, same, seen = 0.0, 0, 0
+    n = min(images, len(dataset))  # type: ignore[arg-type]
+    for i in range(n):
+        # one image at a time: a task may keep each image's own size
+        pixels = dataset[i].image.unsqueeze(0)
+        with torch.inference_mode():
+            ours = graph(pixels)
+        ours = list(ours) if isinstance(ours, tuple | list) else [ours]
+        theirs = exported.raw(pixels)
+        for a, b in zip(ours, theirs, strict=True):
+            worst = max(worst, float((a.float() - b.float()).abs().max()))
+        if rec.task.class_logits:
+            same += int(ours[0].argmax(1).item() == theirs[0].argmax(1).item())
+        seen += 1
+    out = {"max_abs_diff": worst, "images_compared": float(seen)}
+    if rec.task.class_logits and seen:
+        out["top1_agreement"] = same / seen
+    return out
+
+
+def metric_of(rec: Recognizer, model: torch.nn.Module, dataset: Dataset) -> dict[str, float]:
+    acc = final_evaluation(
+        rec.task,
+        model,
+        dataset,
+        DistContext(device=torch.device("cpu")),
+        batch_size=int(rec.config.batch_size) * 2,  # type: ignore[arg-type]
+    )
+    return {k: float(v) for k, v in acc.compute().items() if isinstance(v, int | float)}
+
+
+def check_parity(
+    rec: Recognizer,
+    exported: ExportedModel,
+    dataset: Dataset,
+    *,
+    tolerance: float,
+    before: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The parity record of `exported` (see the module docstring); `ParityError` past `tolerance`."""
+    metric = str(rec.task.primary_metric)
+    if before is None:
+        before = metric_of(rec, rec.model, dataset)
+    after = metric_of(rec, exported, dataset)
+    record: dict[str, Any] = {
+        **output_agreement(rec, exported, dataset),
+        "metric": metric,
+        "before": before[metric],
+        "after": after[metric],
+        "drop": before[metric] - after[metric],
+        "tolerance": tolerance,
+        "val_images": len(dataset),  # type: ignore[arg-type]
+    }
+    record[f"{metric}_before"], record[f"{metric}_after"] = record["before"], record["after"]
+    if record["drop"] > tolerance + 1e-12:
+        raise ParityError(
+            f"{exported.session.path}: {metric} fell from {record['before']:.4f} to "
+            f"{record['after']:.4f} (drop {record['drop']:.4f} > tolerance {tolerance})",
+            record,
+        )
+    return record

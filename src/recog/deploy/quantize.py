@@ -1,0 +1,151 @@
+"""int8 through onnxruntime's quantization tools: static QDQ, per-channel, calibrated on training images.
+
+- `quant_pre_process` (shape inference and graph optimization) first, as onnxruntime's
+  quantization guide asks, then `quantize_static` in QDQ format: uint8 activations,
+  int8 weights per output channel (the U8S8 pair its x86 kernels run fastest), MinMax
+  calibration on the images the caller hands in.
+- Where static quantization fails on a graph (an operator it cannot calibrate), the
+  dynamic kind (weights only, activations quantized per batch) is the fallback, and the
+  record says which one ran.
+- `nodes_to_exclude` keeps named nodes in float: the accuracy-controlled search in
+  `recog.deploy.run` uses it to keep the layers the metric is most sensitive to.
+
+onnxruntime drops a model's metadata while it rewrites it; it is copied back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from recog.deploy.backend import require
+from recog.io import atomic_write
+
+#: operators whose weights int8 quantization rewrites (the candidates to keep in float)
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+def weighted_nodes(path: Path) -> list[str]:
+    """Names of the weighted nodes of an ONNX graph, in graph order."""
+    onnx = require("onnx", "onnx")
+    graph = onnx.load(str(path)).graph
+    return [n.name for n in graph.node if n.op_type in WEIGHTED_OPS]
+
+
+def output_tail(path: Path) -> list[str]:
+    """Nodes after the last weighted one, in graph order: the decoding at the graph's end
+    (YOLO's sigmoid scores, DFL softmax and box arithmetic), kept in float always.
+    Quantized, 256 levels of score rank thousands of candidate boxes as ties."""
+    onnx = require("onnx", "onnx")
+    nodes = list(onnx.load(str(path)).graph.node)
+    last = max((i for i, n in enumerate(nodes) if n.op_type in WEIGHTED_OPS), default=len(nodes))
+    return [n.name for n in nodes[last + 1 :]]
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over uint8 image batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray]) -> None:
+        self._batches: Iterator[np.ndarray] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {"images": batch}
+
+
+def pre_process(fp32: Path, out: Path) -> Path:
+    """onnxruntime's pre-processing of `fp32` (shape inference, optimization) at `out`;
+    node names for `exclude` come from this graph."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    require("onnxruntime.quantization", "onnx")
+    fp32, out = Path(fp32).resolve(), Path(out).resolve()
+    with _quiet():
+        _pre_process(quant_pre_process, fp32, out)
+    return out
+
+
+def quantize_int8(
+    pre: Path,
+    out: Path,
+    calibration: list[np.ndarray],
+    *,
+    metadata_from: Path,
+    exclude: list[str] | None = None,
+) -> str:
+    """`pre` (see `pre_process`) as an int8 model at `out`, with `metadata_from`'s metadata;
+    returns the kind that ran ("static" or "dynamic")."""
+    onnx = require("onnx", "onnx")
+    quant = require("onnxruntime.quantization", "onnx")
+    meta = {
+        p.key: p.value
+        for p in onnx.load(str(metadata_from), load_external_data=False).metadata_props
+    }
+    pre, out = Path(pre).resolve(), Path(out).resolve()
+    keep = [*output_tail(pre), *(exclude or [])]
+    kind = "static"
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        quantized = Path(tmp) / "int8.onnx"
+        with _quiet():
+            try:
+                quant.quantize_static(
+                    str(pre),
+                    str(quantized),
+                    _Reader(calibration),
+                    quant_format=quant.QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=quant.QuantType.QUInt8,
+                    weight_type=quant.QuantType.QInt8,
+                    calibrate_method=quant.CalibrationMethod.MinMax,
+                    nodes_to_exclude=keep,
+                )
+            except Exception:  # an operator static calibration cannot handle
+                kind = "dynamic"
+                quant.quantize_dynamic(
+                    str(pre),
+                    str(quantized),
+                    per_channel=True,
+                    weight_type=quant.QuantType.QInt8,
+                    nodes_to_exclude=keep,
+                )
+        proto = onnx.load(str(quantized))
+        del proto.metadata_props[:]
+        for key, value in {**meta, "int8": kind}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        atomic_write(out, lambda target: onnx.save(proto, target))
+    return kind
+
+
+def _pre_process(run, fp32: Path, pre: Path) -> None:
+    """Shape inference and optimization; the symbolic kind fails on graphs whose shapes
+    follow the input's (YOLO's point grid), and the plain kind then does the job."""
+    try:
+        run(str(fp32), str(pre), skip_symbolic_shape=False)
+    except Exception:  # onnxruntime raises a bare Exception("Incomplete symbolic shape inference")
+        run(str(fp32), str(pre), skip_symbolic_shape=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """onnxruntime's quantizer logs and prints per node (a command prints its own line), and
+    its failing symbolic shape inference saves `sym_shape_infer_temp.onnx` and its weights
+    into the working directory: it runs in a temporary one."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="recog-quant-") as scratch,
+            contextlib.chdir(scratch),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,180 @@
+"""`recog export`: write the file, check it against the torch model, keep it only if it passes.
+
+Every export is written into a temporary folder beside its destination, checked by
+`recog.deploy.parity` on the run's validation split, and only then moved into place
+with `export.json` beside it; a failed check leaves nothing behind but the message.
+
+int8 (`--int8`) quantizes the checked fp32 ONNX graph (`recog.deploy.quantize`) on
+`calibration_images` training images, seen as evaluation sees them where the task
+can (`Task.load_reference`), else the training split as loaded.  With `max_drop`,
+the search is accuracy-controlled: when the metric falls more than that, the
+weighted layers are kept in float in this order until it does not: the last one
+(the classifier or the head's output), the first one (the stem, which sees raw
+pixels), both, then the last quarter and the last half of the network (the layers
+nearest the output change the answer most directly); each try costs one quantization
+and one validation pass.  The record says what was kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from recog.deploy import parity
+from recog.deploy.backend import ExportedModel
+from recog.deploy.export import DEFAULT_OPSET, FORMATS, write_onnx, write_openvino
+from recog.deploy.quantize import pre_process, quantize_int8, weighted_nodes
+from recog.errors import RecogError
+from recog.io import atomic_write_text, read_json
+
+if TYPE_CHECKING:
+    from recog.api import Recognizer
+
+EXPORT_JSON = "export.json"
+#: the fp32 file's metric may not fall more than this (float reordering flips no answer)
+FP32_TOLERANCE = 0.005
+
+
+def default_path(rec: Recognizer, fmt: str, int8: bool) -> Path:
+    suffix = ".xml" if fmt == "openvino" else ".onnx"
+    return rec.run_dir / "export" / f"model{'-int8' if int8 else ''}{suffix}"
+
+
+def calibration_batches(rec: Recognizer, count: int) -> list[np.ndarray]:
+    """`count` training images (evenly spread over the split), uint8, batches of one size."""
+    task_cls = type(rec.task)
+    try:
+        dataset: Dataset = task_cls.load_reference(rec.config)
+    except RecogError:
+        dataset = task_cls.load_splits(rec.config).train
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise RecogError(f"{rec.config.data}: no training images to calibrate int8 on")
+    picks = np.linspace(0, n - 1, num=min(count, n)).round().astype(int)
+    images = [dataset[int(i)].image.numpy() for i in dict.fromkeys(picks.tolist())]
+    batch = 1 if rec.task.keeps_image_size else 8
+    return [np.stack(images[i : i + batch]) for i in range(0, len(images), batch)]
+
+
+def exclusion_plan(nodes: list[str]) -> list[list[str]]:
+    """The float-kept sets the accuracy-controlled search tries, in order (module docstring)."""
+    if not nodes:
+        return []
+    n = len(nodes)
+    plans = [[nodes[-1]], [nodes[0]], [nodes[0], nodes[-1]],
+             nodes[-max(1, n // 4):], nodes[-max(1, n // 2):]]  # fmt: skip
+    unique: list[list[str]] = []
+    for plan in (list(dict.fromkeys(p)) for p in plans):
+        if plan not in unique:
+            unique.append(plan)
+    return unique
+
+
+def _int8(
+    rec: Recognizer,
+    fp32: Path,
+    out: Path,
+    val: Dataset,
+    before: dict[str, float],
+    *,
+    max_drop: float,
+    calibration_images: int,
+) -> dict[str, Any]:
+    batches = calibration_batches(rec, calibration_images)
+    pre = pre_process(fp32, out.with_name("pre.onnx"))
+    tries: list[dict[str, Any]] = []
+    for keep in [[], *exclusion_plan(weighted_nodes(pre))]:
+        kind = quantize_int8(pre, out, batches, metadata_from=fp32, exclude=keep)
+        try:
+            record = parity.check_parity(
+                rec, ExportedModel(out), val, tolerance=max_drop, before=before
+            )
+        except parity.ParityError as exc:
+            tries.append({"kept_float": keep, "after": exc.record["after"]})
+            continue
+        return {**record, "quantization": kind, "calibration_images": sum(map(len, batches)),
+                "kept_float": keep, "tries": tries}  # fmt: skip
+    out.unlink(missing_ok=True)
+    best = max(tries, key=lambda t: t["after"]) if tries else {"after": float("nan")}
+    metric = str(rec.task.primary_metric)
+    raise RecogError(
+        f"{rec.run_dir}: no int8 model keeps {metric} within {max_drop} of "
+        f"{before[metric]:.4f} (best {best['after']:.4f}, keeping "
+        f"{len(best.get('kept_float', []))} layers in float); export fp32 or raise --max-drop"
+    )
+
+
+def export_run(
+    rec: Recognizer,
+    *,
+    fmt: str = "onnx",
+    int8: bool = False,
+    out: Path | None = None,
+    dynamic_batch: bool = True,
+    opset: int = DEFAULT_OPSET,
+    max_drop: float = 0.01,
+    calibration_images: int = 64,
+) -> dict[str, Any]:
+    """Export, check, then keep (see the module docstring); returns the file's record."""
+    if fmt not in FORMATS:
+        raise RecogError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    if int8 and fmt != "onnx":
+        raise RecogError("--int8 goes through onnxruntime: use it with --format onnx")
+    dest = Path(out) if out is not None else default_path(rec, fmt, int8)
+    if dest.is_dir():
+        raise RecogError(f"{dest}: is a folder; --out takes a file name")
+    start = time.perf_counter()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    val = type(rec.task).load_splits(rec.config).val
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
+        work = Path(tmp)
+        fp32 = write_onnx(rec, work / "model.onnx", dynamic_batch=dynamic_batch, opset=opset)
+        before = parity.metric_of(rec, rec.model, val)
+        record = parity.check_parity(
+            rec, ExportedModel(fp32), val, tolerance=FP32_TOLERANCE, before=before
+        )
+        made = fp32
+        if int8:
+            made = work / "model-int8.onnx"
+            record = _int8(rec, fp32, made, val, before, max_drop=max_drop,
+                           calibration_images=calibration_images)  # fmt: skip
+        elif fmt == "openvino":
+            made = write_openvino(fp32, work / "model.xml")
+            record = parity.check_parity(
+                rec, ExportedModel(made, "openvino"), val, tolerance=FP32_TOLERANCE, before=before
+            )
+        record = {
+            "file": dest.name,
+            "format": fmt,
+            "int8": int8,
+            "opset": opset,
+            "dynamic_batch": dynamic_batch,
+            **record,
+            "size_bytes": made.stat().st_size
+            + (made.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0),
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        if fmt == "openvino":
+            os.replace(made.with_suffix(".bin"), dest.with_suffix(".bin"))
+        os.replace(made, dest)
+    _write_record(dest.parent / EXPORT_JSON, record)
+    return record
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """export.json: the latest export's record at the top, every file's under `files`."""
+    files: dict[str, Any] = {}
+    if path.is_file():
+        with contextlib.suppress(RecogError, AttributeError, TypeError):
+            files = dict(read_json(path).get("files", {}))
+    files[record["file"]] = record
+    import json
+
+    atomic_write_text(path, json.dumps({**record, "files": files}, indent=2) + "\n")

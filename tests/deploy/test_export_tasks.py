@@ -1,0 +1,117 @@
+"""Export for every task: U-Net with dynamic height and width, YOLO with NMS after the graph,
+torchvision's detectors refused in one line; `recog bench`'s numbers and FLOP count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torchvision
+
+import recog
+from recog.cli import main
+from recog.deploy.backend import ExportedModel
+from recog.deploy.bench import flops_per_image
+from recog.deploy.graph import PixelGraph
+from recog.deploy.run import export_run
+from recog.errors import RecogError
+from recog.models.export_parts import ExportParts, export_parts
+
+pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
+
+
+@pytest.fixture(scope="module")
+def unet(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy") / "unet"
+    return recog.train("shapes:16:8", "unet", epochs=2, img_size=64, batch_size=8, out=str(out))
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deploy") / "yolo"
+    return recog.train("shapes:16:8", "yolo_n", epochs=1, img_size=64, batch_size=8, out=str(out))
+
+
+def test_unet_exports_with_any_image_size(unet, tmp_path):
+    record = export_run(unet, out=tmp_path / "unet.onnx")
+    assert record["metric"] == "miou" and abs(record["drop"]) <= 0.005
+    assert record["max_abs_diff"] < 1e-3
+    exported = ExportedModel(tmp_path / "unet.onnx")
+    # a size the export never saw (not square, not the run's): the same logits as torch
+    x = torch.randn(1, 3, 80, 144)  # not a multiple of 32: the graph pads like the model
+    with torch.inference_mode():
+        expected = unet.model(
+            exported.pixels(x).float().div(255).sub(unet.task.mean).div(unet.task.std)
+        )
+    assert (exported(x) - expected).abs().max() < 1e-3
+
+
+def test_yolo_exports_boxes_and_scores_and_nms_follows(yolo, tmp_path):
+    record = export_run(yolo, out=tmp_path / "yolo.onnx")
+    assert record["metric"] == "map" and abs(record["drop"]) <= 0.005
+    exported = ExportedModel(tmp_path / "yolo.onnx")
+    assert exported.finish == "nms" and exported.finish_args["iou_threshold"] == 0.7
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    with torch.inference_mode():
+        ours = yolo.task.predict(yolo.model, images)
+        theirs = yolo.task.predict(exported, images)
+    for a, b in zip(ours, theirs, strict=True):
+        assert len(a.boxes) == len(b.boxes) > 0
+        assert torch.allclose(a.boxes, b.boxes, atol=1e-2) and torch.equal(a.labels, b.labels)
+        assert torch.allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_torchvision_detectors_are_refused_in_one_line():
+    from recog.models.factory import create_model
+
+    model = create_model("ssdlite", num_classes=2, img_size=128)
+    with pytest.raises(RecogError, match="cannot be exported yet; recog's yolo_n"):
+        export_parts(model, "ssdlite")
+
+
+def test_flops_match_the_published_count_of_resnet18():
+    """ResNet-18 at 224 px: 1.82 GMACs (torchvision's model card: 1.81 GFLOPS as MACs)."""
+    graph = PixelGraph(ExportParts(module=torchvision.models.resnet18()), [0.5] * 3, [0.25] * 3)
+    flops = flops_per_image(graph.eval(), 224)
+    assert flops == pytest.approx(2 * 1.814e9, rel=0.02)
+
+
+def test_bench_writes_rows_for_each_backend(digits, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", str(digits.run_dir), "--batch", "1,4", "--backends",
+                 "torch,torch-channels-last,onnxruntime,onnxruntime-int8", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    record = json.loads((out / "bench.json").read_text())
+    assert record["peak_gflops"] > 0 and record["flops_per_image"] > 0 and record["params"] > 0
+    rows = {(r["backend"], r["batch"]): r for r in record["rows"]}
+    assert set(rows) == {(b, n) for b in ("torch", "torch-channels-last", "onnxruntime",
+                                          "onnxruntime-int8") for n in (1, 4)}  # fmt: skip
+    for r in rows.values():
+        assert r["images_per_second"] > 0
+        assert r["gflops"] == pytest.approx(
+            record["flops_per_image"] * r["images_per_second"] / 1e9, rel=0.02
+        )
+    assert rows[("torch", 1)]["latency_ms_p95"] >= rows[("torch", 1)]["latency_ms_p50"]
+    assert (out / "bench.png").stat().st_size > 1000 and "x torch" in printed.out
+    assert not (digits.run_dir / "export").exists()  # a bench of a run without exports writes none
+
+
+def test_bench_refuses_bad_flags(digits, capsys):
+    code = main(["bench", str(digits.run_dir), "--batch", "0"])
+    assert code == 2 and "--batch 0" in capsys.readouterr().err
+    code = main(["bench", str(digits.run_dir), "--backends", "tensorrt"])
+    assert code == 2 and "tensorrt is not one of" in capsys.readouterr().err
+
+
+def test_yolo_int8_leaves_nothing_in_the_working_directory(yolo, tmp_path, monkeypatch):
+    """onnxruntime's symbolic shape inference fails on YOLO's point grid and, by itself,
+    would save a temporary model and its weights into the working directory."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    record = export_run(yolo, int8=True, out=tmp_path / "out" / "int8.onnx", calibration_images=8)
+    assert record["quantization"] == "static" and record["drop"] <= 0.01
+    assert list(cwd.iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["export.json", "int8.onnx"]
