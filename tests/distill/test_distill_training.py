@@ -77,3 +77,22 @@ def test_distillation_settings_without_a_teacher_are_refused(tmp_path):
         recog.train("digits", "cnn", distill_temperature=2.0, out=str(tmp_path / "r2"))
     with pytest.raises(RecogError, match="distill_weight must be greater than 0"):
         recog.train("digits", "cnn", distill_weight=0.0, teacher="x", out=str(tmp_path / "r3"))
+
+
+@pytest.mark.slow
+def test_yolo_s_teaches_yolo_n_through_the_engine(tmp_path):
+    teacher = recog.train("shapes:8:4", "yolo_s", epochs=1, img_size=64, batch_size=4,
+                          out=str(tmp_path / "teacher"))  # fmt: skip
+    run = recog.train("shapes:8:4", "yolo_n", epochs=1, img_size=64, batch_size=4,
+                      teacher=str(teacher.run_dir), out=str(tmp_path / "student"))  # fmt: skip
+    with open(run.run_dir / "results.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["train_kd_box"]) >= 0 and float(row["train_kd_cls"]) >= 0
+    assert float(row["train_kd"]) == pytest.approx(
+        float(row["train_kd_box"]) + float(row["train_kd_cls"]), rel=1e-3
+    )
+    cfg = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert cfg["teacher"] == str(teacher.run_dir) and cfg["distill_temperature"] == 4.0
+    with pytest.raises(RecogError, match="trained at 64 px and the student trains at 96 px"):
+        recog.train("shapes:8:4", "yolo_n", epochs=1, img_size=96, teacher=str(teacher.run_dir),
+                    out=str(tmp_path / "r"))  # fmt: skip
