@@ -125,6 +125,10 @@ def test_the_teacher_checks_of_each_task():
     cnn = create_model("cnn", num_classes=2, img_size=16)
     with pytest.raises(RecogError, match="T: the teacher is not a recog YOLO"):
         det.check_teacher(_yolo(0), cnn, img_size=64, teacher_img_size=64, source="T")
+    vit = create_model("vit_tiny", num_classes=2, img_size=32)
+    cls = ClassifyTask(["a", "b"], (0.5,) * 3, (0.25,) * 3, img_size=64)
+    with pytest.raises(RecogError, match="T: the teacher .trained at 32 px. cannot answer at"):
+        cls.check_teacher(cnn, vit, img_size=64, teacher_img_size=32, source="T")
     seg = SegmentTask.__new__(SegmentTask)
     with pytest.raises(RecogError, match="segment models have no distillation"):
         seg.check_teacher(cnn, cnn, img_size=64, teacher_img_size=64, source="T")

@@ -20,6 +20,7 @@ from torch import nn
 from recog.config import require_resolved
 from recog.data.check import check_dataset
 from recog.data.formats.convert import convert_detection
+from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
@@ -191,7 +192,17 @@ class ClassifyTask(Task):
         teacher_img_size: int,
         source: str,
     ) -> None:
-        """Any classifier of the same classes teaches at the student's input size."""
+        """Any classifier of the same classes teaches, if it answers at the student's input
+        size (a model with a fixed-size head may not: tried once on a blank image)."""
+        try:
+            with torch.no_grad():
+                teacher.eval()(torch.zeros(1, 3, img_size, img_size))
+        except (RuntimeError, AssertionError, ValueError) as exc:  # timm's size check asserts
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise RecogError(
+                f"{source}: the teacher (trained at {teacher_img_size} px) cannot answer at the "
+                f"student's {img_size} px ({first}); give --img-size {teacher_img_size}"
+            ) from None
 
     def distill_loss(
         self, student: nn.Module, teacher: nn.Module, batch: Batch, *, temperature: float
