@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"tasks"},
     {"engine"},
     {"report"},
-    {"explain", "robust", "deploy", "confidence"},
+    {"explain", "robust", "deploy", "confidence", "distill"},
     {"resolve"},
     {"api"},
     {"serve"},

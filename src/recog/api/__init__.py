@@ -158,6 +158,8 @@ def train(
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
         if {"adv_eps", "adv_steps"} & set(overrides) and cfg.adv_train == "none":
             raise RecogError("adv_eps and adv_steps: only with adv_train pgd, fgsm-rs or trades")
+        if {"distill_weight", "distill_temperature"} & set(overrides) and cfg.teacher == NONE:
+            raise RecogError("distill_weight and distill_temperature: only with a teacher run")
     if resume is None and cfg.out:
         _check_out(Path(cfg.out), exist_ok=exist_ok)
     ctx = DistContext.from_env(cfg.device)
@@ -198,9 +200,9 @@ def _train(
 
         freeze_backbone(model, spec)
     task = build_task(cfg, splits.class_names, spec)
-    from recog.robust.training import training_objective
+    from recog.api.objective import training_objective
 
-    objective = training_objective(cfg, task)
+    objective = training_objective(cfg, task, model, splits.class_names, load_run=load)
     open_budget = (cfg.epochs is None and cfg.steps is None) or bool(cfg.time)
     measured = None
     if open_budget:

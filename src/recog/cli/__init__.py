@@ -51,6 +51,9 @@ _HELP = {
     "adv_train": "adversarial training: every batch is attacked first (pgd; fgsm-rs, one random-start step; trades)",
     "adv_eps": "adversarial training radius, L-inf in [0, 1] pixels, e.g. 8/255 (default 8/255)",
     "adv_steps": "attack steps per training batch for pgd and trades (default 10)",
+    "teacher": "knowledge distillation: a trained run of the same task and classes teaches this one",
+    "distill_weight": "distillation: loss = (1 - W) * task loss + W * distillation term (default 0.5)",
+    "distill_temperature": "distillation: softens classify logits and YOLO box bins (default 4)",
 }
 
 
@@ -76,6 +79,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, metavar="DURATION", **kwargs)
         elif f.name == "adv_eps":
             parser.add_argument(flag, metavar="EPS", **kwargs)
+        elif f.name == "teacher":
+            parser.add_argument(flag, metavar="RUN", **kwargs)
         elif f.name == "classes":
             parser.add_argument(flag, metavar="A,B,...", **kwargs)
         elif hint is bool:
@@ -280,6 +285,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if given and cfg.adv_train == "none":
             flags = " and ".join("--" + k.replace("_", "-") for k in given)
             raise RecogError(f"{flags}: only with --adv-train pgd, fgsm-rs or trades")
+        given = sorted({"distill_weight", "distill_temperature"} & set(overrides))
+        if given and cfg.teacher == "none":
+            flags = " and ".join("--" + k.replace("_", "-") for k in given)
+            raise RecogError(f"{flags}: only with --teacher RUN")
         rec = api.train(config=cfg, exist_ok=ns.exist_ok)
     if _is_main():
         metrics = json.loads((rec.run_dir / "metrics.json").read_text())

@@ -170,6 +170,29 @@ class Task(ABC):
         what the "vanish" attack lowers; only for detectors."""
         raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
 
+    # ----------------------------------------------------------- distillation
+    def check_teacher(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        img_size: int,
+        teacher_img_size: int,
+        source: str,
+    ) -> None:
+        """Nothing, or a RecogError naming `source` (the teacher's run) when `teacher` cannot
+        teach `student` at this task (`recog.distill`); run before any training."""
+        raise RecogError(f"{source}: {self.name} models have no distillation")
+
+    def distill_loss(
+        self, student: nn.Module, teacher: nn.Module, batch: Batch, *, temperature: float
+    ) -> dict[str, torch.Tensor]:
+        """The task's own training losses of `batch` (`loss` its total, one student forward)
+        with `kd` added: the distillation term against `teacher` (in eval mode, run under
+        no_grad on the same normalized, augmented inputs), differentiable in the student
+        only; other `kd_*` entries are its detached parts.  `student` may be a DDP wrapper."""
+        raise RecogError(f"{self.name} models have no distillation")
+
     # ------------------------------------------------------------- confidence
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """(B, C) float class logits of a uint8 (B, 3, H, W) batch, before any soft-max;
