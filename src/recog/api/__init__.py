@@ -319,12 +319,19 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
     run_dir = Path(run_dir)
     if backend not in ("torch", "onnx", "openvino"):
         raise RecogError(f"backend {backend!r}: not one of torch, onnx, openvino")
-    from recog.deploy.load import EXPORTED_SUFFIXES, exported_file, load_exported
+    from recog.api.exported import EXPORTED_SUFFIXES, exported_file, open_exported
 
+    exported = None
     if run_dir.suffix in EXPORTED_SUFFIXES and not run_dir.is_dir():
-        return load_exported(run_dir, backend=None if backend == "torch" else backend)
-    if backend != "torch" and run_dir.is_dir():
-        return load_exported(exported_file(run_dir, backend), backend=backend)
+        exported = open_exported(run_dir, backend=None if backend == "torch" else backend)
+    elif backend != "torch" and run_dir.is_dir():
+        exported = open_exported(exported_file(run_dir, backend), backend=backend)
+    if exported is not None:
+        return Recognizer(
+            run_dir=exported.home, config=exported.config, class_names=exported.class_names,
+            model=exported.model, spec=exported.spec, device=torch.device("cpu"),
+            task=build_task(exported.config, exported.class_names, exported.spec),
+        )  # fmt: skip
     if not run_dir.is_dir():
         raise RecogError(f"{run_dir}: no such run directory")
     missing = [n for n in (CONFIG_NAME, LABELS_NAME, WEIGHTS_NAME) if not (run_dir / n).is_file()]

@@ -28,15 +28,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from recog.deploy.graph import TrainedRun
 from recog.errors import RecogError
-
-if TYPE_CHECKING:
-    from recog.api import Recognizer
 
 BACKEND_ROWS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime",
                 "onnxruntime-int8", "openvino")  # fmt: skip
@@ -101,26 +99,29 @@ def _session_runner(path: Path, backend: str) -> Callable[[torch.Tensor], Any]:
     return lambda images: session.run(images.numpy())
 
 
-def _files(rec: Recognizer, work: Path) -> dict[str, Path]:
-    """The ONNX files to time: the run's checked exports, else fresh ones in `work`."""
+def _files(rec: TrainedRun, work: Path, size: int) -> dict[str, Path]:
+    """The ONNX files to time: the run's checked exports, else (none, or another input
+    size than the run's fixed one) fresh ones in `work`."""
     from recog.deploy.export import write_onnx
     from recog.deploy.quantize import pre_process, quantize_int8
     from recog.deploy.run import calibration_batches
 
     export = rec.run_dir / "export"
+    if size != rec.img_size and not rec.task.keeps_image_size:
+        export = work  # the run's files take only its own size
     fp32 = export / "model.onnx"
     if not fp32.is_file():
-        fp32 = write_onnx(rec, work / "model.onnx")
+        fp32 = write_onnx(rec, work / "model.onnx", img_size=size)
     int8 = export / "model-int8.onnx"
     if not int8.is_file():
         int8 = work / "model-int8.onnx"
         pre = pre_process(fp32, work / "pre.onnx")
-        quantize_int8(pre, int8, calibration_batches(rec, 16), metadata_from=fp32)
+        quantize_int8(pre, int8, calibration_batches(rec, 16, size=size), metadata_from=fp32)
     return {"onnxruntime": fp32, "onnxruntime-int8": int8, "openvino": fp32}
 
 
 def bench(
-    rec: Recognizer,
+    rec: TrainedRun,
     *,
     batches: tuple[int, ...] = (1, 8, 32),
     img_size: int | None = None,
@@ -144,7 +145,7 @@ def bench(
         sizes["safetensors"] = weights.stat().st_size
     with tempfile.TemporaryDirectory(prefix="recog-bench-") as tmp:
         files = (
-            _files(rec, Path(tmp))
+            _files(rec, Path(tmp), size)
             if set(backends) & {"onnxruntime", "onnxruntime-int8", "openvino"}
             else {}
         )

@@ -20,26 +20,23 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import yaml
 
 from recog.deploy.backend import require
-from recog.deploy.graph import PixelGraph
+from recog.deploy.graph import PixelGraph, TrainedRun
 from recog.errors import RecogError
 from recog.io import atomic_write
 from recog.models.export_parts import ExportParts, export_parts
 from recog.version import __version__
 
-if TYPE_CHECKING:
-    from recog.api import Recognizer
-
 FORMATS = ("onnx", "openvino")
 DEFAULT_OPSET = 18
 
 
-def metadata(rec: Recognizer, parts: ExportParts) -> dict[str, str]:
+def metadata(rec: TrainedRun, parts: ExportParts) -> dict[str, str]:
     """Everything a file needs to predict without its run directory, as strings."""
     return {
         "recog_version": __version__,
@@ -56,7 +53,7 @@ def metadata(rec: Recognizer, parts: ExportParts) -> dict[str, str]:
     }
 
 
-def pixel_graph(rec: Recognizer) -> tuple[PixelGraph, ExportParts]:
+def pixel_graph(rec: TrainedRun) -> tuple[PixelGraph, ExportParts]:
     """The run's model (a CPU copy) behind its normalization."""
     model = copy.deepcopy(rec.model).cpu().eval()
     parts = export_parts(model, str(rec.config.model))
@@ -66,13 +63,19 @@ def pixel_graph(rec: Recognizer) -> tuple[PixelGraph, ExportParts]:
 
 
 def write_onnx(
-    rec: Recognizer, out: Path, *, dynamic_batch: bool = True, opset: int = DEFAULT_OPSET
+    rec: TrainedRun,
+    out: Path,
+    *,
+    dynamic_batch: bool = True,
+    opset: int = DEFAULT_OPSET,
+    img_size: int | None = None,
 ) -> Path:
-    """The run as an ONNX file at `out` (written atomically)."""
+    """The run as an ONNX file at `out` (written atomically); `img_size` other than the
+    run's is for `recog bench` (the metadata keeps the run's)."""
     onnx = require("onnx", "onnx")
     require("onnxscript", "onnx")  # the dynamo exporter's op library
     graph, parts = pixel_graph(rec)
-    size = rec.img_size
+    size = int(img_size or rec.img_size)
     example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
     axes: dict[int, Any] = {}
     if dynamic_batch:

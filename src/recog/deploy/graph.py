@@ -22,12 +22,28 @@ The cut itself is the model's (`recog.models.export_parts`); torchvision's detec
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from recog.config import TrainConfig
 from recog.models.export_parts import ExportParts
+from recog.tasks.base import Task
+
+
+class TrainedRun(Protocol):
+    """What deployment reads of a trained model (`recog.api.Recognizer` is one)."""
+
+    run_dir: Path
+    config: TrainConfig
+    class_names: list[str]
+    model: nn.Module
+    task: Task
+
+    @property
+    def img_size(self) -> int: ...
 
 
 class PixelGraph(nn.Module):

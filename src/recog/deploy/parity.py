@@ -15,19 +15,17 @@ the caller removes the file it wrote.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from recog.deploy.backend import ExportedModel
 from recog.deploy.export import pixel_graph
+from recog.deploy.graph import TrainedRun
 from recog.engine.distributed import DistContext
 from recog.engine.trainer import final_evaluation
 from recog.errors import RecogError
-
-if TYPE_CHECKING:
-    from recog.api import Recognizer
 
 
 class ParityError(RecogError):
@@ -39,7 +37,7 @@ class ParityError(RecogError):
 
 
 def output_agreement(
-    rec: Recognizer, exported: ExportedModel, dataset: Dataset, *, images: int = 32
+    rec: TrainedRun, exported: ExportedModel, dataset: Dataset, *, images: int = 32
 ) -> dict[str, float]:
     """`max_abs_diff` of the graph outputs and, for class logits, `top1_agreement`."""
     graph, _ = pixel_graph(rec)
@@ -63,7 +61,7 @@ def output_agreement(
     return out
 
 
-def metric_of(rec: Recognizer, model: torch.nn.Module, dataset: Dataset) -> dict[str, float]:
+def metric_of(rec: TrainedRun, model: torch.nn.Module, dataset: Dataset) -> dict[str, float]:
     acc = final_evaluation(
         rec.task,
         model,
@@ -75,7 +73,7 @@ def metric_of(rec: Recognizer, model: torch.nn.Module, dataset: Dataset) -> dict
 
 
 def check_parity(
-    rec: Recognizer,
+    rec: TrainedRun,
     exported: ExportedModel,
     dataset: Dataset,
     *,

@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -30,25 +30,26 @@ from torch.utils.data import Dataset
 from recog.deploy import parity
 from recog.deploy.backend import ExportedModel
 from recog.deploy.export import DEFAULT_OPSET, FORMATS, write_onnx, write_openvino
+from recog.deploy.graph import TrainedRun
 from recog.deploy.quantize import pre_process, quantize_int8, weighted_nodes
 from recog.errors import RecogError
 from recog.io import atomic_write_text, read_json
-
-if TYPE_CHECKING:
-    from recog.api import Recognizer
 
 EXPORT_JSON = "export.json"
 #: the fp32 file's metric may not fall more than this (float reordering flips no answer)
 FP32_TOLERANCE = 0.005
 
 
-def default_path(rec: Recognizer, fmt: str, int8: bool) -> Path:
+def default_path(rec: TrainedRun, fmt: str, int8: bool) -> Path:
     suffix = ".xml" if fmt == "openvino" else ".onnx"
     return rec.run_dir / "export" / f"model{'-int8' if int8 else ''}{suffix}"
 
 
-def calibration_batches(rec: Recognizer, count: int) -> list[np.ndarray]:
-    """`count` training images (evenly spread over the split), uint8, batches of one size."""
+def calibration_batches(
+    rec: TrainedRun, count: int, *, size: int | None = None
+) -> list[np.ndarray]:
+    """`count` training images (evenly spread over the split), uint8, batches of one size;
+    `size` resizes them for a graph made at another input size than the run's (bench)."""
     task_cls = type(rec.task)
     try:
         dataset: Dataset = task_cls.load_reference(rec.config)
@@ -58,7 +59,12 @@ def calibration_batches(rec: Recognizer, count: int) -> list[np.ndarray]:
     if n == 0:
         raise RecogError(f"{rec.config.data}: no training images to calibrate int8 on")
     picks = np.linspace(0, n - 1, num=min(count, n)).round().astype(int)
-    images = [dataset[int(i)].image.numpy() for i in dict.fromkeys(picks.tolist())]
+    tensors = [dataset[int(i)].image for i in dict.fromkeys(picks.tolist())]
+    if size is not None and size != rec.img_size and not rec.task.keeps_image_size:
+        from torchvision.transforms.v2.functional import resize
+
+        tensors = [resize(t, [size, size], antialias=True) for t in tensors]
+    images = [t.numpy() for t in tensors]
     batch = 1 if rec.task.keeps_image_size else 8
     return [np.stack(images[i : i + batch]) for i in range(0, len(images), batch)]
 
@@ -78,7 +84,7 @@ def exclusion_plan(nodes: list[str]) -> list[list[str]]:
 
 
 def _int8(
-    rec: Recognizer,
+    rec: TrainedRun,
     fp32: Path,
     out: Path,
     val: Dataset,
@@ -112,7 +118,7 @@ def _int8(
 
 
 def export_run(
-    rec: Recognizer,
+    rec: TrainedRun,
     *,
     fmt: str = "onnx",
     int8: bool = False,

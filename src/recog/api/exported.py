@@ -8,7 +8,9 @@ calibration and reject rule are not carried: they read the torch model's feature
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -16,6 +18,9 @@ from recog.config import TrainConfig
 from recog.deploy.backend import ExportedModel, read_meta
 from recog.errors import RecogError
 from recog.models.factory import get_spec
+
+if TYPE_CHECKING:
+    from recog.models.registry import ModelSpec
 
 #: the file `--backend` looks for in a run directory, by backend
 RUN_FILES = {"onnx": ("export/model.onnx",), "openvino": ("export/model.xml", "export/model.onnx")}
@@ -33,10 +38,19 @@ def exported_file(run_dir: Path, backend: str) -> Path:
     )
 
 
-def load_exported(path: Path, *, backend: str | None = None):  # -> Recognizer
-    """A recognizer over an exported file (ONNX runs on onnxruntime unless `backend` says)."""
-    from recog.api import Recognizer, build_task
+@dataclass
+class ExportedRun:
+    """An exported file's parts, for `recog.api.load` to build its `Recognizer` from."""
 
+    home: Path
+    config: TrainConfig
+    class_names: list[str]
+    model: ExportedModel
+    spec: ModelSpec
+
+
+def open_exported(path: Path, *, backend: str | None = None) -> ExportedRun:
+    """An exported file on its runtime (ONNX on onnxruntime unless `backend` says)."""
     path = Path(path)
     backend = backend or ("openvino" if path.suffix == ".xml" else "onnx")
     meta = read_meta(path)
@@ -47,17 +61,6 @@ def load_exported(path: Path, *, backend: str | None = None):  # -> Recognizer
         raise RecogError(f"{path}: its recog metadata is damaged ({exc})") from None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise RecogError(f"{path}: its recog metadata has no list of class names")
-    spec = get_spec(str(cfg.model))
-    import torch
-
     # a run's own export (RUN/export/model.onnx) answers as the run: its name, its records
     home = path.parent.parent if path.parent.name == "export" else path.parent
-    return Recognizer(
-        run_dir=home,
-        config=cfg,
-        class_names=classes,
-        model=ExportedModel(path, backend),
-        spec=spec,
-        task=build_task(cfg, classes, spec),
-        device=torch.device("cpu"),
-    )
+    return ExportedRun(home, cfg, classes, ExportedModel(path, backend), get_spec(str(cfg.model)))
