@@ -22,7 +22,12 @@ from torch import nn
 
 from recog import io as rio
 from recog import recipe
-from recog.api.images import ImageInput, _as_image_list, _same_size_runs, _to_tensor
+from recog.api.images import (
+    ImageInput,
+    _as_image_list,
+    _same_size_runs,
+    prepared_batches,
+)
 from recog.api.trust import TrustMethods
 from recog.confidence import CONFIDENCE_FILES, Confidence
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
@@ -419,8 +424,7 @@ class Recognizer(TrustMethods):
         """
         items = _as_image_list(images)
         out: list[Prediction] = []
-        for start in range(0, len(items), batch_size):
-            prepared = [self.task.prepare(_to_tensor(x)) for x in items[start : start + batch_size]]
+        for prepared in prepared_batches(items, batch_size, self.task.prepare):
             # a task may keep each image's own size (segmentation): batch equal sizes together
             for group in _same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)

@@ -34,6 +34,14 @@ class TrustMethods:
     def _dataset(self, data: str | None) -> Any:  # pragma: no cover - Recognizer's
         raise NotImplementedError
 
+    def require_torch(self, what: str) -> None:
+        """An exported model has no gradients and no layers to read: say so in one line."""
+        if getattr(self.model, "exported", False):
+            raise RecogError(
+                f"{self.run_dir}: {what} need the run's torch weights; this model is exported "
+                "(load the run directory with the torch backend)"
+            )
+
     # ------------------------------------------------------------- explain
     def explain(
         self,
@@ -49,6 +57,7 @@ class TrustMethods:
         PNGs, the raw `.npy` maps and their scores there."""
         from recog.explain.run import explain_images
 
+        self.require_torch("explanations")
         items = _as_image_list(images)
         named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
                  for i, x in enumerate(items)]  # fmt: skip
@@ -71,6 +80,8 @@ class TrustMethods:
         (default: the run's validation split), best first: `faithfulness.json` in `save_dir`
         (default RUN/explain) and an explanations section in the run's report.html."""
         from recog.explain.run import score_methods
+
+        self.require_torch("explanations")
 
         dataset = self._dataset(data)
         return score_methods(
@@ -98,6 +109,7 @@ class TrustMethods:
         with `save`, `RUN/calibration.json`, used from then on by predict and the server."""
         from recog.confidence import fitting
 
+        self.require_torch("calibration and out-of-distribution rules")
         dataset, name = self._held_out(data)
         calibration = fitting.calibrate(
             self.task,
@@ -124,6 +136,7 @@ class TrustMethods:
         """Fit the "none of these" rule: `score`'s threshold keeping `tpr` of the held-out images
         (default: the validation split); the feature scores compare with the training images.
         With `save`, `RUN/ood_rule.json` (and `ood_bank.safetensors`)."""
+        self.require_torch("out-of-distribution rules")
         from recog.confidence import fitting
 
         fitting.check_score(score)
@@ -207,6 +220,8 @@ class TrustMethods:
         from recog.explain.run import class_index
         from recog.robust import DEFAULT_EPS, AttackPlan
         from recog.robust.run import attack_run
+
+        self.require_torch("attacks")
 
         radii = DEFAULT_EPS if eps is None else (eps,) if isinstance(eps, int | float) else eps
         default_steps = {"fgsm": 1, "cw": 50, "square": 1000}.get(attack, 10)

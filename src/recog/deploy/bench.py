@@ -95,7 +95,7 @@ def _torch_runner(graph: torch.nn.Module, kind: str) -> Callable[[torch.Tensor],
 def _session_runner(path: Path, backend: str) -> Callable[[torch.Tensor], Any]:
     from recog.deploy.backend import Session
 
-    session = Session(path, backend)
+    session = Session(path, backend, spinning=True)
     return lambda images: session.run(images.numpy())
 
 

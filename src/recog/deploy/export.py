@@ -76,7 +76,8 @@ def write_onnx(
     require("onnxscript", "onnx")  # the dynamo exporter's op library
     graph, parts = pixel_graph(rec)
     size = int(img_size or rec.img_size)
-    example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
+    # a dynamic batch is traced at 2 (torch.export specializes a size of 1); a static one is 1
+    example = torch.randint(0, 256, (2 if dynamic_batch else 1, 3, size, size), dtype=torch.uint8)
     axes: dict[int, Any] = {}
     if dynamic_batch:
         axes[0] = torch.export.Dim("batch", min=1, max=4096)

@@ -49,6 +49,7 @@ class ServedModel:
 
     def explaining(self) -> Recognizer:
         """The explanation copy of the recognizer (call under `explain_lock`)."""
+        self.recognizer.require_torch("explanations and attacks")  # an exported file has no copy
         if self.explainer is None:
             import copy
 

@@ -1,0 +1,34 @@
+"""`prepared_batches`: the next batch is decoded while this one runs; order, sizes and
+errors come through as if it were a plain loop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from recog.api.images import prepared_batches
+from recog.errors import RecogError
+
+
+def test_batches_keep_order_and_the_next_is_prepared_in_another_thread():
+    images = [torch.full((3, 4, 4), i, dtype=torch.uint8) for i in range(10)]
+    threads = set()
+
+    def prepare(image):
+        threads.add(threading.get_ident())
+        return image, {"value": int(image[0, 0, 0])}
+
+    batches = list(prepared_batches(images, 4, prepare))
+    assert [len(b) for b in batches] == [4, 4, 2]
+    assert [m["value"] for b in batches for _, m in b] == list(range(10))
+    assert threading.get_ident() not in threads  # decoded off the caller's thread
+
+
+def test_an_unreadable_image_raises_in_the_caller(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    good = torch.zeros((3, 4, 4), dtype=torch.uint8)
+    with pytest.raises(RecogError, match="bad.png"):
+        list(prepared_batches([good] * 4 + [bad], 4, lambda image: (image, {})))
