@@ -13,6 +13,7 @@ import recog
 from recog.cli import main
 from recog.deploy.backend import ExportedModel
 from recog.deploy.bench import flops_per_image
+from recog.deploy.export import write_onnx
 from recog.deploy.graph import PixelGraph
 from recog.deploy.run import export_run
 from recog.errors import RecogError
@@ -34,10 +35,8 @@ def yolo(tmp_path_factory):
 
 
 def test_unet_exports_with_any_image_size(unet, tmp_path):
-    record = export_run(unet, out=tmp_path / "unet.onnx")
-    assert record["metric"] == "miou" and abs(record["drop"]) <= 0.005
-    assert record["max_abs_diff"] < 1e-3
-    exported = ExportedModel(tmp_path / "unet.onnx")
+    # the parity check itself is tested on the classifier (test_export.py) and the detector
+    exported = ExportedModel(write_onnx(unet, tmp_path / "unet.onnx"))
     # a size the export never saw (not square, not the run's): the same logits as torch
     x = torch.randn(1, 3, 80, 144)  # not a multiple of 32: the graph pads like the model
     with torch.inference_mode():
@@ -77,8 +76,10 @@ def test_flops_match_the_published_count_of_resnet18():
     assert flops == pytest.approx(2 * 1.814e9, rel=0.02)
 
 
-def test_bench_writes_rows_for_each_backend(digits, tmp_path, capsys):
+def test_bench_writes_rows_for_each_backend(digits, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench"
+    # a short timing budget: the test checks the record, not the machine
+    monkeypatch.setattr("recog.deploy.bench.DEFAULT_BUDGET_S", 0.2)
     code = main(["bench", str(digits.run_dir), "--batch", "1,4", "--backends",
                  "torch,torch-channels-last,onnxruntime,onnxruntime-int8", "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr()
@@ -105,6 +106,7 @@ def test_bench_refuses_bad_flags(digits, capsys):
     assert code == 2 and "tensorrt is not one of" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 37 s: an fp32 export, its check, a quantization and its check
 def test_yolo_int8_leaves_nothing_in_the_working_directory(yolo, tmp_path, monkeypatch):
     """onnxruntime's symbolic shape inference fails on YOLO's point grid and, by itself,
     would save a temporary model and its weights into the working directory."""

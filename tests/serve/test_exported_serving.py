@@ -36,7 +36,9 @@ def test_an_exported_model_answers_like_its_run(exported_client):
             for m in ("torch", "onnx")
         ]
         assert answers[0]["label"] == answers[1]["label"]
-        assert [c["label"] for c in answers[0]["top_k"]] == [c["label"] for c in answers[1]["top_k"]]
+        assert [c["label"] for c in answers[0]["top_k"]] == [
+            c["label"] for c in answers[1]["top_k"]
+        ]
     models = {m["name"]: m for m in exported_client.get("/v1/models").json()["models"]}
     assert models["onnx"]["task"] == "classify"
 

@@ -36,6 +36,8 @@ import torch
 from recog.deploy.graph import TrainedRun
 from recog.errors import RecogError
 
+#: seconds of timed repeats per backend and batch (at least `repeats` runs)
+DEFAULT_BUDGET_S = 3.0
 BACKEND_ROWS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime",
                 "onnxruntime-int8", "openvino")  # fmt: skip
 
@@ -127,13 +129,14 @@ def bench(
     img_size: int | None = None,
     backends: tuple[str, ...] = BACKEND_ROWS,
     repeats: int = 10,
-    budget_s: float = 3.0,
+    budget_s: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The bench record (module docstring); `img_size` defaults to the run's."""
     from recog.deploy.export import pixel_graph
 
     size = int(img_size or rec.img_size)
+    budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
     graph, _ = pixel_graph(rec)
     flops = flops_per_image(graph, size)
     params = sum(p.numel() for p in rec.model.parameters())
