@@ -110,7 +110,7 @@ def test_predict_and_val_take_a_backend(run, exported, tmp_path, capsys):
 def test_int8_is_smaller_and_keeps_top1(run, exported, tmp_path):
     rec = recog.load(run)
     out = tmp_path / "int8.onnx"
-    record = export_run(rec, int8=True, out=out, calibration_images=32)
+    record = rec.export(int8=True, out=out, calibration_images=32)  # Recognizer.export
     assert record["quantization"] == "static" and record["drop"] <= 0.01
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
@@ -171,3 +171,13 @@ def test_bad_input_is_one_line(run, tmp_path, capsys):
         recog.load(broken)
     code, _, err = _cli(capsys, "export", str(run), "--int8", "--format", "openvino")
     assert code == 2 and "--int8" in err
+
+
+def test_the_backend_gets_back_the_exact_pixels(run, exported):
+    """The task hands models normalized tensors; the file wants uint8: the round trip is exact."""
+    rec = recog.load(run)
+    model = ExportedModel(exported)
+    pixels = torch.randint(0, 256, (4, 3, rec.img_size, rec.img_size), dtype=torch.uint8)
+    pixels[0] = 0
+    pixels[1] = 255
+    assert torch.equal(model.pixels(rec.task.normalize(pixels)), pixels)

@@ -17,6 +17,8 @@ def _rows(run_dir):
         return list(csv.DictReader(f))
 
 
+# 56 s on 2 cores: in `make test-all`; pgd and trades training stay in the default suite
+@pytest.mark.slow
 def test_fgsm_rs_training_makes_the_digits_classifier_more_robust(digits, tmp_path):
     """Same data, model, epochs and batch as the session's standard `digits` model."""
     adv = recog.train("digits", "cnn", epochs=2, batch_size=64, adv_train="fgsm-rs",

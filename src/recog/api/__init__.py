@@ -392,6 +392,15 @@ class Recognizer(TrustMethods):
             return type(self.task).load_splits(self.config).val
         return type(self.task).load_eval(data, self.config, self.class_names)
 
+    def export(self, fmt: str = "onnx", *, int8: bool = False, out: str | Path | None = None,
+               **options: Any) -> dict[str, Any]:  # fmt: skip
+        """`recog export`: the checked file (default RUN/export/) and its `export.json` record;
+        `options` are `recog.deploy.run.export_run`'s (max_drop, dynamic_batch, opset, ...)."""
+        from recog.deploy.run import export_run
+
+        return export_run(self, fmt=fmt, int8=int8, out=None if out is None else Path(out),
+                          **options)  # fmt: skip
+
     def evaluate(
         self, data: str | None = None, *, out_dir: str | Path | None = None
     ) -> dict[str, Any]:
