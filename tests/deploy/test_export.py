@@ -181,3 +181,18 @@ def test_the_backend_gets_back_the_exact_pixels(run, exported):
     pixels[0] = 0
     pixels[1] = 255
     assert torch.equal(model.pixels(rec.task.normalize(pixels)), pixels)
+
+
+def test_bench_of_an_exported_file_times_its_runtimes(run, exported, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("recog.deploy.bench.DEFAULT_BUDGET_S", 0.2)
+    out = tmp_path / "bench"
+    code, _, err = _cli(capsys, "bench", str(exported), "--batch", "2", "--out", str(out))
+    assert code == 0, err
+    record = json.loads((out / "bench.json").read_text())
+    assert {r["backend"] for r in record["rows"]} == {"onnxruntime", "openvino"}
+    # FLOPs and parameters are the architecture's, the same as a bench of the run
+    rec = recog.load(run)
+    assert record["params"] == sum(p.numel() for p in rec.model.parameters())
+    assert record["flops_per_image"] > 0
+    code, _, err = _cli(capsys, "bench", str(exported), "--backends", "torch")
+    assert code == 2 and "torch rows need the run directory" in err

@@ -72,7 +72,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="latency, throughput, FLOPs and size per backend, beside this machine's limit"
     )
-    p.add_argument("run", type=Path, help="a run directory or an exported file")
+    p.add_argument("run", type=Path,
+                   help="a run directory (every backend) or an exported file (its runtimes)")  # fmt: skip
     p.add_argument("--batch", default="1,8,32", help="batch sizes for throughput (default 1,8,32)")
     p.add_argument("--img-size", type=int, help="input side (default: the run's)")
     p.add_argument("--backends", default=",".join(BENCH_BACKENDS),
@@ -98,16 +99,15 @@ def cmd_bench(ns: argparse.Namespace) -> int:
                          f"{', '.join(BENCH_BACKENDS)}")  # fmt: skip
     if ns.img_size is not None and not 16 <= ns.img_size <= 4096:
         raise RecogError(f"--img-size {ns.img_size}: from 16 to 4096")
+    if not ns.run.is_dir() and ns.backends == ",".join(BENCH_BACKENDS):
+        # an exported file: its own runtimes (an .xml is OpenVINO's alone)
+        backends = ("openvino",) if ns.run.suffix == ".xml" else ("onnxruntime", "openvino")
     rec = api.load(ns.run, device="cpu")
-    if not ns.run.is_dir():
-        raise RecogError(
-            f"{ns.run}: recog bench takes a run directory (its exports are timed with it)"
-        )
     if ns.img_size is not None and rec.task.keeps_image_size is False and ns.img_size % 32:
         raise RecogError(f"--img-size {ns.img_size}: must be a multiple of 32")
     record = bench(rec, batches=batches, img_size=ns.img_size, backends=backends,
                    progress=lambda b: print(f"timing {b} ...", flush=True))  # fmt: skip
-    out = ns.out or (ns.run / "bench")
+    out = ns.out or ((ns.run if ns.run.is_dir() else ns.run.parent) / "bench")
     paths = write_bench(record, out)
     _print_bench(record)
     print(f"bench: {paths[0]}  plot: {paths[1]}")

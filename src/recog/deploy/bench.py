@@ -122,6 +122,16 @@ def _files(rec: TrainedRun, work: Path, size: int) -> dict[str, Path]:
     return {"onnxruntime": fp32, "onnxruntime-int8": int8, "openvino": fp32}
 
 
+def _architecture(rec: TrainedRun) -> TrainedRun:
+    """`rec` with a freshly built torch model of its architecture (for counting only)."""
+    from recog.models.factory import create_model
+
+    shell = copy.copy(rec)
+    shell.model = create_model(str(rec.config.model), num_classes=len(rec.class_names),
+                               img_size=rec.img_size, **rec.config.model_args).eval()  # fmt: skip
+    return shell
+
+
 def bench(
     rec: TrainedRun,
     *,
@@ -137,9 +147,18 @@ def bench(
 
     size = int(img_size or rec.img_size)
     budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
-    graph, _ = pixel_graph(rec)
+    exported = getattr(rec.model, "exported", False)
+    if exported:
+        # an exported file: its own runtimes only, at its own size; the FLOPs and parameters
+        # are the architecture's, counted on a freshly built model (weights change neither)
+        if not set(backends) <= {"onnxruntime", "openvino"}:
+            raise RecogError(f"{rec.model.session.path}: an exported file is timed on "
+                             "onnxruntime and openvino; torch rows need the run directory")  # fmt: skip
+        if size != rec.img_size and not rec.task.keeps_image_size:
+            raise RecogError(f"--img-size {size}: this file takes {rec.img_size} px only")
+    graph, _ = pixel_graph(_architecture(rec) if exported else rec)
     flops = flops_per_image(graph, size)
-    params = sum(p.numel() for p in rec.model.parameters())
+    params = sum(p.numel() for p in graph.parameters())
     peak = peak_gflops()
     rows: list[dict[str, Any]] = []
     sizes: dict[str, int] = {}
@@ -147,11 +166,12 @@ def bench(
     if weights.is_file():
         sizes["safetensors"] = weights.stat().st_size
     with tempfile.TemporaryDirectory(prefix="recog-bench-") as tmp:
-        files = (
-            _files(rec, Path(tmp), size)
-            if set(backends) & {"onnxruntime", "onnxruntime-int8", "openvino"}
-            else {}
-        )
+        if exported:
+            files = {b: rec.model.session.path for b in ("onnxruntime", "openvino")}
+        elif set(backends) & {"onnxruntime", "onnxruntime-int8", "openvino"}:
+            files = _files(rec, Path(tmp), size)
+        else:
+            files = {}
         sizes.update({f"onnx{'-int8' if k.endswith('int8') else ''}": p.stat().st_size
                       for k, p in files.items() if k != "openvino"})  # fmt: skip
         for backend in backends:
