@@ -34,6 +34,8 @@ def yolo(tmp_path_factory):
     return recog.train("shapes:16:8", "yolo_n", epochs=1, img_size=64, batch_size=8, out=str(out))
 
 
+# 23 s on 2 cores (the exporter's dynamic height and width): in `make test-all`
+@pytest.mark.slow
 def test_unet_exports_with_any_image_size(unet, tmp_path):
     # the parity check itself is tested on the classifier (test_export.py) and the detector
     exported = ExportedModel(write_onnx(unet, tmp_path / "unet.onnx"))

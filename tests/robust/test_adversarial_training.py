@@ -54,6 +54,7 @@ def test_trades_is_refused_for_a_model_without_class_logits(tmp_path):
     assert not (tmp_path / "t" / "config.yaml").exists()
 
 
+@pytest.mark.slow  # 15 s; pgd training of every task stays in the default suite
 def test_trades_trains_a_classifier(tmp_path):
     run = recog.train("digits", "cnn", epochs=1, batch_size=64, adv_train="trades", adv_eps=0.05,
                       adv_steps=2, img_size=16, out=str(tmp_path / "trades"))  # fmt: skip
