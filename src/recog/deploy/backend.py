@@ -77,13 +77,13 @@ def read_meta(path: Path) -> ExportMeta:
             model = ov.Core().read_model(str(path))
             values = {k: str(model.get_rt_info(["recog", k]).astype(str)) for k in META_KEYS}
         except Exception as exc:  # OpenVINO raises its own RuntimeError subclasses
-            raise RecogError(f"{path}: not a recog OpenVINO model ({_first_line(exc)})") from None
+            raise RecogError(f"{path}: not a recog OpenVINO model ({first_line(exc)})") from None
     else:
         onnx = require("onnx", "onnx")
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:  # protobuf's DecodeError and friends
-            raise RecogError(f"{path}: not an ONNX file ({_first_line(exc)})") from None
+            raise RecogError(f"{path}: not an ONNX file ({first_line(exc)})") from None
         values = {p.key: p.value for p in proto.metadata_props}
     missing = [k for k in META_KEYS if k not in values]
     if missing:
@@ -91,7 +91,8 @@ def read_meta(path: Path) -> ExportMeta:
     return ExportMeta(values)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """A runtime's exception as one short line for a RecogError."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
@@ -120,7 +121,7 @@ class Session:
                 )
             except Exception as exc:
                 raise RecogError(
-                    f"{path}: onnxruntime cannot load it ({_first_line(exc)})"
+                    f"{path}: onnxruntime cannot load it ({first_line(exc)})"
                 ) from None
             self._names = [o.name for o in self._ort.get_outputs()]
         elif backend == "openvino":
@@ -129,7 +130,7 @@ class Session:
             try:
                 self._ov = ov.Core().compile_model(str(path), "CPU", config)
             except Exception as exc:
-                raise RecogError(f"{path}: OpenVINO cannot load it ({_first_line(exc)})") from None
+                raise RecogError(f"{path}: OpenVINO cannot load it ({first_line(exc)})") from None
             self._names = [o.get_any_name() for o in self._ov.outputs]
         else:
             raise RecogError(f"backend {backend!r}: not one of {', '.join(BACKENDS[1:])}")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recog.deploy.backend import first_line
 from recog.deploy.graph import TrainedRun
 from recog.errors import RecogError
 
@@ -208,7 +209,7 @@ def _rows(backend: str, graph: torch.nn.Module, files: dict[str, Path], batches:
         try:
             times = _timed(lambda im=images: run(im), repeats=repeats, budget_s=budget_s)
         except Exception as exc:  # noqa: BLE001 - inductor or a runtime failing is a measured result
-            out.append({"backend": backend, "batch": b, "error": _first_line(exc)})
+            out.append({"backend": backend, "batch": b, "error": first_line(exc)})
             continue
         median = statistics.median(times)
         row: dict[str, Any] = {
@@ -223,10 +224,6 @@ def _rows(backend: str, graph: torch.nn.Module, files: dict[str, Path], batches:
             row["latency_ms_p95"] = round(1000 * float(np.percentile(times, 95)), 3)
         out.append(row)  # batch 1 is always timed: it gives the latency
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _versions() -> dict[str, str]:

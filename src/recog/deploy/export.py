@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import yaml
 
-from recog.deploy.backend import require
+from recog.deploy.backend import first_line, require
 from recog.deploy.graph import PixelGraph, TrainedRun
 from recog.errors import RecogError
 from recog.io import atomic_write
@@ -103,7 +103,7 @@ def write_onnx(
                 )
             except Exception as exc:  # torch.export / onnxscript raise many kinds
                 raise RecogError(
-                    f"{rec.config.model}: the ONNX exporter failed ({_first_line(exc)})"
+                    f"{rec.config.model}: the ONNX exporter failed ({first_line(exc)})"
                 ) from None
         proto = program.model_proto
         for key, value in metadata(rec, parts).items():
@@ -137,7 +137,3 @@ def write_openvino(onnx_path: Path, out: Path) -> Path:
 
     atomic_write(out, write)
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

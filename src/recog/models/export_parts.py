@@ -14,9 +14,6 @@ from torch import nn
 
 from recog.errors import RecogError
 
-#: what runs after the graph to give the torch model's answer: nothing, or YOLO's NMS
-FINISH_STEPS = ("tensor", "nms")
-
 
 @dataclass
 class ExportParts:
@@ -24,6 +21,7 @@ class ExportParts:
 
     module: nn.Module
     outputs: tuple[str, ...] = ("logits",)
+    #: what runs after the graph to give the torch model's answer: "tensor" (nothing) or "nms"
     finish: str = "tensor"
     finish_args: dict[str, Any] = field(default_factory=dict)
 

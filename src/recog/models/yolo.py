@@ -1,4 +1,4 @@
-"""`yolo_n`, `yolo_s`: our single-stage, anchor-free YOLO detector (one job: backbone, neck, head, assigner and loss of one model).
+"""`yolo_n`, `yolo_s`: our single-stage, anchor-free YOLO detector (one job: backbone, neck, head, assigner, loss and export cut of one model, kept together because each reads the others' shapes).
 
 The design follows YOLOv8 (Ultralytics, 2023), the current reference point
 of the family, because each of its parts is a published, measured
