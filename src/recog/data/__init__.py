@@ -18,7 +18,7 @@ from recog.data.classify import (
     load_eval_dataset,
     train_transform,
 )
-from recog.data.images import find_images, read_image
+from recog.data.images import find_images, image_from_bytes, read_image
 from recog.data.splits import DataSplits
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "data_defaults",
     "eval_transform",
     "find_images",
+    "image_from_bytes",
     "load_classification",
     "load_eval_dataset",
     "read_image",

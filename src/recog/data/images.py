@@ -223,7 +223,7 @@ def _stat_size(path: Path) -> int:
 
 
 @contextmanager
-def _checked(source: Path | IO[bytes], path: Path) -> Iterator[Image.Image]:
+def _checked(source: Path | IO[bytes], path: str | Path) -> Iterator[Image.Image]:
     try:
         with open_checked(source) as img:
             yield img
@@ -291,7 +291,18 @@ def read_image(path: str | Path) -> torch.Tensor:
         data = path.read_bytes()
     except OSError as exc:
         raise RecogError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    with _checked(io.BytesIO(data), path) as img:
+    return image_from_bytes(data, path)
+
+
+def image_from_bytes(data: bytes, name: str | Path) -> torch.Tensor:
+    """`read_image` of bytes already read (an fsspec URL's, an upload's): the same limits
+    and decoders; `name` is what the one-line error names."""
+    if not data:
+        raise RecogError(f"{name}: empty file (0 bytes)")
+    problem = byte_problem(len(data))
+    if problem:
+        raise RecogError(f"{name}: {problem}")
+    with _checked(io.BytesIO(data), name) as img:
         if data.startswith(_TORCHVISION_MAGIC):
             image = _torchvision_decode(data)
             if image is not None:
@@ -300,7 +311,7 @@ def read_image(path: str | Path) -> torch.Tensor:
             rgb = rgb_array(img)
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad pixel data
             reason = str(exc).split("\n")[0] or exc.__class__.__name__
-            raise RecogError(f"{path}: cannot decode image ({reason})") from None
+            raise RecogError(f"{name}: cannot decode image ({reason})") from None
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
