@@ -25,8 +25,8 @@ from recog import recipe
 from recog.api.images import (
     ImageInput,
     _as_image_list,
-    _same_size_runs,
     prepared_batches,
+    same_size_runs,
 )
 from recog.api.runs import (  # noqa: F401  (the API's names)
     CONFIG_NAME,
@@ -358,7 +358,7 @@ class Recognizer(TrustMethods):
         out: list[Prediction] = []
         for prepared in prepared_batches(items, batch_size, self.task.prepare):
             # a task may keep each image's own size (segmentation): batch equal sizes together
-            for group in _same_size_runs(prepared):
+            for group in same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)
                 out += self.predict_batch(batch, [meta for _, meta in group], reject=reject)
         return out

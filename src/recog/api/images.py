@@ -16,7 +16,7 @@ from recog.errors import RecogError
 ImageInput = str | Path | torch.Tensor | np.ndarray | Any
 
 
-def _same_size_runs(
+def same_size_runs(
     prepared: list[tuple[torch.Tensor, Any]],
 ) -> list[list[tuple[torch.Tensor, Any]]]:
     """Consecutive runs of prepared images with one shape (order kept)."""

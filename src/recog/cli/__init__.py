@@ -8,10 +8,8 @@ the YAML config and the Python API cannot drift apart.  User mistakes
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import enum
-import io
 import json
 import os
 import sys
@@ -20,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from recog.cli import confidence, deploy, robust, trust
+from recog.cli import confidence, deploy, predict, robust, trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -161,23 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
                    help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO")  # fmt: skip
 
-    p = sub.add_parser("predict", help="predict image files, folders or globs")
-    p.add_argument("run", type=Path)
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    p.add_argument(
-        "--save-dir", type=Path, help="also save each image with its prediction drawn on it"
-    )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument(
-        "--no-reject",
-        action="store_true",
-        help="answer a class for every image, even below the run's out-of-distribution threshold",
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
-                   help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO (`recog export`)")  # fmt: skip
+    predict.add_parsers(sub)
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--task", choices=[str(t) for t in TaskName])
@@ -345,57 +327,6 @@ def cmd_val(ns: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(ns: argparse.Namespace) -> int:
-    from recog import api
-
-    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
-    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size, reject=not ns.no_reject)
-    records = [
-        {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
-        for f, p in zip(files, preds, strict=True)
-    ]
-    if ns.save_dir:
-        _save_drawn(rec, files, preds, ns.save_dir)
-    if ns.format == "json":
-        print(json.dumps(records, indent=1))
-    elif ns.format == "csv":
-        rows = [row for r in records for row in rec.task.csv_rows(r)]
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns or ["path"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
-    else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(records)} images, {rec.config.model}")
-        table.add_column("image")
-        table.add_column("result")
-        for r in records:
-            table.add_row(r["path"], rec.task.summary(r))
-        Console(width=160).print(table)
-    return 0
-
-
-def _save_drawn(rec: Any, files: list[Path], preds: list[Any], save_dir: Path) -> None:
-    from PIL import Image
-
-    from recog.data import read_image
-    from recog.io import atomic_write_bytes
-
-    save_dir.mkdir(parents=True, exist_ok=True)
-    for path, pred in zip(files, preds, strict=True):
-        drawn = rec.task.draw(read_image(path), pred)
-        buf = io.BytesIO()
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
-        atomic_write_bytes(save_dir / f"{path.stem}.png", buf.getvalue())
-        rec.task.save_prediction(pred, save_dir, path.stem)
-
-
 def cmd_models(ns: argparse.Namespace) -> int:
     from recog.models.factory import get_spec, list_models
 
@@ -500,7 +431,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "val": cmd_val,
-    "predict": cmd_predict,
+    **predict.COMMANDS,
     "models": cmd_models,
     "data": cmd_data,
     "serve": cmd_serve,

@@ -209,6 +209,13 @@ class Task(ABC):
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """One image's values in `recog predict --out`'s table (`recog.batch.rows`' one
+        schema for every task): any of `labels` and `scores` (lists), `boxes` (x1, y1, x2,
+        y2 in pixels), `masks` ({"label", "size": [h, w], "counts": COCO RLE}), `unknown`,
+        `ood_score`; unset columns stay null."""
+        raise RecogError(f"{self.name} predictions have no table columns")
+
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         """What `recog data check|stats PATH` prints for this task's data (with `problems`)."""

@@ -294,6 +294,18 @@ class ClassifyTask(Task):
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The top-k classes and scores; `unknown` and `ood_score` where the run has a rule."""
+        values, indices = prediction.scores.topk(min(top_k, prediction.scores.numel()))
+        columns: dict[str, Any] = {
+            "labels": [self.class_names[int(i)] for i in indices],
+            "scores": [float(v) for v in values],
+        }
+        if prediction.ood_score is not None:
+            columns["unknown"] = bool(prediction.unknown)
+            columns["ood_score"] = float(prediction.ood_score)
+        return columns
+
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         return check_dataset(path)

@@ -328,6 +328,15 @@ class DetectTask(Task):
             ]
         }
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The detections above the display threshold (as drawn): labels, scores, boxes."""
+        keep = self._shown(prediction)
+        return {
+            "labels": [self.class_names[int(c)] for c in prediction.labels[keep]],
+            "scores": [float(s) for s in prediction.scores[keep]],
+            "boxes": [[float(v) for v in b] for b in prediction.boxes[keep]],
+        }
+
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         return detection_stats(path)

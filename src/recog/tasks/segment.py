@@ -343,6 +343,31 @@ class SegmentTask(Task):
             }
         }
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The classes present, their fraction of the pixels, and one COCO RLE mask each."""
+        from recog.metrics.segmentation import encode_rle
+
+        mask = prediction.mask
+        present = [k for k in range(self.num_classes) if bool((mask == k).any())]
+        regions = (
+            torch.stack([mask == k for k in present])
+            if present
+            else torch.zeros((0, *mask.shape), dtype=torch.bool)
+        )
+        total = max(1, mask.numel())
+        return {
+            "labels": [self.class_names[k] for k in present],
+            "scores": [float((mask == k).sum()) / total for k in present],
+            "masks": [
+                {
+                    "label": self.class_names[k],
+                    "size": [int(v) for v in rle["size"]],
+                    "counts": rle["counts"],
+                }
+                for k, rle in zip(present, encode_rle(regions), strict=True)
+            ],  # fmt: skip
+        }
+
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
         """`<stem>_mask.png`: the class id of every pixel."""
         out = save_dir / f"{stem}_mask.png"
@@ -484,6 +509,20 @@ class InstanceSegmentTask(DetectTask):
             index[masks[j]] = j + 1
         record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": _png_b64(index)}
         return record
+
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The shown detections' columns and each one's mask as a COCO RLE."""
+        from recog.metrics.segmentation import encode_rle
+
+        columns = super().table_columns(prediction, top_k=top_k)
+        keep = self._shown(prediction)
+        labels = prediction.labels[keep]
+        columns["masks"] = [
+            {"label": self.class_names[int(c)], "size": [int(v) for v in rle["size"]],
+             "counts": rle["counts"]}
+            for c, rle in zip(labels, encode_rle(prediction.masks[keep]), strict=True)
+        ]  # fmt: skip
+        return columns
 
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
         """`<stem>.json`: COCO-style results with RLE masks (all detections kept)."""

@@ -1,0 +1,133 @@
+"""Where `recog predict`'s images come from, and how one is read: files, folders, globs,
+manifests (CSV or Parquet with a `path` column) and fsspec URLs.
+
+Every image ends in `recog.data.image_from_bytes` (or `read_image` for a local
+file), so a batch job reads through the same limits as training and the server:
+the size is asked of the file system before the bytes are fetched.  fsspec
+(already a dependency of torch) resolves `file://`, `memory://` and, where the
+user has installed the package (s3fs, gcsfs, adlfs), `s3://`, `gs://`, `az://`.
+An input is named by a string: a local path as given, a URL as fsspec spells it,
+and that string is what each output row's `path` holds.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from recog.data.images import (
+    IMAGE_SUFFIXES,
+    byte_problem,
+    find_images,
+    image_from_bytes,
+    read_image,
+)
+from recog.errors import RecogError
+
+#: suffixes read as manifests (a list of images), not as images
+MANIFEST_SUFFIXES = (".csv", ".parquet")
+
+
+def is_url(item: str) -> bool:
+    return "://" in item
+
+
+def _filesystem(url: str):  # noqa: ANN202 - fsspec's AbstractFileSystem, imported lazily
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:  # an unknown protocol or its missing package
+        raise RecogError(f"{url}: cannot open this URL ({str(exc).splitlines()[0]})") from None
+
+
+def _url_images(url: str) -> list[str]:
+    fs, root = _filesystem(url)
+    try:
+        if glob.has_magic(root):
+            found = sorted(fs.glob(root))
+        elif fs.isdir(root):
+            found = sorted(fs.find(root))
+        elif fs.isfile(root):
+            return [url]
+        else:
+            raise RecogError(f"{url}: no such file or directory")
+    except OSError as exc:
+        raise RecogError(f"{url}: cannot list it ({exc})") from None
+    images = [fs.unstrip_protocol(p) for p in found if p.lower().endswith(IMAGE_SUFFIXES)]
+    if not images:
+        raise RecogError(f"{url}: no image files found")
+    return images
+
+
+def _manifest_images(manifest: str) -> list[str]:
+    """The `path` column of a CSV or Parquet file; relative paths are against its folder."""
+    import pyarrow as pa
+
+    try:
+        if manifest.lower().endswith(".csv"):
+            from pyarrow import csv
+
+            table = csv.read_csv(manifest, convert_options=csv.ConvertOptions(
+                column_types={"path": pa.string()}))  # fmt: skip
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(manifest, columns=None)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RecogError(
+            f"{manifest}: not a readable manifest ({str(exc).splitlines()[0]})"
+        ) from None
+    if "path" not in table.column_names:
+        raise RecogError(
+            f"{manifest}: a manifest needs a `path` column (it has {', '.join(table.column_names)})"
+        )
+    column = table.column("path")
+    if column.null_count:
+        raise RecogError(f"{manifest}: {column.null_count} rows have no path")
+    base = Path(manifest).parent
+    out = []
+    for entry in column.to_pylist():
+        entry = str(entry).strip()
+        out.append(entry if is_url(entry) or Path(entry).is_absolute() else str(base / entry))
+    if not out:
+        raise RecogError(f"{manifest}: the manifest lists no images")
+    return out
+
+
+def list_inputs(items: Sequence[str]) -> list[str]:
+    """Every image `items` name, in order: a manifest's rows, a folder's files (sorted,
+    recursive), a glob's matches, a URL's objects.  One line names what is wrong."""
+    out: list[str] = []
+    for item in items:
+        item = str(item)
+        if is_url(item):
+            out += _url_images(item)
+        elif item.lower().endswith(MANIFEST_SUFFIXES) and Path(item).is_file():
+            out += _manifest_images(item)
+        else:
+            out += [str(p) for p in find_images([item])]
+    if not out:
+        raise RecogError(f"{' '.join(items)}: no image files found")
+    return out
+
+
+def read_input(name: str) -> torch.Tensor:
+    """(3, H, W) uint8 of one listed input, through `read_image`'s limits."""
+    if not is_url(name):
+        return read_image(Path(name))
+    fs, path = _filesystem(name)
+    try:
+        size = fs.size(path)
+        problem = byte_problem(int(size)) if size is not None else None
+        if problem:
+            raise RecogError(f"{name}: {problem}")
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise RecogError(f"{name}: no such file") from None
+    except OSError as exc:
+        raise RecogError(f"{name}: cannot read it ({exc})") from None
+    return image_from_bytes(data, name)

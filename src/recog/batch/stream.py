@@ -1,0 +1,133 @@
+"""Streaming prediction: inputs in, one row per image out as each batch finishes.
+
+The local engine of `recog predict --out`: `reader.prepared_batches` decodes in
+worker processes, the model runs here on a batch of equal-sized images at a time
+(a task may keep each image's own size), `Task.table_columns` makes the rows and
+the sink (`writer`) writes them.  Nothing grows with the number of images but
+the list of their names.  A file that cannot be read becomes a row with its
+`error` and one warning line; the caller exits non-zero when any did.
+
+Progress: a rich bar (images/s, ETA) on a terminal, else one line every
+`LOG_EVERY_S` seconds on stderr, so a job in a log still says how far it is.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from recog.api.images import same_size_runs
+from recog.batch.reader import Item, prepared_batches
+from recog.batch.rows import make_row
+from recog.console import console, progress_bar, warn
+
+LOG_EVERY_S = 10.0
+#: bad files warned about one by one; past this, only the count at the end
+MAX_WARNINGS = 20
+
+
+@dataclass
+class StreamSummary:
+    images: int  # predicted or failed in this job
+    skipped: int  # already in the output (--resume)
+    errors: int  # unreadable images in the whole output (an earlier job's rows too)
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def job_settings(rec: Any, *, top_k: int, batch_size: int, reject: bool) -> dict[str, Any]:
+    """What decides the numbers in the output: a resume must match them."""
+    return {
+        "run": str(rec.run_dir.resolve()),
+        "model": str(rec.config.model),
+        "task": rec.task.name,
+        "top_k": top_k,
+        "batch_size": batch_size,
+        "reject": reject,
+    }
+
+
+def predict_rows(
+    rec: Any, items: list[Item], *, top_k: int, reject: bool
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Rows (in input order) for prepared items, and the predictions (None for an error)."""
+    run, model, task = str(rec.run_dir.resolve()), str(rec.config.model), rec.task.name
+    preds: list[Any] = [None] * len(items)
+    ready = [(i, prepared) for i, (_, prepared, _) in enumerate(items) if prepared is not None]
+    for group in same_size_runs([(image, (i, meta)) for i, (image, meta) in ready]):
+        images = torch.stack([image for image, _ in group]).to(rec.device)
+        out = rec.predict_batch(images, [meta for _, (_, meta) in group], reject=reject)
+        for (_, (i, _)), pred in zip(group, out, strict=True):
+            preds[i] = pred
+    rows = []
+    for (name, _, error), pred in zip(items, preds, strict=True):
+        columns = None if pred is None else rec.task.table_columns(pred, top_k=top_k)
+        rows.append(make_row(name, task=task, model=model, run=run, columns=columns, error=error))
+    return rows, preds
+
+
+class _PlainProgress:
+    """A line every LOG_EVERY_S seconds when stderr is not a terminal."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.start, self.last = total, 0, time.perf_counter(), 0.0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= LOG_EVERY_S or self.done == self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            print(
+                f"recog: predict {self.done}/{self.total} images, {rate:.0f} img/s, eta {eta:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def predict_stream(
+    rec: Any, inputs: Sequence[str], sink: Any, *, batch_size: int, num_workers: int,
+    top_k: int = 5, reject: bool = True,
+    on_batch: Callable[[list[Item], list[Any]], None] | None = None,
+) -> StreamSummary:  # fmt: skip
+    """Predict every input not already in `sink` and write its rows; the sink is closed."""
+    done = set(sink.done())
+    todo = [name for name in inputs if name not in done]
+    start = time.perf_counter()
+    errors = 0
+    terminal = console().is_terminal
+    plain = None if terminal else _PlainProgress(len(todo))
+    with progress_bar(unit="img") as bar:
+        task = bar.add_task("predict", total=len(todo), info="")
+        with torch.inference_mode():
+            for items in prepared_batches(
+                todo, rec.task.prepare, batch_size=batch_size, num_workers=num_workers
+            ):
+                rows, preds = predict_rows(rec, items, top_k=top_k, reject=reject)
+                sink.write(rows)
+                for _, _, error in items:
+                    if error is not None:
+                        errors += 1
+                        if errors <= MAX_WARNINGS:
+                            warn(error)
+                if on_batch is not None:
+                    on_batch(items, preds)
+                bar.advance(task, len(items))
+                if plain is not None:
+                    plain.advance(len(items))
+    sink.close()
+    if errors > MAX_WARNINGS:
+        warn(f"{errors - MAX_WARNINGS} more images could not be read (their rows hold `error`)")
+    earlier = int(getattr(sink, "done_errors", 0))
+    return StreamSummary(
+        len(todo), len(inputs) - len(todo), errors + earlier, time.perf_counter() - start
+    )

@@ -1,0 +1,199 @@
+"""`recog predict`: parsing, and the choice between the table on stdout and a streamed `--out`.
+
+Without `--out` the predictions are gathered and printed (table, JSON or CSV): for
+a few images at a terminal.  With `--out results.parquet|.jsonl` they stream
+(`recog.batch`): decoded by `--num-workers` processes, written a batch at a time,
+`--resume`-able, on this machine or through Ray Data (`--engine ray`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recog.cli.deploy import BACKENDS
+
+ENGINES = ("local", "ray")
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0 (decode in this process) or more")
+    return value
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict image files, folders, globs, manifests (.csv/.parquet of paths) or fsspec URLs",
+    )
+    p.add_argument("run", type=Path)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="what stdout shows without --out")  # fmt: skip
+    p.add_argument("--out", type=Path,
+                   help="stream one row per image to this .parquet or .jsonl file instead (for many images)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="--out: continue an interrupted job, skipping the images already written")  # fmt: skip
+    p.add_argument("--num-workers", type=_workers,
+                   help=f"--out: processes decoding images (default {min(4, os.cpu_count() or 1)}, "
+                        "this machine's cores up to 4); --engine ray: model actors (default 1)")  # fmt: skip
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="--out: run here, or through Ray Data (pip install 'recog[ray]')")  # fmt: skip
+    p.add_argument(
+        "--ray-address", help="--engine ray: a running cluster (default: start one here)"
+    )
+    p.add_argument(
+        "--save-dir", type=Path, help="also save each image with its prediction drawn on it"
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--no-reject",
+        action="store_true",
+        help="answer a class for every image, even below the run's out-of-distribution threshold",
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO (`recog export`)")  # fmt: skip
+
+
+def _refuse_mismatched(ns: argparse.Namespace) -> None:
+    from recog.errors import RecogError
+
+    if ns.batch_size < 1:
+        raise RecogError(f"--batch-size {ns.batch_size}: must be 1 or more")
+    if ns.out is None:
+        for flag, value in (("--resume", ns.resume), ("--num-workers", ns.num_workers),
+                            ("--engine ray", ns.engine == "ray"), ("--ray-address", ns.ray_address)):  # fmt: skip
+            if value not in (None, False):
+                raise RecogError(f"{flag} needs --out FILE (.parquet or .jsonl)")
+        return
+    if ns.engine == "ray":
+        if ns.resume:
+            raise RecogError("--resume: the local engine's (Ray writes a fresh output folder)")
+        if ns.save_dir:
+            raise RecogError("--save-dir: the local engine's (Ray workers write only the table)")
+        if ns.out.suffix != ".parquet":
+            raise RecogError(f"{ns.out}: --engine ray writes Parquet (--out NAME.parquet)")
+    elif ns.ray_address:
+        raise RecogError("--ray-address needs --engine ray")
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    _refuse_mismatched(ns)
+    if ns.out is not None and ns.engine == "ray":
+        from recog.batch.ray_engine import predict_ray
+
+        summary = predict_ray(
+            ns.run, ns.paths, ns.out, batch_size=ns.batch_size, top_k=ns.top_k,
+            reject=not ns.no_reject, num_workers=ns.num_workers or 1, address=ns.ray_address,
+            device=ns.device, backend=ns.backend,
+        )  # fmt: skip
+        return _finish(ns.out, summary)
+    from recog import api
+
+    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
+    if ns.out is not None:
+        return _stream(rec, ns)
+    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size, reject=not ns.no_reject)
+    records = [
+        {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
+        for f, p in zip(files, preds, strict=True)
+    ]
+    if ns.save_dir:
+        for path, pred in zip(files, preds, strict=True):
+            _save_drawn(rec, str(path), pred, ns.save_dir)
+    _print_records(rec, records, ns.format)
+    return 0
+
+
+def _stream(rec: Any, ns: argparse.Namespace) -> int:
+    from recog.batch import job_settings, list_inputs, open_sink, predict_stream
+
+    inputs = list_inputs(ns.paths)
+    settings = job_settings(rec, top_k=ns.top_k, batch_size=ns.batch_size, reject=not ns.no_reject)
+    sink = open_sink(ns.out, settings, resume=ns.resume, batch_size=ns.batch_size)
+    on_batch = None
+    if ns.save_dir:
+        ns.save_dir.mkdir(parents=True, exist_ok=True)
+
+        def on_batch(items: list[Any], preds: list[Any]) -> None:
+            for (name, _, _), pred in zip(items, preds, strict=True):
+                if pred is not None:
+                    _save_drawn(rec, name, pred, ns.save_dir)
+
+    workers = min(4, os.cpu_count() or 1) if ns.num_workers is None else ns.num_workers
+    summary = predict_stream(
+        rec, inputs, sink, batch_size=ns.batch_size, num_workers=workers, top_k=ns.top_k,
+        reject=not ns.no_reject, on_batch=on_batch,
+    )  # fmt: skip
+    return _finish(ns.out, summary)
+
+
+def _finish(out: Path, summary: Any) -> int:
+    skipped = f", {summary.skipped} already there" if summary.skipped else ""
+    print(
+        f"{out}: {summary.images} images in {summary.seconds:.1f} s "
+        f"({summary.rate:.0f} img/s){skipped}",
+        file=sys.stderr,
+    )
+    if summary.errors:
+        print(
+            f"recog: error: {summary.errors} images could not be read; their rows in {out} "
+            "hold the reason (column `error`)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(records, indent=1))
+    elif fmt == "csv":
+        rows = [row for r in records for row in rec.task.csv_rows(r)]
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns or ["path"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(records)} images, {rec.config.model}")
+        table.add_column("image")
+        table.add_column("result")
+        for r in records:
+            table.add_row(r["path"], rec.task.summary(r))
+        Console(width=160).print(table)
+
+
+def _save_drawn(rec: Any, name: str, pred: Any, save_dir: Path) -> None:
+    from PIL import Image
+
+    from recog.batch.sources import read_input
+    from recog.io import atomic_write_bytes
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(name.rsplit("/", 1)[-1]).stem
+    drawn = rec.task.draw(read_input(name), pred)
+    buf = io.BytesIO()
+    Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    atomic_write_bytes(save_dir / f"{stem}.png", buf.getvalue())
+    rec.task.save_prediction(pred, save_dir, stem)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"predict": cmd_predict}

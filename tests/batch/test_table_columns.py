@@ -1,0 +1,63 @@
+"""Each task's row in `recog predict --out`: what `Task.table_columns` writes is the prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+import recog
+from recog.batch import job_settings, list_inputs, open_sink, predict_stream
+
+
+def _stream(rec, folder, out):
+    names = list_inputs([str(folder)])
+    sink = open_sink(out, job_settings(rec, top_k=5, batch_size=4, reject=True),
+                     resume=False, batch_size=4)  # fmt: skip
+    predict_stream(rec, names, sink, batch_size=4, num_workers=0)
+    return names, pq.read_table(out).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        size = (64 + 8 * i, 64)  # different sizes: the segmenter batches equal ones together
+        img = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+        img[10:40, 10 + i : 40 + i] = 220
+        Image.fromarray(img).save(folder / f"s{i}.png")
+    return folder
+
+
+def test_segment_rows_hold_each_class_mask_as_rle(shapes, tmp_path):
+    rec = recog.train("shapes:16:8", "unet", epochs=1, img_size=64, batch_size=8,
+                      out=str(tmp_path / "unet"))  # fmt: skip
+    names, rows = _stream(rec, shapes, tmp_path / "seg.parquet")
+    for name, row in zip(names, rows, strict=True):
+        (pred,) = rec.predict([name])
+        mask = pred.mask.numpy()
+        assert row["task"] == "segment" and row["boxes"] is None
+        assert row["labels"] == [rec.class_names[k] for k in np.unique(mask)]
+        for label, region, fraction in zip(row["labels"], row["masks"], row["scores"], strict=True):
+            k = rec.class_names.index(label)
+            decoded = mask_utils.decode({"size": region["size"], "counts": region["counts"]})
+            assert (decoded.astype(bool) == (mask == k)).all()
+            assert fraction == pytest.approx((mask == k).mean())
+
+
+def test_detect_rows_hold_the_shown_boxes(shapes, tmp_path):
+    rec = recog.train("shapes:16:8", "yolo_n", epochs=1, img_size=64, batch_size=8,
+                      out=str(tmp_path / "yolo"))  # fmt: skip
+    rec.task.display_threshold = 0.0  # an untrained detector scores low: show every box
+    names, rows = _stream(rec, shapes, tmp_path / "det.parquet")
+    for name, row in zip(names, rows, strict=True):
+        record = rec.task.to_record(rec.predict([name])[0])
+        assert row["masks"] is None
+        assert row["labels"] == [d["label"] for d in record["detections"]]
+        assert row["scores"] == pytest.approx([d["score"] for d in record["detections"]], abs=1e-6)
+        assert np.allclose(np.array(row["boxes"]).reshape(-1, 4),
+                           np.array([d["box"] for d in record["detections"]]).reshape(-1, 4), atol=0.01)  # fmt: skip
+    assert sum(len(r["boxes"]) for r in rows) > 0
