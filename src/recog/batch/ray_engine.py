@@ -48,12 +48,12 @@ class _Predictor:
     def __call__(self, batch: dict[str, Any]) -> Any:
         import torch
 
-        from recog.batch.reader import PreparedImages
+        from recog.batch.reader import PreparedImages, collate
 
         images = PreparedImages([str(p) for p in batch["path"]], self.rec.task.prepare)
-        items = [images[i] for i in range(len(images))]
+        prepared = collate([images[i] for i in range(len(images))])
         with torch.inference_mode():
-            rows, _ = predict_rows(self.rec, items, top_k=self.top_k, reject=self.reject)
+            rows, _ = predict_rows(self.rec, prepared, top_k=self.top_k, reject=self.reject)
         return to_table(rows)
 
 

@@ -13,11 +13,13 @@ million costs one row, not the job.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from recog.api.images import same_size_runs
 from recog.batch.sources import read_input
 from recog.errors import RecogError
 
@@ -41,21 +43,44 @@ class PreparedImages(Dataset):
             return name, None, str(exc)
 
 
-def _as_list(items: list[Item]) -> list[Item]:
-    return items
+@dataclass
+class PreparedBatch:
+    """One batch of inputs: every name (in order), the error line of each that failed
+    (None where it was read), and the read ones stacked in runs of one size:
+    (their positions in `names`, (n, 3, H, W) uint8, their metas)."""
+
+    names: list[str]
+    errors: list[str | None]
+    groups: list[tuple[list[int], torch.Tensor, list[Any]]]
+
+
+def collate(items: list[Item]) -> PreparedBatch:
+    """Stacked in the worker: one shared-memory tensor per run crosses to the main
+    process, not one per image (per-image tensors cost more than decoding small images)."""
+    ready = [(image, (i, meta)) for i, (_, prepared, _) in enumerate(items)
+             if prepared is not None for image, meta in (prepared,)]  # fmt: skip
+    groups = [
+        (
+            [i for _, (i, _) in run],
+            torch.stack([image for image, _ in run]),
+            [m for _, (_, m) in run],
+        )
+        for run in same_size_runs(ready)
+    ]
+    return PreparedBatch([name for name, _, _ in items], [e for _, _, e in items], groups)
 
 
 def prepared_batches(
     names: Sequence[str], prepare: Callable[[torch.Tensor], Any], *,
     batch_size: int, num_workers: int,
-) -> Iterator[list[Item]]:  # fmt: skip
+) -> Iterator[PreparedBatch]:  # fmt: skip
     """Batches of `batch_size` inputs (the last shorter), in order."""
     loader = DataLoader(
         PreparedImages(names, prepare),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=_as_list,
+        collate_fn=collate,
         # two batches ahead per worker (the default): enough to hide a slow file, and
         # memory stays at (workers x 2) batches whatever the number of images
         prefetch_factor=2 if num_workers else None,

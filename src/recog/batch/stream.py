@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from recog.api.images import same_size_runs
-from recog.batch.reader import Item, prepared_batches
+from recog.batch.plan import Plan, plan
+from recog.batch.reader import PreparedBatch, prepared_batches
 from recog.batch.rows import make_row
 from recog.console import console, progress_bar, warn
 
@@ -56,19 +56,17 @@ def job_settings(rec: Any, *, top_k: int, batch_size: int, reject: bool) -> dict
 
 
 def predict_rows(
-    rec: Any, items: list[Item], *, top_k: int, reject: bool
+    rec: Any, batch: PreparedBatch, *, top_k: int, reject: bool
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Rows (in input order) for prepared items, and the predictions (None for an error)."""
+    """Rows (in input order) for a prepared batch, and the predictions (None for an error)."""
     run, model, task = str(rec.run_dir.resolve()), str(rec.config.model), rec.task.name
-    preds: list[Any] = [None] * len(items)
-    ready = [(i, prepared) for i, (_, prepared, _) in enumerate(items) if prepared is not None]
-    for group in same_size_runs([(image, (i, meta)) for i, (image, meta) in ready]):
-        images = torch.stack([image for image, _ in group]).to(rec.device)
-        out = rec.predict_batch(images, [meta for _, (_, meta) in group], reject=reject)
-        for (_, (i, _)), pred in zip(group, out, strict=True):
+    preds: list[Any] = [None] * len(batch.names)
+    for positions, images, metas in batch.groups:
+        out = rec.predict_batch(images.to(rec.device), metas, reject=reject)
+        for i, pred in zip(positions, out, strict=True):
             preds[i] = pred
     rows = []
-    for (name, _, error), pred in zip(items, preds, strict=True):
+    for name, error, pred in zip(batch.names, batch.errors, preds, strict=True):
         columns = None if pred is None else rec.task.table_columns(pred, top_k=top_k)
         rows.append(make_row(name, task=task, model=model, run=run, columns=columns, error=error))
     return rows, preds
@@ -95,35 +93,58 @@ class _PlainProgress:
 
 
 def predict_stream(
-    rec: Any, inputs: Sequence[str], sink: Any, *, batch_size: int, num_workers: int,
+    rec: Any, inputs: Sequence[str], sink: Any, *, batch_size: int, num_workers: int | None,
     top_k: int = 5, reject: bool = True,
-    on_batch: Callable[[list[Item], list[Any]], None] | None = None,
+    on_batch: Callable[[list[str], list[Any]], None] | None = None,
 ) -> StreamSummary:  # fmt: skip
-    """Predict every input not already in `sink` and write its rows; the sink is closed."""
+    """Predict every input not already in `sink` and write its rows; the sink is closed.
+    `num_workers` None: as many as `plan` measures this model and these images want."""
     done = set(sink.done())
     todo = [name for name in inputs if name not in done]
     start = time.perf_counter()
+    split, first = plan(rec, todo[:batch_size], workers=num_workers, reject=reject)
+    if todo:
+        print(f"recog: predict {len(todo)} images: {split.describe()}", file=sys.stderr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(split.threads)
+    try:
+        return _run(rec, inputs, todo, sink, first, split, start, batch_size=batch_size,
+                    top_k=top_k, reject=reject, on_batch=on_batch)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _batches(rec: Any, todo: list[str], first: PreparedBatch | None, workers: int,
+             batch_size: int) -> Iterator[PreparedBatch]:  # fmt: skip
+    """The measured first batch (when there is one), then the rest from the workers."""
+    if first is not None:
+        yield first
+        todo = todo[batch_size:]
+    yield from prepared_batches(todo, rec.task.prepare, batch_size=batch_size, num_workers=workers)
+
+
+def _run(rec: Any, inputs: Sequence[str], todo: list[str], sink: Any, first: PreparedBatch | None,
+         split: Plan, start: float, *, batch_size: int, top_k: int, reject: bool,
+         on_batch: Callable[[list[str], list[Any]], None] | None) -> StreamSummary:  # fmt: skip
     errors = 0
     terminal = console().is_terminal
     plain = None if terminal else _PlainProgress(len(todo))
     with progress_bar(unit="img") as bar:
         task = bar.add_task("predict", total=len(todo), info="")
         with torch.inference_mode():
-            for items in prepared_batches(
-                todo, rec.task.prepare, batch_size=batch_size, num_workers=num_workers
-            ):
-                rows, preds = predict_rows(rec, items, top_k=top_k, reject=reject)
+            for batch in _batches(rec, todo, first, split.workers, batch_size):
+                rows, preds = predict_rows(rec, batch, top_k=top_k, reject=reject)
                 sink.write(rows)
-                for _, _, error in items:
+                for error in batch.errors:
                     if error is not None:
                         errors += 1
                         if errors <= MAX_WARNINGS:
                             warn(error)
                 if on_batch is not None:
-                    on_batch(items, preds)
-                bar.advance(task, len(items))
+                    on_batch(batch.names, preds)
+                bar.advance(task, len(batch.names))
                 if plain is not None:
-                    plain.advance(len(items))
+                    plain.advance(len(batch.names))
     sink.close()
     if errors > MAX_WARNINGS:
         warn(f"{errors - MAX_WARNINGS} more images could not be read (their rows hold `error`)")

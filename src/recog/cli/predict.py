@@ -12,7 +12,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,8 +44,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="--out: continue an interrupted job, skipping the images already written")  # fmt: skip
     p.add_argument("--num-workers", type=_workers,
-                   help=f"--out: processes decoding images (default {min(4, os.cpu_count() or 1)}, "
-                        "this machine's cores up to 4); --engine ray: model actors (default 1)")  # fmt: skip
+                   help="--out: processes decoding images, the model on the cores left (default: "
+                        "measured on the first batch); --engine ray: model actors (default 1)")  # fmt: skip
     p.add_argument("--engine", choices=ENGINES, default="local",
                    help="--out: run here, or through Ray Data (pip install 'recog[ray]')")  # fmt: skip
     p.add_argument(
@@ -126,14 +125,13 @@ def _stream(rec: Any, ns: argparse.Namespace) -> int:
     if ns.save_dir:
         ns.save_dir.mkdir(parents=True, exist_ok=True)
 
-        def on_batch(items: list[Any], preds: list[Any]) -> None:
-            for (name, _, _), pred in zip(items, preds, strict=True):
+        def on_batch(names: list[str], preds: list[Any]) -> None:
+            for name, pred in zip(names, preds, strict=True):
                 if pred is not None:
                     _save_drawn(rec, name, pred, ns.save_dir)
 
-    workers = min(4, os.cpu_count() or 1) if ns.num_workers is None else ns.num_workers
     summary = predict_stream(
-        rec, inputs, sink, batch_size=ns.batch_size, num_workers=workers, top_k=ns.top_k,
+        rec, inputs, sink, batch_size=ns.batch_size, num_workers=ns.num_workers, top_k=ns.top_k,
         reject=not ns.no_reject, on_batch=on_batch,
     )  # fmt: skip
     return _finish(ns.out, summary)
