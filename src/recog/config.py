@@ -63,6 +63,9 @@ class TrainConfig:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     amp: Amp = "auto"
+    # BatchNorm statistics over the global batch under torchrun (SyncBatchNorm; CUDA only):
+    # auto is on for CUDA with more than one process
+    sync_bn: Amp = "auto"
     accumulate: int = 1
     clip_grad: float | None = None  # 0: off
     ema: float | None = None  # EMA decay of the weights, e.g. 0.999; 0: off

@@ -264,6 +264,11 @@ def resolve(
     choose("classes", list(facts.class_names))
     if cfg.amp == "auto":
         values["amp"] = "on" if device_type == "cuda" else "off"
+    if cfg.sync_bn == "auto":
+        values["sync_bn"] = "on" if device_type == "cuda" and world_size > 1 else "off"
+    elif cfg.sync_bn == "on" and world_size > 1 and device_type != "cuda":
+        # torch's SyncBatchNorm syncs CUDA tensors only (ValueError on CPU): refuse up front
+        raise RecogError(f"--sync-bn on: needs CUDA devices (this job trains on {device_type})")
     if cfg.device == "auto":
         values["device"] = device_type
     if cfg.cache == "auto":

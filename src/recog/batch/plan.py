@@ -3,18 +3,19 @@
 Measured, not guessed: the first batch is read, decoded and prepared here (D
 seconds an image, on one core), then run through the model twice on one thread
 (the second call timed: M seconds an image; the first pays one-time set-up).
-With C cores, W decoding workers and C - W model threads, an image costs
-max(D / W, M / (C - W)); the two are equal at W = C * D / (D + M), rounded, and
-W = 0 (decode here, the model on every core) when that rounds to nothing.
+With C cores the cheapest of these (`cost`) is taken:
 
-Why it matters, measured on 2 cores and 2,000 JPEGs of 128-512 px
-(`bench/predict_stream.py`): a width-16 `cnn` at 32 px (D 0.57 ms, M 0.37 ms)
-ran in 1.2-1.3 s with decoding workers against 1.6 s without; a `cnn` at 64 px
-(D 0.6 ms, M 3.6 ms) in 5.6 s decoding here against 7.1-7.4 s with two workers
-beside two model threads, because a model thread that loses its core to a
-worker stalls its partner at every OpenMP barrier.  So the model's threads are
-always C - W: the two never fight over a core.  On a GPU M is small and nearly
-every core decodes.
+- no workers: decode here, the model on all C cores: D + M / C;
+- W < C workers, the model on the other C - W cores: max(D / W, M / (C - W));
+- C workers beside a one-thread model, the cores time-shared: max((D + M) / C, M).
+
+The model's threads never share a core with a worker while it has more than one:
+a model thread that loses its core stalls its partners at every OpenMP barrier.
+Measured on 2 cores and 2,000 JPEGs of 128-512 px (`bench/predict_stream.py`):
+a `cnn` at 64 px (D 0.6 ms, M 3.6 ms) took 5.6 s decoding here and 7.1-7.4 s
+with two workers beside two model threads; a width-16 `cnn` at 32 px (D 0.6-0.8
+ms, M 0.4 ms) 1.6 s decoding here, 1.2-1.3 s with workers.  On a GPU M is small
+and every core decodes.
 """
 
 from __future__ import annotations
@@ -37,13 +38,22 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def cost(decode_s: float, model_s: float, n_cores: int, workers: int) -> float:
+    """Seconds an image with `workers` decoding processes (the model on the cores left)."""
+    if workers == 0:  # decode here, between batches; the model on every core
+        return decode_s + model_s / n_cores
+    if workers < n_cores:  # a core each, never shared: the slower side sets the pace
+        return max(decode_s / workers, model_s / (n_cores - workers))
+    # as many workers as cores beside a one-thread model: the cores are time-shared
+    return max((decode_s + model_s) / n_cores, model_s)
+
+
 def split_cores(decode_s: float, model_s: float, n_cores: int) -> tuple[int, int]:
-    """(decoding workers, model threads) for per-image decode and one-core model seconds."""
+    """(decoding workers, model threads): the cheapest of 0..n_cores workers by `cost`."""
     if n_cores <= 1 or decode_s <= 0:
         return 0, max(1, n_cores)
-    workers = round(n_cores * decode_s / (decode_s + max(model_s, 0.0)))
-    workers = min(max(workers, 0), n_cores - 1)
-    return workers, n_cores - workers if workers else n_cores
+    workers = min(range(n_cores + 1), key=lambda w: (cost(decode_s, model_s, n_cores, w), w))
+    return workers, n_cores if workers == 0 else max(1, n_cores - workers)
 
 
 @dataclass

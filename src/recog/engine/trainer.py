@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from recog import io as rio
 from recog.config import TrainConfig, require_resolved
@@ -156,16 +156,19 @@ class Trainer:
         )
 
     def train_loader(self) -> DataLoader:
-        if self.ctx.enabled:
-            sampler: Sampler[int] = DistributedSampler(
+        """One seeded permutation an epoch (`DistributedSampler`, also for one process), each
+        rank taking every world_size-th image: the ranks' batches together are the one
+        process's batch of the same global size, so torchrun over N processes (or nodes)
+        of batch B trains on the images one process of batch N x B would."""
+        sampler: Sampler[int] | None = self.sampler
+        if sampler is None or self.ctx.enabled:
+            sampler = DistributedSampler(
                 self.train_set,
                 num_replicas=self.ctx.world_size,
                 rank=self.ctx.rank,
                 shuffle=True,
                 seed=self.cfg.seed,
             )
-        else:
-            sampler = self.sampler or RandomSampler(self.train_set)
         return self._loader(self.train_set, sampler, self.cfg.batch_size)
 
     def val_loader(self) -> DataLoader:
@@ -178,6 +181,9 @@ class Trainer:
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise RecogError("no training images")
         model = self.model
+        if ctx.enabled and cfg.sync_bn == "on":
+            # in place below the root: `model`'s parameters stay the optimizer's
+            model = self.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
         loader = self.train_loader()
         steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
