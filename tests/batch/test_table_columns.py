@@ -61,3 +61,36 @@ def test_detect_rows_hold_the_shown_boxes(shapes, tmp_path):
         assert np.allclose(np.array(row["boxes"]).reshape(-1, 4),
                            np.array([d["box"] for d in record["detections"]]).reshape(-1, 4), atol=0.01)  # fmt: skip
     assert sum(len(r["boxes"]) for r in rows) > 0
+
+
+def test_instance_rows_hold_each_shown_mask_as_rle():
+    import torch
+
+    from recog.batch.rows import make_row, to_table
+    from recog.tasks.segment import InstanceSegmentTask
+    from recog.types import Prediction
+
+    task = InstanceSegmentTask(["cell", "nucleus"], [0.5] * 3, [0.5] * 3, img_size=64,
+                               display_threshold=0.5)  # fmt: skip
+    masks = torch.zeros(3, 20, 30, dtype=torch.bool)
+    masks[0, 2:8, 3:9] = True
+    masks[1, 10:18, 0:30] = True
+    masks[2, 0:5, 25:30] = True
+    pred = Prediction(
+        boxes=torch.tensor([[3.0, 2, 9, 8], [0, 10, 30, 18], [25, 0, 30, 5]]),
+        labels=torch.tensor([0, 1, 1]),
+        masks=masks,
+        scores=torch.tensor([0.9, 0.7, 0.2]),  # the third is below the display threshold
+    )
+    columns = task.table_columns(pred)
+    assert columns["labels"] == ["cell", "nucleus"]
+    assert columns["scores"] == pytest.approx([0.9, 0.7])
+    assert columns["boxes"] == [[3.0, 2.0, 9.0, 8.0], [0.0, 10.0, 30.0, 18.0]]
+    for region, expected in zip(columns["masks"], masks[:2], strict=True):
+        assert region["size"] == [20, 30]
+        decoded = mask_utils.decode({"size": region["size"], "counts": region["counts"]})
+        assert (decoded.astype(bool) == expected.numpy()).all()
+    table = to_table(
+        [make_row("a.png", task="segment", model="mask_rcnn", run="r", columns=columns)]
+    )
+    assert table.column("masks").to_pylist()[0][1]["label"] == "nucleus"

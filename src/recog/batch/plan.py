@@ -84,8 +84,10 @@ def measure(rec: Any, names: list[str], *, reject: bool) -> tuple[PreparedBatch,
         model_s = 0.0
         for _ in range(2):  # the first call sets up kernels; the second is the cost
             start = time.perf_counter()
-            for _, tensor, metas in batch.groups:
+            batch.predictions = [
                 rec.predict_batch(tensor.to(rec.device), metas, reject=reject)
+                for _, tensor, metas in batch.groups
+            ]  # kept: the job writes the timed pass's answers, not a third pass's
             model_s = (time.perf_counter() - start) / max(1, len(names))
     finally:
         torch.set_num_threads(threads)
@@ -101,4 +103,8 @@ def plan(rec: Any, first: list[str], *, workers: int | None, reject: bool,
         return Plan(workers, max(1, n - workers) if workers else n), None
     batch, decode_s, model_s = measure(rec, first, reject=reject)
     w, t = split_cores(decode_s, model_s, n)
+    if t != 1:
+        # answers made on one thread are kept only when the job runs on one: a kernel may sum
+        # in another order on more, and a resumed job must write what an uninterrupted one does
+        batch.predictions = None
     return Plan(w, t, decode_s * 1e3, model_s * 1e3), batch

@@ -52,6 +52,8 @@ class PreparedBatch:
     names: list[str]
     errors: list[str | None]
     groups: list[tuple[list[int], torch.Tensor, list[Any]]]
+    #: each group's predictions when they were already made (the planner's timed pass)
+    predictions: list[list[Any]] | None = None
 
 
 def collate(items: list[Item]) -> PreparedBatch:

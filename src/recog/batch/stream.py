@@ -61,8 +61,11 @@ def predict_rows(
     """Rows (in input order) for a prepared batch, and the predictions (None for an error)."""
     run, model, task = str(rec.run_dir.resolve()), str(rec.config.model), rec.task.name
     preds: list[Any] = [None] * len(batch.names)
-    for positions, images, metas in batch.groups:
-        out = rec.predict_batch(images.to(rec.device), metas, reject=reject)
+    for g, (positions, images, metas) in enumerate(batch.groups):
+        if batch.predictions is not None:
+            out = batch.predictions[g]
+        else:
+            out = rec.predict_batch(images.to(rec.device), metas, reject=reject)
         for i, pred in zip(positions, out, strict=True):
             preds[i] = pred
     rows = []
