@@ -49,6 +49,17 @@ def test_unet_exports_with_any_image_size(unet, tmp_path):
 
 
 def test_yolo_exports_boxes_and_scores_and_nms_follows(yolo, tmp_path):
+    import copy
+
+    # a detector trained two steps scores every box 0.0025 (its prior): NMS among tied scores
+    # keeps whichever float noise puts first, in torch as in onnxruntime (seen: a different
+    # survivor).  Seeded weights for the class scores spread them; parity holds for any weights.
+    yolo = copy.deepcopy(yolo)
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in yolo.model.named_parameters():
+            if name.startswith("head.cls."):  # the class-score branch only
+                p.add_(torch.randn(p.shape, generator=noise) * 0.1)
     record = export_run(yolo, out=tmp_path / "yolo.onnx")
     assert record["metric"] == "map" and abs(record["drop"]) <= 0.005
     exported = ExportedModel(tmp_path / "yolo.onnx")
@@ -57,10 +68,17 @@ def test_yolo_exports_boxes_and_scores_and_nms_follows(yolo, tmp_path):
     with torch.inference_mode():
         ours = yolo.task.predict(yolo.model, images)
         theirs = yolo.task.predict(exported, images)
+    checked = 0
     for a, b in zip(ours, theirs, strict=True):
         assert len(a.boxes) == len(b.boxes) > 0
-        assert torch.allclose(a.boxes, b.boxes, atol=1e-2) and torch.equal(a.labels, b.labels)
         assert torch.allclose(a.scores, b.scores, atol=1e-4)
+        # a detection whose score no other comes within 1e-5 of must be the same box and
+        # class in both; among tied scores NMS may keep either twin
+        gaps = (a.scores[:, None] - a.scores[None, :]).abs() + torch.eye(len(a.scores))
+        for i in torch.nonzero(gaps.min(dim=1).values > 1e-5).flatten().tolist():
+            assert torch.allclose(a.boxes[i], b.boxes[i], atol=1e-2) and a.labels[i] == b.labels[i]
+            checked += 1
+    assert checked >= 10, f"only {checked} detections with distinct scores: the check says little"
 
 
 def test_torchvision_detectors_are_refused_in_one_line():
