@@ -180,3 +180,25 @@ def test_inputs_manifests_globs_and_fsspec_urls(digits, tmp_path):
     for row, pred in zip(got, local, strict=True):
         assert row["labels"][0] == digits.class_names[int(pred.labels)]
         assert row["scores"][0] == pytest.approx(float(pred.scores.max()), abs=1e-6)
+
+
+def test_resume_after_a_kill_between_join_and_clean_up_keeps_each_row_once(digits, tmp_path):
+    from recog import api
+    from recog.batch import job_settings, list_inputs, open_sink, predict_stream
+
+    rec = api.load(digits.run_dir, device="cpu")
+    names = list_inputs([str(_images(tmp_path / "images", 40, bad=False))])
+    settings = job_settings(rec, top_k=5, batch_size=8, reject=True)
+    out = tmp_path / "out.parquet"
+    predict_stream(rec, names, open_sink(out, settings, resume=False, batch_size=8),
+                   batch_size=8, num_workers=0)  # fmt: skip
+    whole = _table(out)
+    # the parts a close joined into `out` and a kill kept it from removing
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir()
+    pq.write_table(pq.read_table(out).slice(0, 16), parts / "part-000000.parquet")
+    pq.write_table(pq.read_table(out).slice(16), parts / "part-000001.parquet")
+    summary = predict_stream(rec, names, open_sink(out, settings, resume=True, batch_size=8),
+                             batch_size=8, num_workers=0)  # fmt: skip
+    assert summary.skipped == 40 and summary.images == 0
+    assert _table(out).equals(whole) and not parts.exists()

@@ -61,19 +61,28 @@ class ParquetSink:
                 f"{existing[0]}: already there (from an earlier job); --resume continues it, "
                 "or choose another --out"
             )
-        for path in existing:
-            self._done += self._read_done(path)
+        merged: set[str] = set()
+        for path in existing:  # `<out>` first, then the parts in order
+            paths, errors = self._read_done(path)
+            if path == self.out:
+                merged = set(paths)
+            elif paths and paths[0] in merged:
+                path.unlink()  # joined into `<out>` by a close the kill caught before cleaning up
+                continue
+            self._done += paths
+            self.done_errors += errors
         for tmp in self.parts.glob("*.tmp") if self.parts.is_dir() else ():
             tmp.unlink()  # a part the kill caught half-written
         self._next = len(existing)
 
-    def _read_done(self, path: Path) -> list[str]:
+    def _read_done(self, path: Path) -> tuple[list[str], int]:
+        """The paths a file holds and how many of its rows have an `error`."""
         try:
             pf = pq.ParquetFile(path)
             meta = json.loads((pf.schema_arrow.metadata or {}).get(META_KEY, b"{}"))
             table = pf.read(columns=["path", "error"])
             paths = table.column("path").to_pylist()
-            self.done_errors += len(table) - table.column("error").null_count
+            errors = len(table) - table.column("error").null_count
         except (pa.ArrowInvalid, OSError, ValueError) as exc:
             raise RecogError(f"{path}: not a readable recog output ({exc})") from None
         changed = [k for k, v in self.settings.items() if meta.get(k) != v]
@@ -83,7 +92,7 @@ class ParquetSink:
                 f"{path}: written with {k} {meta.get(k)!r}, this job has {self.settings[k]!r}; "
                 "--resume needs the same settings (or choose another --out)"
             )
-        return paths
+        return paths, errors
 
     def done(self) -> list[str]:
         """The paths already written (an earlier job's), in order."""
