@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recog.batch.plan import cores
 from recog.batch.rows import SCHEMA, to_table
 from recog.batch.sources import list_inputs
-from recog.batch.stream import StreamSummary, job_settings, predict_rows
+from recog.batch.stream import MAX_WARNINGS, StreamSummary, job_settings, predict_rows
 from recog.batch.writer import PART_ROWS
 from recog.console import console, warn
 from recog.errors import RecogError
@@ -69,7 +70,7 @@ def _init_ray(address: str | None) -> Any:
             if address:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
             else:
-                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                ray.init(num_cpus=cores(), include_dashboard=False,
                          logging_level="ERROR", log_to_driver=False)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = address or "a local cluster"
@@ -91,9 +92,8 @@ def predict_ray(
         raise RecogError(f"{out}: already there (from an earlier job); choose another --out")
     if not out.parent.is_dir():
         raise RecogError(f"{out.parent}: no such directory for --out")
-    rec = api.load(
-        run_dir, device="cpu", backend=backend
-    )  # fails here, in one line, not in an actor
+    # a run that cannot load fails here, in one line, not in every actor
+    rec = api.load(run_dir, device="cpu", backend=backend)
     settings = job_settings(rec, top_k=top_k, batch_size=batch_size, reject=reject)
     del rec
     inputs = list_inputs(paths)
@@ -121,7 +121,7 @@ def predict_ray(
             "top_k": top_k,
             "reject": reject,
             "threads": threads,
-        },  # fmt: skip
+        },
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=num_workers),
@@ -136,6 +136,6 @@ def predict_ray(
     os.replace(tmp, out)
     seconds = time.perf_counter() - start
     errors = pq.read_table(out, columns=["error"]).column("error").drop_null()
-    for line in errors.to_pylist()[:20]:
+    for line in errors.to_pylist()[:MAX_WARNINGS]:
         warn(line)
     return StreamSummary(len(inputs), 0, len(errors), seconds)

@@ -3,9 +3,8 @@
 A torch DataLoader over the list of inputs: `num_workers` processes each read
 (`recog.batch.sources.read_input`, the one door with its limits), decode and
 `Task.prepare` whole batches while the main process runs the model, so the model
-never waits on JPEG decoding.  Processes, not threads: decoding and resizing hold
-the GIL for part of their time, and the main thread's own Python (rows, the
-writer) then stalls them (see `bench/predict_stream.py`).  An input that cannot
+never waits on JPEG decoding; the DataLoader brings the prefetching, the order
+and the shared-memory hand-over.  An input that cannot
 be read comes back as its error line, not as an exception, so one bad file in a
 million costs one row, not the job.
 """
@@ -59,8 +58,11 @@ class PreparedBatch:
 def collate(items: list[Item]) -> PreparedBatch:
     """Stacked in the worker: one shared-memory tensor per run crosses to the main
     process, not one per image (per-image tensors cost more than decoding small images)."""
-    ready = [(image, (i, meta)) for i, (_, prepared, _) in enumerate(items)
-             if prepared is not None for image, meta in (prepared,)]  # fmt: skip
+    ready = [
+        (prepared[0], (i, prepared[1]))
+        for i, (_, prepared, _) in enumerate(items)
+        if prepared is not None
+    ]
     groups = [
         (
             [i for _, (i, _) in run],

@@ -328,9 +328,13 @@ class SegmentTask(Task):
     def as_target(self, prediction: Prediction) -> Target:
         return Target(mask=prediction.mask.clone().long())
 
+    def _pixel_counts(self, mask: torch.Tensor) -> torch.Tensor:
+        """Pixels of each class id (ignored pixels counted at IGNORE_INDEX)."""
+        return torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)
+
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         mask = prediction.mask
-        counts = torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)
+        counts = self._pixel_counts(mask)
         total = max(1, mask.numel())
         return {
             "segmentation": {
@@ -348,7 +352,8 @@ class SegmentTask(Task):
         from recog.metrics.segmentation import encode_rle
 
         mask = prediction.mask
-        present = [k for k in range(self.num_classes) if bool((mask == k).any())]
+        counts = self._pixel_counts(mask)
+        present = [k for k in range(self.num_classes) if counts[k] > 0]
         regions = (
             torch.stack([mask == k for k in present])
             if present
@@ -357,7 +362,7 @@ class SegmentTask(Task):
         total = max(1, mask.numel())
         return {
             "labels": [self.class_names[k] for k in present],
-            "scores": [float((mask == k).sum()) / total for k in present],
+            "scores": [float(counts[k]) / total for k in present],
             "masks": [
                 {
                     "label": self.class_names[k],
