@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"explain", "robust", "deploy", "confidence", "distill"},
     {"resolve"},
     {"api"},
-    {"serve", "batch"},
+    {"serve", "batch", "doctor"},
     {"cli", "demo", "__main__", "__init__"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

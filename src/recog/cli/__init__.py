@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from recog.cli import confidence, deploy, predict, robust, trust
+from recog.cli import confidence, deploy, doctor, predict, robust, trust
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--to", default="yolo", choices=["yolo"])
     q.add_argument("--val-split", type=float, default=0.2)
     q.add_argument("--seed", type=int, default=0)
+    doctor.add_parser(dsub)
     q = dsub.add_parser(
         "export-feedback",
         help="write user corrections from a `recog serve` history as a training set",
@@ -345,6 +346,8 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 
 def cmd_data(ns: argparse.Namespace) -> int:
+    if ns.data_command == "doctor":
+        return doctor.cmd_doctor(ns)
     if ns.data_command == "export-feedback":
         from recog.serve.export import export_feedback
 

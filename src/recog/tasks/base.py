@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
+    from recog.data.inventory import Entry, Finding, Inventory
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
@@ -220,6 +221,37 @@ class Task(ABC):
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         """What `recog data check|stats PATH` prints for this task's data (with `problems`)."""
         raise RecogError(f"{path}: no data report for this task")
+
+    @staticmethod
+    def doctor_inventory(
+        spec: str, *, val_split: float, seed: int, classes: str | None = None
+    ) -> Inventory:
+        """`recog data doctor`: every image of this task's data with its split and annotation."""
+        raise RecogError(f"{spec}: the data doctor does not read this task's data")
+
+    @staticmethod
+    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
+        """What is wrong with the annotations themselves (no model asked)."""
+        return []
+
+    @staticmethod
+    def doctor_label_findings(
+        inventory: Inventory,
+        *,
+        cross_validated: Callable[[], Any],
+        predict: Callable[[Sequence[Path]], list[Prediction]] | None,
+    ) -> tuple[list[Finding], str]:
+        """Likely label errors, and one line saying how they were found (or why not):
+        `cross_validated()` gives out-of-fold class probabilities, `predict` the run's
+        predictions (None without a run); a task asks the one its evidence needs."""
+        return [], "no label check for this task"
+
+    @staticmethod
+    def doctor_write_fixed(
+        inventory: Inventory, kept: Sequence[Entry], out: Path, drop_boxes: dict[str, list[int]]
+    ) -> Path:
+        """`--fix DIR`: the kept images (and their annotations, less `drop_boxes`) under `out`."""
+        raise RecogError(f"{inventory.root}: no cleaned copy for this task's data")
 
     @staticmethod
     def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:

@@ -19,12 +19,16 @@ from torch import nn
 
 from recog.config import require_resolved
 from recog.data.check import check_dataset
+from recog.data.fixed_copy import write_class_folders
 from recog.data.formats.convert import convert_detection
+from recog.data.hygiene import classification_findings
+from recog.data.inventory import Finding, Inventory, classification_inventory
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import softened_kl
+from recog.tasks.doctoring import classify_label_findings
 from recog.types import (
     Batch,
     DataFacts,
@@ -309,6 +313,24 @@ class ClassifyTask(Task):
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         return check_dataset(path)
+
+    @staticmethod
+    def doctor_inventory(
+        spec: str, *, val_split: float, seed: int, classes: str | None = None
+    ) -> Inventory:
+        return classification_inventory(spec, val_split=val_split, seed=seed)
+
+    @staticmethod
+    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
+        return classification_findings(inventory)
+
+    @staticmethod
+    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
+        return classify_label_findings(inventory, cross_validated)
+
+    @staticmethod
+    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
+        return write_class_folders(inventory, kept, out)
 
     @staticmethod
     def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:

@@ -20,15 +20,19 @@ from torchvision.utils import draw_bounding_boxes
 
 from recog.config import require_resolved
 from recog.data.check import detection_stats
+from recog.data.fixed_copy import write_detection_copy
 from recog.data.formats.coco import write_coco
 from recog.data.formats.convert import convert_detection
 from recog.data.formats.records import DetectionAnnotations, DetectionRecord
+from recog.data.hygiene import detection_findings
+from recog.data.inventory import Finding, Inventory, detection_inventory
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import bins_kl, sigmoid_kl
+from recog.tasks.doctoring import detect_label_findings
 from recog.types import (
     Batch,
     DataFacts,
@@ -340,6 +344,24 @@ class DetectTask(Task):
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         return detection_stats(path)
+
+    @staticmethod
+    def doctor_inventory(
+        spec: str, *, val_split: float, seed: int, classes: str | None = None
+    ) -> Inventory:
+        return detection_inventory(spec, val_split=val_split, seed=seed)
+
+    @staticmethod
+    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
+        return detection_findings(inventory)
+
+    @staticmethod
+    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
+        return detect_label_findings(inventory, predict)
+
+    @staticmethod
+    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
+        return write_detection_copy(inventory, kept, out, drop_boxes)
 
     @staticmethod
     def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:

@@ -31,8 +31,11 @@ from torchvision.utils import draw_segmentation_masks
 
 from recog.config import NONE, require_resolved
 from recog.data.check import mask_report
+from recog.data.fixed_copy import write_mask_folders
 from recog.data.formats.convert import convert_masks
 from recog.data.formats.masks import encode_png
+from recog.data.hygiene import segmentation_findings
+from recog.data.inventory import Finding, Inventory, segmentation_inventory
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
 from recog.metrics.base import Accumulator
@@ -40,6 +43,7 @@ from recog.models.factory import get_spec
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
+from recog.tasks.doctoring import segment_label_findings
 from recog.types import (
     IGNORE_INDEX,
     Batch,
@@ -382,6 +386,24 @@ class SegmentTask(Task):
     @staticmethod
     def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
         return mask_report(path, classes=classes)
+
+    @staticmethod
+    def doctor_inventory(
+        spec: str, *, val_split: float, seed: int, classes: str | None = None
+    ) -> Inventory:
+        return segmentation_inventory(spec, val_split=val_split, seed=seed, classes=classes)
+
+    @staticmethod
+    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
+        return segmentation_findings(inventory)
+
+    @staticmethod
+    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
+        return segment_label_findings(inventory, predict)
+
+    @staticmethod
+    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
+        return write_mask_folders(inventory, kept, out)
 
     @staticmethod
     def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:

@@ -1,0 +1,235 @@
+"""`recog data doctor PATH`: one pass over a dataset, every check, the page, and the cleaned copy.
+
+The order: the task's inventory (`Task.doctor_inventory`: the files training
+would read, with their splits), one scan of every file (`scan`: hashes,
+header facts, thumbnail), then the checks: duplicates and leaks
+(`duplicates`), image facts (`images`), the annotations (`Task.
+doctor_annotation_findings`) and likely label errors (`Task.
+doctor_label_findings`, with the evidence of `evidence`: out-of-fold
+probabilities, or the run's predictions).  The page and JSON go to `out`;
+`fix` writes the cleaned copy (`Task.doctor_write_fixed`) and `changes.json`,
+the log of every change.  The dataset itself is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from recog.console import progress_bar
+from recog.data.inventory import Finding, Inventory
+from recog.doctor import evidence
+from recog.doctor.duplicates import find_duplicates
+from recog.doctor.images import image_findings
+from recog.doctor.page import effects, write_page
+from recog.doctor.scan import scan_files
+from recog.errors import RecogError
+from recog.io import atomic_write_text
+
+#: what `--fix` does with each kind of finding: drop the finding's first file (the copy,
+#: the mislabelled image, the unreadable file), drop one box, or leave it for a person
+FIX_DROPS_FILE = {
+    "leak-exact", "leak-near", "duplicate-exact", "duplicate-near",
+    "label-error", "unreadable", "mask-values", "mask-size",
+}  # fmt: skip
+FIX_DROPS_BOX = {"box-duplicate"}
+
+
+@dataclass
+class Diagnosis:
+    result: dict[str, Any]
+    findings: list[Finding]
+    out: Path
+    fixed: Path | None = None
+
+
+def _check_out(out: Path, data: Path, name: str | None) -> None:
+    """`out` may be new, empty or an earlier report of this command; never inside a dataset
+    folder (a file dataset, a CSV or COCO JSON, only may not be `out` itself)."""
+    root = data.resolve()
+    target = out.resolve()
+    if target == root or (data.is_dir() and root in target.parents):
+        raise RecogError(f"{out}: lies inside the dataset {data}; the doctor never writes there")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if name is None:
+            raise RecogError(f"{out}: exists and is not empty; the cleaned copy needs a new folder")
+        if not (out / name).is_file():
+            raise RecogError(f"{out}: exists and is not an earlier doctor report; choose another")
+
+
+def _fix(
+    task: Any, inv: Inventory, findings: Sequence[Finding], fix: Path, trust_labels: bool
+) -> dict[str, Any]:
+    changes: list[dict[str, Any]] = []
+    drop: set[str] = set()
+    drop_boxes: dict[str, list[int]] = {}
+    for f in findings:
+        if f.kind == "label-error" and not trust_labels:
+            changes.append({"action": "none", "file": f.files[0], "kind": f.kind,
+                            "why": f.message + " (the label check's model is too weak to act on)"})  # fmt: skip
+        elif f.kind in FIX_DROPS_FILE and f.files and f.files[0] not in drop:
+            # a mask finding names the mask first; the image is what leaves the set
+            target = f.files[1] if f.kind.startswith("mask-") and len(f.files) > 1 else f.files[0]
+            target = next((str(e.path) for e in inv.entries if str(e.mask) == target), target)
+            if target in drop:
+                continue
+            drop.add(target)
+            changes.append(
+                {"action": "drop-image", "file": target, "kind": f.kind, "why": f.message}
+            )
+        elif f.kind in FIX_DROPS_BOX:
+            boxes = f.detail.get("boxes") or []
+            entry = next((e for e in inv.entries if str(e.path) == f.files[0]), None)
+            if entry is None or len(boxes) < 2 or entry.boxes is None:
+                continue
+            second = next(
+                (k for k, b in enumerate(entry.boxes.tolist())
+                 if [round(v, 1) for v in b] == boxes[1] and k not in drop_boxes.get(f.files[0], [])),
+                None,
+            )  # fmt: skip
+            if second is not None:
+                drop_boxes.setdefault(f.files[0], []).append(second)
+                changes.append({"action": "drop-box", "file": f.files[0], "box": boxes[1],
+                                "kind": f.kind, "why": f.message})  # fmt: skip
+        else:
+            changes.append({"action": "none", "file": f.files[0] if f.files else "",
+                            "kind": f.kind, "why": f.message})  # fmt: skip
+    for line in inv.warnings:  # what the readers already did to the annotations
+        changes.append({"action": "reader", "why": line})
+    kept = [e for e in inv.entries if str(e.path) not in drop]
+    fix.mkdir(parents=True, exist_ok=True)
+    written = task.doctor_write_fixed(inv, kept, fix, drop_boxes)
+    log = {"source": str(inv.root), "copy": str(written), "kept_images": len(kept),
+           "dropped_images": len(drop), "dropped_boxes": sum(map(len, drop_boxes.values())),
+           "changes": changes}  # fmt: skip
+    atomic_write_text(fix / "changes.json", json.dumps(log, indent=1))
+    return {k: v for k, v in log.items() if k != "changes"}
+
+
+def diagnose(
+    data: str,
+    *,
+    run: str | Path | None = None,
+    out: str | Path | None = None,
+    fix: str | Path | None = None,
+    classes: str | None = None,
+    val_split: float = 0.2,
+    seed: int = 0,
+    fold_steps: int = evidence.FoldRecipe.steps,
+) -> Diagnosis:
+    from recog.data.formats import infer_task
+    from recog.tasks import TASKS
+
+    start = time.perf_counter()
+    path = Path(data)
+    task_name = infer_task(data)
+    task_cls = TASKS[task_name]
+    inv = task_cls.doctor_inventory(data, val_split=val_split, seed=seed, classes=classes)
+    out = Path(out) if out is not None else Path(f"doctor-{path.resolve().stem}")
+    _check_out(out, path, "doctor.json")
+    if fix is not None:
+        _check_out(Path(fix), path, None)
+    rec = None
+    if run is not None:
+        from recog.api import load
+
+        rec = load(run)
+        evidence.check_run_classes(rec, inv.class_names, str(task_name))
+    paths = [e.path for e in inv.entries]
+    with progress_bar() as bar:
+        job = bar.add_task("scanning", total=len(paths), info="")
+        scans = scan_files(paths, progress=lambda n: bar.advance(job, n))
+    readable = [i for i, s in enumerate(scans) if not s.problem]
+    checks = [f"{len(paths)} images scanned (SHA-256, pHash + dHash)"]
+    embeddings = None
+    if rec is not None and readable:
+        feats = evidence.run_features(rec, [paths[i] for i in readable])
+        if feats is not None:
+            import numpy as np
+
+            embeddings = np.zeros((len(paths), feats.shape[1]), dtype=feats.dtype)
+            embeddings[readable] = feats
+            checks.append(f"near duplicates also by the run's embeddings ({feats.shape[1]} dims)")
+    findings = find_duplicates(inv.entries, scans, embeddings)
+    findings += image_findings(inv.entries, scans)
+    clean_inv = replace(inv, entries=[inv.entries[i] for i in readable])
+    findings += task_cls.doctor_annotation_findings(clean_inv)
+    label_how: dict[str, Any] = {}
+
+    def cross_validated() -> Any:
+        probs = out_of_fold()
+        label_how.update(evidence.strength(probs, [e.label for e in clean_inv.entries]))
+        return probs
+
+    def out_of_fold() -> Any:
+        labels = [e.label for e in clean_inv.entries]
+        if embeddings is not None:
+            label_how["how"] = f"{evidence.FOLDS}-fold logistic regression on the run's embeddings"
+            return evidence.probe_out_of_fold(embeddings[readable], labels, seed)
+        sides = [min(scans[i].width, scans[i].height) for i in readable]
+        with progress_bar() as bar:
+            jobs: dict[str, Any] = {}
+
+            def progress(what: str, done: int, total: int) -> None:
+                if what not in jobs:
+                    jobs[what] = bar.add_task(f"label check: {what}", total=total, info="")
+                bar.update(jobs[what], completed=done)
+
+            probs, how = evidence.trained_out_of_fold(
+                [e.path for e in clean_inv.entries], labels, len(inv.class_names), sides,
+                recipe=evidence.FoldRecipe(steps=fold_steps, seed=seed), progress=progress,
+            )  # fmt: skip
+        label_how.update(how)
+        return probs
+
+    predict = None
+    if rec is not None:
+        recognizer = rec
+
+        def predict(files: Sequence[Path]) -> list:
+            return recognizer.predict(list(files), reject=False)
+
+    labels, how = task_cls.doctor_label_findings(clean_inv, cross_validated=cross_validated,
+                                             predict=predict)  # fmt: skip
+    findings += labels
+    checks.append(how + (f" ({label_how['how']})" if label_how.get("how") else ""))
+    if "trusted" in label_how:
+        checks.append(
+            f"the label check's model agrees with {label_how['oof_accuracy']:.0%} of the given "
+            f"labels (one class for all: {label_how['chance']:.0%}): "
+            + ("strong enough for --fix to drop its suspects" if label_how["trusted"]
+               else "too weak to act on; its suspects are listed for review, --fix keeps them")
+        )  # fmt: skip
+    counts = {s: sum(1 for e in inv.entries if e.split == s) for s in ("train", "val")}
+    result: dict[str, Any] = {
+        "data": str(data),
+        "task": str(task_name),
+        "format": str(inv.fmt),
+        "classes": inv.class_names,
+        "split": "given by the data"
+        if inv.split_given
+        else f"seeded (val {val_split}, seed {seed})",
+        "images": counts,
+        "run": str(run) if run is not None else None,
+        "checks": checks,
+        "label_check": label_how,
+        "counts": {
+            k: sum(1 for f in findings if f.kind == k)
+            for k in dict.fromkeys(f.kind for f in findings)
+        },
+        "effects": effects(findings, counts),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    fixed = None
+    if fix is not None:
+        trusted = bool(label_how.get("trusted", True))
+        result["fix"] = _fix(task_cls, inv, findings, Path(fix), trusted)
+        fixed = Path(fix)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    thumbs = {str(s.path): (s.thumb, (s.width, s.height)) for s in scans}
+    write_page(out, result, findings, thumbs)
+    return Diagnosis(result, findings, out, fixed)
