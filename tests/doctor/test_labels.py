@@ -125,3 +125,17 @@ def test_flipped_digit_labels_are_found_by_models_trained_on_the_spot(tmp_path):
     assert all(
         f.detail["suggested"] != f.detail["given"] for f in d.findings if f.kind == "label-error"
     )
+
+
+def test_a_run_gives_its_embeddings_to_the_label_probe_and_the_duplicate_check(tmp_path, digits):
+    """With --run, one forward pass: a cross-validated linear probe on the run's features."""
+    from planting import digits_folders
+
+    from recog.doctor import diagnose
+
+    flipped = {str(p) for p in digits_folders(tmp_path / "digits", limit=600)}
+    d = diagnose(str(tmp_path / "digits"), run=digits.run_dir, out=tmp_path / "report")
+    assert "logistic regression on the run's embeddings" in d.result["label_check"]["how"]
+    assert any("embeddings" in line for line in d.result["checks"])
+    suspects = {f.files[0] for f in d.findings if f.kind == "label-error"}
+    assert len(suspects & flipped) / len(flipped) >= 0.6

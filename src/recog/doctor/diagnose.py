@@ -119,7 +119,7 @@ def diagnose(
     classes: str | None = None,
     val_split: float = 0.2,
     seed: int = 0,
-    fold_steps: int = evidence.FoldRecipe.steps,
+    fold_steps: int | None = None,
 ) -> Diagnosis:
     from recog.data.formats import infer_task
     from recog.tasks import TASKS
