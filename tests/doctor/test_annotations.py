@@ -25,7 +25,7 @@ def _xml(name: str, w: int, h: int, objects: list[tuple[str, tuple[int, int, int
     )
 
 
-def test_box_problems_are_found_each_once(tmp_path):
+def _voc_set(tmp_path):
     root = tmp_path / "voc"
     (root / "annotations").mkdir(parents=True)
     (root / "images").mkdir()
@@ -41,6 +41,11 @@ def test_box_problems_are_found_each_once(tmp_path):
     for k, (name, objs) in enumerate(objects.items()):
         scene(k).save(root / "images" / f"{name}.jpg")
         (root / "annotations" / f"{name}.xml").write_text(_xml(f"{name}.jpg", 160, 120, objs))
+    return root
+
+
+def test_box_problems_are_found_each_once(tmp_path):
+    root = _voc_set(tmp_path)
     inv = TASKS[TaskName.DETECT].doctor_inventory(str(root), val_split=0.2, seed=0)
     found = detection_findings(inv)
     kinds = Counter(f.kind for f in found)
@@ -101,3 +106,17 @@ def test_a_rare_class_is_reported_with_its_ratio(tmp_path):
     inv = TASKS[TaskName.SEGMENT].doctor_inventory(str(root), val_split=0.2, seed=0)
     rare = [f for f in segmentation_findings(inv) if f.kind == "class-imbalance"]
     assert len(rare) == 1 and rare[0].detail["class"] == "b" and rare[0].detail["count"] == 1
+
+
+def test_the_cleaned_copy_of_a_voc_set_reads_back_without_the_doubled_box(tmp_path):
+    from recog.doctor import diagnose
+
+    root = _voc_set(tmp_path)
+    d = diagnose(str(root), out=tmp_path / "report", fix=tmp_path / "clean")
+    assert "needs --run" in " ".join(d.result["checks"])  # no run: no box-error check
+    copy = TASKS[TaskName.DETECT].doctor_inventory(str(tmp_path / "clean"), val_split=0.2, seed=0)
+    boxes = {e.path.name: e.boxes.shape[0] for e in copy.entries}
+    assert boxes["twice.jpg"] == 2 and boxes["plain0.jpg"] == 2 and len(boxes) == 12
+    assert d.result["fix"]["dropped_boxes"] == 1
+    original = TASKS[TaskName.DETECT].doctor_inventory(str(root), val_split=0.2, seed=0)
+    assert {e.path.name: e.boxes.shape[0] for e in original.entries}["twice.jpg"] == 3
