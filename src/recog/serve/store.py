@@ -182,9 +182,10 @@ class Store:
         size = 1024 + (len(image) if image is not None else 0)
         return self.writer.put(QueuedRow(prediction_id, values, kept, size))
 
-    def flush(self, timeout: float = FLUSH_S) -> bool:
-        """Wait until what was recorded so far is written; False when the time ran out first."""
-        return self.writer.flush(timeout)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what was recorded so far is written (at most `timeout`, default `FLUSH_S`
+        seconds; not at all while the database is down); whether it was."""
+        return self.writer.flush(FLUSH_S if timeout is None else timeout)
 
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
         self.flush()
