@@ -60,7 +60,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
+def start_server(
+    run: Path,
+    work: Path,
+    *,
+    max_batch: int,
+    max_wait_ms: float,
+    db: str | None = None,
+    extra: tuple[str, ...] = (),
+):
+    """`recog serve run` on a free port (history: `db`, default a SQLite file in `work`)."""
     port = free_port()
     log = open(work / f"server-{port}.log", "wb")  # noqa: SIM115 (closed by stop_server)
     cmd = [
@@ -72,7 +81,7 @@ def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
         "--port",
         str(port),
         "--db",
-        f"sqlite:///{work / f'history-{port}.db'}",
+        db or f"sqlite:///{work / f'history-{port}.db'}",
         "--max-batch",
         str(max_batch),
         "--max-wait-ms",
@@ -80,6 +89,7 @@ def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
         "--log-level",
         "warning",
         "--no-access-log",
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
