@@ -23,7 +23,6 @@ rows (0 while the queue bound, `--history-queue`, was never reached).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
 import os
 import statistics
@@ -37,7 +36,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from common import REPO, header  # noqa: E402
+from common import append_results, header  # noqa: E402
 from pgserver import PgServer  # noqa: E402
 from serve_load import start_server, stop_server  # noqa: E402
 
@@ -299,27 +298,14 @@ def main() -> int:
     print(out)
     print("\n".join(verdict))
     if not args.no_append:
-        readme = REPO / "bench" / "README.md"
         command = "bench/serve_db_restart.py" + (
             "" if args.duration == 300 else f" --duration {args.duration:.0f}"
         )
-        section = [
-            "",
-            f"### serve_db_restart.py ({dt.date.today().isoformat()})",
-            "",
-            "```",
-            head,
+        setup = (
             f"{command}: {args.concurrency} clients, {args.restarts} restarts of "
-            f"{args.down_s:.0f} s, --history-queue {args.history_queue}",
-            "```",
-            "",
-            out,
-            "",
-            *verdict,
-            "",
-        ]
-        with open(readme, "a", encoding="utf-8") as f:
-            f.write("\n".join(section))
+            f"{args.down_s:.0f} s, --history-queue {args.history_queue}"
+        )
+        readme = append_results("serve_db_restart.py", head, setup, out, verdict)
         print(f"appended to {readme}")
     return 0 if ok else 1
 
