@@ -136,7 +136,9 @@ def run(args, work: Path) -> tuple[dict, str]:
     pg = PgServer.create(fsync=True)
     try:
         db = pg.create_database("history")
-        version = pg._run("postgres", "--version").stdout.split()[-1]
+        version = pg._run("postgres", "--version").stdout.split()[
+            2
+        ]  # postgres (PostgreSQL) 15.18 (...)
         print(f"PostgreSQL {version} in {pg.root}, port {pg.port}")
         start = time.perf_counter()
         rec = recog.train("digits", "cnn", epochs=1, seed=SEED, out=str(work / "run"))
