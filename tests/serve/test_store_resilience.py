@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from pgserver import wait_until
 from serving import digit_png
 from sqlalchemy import func, select, text
@@ -107,6 +108,20 @@ def test_a_database_made_by_create_all_is_stamped_and_keeps_its_rows(db_url):
     with engine.connect() as conn:
         assert migrate.current(conn) == migrate.head()
     engine.dispose()
+
+
+def test_a_schema_newer_than_this_recog_is_one_clear_error(tmp_path):
+    from recog.errors import RecogError
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    Store(url).close()
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(RecogError, match=r"cannot migrate its schema \(.*0099") as caught:
+        Store(url)
+    assert "\n" not in str(caught.value)
 
 
 def migrate_time():

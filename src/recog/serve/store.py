@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from alembic.util import CommandError
 from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -37,8 +38,8 @@ from recog.serve.tables import (
     FeedbackRow,
     ImageRow,
     PredictionRow,
+    driver_url,
     engine_for,
-    is_postgres,
     shown,
 )
 from recog.serve.writer import HistoryWriter, QueuedRow
@@ -120,7 +121,7 @@ class Store:
                 f"(e.g. {DEFAULT_DB_URL} or postgresql://user@host/db)"
             ) from None
         except ImportError as exc:
-            if is_postgres(url):
+            if driver_url(url).startswith("postgresql+psycopg:"):
                 raise RecogError(
                     f"history store {where}: PostgreSQL needs psycopg 3 "
                     "(pip install 'recog[postgres]')"
@@ -133,6 +134,12 @@ class Store:
         except SQLAlchemyError as exc:
             self.engine.dispose()
             raise RecogError(f"history store {where}: cannot open it ({_reason(exc)})") from None
+        except CommandError as exc:  # e.g. a schema newer than this recog's migrations
+            self.engine.dispose()
+            raise RecogError(
+                f"history store {where}: cannot migrate its schema ({_reason(exc)}; "
+                "a newer recog may have migrated it)"
+            ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self.writer = HistoryWriter(
             self._write_batch, self._probe, bound=queue, max_bytes=queue_bytes, probe_s=probe_s
