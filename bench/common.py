@@ -29,3 +29,27 @@ def header(title: str, *, seed: int) -> str:
         f"seed: {seed}",
     ]
     return "\n".join(lines)
+
+
+def append_results(script: str, head: str, setup: str, table: str, verdict: list[str]) -> Path:
+    """Append one run's results to bench/README.md: a dated section, the header, the table."""
+    import datetime as dt
+
+    readme = REPO / "bench" / "README.md"
+    section = [
+        "",
+        f"### {script} ({dt.date.today().isoformat()})",
+        "",
+        "```",
+        head,
+        setup,
+        "```",
+        "",
+        table,
+        "",
+        *verdict,
+        "",
+    ]
+    with open(readme, "a", encoding="utf-8") as f:
+        f.write("\n".join(section))
+    return readme

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import io
 import os
 import socket
@@ -36,7 +35,7 @@ import psutil
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, header  # noqa: E402
+from common import append_results, header  # noqa: E402
 
 import recog  # noqa: E402
 
@@ -60,7 +59,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
+def start_server(
+    run: Path,
+    work: Path,
+    *,
+    max_batch: int,
+    max_wait_ms: float,
+    db: str | None = None,
+    extra: tuple[str, ...] = (),
+):
+    """`recog serve run` on a free port (history: `db`, default a SQLite file in `work`)."""
     port = free_port()
     log = open(work / f"server-{port}.log", "wb")  # noqa: SIM115 (closed by stop_server)
     cmd = [
@@ -72,7 +80,7 @@ def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
         "--port",
         str(port),
         "--db",
-        f"sqlite:///{work / f'history-{port}.db'}",
+        db or f"sqlite:///{work / f'history-{port}.db'}",
         "--max-batch",
         str(max_batch),
         "--max-wait-ms",
@@ -80,6 +88,7 @@ def start_server(run: Path, work: Path, *, max_batch: int, max_wait_ms: float):
         "--log-level",
         "warning",
         "--no-access-log",
+        *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -256,25 +265,8 @@ def main() -> int:
             verdict.append(f"first error ({name}): {r['first_error']}")
     print("\n".join(verdict))
     if not args.no_append:
-        readme = REPO / "bench" / "README.md"
-        section = "\n".join(
-            [
-                "",
-                f"### serve_load.py ({dt.date.today().isoformat()})",
-                "",
-                "```",
-                head,
-                f"{args.requests} requests, {args.concurrency} clients, {args.model} at {args.img_size} px",
-                "```",
-                "",
-                out,
-                "",
-                *verdict,
-                "",
-            ]
-        )
-        with open(readme, "a", encoding="utf-8") as f:
-            f.write(section)
+        setup = f"{args.requests} requests, {args.concurrency} clients, {args.model} at {args.img_size} px"
+        readme = append_results("serve_load.py", head, setup, out, verdict)
         print(f"appended to {readme}")
     ok = errors == 0 and growth < 50 and ratio >= 1.5
     return 0 if ok else 1

@@ -29,7 +29,11 @@ def _assert_error(response, status: int, code: str | None = None) -> dict:
 def test_healthz(client):
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "models": ["digits", "shapes"]}
+    assert r.json() == {
+        "status": "ok",
+        "models": ["digits", "shapes"],
+        "store": {"status": "ok", "detail": None, "queued": 0, "dropped": 0},
+    }
 
 
 def test_models_lists_task_classes_size_and_metrics(client, recognizers):
@@ -326,7 +330,8 @@ def test_no_cors_unless_asked(make_client):
 
 
 # ------------------------------------------------------------------ feedback and history
-def test_feedback_on_classification_and_detection(client, recognizers):
+def test_feedback_on_classification_and_detection(store_client, recognizers):
+    client = store_client
     cls = client.post("/v1/predict", files=_file(digit_png(5))).json()
     r = client.post(
         "/v1/feedback", json={"prediction_id": cls["id"], "label": "5", "comment": "a five"}
@@ -344,7 +349,8 @@ def test_feedback_on_classification_and_detection(client, recognizers):
     assert empty.status_code == 200 and empty.json()["boxes"] == []
 
 
-def test_feedback_errors(client):
+def test_feedback_errors(store_client):
+    client = store_client
     pid = client.post("/v1/predict", files=_file(digit_png())).json()["id"]
     cases = [
         ({"prediction_id": "0" * 32, "label": "1"}, 404, "unknown_prediction"),
@@ -371,7 +377,8 @@ def test_feedback_errors(client):
     )
 
 
-def test_history_newest_first_with_feedback_filters_and_paging(client):
+def test_history_newest_first_with_feedback_filters_and_paging(store_client):
+    client = store_client
     ids = [client.post("/v1/predict", files=_file(digit_png(i))).json()["id"] for i in range(3)]
     det = client.post("/v1/predict?model=shapes", files=_file(png_bytes())).json()["id"]
     client.post("/v1/feedback", json={"prediction_id": ids[1], "label": "7"})
@@ -389,9 +396,11 @@ def test_history_newest_first_with_feedback_filters_and_paging(client):
         _assert_error(client.get(f"/v1/history?{bad}"), 422, "invalid_request")
 
 
-def test_history_survives_a_restart(make_client):
-    pid = make_client().post("/v1/predict", files=_file(digit_png())).json()["id"]
-    assert make_client().get("/v1/history").json()["items"][0]["id"] == pid
+def test_history_survives_a_restart(make_client, db_url):
+    first = make_client(db_url=db_url)
+    pid = first.post("/v1/predict", files=_file(digit_png())).json()["id"]
+    first.__exit__(None, None, None)  # the app stops: its writer writes what it queued
+    assert make_client(db_url=db_url).get("/v1/history").json()["items"][0]["id"] == pid
 
 
 # ------------------------------------------------------------------ metrics

@@ -49,6 +49,10 @@ def no_uvicorn(monkeypatch):
             "postgresql://me:hunter2@localhost/x",
             "history store 'postgresql://me:***@localhost/x': ",
         ),
+        (  # a PostgreSQL that does not answer at start: said at once, not retried forever
+            "postgresql://me:hunter2@127.0.0.1:9/x",
+            "history store 'postgresql://me:***@127.0.0.1:9/x': cannot open it (",
+        ),
         ("sqlite:////no/such/dir/h.db", "history store 'sqlite:////no/such/dir/h.db': cannot open"),
     ],
 )
@@ -57,6 +61,23 @@ def test_a_bad_db_url_is_one_line_before_the_server_starts(runs, capsys, no_uvic
     assert code == 2
     assert says in _one_line(err)
     assert "hunter2" not in err
+
+
+def test_postgresql_without_psycopg_says_how_to_install_it(runs, capsys, no_uvicorn, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` raises ImportError
+    db = "postgresql://me:hunter2@localhost/x"
+    code, err = _serve(capsys, str(runs["classify"]), "--db", db, "--port", str(free_port()))
+    assert code == 2
+    assert "PostgreSQL needs psycopg 3 (pip install 'recog[postgres]')" in _one_line(err)
+    assert "hunter2" not in err
+
+
+def test_a_history_queue_of_zero_is_one_line(runs, capsys, no_uvicorn):
+    code, err = _serve(capsys, str(runs["classify"]), "--history-queue", "0")
+    assert code == 2
+    assert "--history-queue 0: must be at least 1" in _one_line(err)
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "65536"])

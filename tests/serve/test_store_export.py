@@ -19,13 +19,14 @@ def _predict(client, data, model="digits"):
     return r.json()
 
 
-def test_images_are_stored_only_with_keep_images(make_client, tmp_path):
-    plain = make_client(db_url=f"sqlite:///{tmp_path / 'plain.db'}")
-    kept = make_client(db_url=f"sqlite:///{tmp_path / 'kept.db'}", keep_images=True)
+def test_images_are_stored_only_with_keep_images(make_client, new_db):
+    urls = {"plain": new_db(), "kept": new_db()}
+    plain = make_client(db_url=urls["plain"])
+    kept = make_client(db_url=urls["kept"], keep_images=True)
     for client, name in ((plain, "plain"), (kept, "kept")):
         pid = _predict(client, digit_png(2))["id"]
         client.post("/v1/feedback", json={"prediction_id": pid, "label": "2"})
-        store = Store(f"sqlite:///{tmp_path / name}.db")
+        store = Store(urls[name])
         (example,) = store.corrected()
         store.close()
         if name == "kept":
@@ -35,8 +36,8 @@ def test_images_are_stored_only_with_keep_images(make_client, tmp_path):
         assert example.label == "2"
 
 
-def test_store_records_time_model_hash_result_latency_and_newest_feedback(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
+def test_store_records_time_model_hash_result_latency_and_newest_feedback(db_url):
+    store = Store(db_url)
     store.record(
         prediction_id="a" * 32,
         model="m",
@@ -57,8 +58,8 @@ def test_store_records_time_model_hash_result_latency_and_newest_feedback(tmp_pa
     store.close()
 
 
-def test_export_classification_feedback_as_class_folders(make_client, tmp_path):
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+def test_export_classification_feedback_as_class_folders(make_client, db_url, tmp_path):
+    db = db_url
     client = make_client(db_url=db, keep_images=True)
     truth = {0: "0", 1: "1", 2: "2", 10: "0", 11: "1", 12: "2"}
     for index, label in truth.items():
@@ -83,8 +84,8 @@ def test_export_classification_feedback_as_class_folders(make_client, tmp_path):
 
 # 20-60 s on 2 cores: in `make test-all`, to keep `make test` under 15 minutes
 @pytest.mark.slow
-def test_export_detection_feedback_as_coco(make_client, recognizers, tmp_path):
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+def test_export_detection_feedback_as_coco(make_client, recognizers, db_url, tmp_path):
+    db = db_url
     client = make_client(db_url=db, keep_images=True)
     names = recognizers["shapes"].class_names
     pids = [_predict(client, png_bytes(80, 60, (i * 40, 0, 0)), "shapes")["id"] for i in range(3)]
@@ -114,14 +115,14 @@ def test_export_detection_feedback_as_coco(make_client, recognizers, tmp_path):
     assert first.width == 80 and first.boxes[0].tolist() == [1.0, 2.0, 30.0, 40.0]
 
 
-def test_export_without_feedback_is_a_clear_error(tmp_path):
-    db = f"sqlite:///{tmp_path / 'empty.db'}"
+def test_export_without_feedback_is_a_clear_error(db_url, tmp_path):
+    db = db_url
     Store(db).close()
     proc = run_cli("data", "export-feedback", "--db", db, str(tmp_path / "out"))
     assert proc.returncode == 2 and "no corrected predictions" in proc.stderr
 
 
-def test_export_asks_the_task_and_segmentation_corrections_are_not_exported(tmp_path):
+def test_export_asks_the_task_and_segmentation_corrections_are_not_exported(db_url, tmp_path):
     """What a task's corrections become is `Task.export_corrections`; its default writes nothing."""
     import hashlib
 
@@ -132,7 +133,7 @@ def test_export_asks_the_task_and_segmentation_corrections_are_not_exported(tmp_
     assert SegmentTask.export_corrections.__func__ is default
     assert ClassifyTask.export_corrections.__func__ is not default
     assert DetectTask.export_corrections.__func__ is not default
-    db = f"sqlite:///{tmp_path / 'h.db'}"
+    db = db_url
     image = png_bytes(30, 20)
     store = Store(db)
     store.record(

@@ -210,7 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         default="sqlite:///recog-history.db",
         metavar="URL",
-        help="history store, any SQLAlchemy URL (default: SQLite in the working directory)",
+        help="history store, any SQLAlchemy URL, e.g. postgresql://user@host/db "
+        "(default: SQLite in the working directory)",
+    )
+    p.add_argument(
+        "--history-queue",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="history rows held in memory while the database is down; more are dropped",
     )
     p.add_argument(
         "--keep-images", action="store_true", help="store uploaded images in the history"
@@ -403,6 +411,8 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 
     if ns.max_batch < 1 or ns.max_wait_ms < 0 or ns.max_upload_mb <= 0 or ns.max_pixels < 1:
         raise RecogError("--max-batch, --max-upload-mb, --max-pixels must be positive")
+    if ns.history_queue < 1:
+        raise RecogError(f"--history-queue {ns.history_queue}: must be at least 1")
     limits = Limits(
         max_bytes=int(ns.max_upload_mb * 1024 * 1024),
         max_pixels=ns.max_pixels,
@@ -416,6 +426,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         cors_origins=tuple(ns.cors_origin),
         keep_images=ns.keep_images,
         db_url=ns.db,
+        history_queue=ns.history_queue,
         limits=limits,
     )
     serve(

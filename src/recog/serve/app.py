@@ -56,7 +56,10 @@ def create_app(
         info = models.model_info(name, rec, config.max_batch)
         served[name] = ServedModel(name, rec, batcher, info)
         metrics.queue_depth.labels(name).set_function(lambda b=batcher: b.depth)
-    state = Serving(config, served, store or Store(config.db_url), metrics)
+    state = Serving(
+        config, served, store or Store(config.db_url, queue=config.history_queue), metrics
+    )
+    metrics.watch_store(state.store)
     owns_store = store is None
 
     @asynccontextmanager

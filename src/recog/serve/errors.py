@@ -4,7 +4,8 @@ A route raises `ApiError(status, code, detail)`; FastAPI's own 404/405 and
 validation errors and any unexpected exception are answered in the same
 shape, counted in `recog_errors_total` by route and code, and never carry a
 traceback (a bug is logged to the "recog.serve" logger and answered with a
-bare 500).  `error_responses` documents those answers in the OpenAPI schema.
+bare 500).  `error_responses` documents those answers in the OpenAPI schema.  A history
+read the database cannot answer (`StoreUnavailable`) is a 503 with its code.
 
 A bug is answered by `_CatchBugs`, inside the app, not by Starlette's
 outermost `ServerErrorMiddleware`: that one answers too but then re-raises,
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recog.serve.metrics import ServerMetrics
 from recog.serve.schemas import ErrorResponse
+from recog.serve.store import StoreUnavailable
 
 log = logging.getLogger("recog.serve")
 
@@ -54,6 +56,10 @@ def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error(request, exc.status, exc.code, exc.detail)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return error(request, 503, exc.code, str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -34,7 +34,8 @@ def export_feedback(db_url: str, out: str | Path, *, model: str | None = None) -
         store.close()
     if not by_model:
         raise RecogError(
-            f"{db_url}: no corrected predictions" + (f" for model {model!r}" if model else "")
+            f"history store {store.shown}: no corrected predictions"  # its password hidden
+            + (f" for model {model!r}" if model else "")
         )
     summary: dict[str, Any] = {}
     for name, examples in by_model.items():

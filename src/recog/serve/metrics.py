@@ -1,14 +1,20 @@
-"""Prometheus metrics of one app: requests, latency, batch sizes, queue depth, errors.
+"""Prometheus metrics of one app: requests, latency, batch sizes, queue depth, errors, history.
 
 Each app owns its own `CollectorRegistry` (no process-wide state), rendered
 as Prometheus text by `/metrics`.  Paths are labelled by their route
 template, never the raw URL, so a scan of random URLs cannot grow the label
-set without bound.
+set without bound.  The history store's queue is read when /metrics is
+rendered (`watch_store`): `recog_history_queued` (rows waiting),
+`recog_history_written_total`, `recog_history_dropped_total{reason}`
+(`queue_full`: the database was down too long; `rejected`: the database
+refused the row) and `recog_history_degraded` (1 while the database does
+not answer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +24,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -82,5 +90,38 @@ class ServerMetrics:
 
         return observe
 
+    def watch_store(self, store: Any) -> None:
+        """Export `store`'s history queue (a `recog.serve.store.Store`) with these metrics."""
+        self.registry.register(_HistoryCollector(store))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _HistoryCollector(Collector):
+    """The history writer's counts, read at scrape time (the writer owns them)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self.store.writer
+        yield GaugeMetricFamily(
+            "recog_history_queued", "history rows waiting to be written", value=writer.queued()
+        )
+        yield GaugeMetricFamily(
+            "recog_history_degraded",
+            "1 while the history database does not answer",
+            value=float(writer.failure is not None),
+        )
+        yield CounterMetricFamily(
+            "recog_history_written", "history rows written to the database", value=writer.written
+        )
+        dropped = CounterMetricFamily(
+            "recog_history_dropped",
+            "history rows lost: queue_full (the database was down too long), rejected",
+            labels=["reason"],
+        )
+        for reason, count in sorted(writer.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped

@@ -57,7 +57,7 @@ def serve(
     from recog.api import load
 
     check_address(host, port)
-    store = Store(config.db_url)
+    store = Store(config.db_url, queue=config.history_queue)
     try:
         recognizers = unique_names([load(run, device=device, backend=backend) for run in runs])
         app = create_app(recognizers, config, store=store)

@@ -206,9 +206,28 @@ class ModelsResponse(BaseModel):
     models: list[ModelInfo]
 
 
+class StoreHealth(BaseModel):
+    """The history store as its background writer last found it."""
+
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: the database does not answer; predictions are still answered "
+        "and their history rows queued in memory"
+    )
+    detail: str | None = Field(None, description="why it is degraded, for people")
+    queued: int = Field(description="history rows waiting to be written")
+    dropped: int = Field(
+        description="history rows lost since start: the queue was full, or the database "
+        "refused the row (also `recog_history_dropped_total` in /metrics)"
+    )
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="ok, or degraded when a part (the history store) is; the answer is "
+        "200 either way: the server is alive and predicts"
+    )
     models: list[str]
+    store: StoreHealth
 
 
 class FeedbackBox(BaseModel):

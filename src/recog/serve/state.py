@@ -32,6 +32,8 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     keep_images: bool = False
     db_url: str = DEFAULT_DB_URL
+    #: history rows held in memory while the database is slow or down; past it they are dropped
+    history_queue: int = 10_000
     limits: Limits = field(default_factory=Limits)
     warm_up: bool = True
 

@@ -1,83 +1,65 @@
 """The history store: predictions, user feedback and (optionally) images, through SQLAlchemy.
 
-Any SQLAlchemy URL works; the default is a SQLite file in the working
-directory.  Three tables: `predictions` (time, model, task, image SHA-256
-and size, result JSON, latency), `feedback` (the user's correction of one
-prediction: a label, or a list of boxes; the newest one counts) and
-`images` (the uploaded bytes by SHA-256, written only when the server runs
-with `--keep-images`).  Methods are synchronous; the web app calls them in
-a worker thread.  SQLite runs in WAL mode so readers never wait for the
-writer and a commit costs no fsync of the whole file.  A URL that is not one, names a
-database driver that is not installed, or a database that cannot be opened
-is a `RecogError` naming the URL (its password hidden).
+Any SQLAlchemy URL works (the tables are in `tables.py`); the default is a
+SQLite file in the working directory, and `postgresql://` means psycopg 3
+(`pip install 'recog[postgres]'`).  Opening a store migrates its database to
+the newest schema (`migrate.py`).  A URL that is not one, names a driver
+that is not installed, or a database that cannot be opened is a
+`RecogError` naming the URL (its password hidden).
+
+Writes and reads differ on purpose.  `record` (one per prediction) only
+queues the row for the background writer (`writer.py`): it never waits for
+the database, and the row is written when the database can take it.  Reads
+(`history`, `prediction`, `add_feedback`, `corrected`) first wait briefly
+for the queue to drain, so a client reads its own writes; when the
+database does not answer they raise `StoreUnavailable` (the API's 503)
+rather than any driver error.  Methods are synchronous; the web app calls
+the reads in a worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    event,
-    select,
-)
-from sqlalchemy.engine import Engine, make_url
+from alembic.util import CommandError
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.orm import Session, sessionmaker
 
 from recog.errors import RecogError
+from recog.serve import migrate
+from recog.serve.tables import (
+    DEFAULT_DB_URL,
+    FeedbackRow,
+    ImageRow,
+    PredictionRow,
+    driver_url,
+    engine_for,
+    shown,
+)
+from recog.serve.writer import HistoryWriter, QueuedRow
 from recog.types import CorrectedExample  # the record `corrected` yields (tasks export it)
 
-DEFAULT_DB_URL = "sqlite:///recog-history.db"
+__all__ = ["DEFAULT_DB_URL", "Store", "StoreUnavailable"]
+
+log = logging.getLogger("recog.serve")
+
+#: seconds a read waits for the queued rows before it reads what is written
+FLUSH_S = 2.0
 
 
-class _Base(DeclarativeBase):
-    pass
+class StoreUnavailable(RecogError):
+    """A read the database cannot answer now: `code` is "store_unavailable" (the database is
+    down or refused the query) or "not_recorded_yet" (the prediction is still queued)."""
 
-
-class PredictionRow(_Base):
-    __tablename__ = "predictions"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
-    model: Mapped[str] = mapped_column(String(200), index=True)
-    task: Mapped[str] = mapped_column(String(20))
-    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    result: Mapped[dict[str, Any]] = mapped_column(JSON)
-    latency_ms: Mapped[float] = mapped_column(Float)
-
-
-class FeedbackRow(_Base):
-    __tablename__ = "feedback"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    #: [{"label": str, "box": [x1, y1, x2, y2]}] in original-image pixels, or null
-    boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
-    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class ImageRow(_Base):
-    __tablename__ = "images"
-
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    media_type: Mapped[str] = mapped_column(String(40))
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _now() -> dt.datetime:
@@ -91,65 +73,89 @@ def _iso(value: dt.datetime) -> str:
     return value.isoformat(timespec="milliseconds")
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
-        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-        if memory:  # one shared connection, or every thread would see its own empty database
-            kwargs["poolclass"] = StaticPool
-        engine = create_engine(url, **kwargs)
-        if not memory:
-
-            @event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+def _reason(exc: BaseException) -> str:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
 
-def _shown(url: str) -> str:
-    """`url` as it may be printed: quoted, its password hidden."""
-    try:
-        return repr(make_url(url).render_as_string(hide_password=True))
-    except (ArgumentError, ValueError):
-        return repr(url)
+def insert_new(conn: Connection, table: Any, rows: list[dict[str, Any]], key: str) -> None:
+    """INSERT `rows`, skipping those whose `key` is already stored (a retried batch)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        conn.execute(insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+        return
+    column = table.c[key]
+    have = set(conn.scalars(select(column).where(column.in_([r[key] for r in rows]))))
+    fresh = [r for r in rows if r[key] not in have]
+    if fresh:
+        conn.execute(table.insert(), fresh)
 
 
 class Store:
-    """Prediction history and feedback in any SQLAlchemy database."""
+    """Prediction history and feedback in any SQLAlchemy database, written behind a queue."""
 
-    def __init__(self, url: str = DEFAULT_DB_URL) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_DB_URL,
+        *,
+        queue: int = 10_000,
+        queue_bytes: int = 256 * 2**20,
+        probe_s: float = 2.0,
+    ) -> None:
         self.url = url
-        self.shown = shown = _shown(url)  # what may be printed
+        self.shown = where = shown(url)  # what may be printed
         try:
-            self.engine = make_engine(url)
+            self.engine = engine_for(url)
         except NoSuchModuleError:  # an ArgumentError too: first
             kind = url.partition(":")[0]
-            raise RecogError(f"history store {shown}: unknown kind of database {kind!r}") from None
+            raise RecogError(f"history store {where}: unknown kind of database {kind!r}") from None
         except (ArgumentError, ValueError):
             raise RecogError(
-                f"history store {shown}: not a database URL "
+                f"history store {where}: not a database URL "
                 f"(e.g. {DEFAULT_DB_URL} or postgresql://user@host/db)"
             ) from None
         except ImportError as exc:
+            if driver_url(url).startswith("postgresql+psycopg:"):
+                raise RecogError(
+                    f"history store {where}: PostgreSQL needs psycopg 3 "
+                    "(pip install 'recog[postgres]')"
+                ) from None
             raise RecogError(
-                f"history store {shown}: its database driver is not installed ({exc})"
+                f"history store {where}: its database driver is not installed ({exc})"
             ) from None
         try:
-            _Base.metadata.create_all(self.engine)
+            migrate.upgrade(self.engine)
         except SQLAlchemyError as exc:
             self.engine.dispose()
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise RecogError(f"history store {shown}: cannot open it ({reason})") from None
+            raise RecogError(f"history store {where}: cannot open it ({_reason(exc)})") from None
+        except CommandError as exc:  # e.g. a schema newer than this recog's migrations
+            self.engine.dispose()
+            raise RecogError(
+                f"history store {where}: cannot migrate its schema ({_reason(exc)}; "
+                "a newer recog may have migrated it)"
+            ) from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.writer = HistoryWriter(
+            self._write_batch, self._probe, bound=queue, max_bytes=queue_bytes, probe_s=probe_s
+        )
+        self._closed = False
 
-    def close(self) -> None:
-        self.engine.dispose()
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is still queued (for at most `timeout` s), then let the database go."""
+        if not self._closed:
+            self._closed = True
+            self.writer.close(timeout)
+            self.engine.dispose()
+
+    def health(self) -> dict[str, Any]:
+        """{"status": "ok" | "degraded", "detail", "queued", "dropped"} (never touches the database)."""
+        return self.writer.health()
 
     def record(
         self,
@@ -164,28 +170,41 @@ class Store:
         latency_ms: float,
         image: bytes | None = None,
         media_type: str | None = None,
-    ) -> None:
-        with self._session.begin() as s:
-            s.add(
-                PredictionRow(
-                    id=prediction_id,
-                    created=_now(),
-                    model=model,
-                    task=task,
-                    image_sha256=image_sha256,
-                    width=width,
-                    height=height,
-                    result=result,
-                    latency_ms=latency_ms,
-                )
-            )
-            if image is not None and s.get(ImageRow, image_sha256) is None:
-                s.add(ImageRow(sha256=image_sha256, media_type=media_type or "", data=image))
+    ) -> bool:
+        """Queue one prediction for the history (never blocks); False: dropped, the queue is full."""
+        values = {
+            "id": prediction_id,
+            "created": _now(),
+            "model": model,
+            "task": task,
+            "image_sha256": image_sha256,
+            "width": width,
+            "height": height,
+            "result": result,
+            "latency_ms": latency_ms,
+        }
+        kept = None
+        if image is not None:
+            kept = {"sha256": image_sha256, "media_type": media_type or "", "data": image}
+        size = 1024 + (len(image) if image is not None else 0)
+        return self.writer.put(QueuedRow(prediction_id, values, kept, size))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what was recorded so far is written (at most `timeout`, default `FLUSH_S`
+        seconds; not at all while the database is down); whether it was."""
+        return self.writer.flush(FLUSH_S if timeout is None else timeout)
 
     def prediction(self, prediction_id: str) -> dict[str, Any] | None:
-        with self._session() as s:
+        self.flush()
+        with self._reading(), self._session() as s:
             row = s.get(PredictionRow, prediction_id)
-            return None if row is None else self._as_dict(s, row)
+            found = None if row is None else self._as_dict(s, row)
+        if found is None and self.writer.pending(prediction_id):
+            raise StoreUnavailable(
+                "not_recorded_yet",
+                f"prediction {prediction_id!r} is not written to the history yet; retry shortly",
+            )
+        return found
 
     def add_feedback(
         self,
@@ -196,7 +215,8 @@ class Store:
         comment: str | None,
     ) -> dict[str, Any] | None:
         """The stored feedback, or None when no such prediction exists."""
-        with self._session.begin() as s:
+        self.flush()
+        with self._reading(), self._session.begin() as s:
             if s.get(PredictionRow, prediction_id) is None:
                 return None
             row = FeedbackRow(
@@ -214,7 +234,8 @@ class Store:
         self, *, limit: int = 50, before: str | None = None, model: str | None = None
     ) -> list[dict[str, Any]]:
         """Newest first; `before` is a prediction id to page past."""
-        with self._session() as s:
+        self.flush()
+        with self._reading(), self._session() as s:
             query = select(PredictionRow).order_by(PredictionRow.created.desc()).limit(limit)
             if model is not None:
                 query = query.where(PredictionRow.model == model)
@@ -226,7 +247,8 @@ class Store:
 
     def corrected(self, *, model: str | None = None) -> Iterator[CorrectedExample]:
         """Every prediction that has feedback, with its newest correction, oldest first."""
-        with self._session() as s:
+        self.flush()
+        with self._reading(), self._session() as s:
             query = (
                 select(PredictionRow)
                 .where(PredictionRow.id.in_(select(FeedbackRow.prediction_id)))
@@ -250,6 +272,29 @@ class Store:
                     media_type=img.media_type if img is not None else None,
                     image=img.data if img is not None else None,
                 )
+
+    # ------------------------------------------------------------ the writer's side
+    def _write_batch(self, rows: list[QueuedRow]) -> None:
+        """One transaction: the rows not yet stored, and their kept images not yet stored."""
+        images = {r.image["sha256"]: r.image for r in rows if r.image is not None}
+        with self.engine.begin() as conn:
+            insert_new(conn, PredictionRow.__table__, [r.values for r in rows], "id")
+            insert_new(conn, ImageRow.__table__, list(images.values()), "sha256")
+
+    def _probe(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read's database errors as one `StoreUnavailable`, never a driver traceback."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            log.warning("history: a read failed (%s)", _reason(exc))
+            raise StoreUnavailable(
+                "store_unavailable", "the history database is not answering; retry shortly"
+            ) from None
 
     # ------------------------------------------------------------ helpers
     @staticmethod

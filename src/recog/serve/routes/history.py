@@ -3,7 +3,9 @@
 A correction names classes of the model that made the prediction and boxes
 `[x1, y1, x2, y2]` with positive area; the newest correction of a
 prediction is the one that counts (`store.py`, and `export.py` when the
-corrections become a training set).
+corrections become a training set).  While the history database does not
+answer, both are a 503 (`store_unavailable`); feedback on a prediction that
+is still queued for writing is a 503 `not_recorded_yet` (retry shortly).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ router = APIRouter(tags=["history"])
     "/v1/feedback",
     response_model=Feedback,
     response_model_exclude_none=True,
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def feedback(body: FeedbackRequest, state: ServingDep) -> dict[str, Any]:
     """Correct a prediction: the right `label` (classification) or `boxes` (detection)."""
@@ -70,7 +72,7 @@ async def feedback(body: FeedbackRequest, state: ServingDep) -> dict[str, Any]:
     "/v1/history",
     response_model=HistoryResponse,
     response_model_exclude_none=True,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 422, 503),
 )
 async def get_history(
     state: ServingDep,

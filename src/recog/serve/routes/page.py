@@ -1,4 +1,9 @@
-"""The routes anyone may call: the web page (`/`), its static files and liveness (`/healthz`)."""
+"""The routes anyone may call: the web page (`/`), its static files and liveness (`/healthz`).
+
+`/healthz` never touches the database: it says what the history store's
+writer last found (`Store.health`), so it answers at once even while the
+database is down.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from recog.serve.schemas import Health
+from recog.serve.schemas import Health, StoreHealth
 from recog.serve.state import ServingDep
 
 #: the page's files (no build step): index.html, app.js, style.css; mounted at /static
@@ -23,5 +28,6 @@ async def index() -> FileResponse:
 
 @router.get("/healthz", response_model=Health, tags=["service"])
 async def healthz(state: ServingDep) -> Health:
-    """Liveness: the server answers and its models are loaded."""
-    return Health(status="ok", models=list(state.models))
+    """Liveness (always 200 while it answers): its models, and whether the history store is degraded."""
+    store = StoreHealth(**state.store.health())
+    return Health(status=store.status, models=list(state.models), store=store)

@@ -3,7 +3,8 @@
 The steps: read the body under the byte cap and time-out (`upload.py`),
 sniff and decode the image and prepare it for the model in a worker thread
 (`limits.py`, `Task.prepare`), queue it on the model's micro-batcher
-(`batcher.py`), record the answer in the history store, reply.  A full queue
+(`batcher.py`), queue the answer for the history store (which never waits
+for its database), reply.  A full queue
 is a 503, a model that does not answer in time a 504.
 """
 
@@ -103,9 +104,8 @@ async def predict(
         raise ApiError(504, "timeout", "the model did not answer in time") from None
     latency_ms = round((time.perf_counter() - start) * 1000.0, 3)
     prediction_id = uuid.uuid4().hex
-    try:
-        await run_in_threadpool(
-            state.store.record,
+    try:  # only queued: never waits for the database (store.py, writer.py)
+        state.store.record(
             prediction_id=prediction_id,
             model=name,
             task=str(served.recognizer.config.task),
@@ -118,7 +118,7 @@ async def predict(
             media_type=decoded.media_type,
         )
     except Exception:  # the answer is still right; it just will not be in the history
-        log.exception("could not record prediction %s", prediction_id)
+        log.exception("could not queue prediction %s for the history", prediction_id)
     return {
         "id": prediction_id,
         "model": name,
