@@ -46,7 +46,7 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
                  val_split=ns.val_split, seed=ns.seed, fold_steps=ns.fold_steps)  # fmt: skip
     r = d.result
     if ns.json:
-        print(json.dumps({k: v for k, v in r.items()}, indent=1, default=str))
+        print(json.dumps(r, indent=1, default=str))
     else:
         print(f"{r['data']}: {r['task']} ({r['format']}), {r['images']['train']} train + "
               f"{r['images']['val']} val images, split {r['split']}, {r['seconds']} s")  # fmt: skip

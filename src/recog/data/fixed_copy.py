@@ -13,7 +13,6 @@ writer here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from recog.data.formats.detection import write_detection
@@ -69,7 +68,3 @@ def write_mask_folders(inv: Inventory, kept: Sequence[Entry], out: Path) -> Path
     names = "".join(f"{n}\n" for n in inv.class_names)
     atomic_write_text(out / "classes.txt", names)
     return out
-
-
-def kept_entries(inv: Inventory, drop: set[str]) -> list[Entry]:
-    return [replace(e) for e in inv.entries if str(e.path) not in drop]

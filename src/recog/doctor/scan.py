@@ -37,7 +37,6 @@ class Scan:
     width: int = 0
     height: int = 0
     mode: str = ""
-    format: str = ""
     phash: np.ndarray | None = None  # (64,) bool
     dhash: np.ndarray | None = None  # (64,) bool
     thumb: bytes = b""  # a JPEG of at most THUMB_SIDE px
@@ -48,8 +47,6 @@ def _decode_small(img: Image.Image) -> Image.Image:
     img.draft("RGB", (HASH_SIDE, HASH_SIDE))  # JPEG: decode at reduced scale (no-op otherwise)
     img.load()
     img = ImageOps.exif_transpose(img)
-    if img.mode not in ("RGB", "L"):
-        img = img.convert("RGBA").convert("RGB") if "A" in img.mode else img.convert("RGB")
     img = img.convert("RGB")
     img.thumbnail((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR)
     return img
@@ -62,7 +59,7 @@ def scan_file(path: Path) -> Scan:
     try:
         with open_image(path) as img:
             out.width, out.height = img.size
-            out.mode, out.format = img.mode, img.format or ""
+            out.mode = img.mode
             data = Path(path).read_bytes()
             out.sha256 = hashlib.sha256(data).hexdigest()
             small = _decode_small(img)
