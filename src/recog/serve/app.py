@@ -37,8 +37,12 @@ def create_app(
     config: ServeConfig | None = None,
     *,
     store: Store | None = None,
+    close_store: bool | None = None,
 ) -> FastAPI:
-    """The web app serving `recognizers` (a name -> Recognizer mapping, or a list named by run)."""
+    """The web app serving `recognizers` (a name -> Recognizer mapping, or a list named by run).
+
+    The app's shutdown closes the history store (writing what is still queued) when
+    `close_store` says so; by default only a store it opened itself."""
     config = config or ServeConfig()
     named = dict(recognizers) if isinstance(recognizers, Mapping) else unique_names(recognizers)
     if not named:
@@ -60,7 +64,9 @@ def create_app(
         config, served, store or Store(config.db_url, queue=config.history_queue), metrics
     )
     metrics.watch_store(state.store)
-    owns_store = store is None
+    # closed in the lifespan, not after uvicorn.run returns: uvicorn ends a SIGTERM by
+    # re-raising it, which would kill the process with rows still queued (CI run, stop 24)
+    owns_store = store is None if close_store is None else close_store
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]

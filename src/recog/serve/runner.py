@@ -60,7 +60,7 @@ def serve(
     store = Store(config.db_url, queue=config.history_queue)
     try:
         recognizers = unique_names([load(run, device=device, backend=backend) for run in runs])
-        app = create_app(recognizers, config, store=store)
+        app = create_app(recognizers, config, store=store, close_store=True)
         logging.getLogger("recog.serve").setLevel(log_level.upper())
         for name, rec in recognizers.items():
             print(
