@@ -20,8 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from recog.errors import RecogError
-from recog.io import atomic_write_text
-from recog.types import TaskName
+from recog.names import TaskName
 
 CONFIG_VERSION = 2
 
@@ -140,6 +139,9 @@ class TrainConfig:
         return [k for k, v in self.to_dict().items() if v is None]
 
     def save(self, path: Path) -> None:
+        # imported here: recog.io imports torch, and the CLI parser reads this module
+        from recog.io import atomic_write_text
+
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
