@@ -164,7 +164,11 @@ def _train(
         elif resume_dir is not None:
             # killed before its first checkpoint: the run starts over, with nothing of before
             _clear_run(run_dir)
-        _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
+        _print_start(
+            recipe.start_block(
+                facts, res, run_dir, device=str(ctx.device), world_size=ctx.world_size
+            )
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in CONFIDENCE_FILES:  # fitted to the model this run is about to replace
             (run_dir / name).unlink(missing_ok=True)

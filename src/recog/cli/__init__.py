@@ -193,27 +193,33 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
-    """What a finished run says: where it is, its numbers, its best epoch, what to do next."""
+    """What a finished run says: its best epoch, its numbers, where it is, what to do next."""
     primary = rec.task.primary_metric
     run = rec.run_dir
+    score = float(metrics.get(primary, 0.0))
     lines = [
-        f"run directory: {run}",
-        f"report: {run / 'report.html'}",
-        _headline(rec.task, metrics),
         f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}: "
-        f"{primary} {float(metrics.get(primary, 0.0)):.4f}",
+        f"{primary} {score:.4f} on the validation images"
+        + (f", trained in {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else ""),
+        "  " + _headline(rec.task, {k: v for k, v in metrics.items() if k != "train_seconds"}),
+        f"run directory: {run}",
+        f"weights: {run / 'model.safetensors'}",
+        f"report: {run / 'report.html'}",
     ]
-    if float(metrics.get(primary, 0.0)) <= 0.0:
+    if score <= 0.0:
         lines.append(
             f"warning: {primary} stayed at 0: the model learned nothing it could show on the "
             "validation data; train longer (--epochs, --time), check the labels with "
             f"`recog data check {rec.config.data}`, or try a lower --lr"
         )
+    opener = {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
     lines += [
         "next:",
-        f"  recog val {run}",
-        f"  recog predict {run} IMAGES...",
-        f"  recog serve {run}",
+        f"  recog val {run}                # metrics, plots and report (--data for other images)",
+        f"  recog predict {run} IMAGES...  # labels of new images (--format json, --save-dir)",
+        f"  recog export {run}             # an ONNX file, checked against the run",
+        f"  recog serve {run}              # REST API and web page",
+        f"  {opener} {run / 'report.html'}",
     ]
     return lines
 

@@ -41,11 +41,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from recog import io as rio
 from recog.config import TrainConfig, require_resolved
-from recog.console import console, progress_bar
+from recog.console import progress_bar
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
-from recog.engine.logging import ResultsTable, epoch_line
+from recog.engine.logging import EpochTable, ResultsTable
 from recog.engine.objective import TaskObjective, TrainingObjective
 from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_scheduler
 from recog.errors import RecogError
@@ -210,11 +210,14 @@ class Trainer:
             )
             rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
-        out = console()
         stopped_early = False
         epochs = int(cfg.epochs)  # type: ignore[arg-type]
         val_seconds = 0.0
+        lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
         with progress_bar(enabled=ctx.is_main) as bar:
+            # every line goes through the bars' own console, which prints it above them: a
+            # console of its own would write over the live bar (issue 17)
+            out = bar.console
             for epoch in range(state.epoch, epochs):
                 planned = epochs
                 if budget:
@@ -320,12 +323,14 @@ class Trainer:
                 else:
                     table.rows.append(row)
                 if ctx.is_main:
-                    out.print(epoch_line(epoch, planned, row, task.primary_metric))
+                    for line in lines.lines(epoch, planned, row):
+                        out.print(line, markup=False, highlight=False)
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
                         out.print(
-                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs"
+                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs",
+                            markup=False,
                         )
                     break
                 ctx.barrier()
