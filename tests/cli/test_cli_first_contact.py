@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,7 @@ import pytest
 from recog import cli
 from recog.cli import train_options
 from recog.config import TrainConfig
+from recog.engine.logging import EpochTable
 from recog.names import TaskName
 
 SRC = Path(cli.__file__).resolve().parents[2]
@@ -194,3 +201,142 @@ def test_model_completion_lists_the_registry():
 
     names = train_options._model_names()
     assert set(list_models(None)) <= set(names) and "cnn" in names
+
+
+# ------------------------------------------------------------------ the epoch table
+def test_the_epoch_table_prints_its_header_once_and_aligned_rows():
+    table = EpochTable("map", val_loss=None, epochs=12)
+    rows = [
+        {"epoch": e + 1, "lr": 0.01 / (e + 1), "seconds": 12.25, "train_images_per_second": 80.4,
+         "train_loss": 2.5 - e, "train_loss_box": 1.25, "map": 0.1 * e, "map50": 0.3}
+        for e in range(3)
+    ]  # fmt: skip
+    lines = [line for e, row in enumerate(rows) for line in table.lines(e, 12, row)]
+    assert len(lines) == 4  # one header, three rows
+    assert lines[0].split() == ["epoch", "train_loss", "train_loss_box", "map", "lr", "img/s",
+                                "sec"]  # fmt: skip
+    assert lines[1].split() == ["1/12", "2.5000", "1.2500", "0.0000", "1.00e-02", "80", "12.2"]
+    assert len({len(line) for line in lines}) == 1  # right-aligned columns
+    assert lines[3].split()[0] == "3/12"
+    # a value missing from a later row is a dash, not a shifted column
+    later = table.lines(3, 12, {**rows[0], "train_loss_box": None})[0]
+    assert later.split()[2] == "-" and len(later) == len(lines[0])
+
+
+# ------------------------------------------------------------------ a tiny run, end to end
+TINY = ["train", "--data", "digits", "--model", "cnn", "--model-args", "width=8",
+        "--img-size", "16", "--epochs", "2", "--batch-size", "128"]  # fmt: skip
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE",
+                                                          "COLUMNS", "LINES")}  # fmt: skip
+    return {**env, "PYTHONPATH": str(SRC), "TERM": "xterm-256color", "OMP_NUM_THREADS": "2"}
+
+
+def _check_run_output(text: str, out: Path) -> None:
+    """Start block, the header once, a row per epoch, the best epoch and the next commands."""
+    lines = text.splitlines()
+    block = "\n".join(lines[: lines.index("  run        " + str(out)) + 1])
+    for key in ("task       classify", "model      cnn at 16 px", "device     cpu"):
+        assert key in block, block
+    assert re.search(r"data       digits: \d+ train / \d+ val images, 10 classes", block), block
+    assert re.search(r"budget     2 epochs of \d+ steps = \d+ steps \(batch 128\)", block), block
+    headers = [i for i, line in enumerate(lines) if line.split()[:2] == ["epoch", "train_loss"]]
+    assert len(headers) == 1, text
+    head = lines[headers[0]]
+    assert head.split() == ["epoch", "train_loss", "val_nll", "top1", "lr", "img/s", "sec"]
+    rows = lines[headers[0] + 1 : headers[0] + 3]
+    assert [row.split()[0] for row in rows] == ["1/2", "2/2"], text
+    assert all(len(row) == len(head) for row in rows), (head, rows)
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = metrics["best_epoch"]
+    top1 = float(rows[best - 1].split()[3])
+    assert top1 == pytest.approx(metrics["top1"], abs=1e-4)  # the row is the run's number
+    assert f"best epoch {best} of 2: top1 {metrics['top1']:.4f}" in text
+    assert f"weights: {out / 'model.safetensors'}" in text and (out / "model.safetensors").is_file()
+    assert f"report: {out / 'report.html'}" in text and (out / "report.html").is_file()
+    for command in (f"recog val {out}", f"recog predict {out} IMAGES", f"recog export {out}",
+                    f"recog serve {out}"):  # fmt: skip
+        assert command in text, command
+
+
+def test_a_run_off_a_terminal_prints_plain_lines(tmp_path):
+    """stdout and stderr are pipes (CI, logs): the same content, no bar, no control code."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "recog", *TINY, "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env=_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stderr + proc.stdout
+    assert "\r" not in text and not ANSI.search(text) and "━" not in text
+    _check_run_output(text, out)
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str], cols: int = 150) -> tuple[int, str]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 60, cols, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=600), b"".join(chunks).decode("utf-8", "replace")
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after `raw`: the cursor moves (CR, LF, up, down, column) and line
+    erases rich's live display uses; colours are dropped."""
+    lines: list[list[str]] = [[]]
+    row = col = 0
+    for token in re.split(r"(\x1b\[[0-9;?]*[A-Za-z]|\r|\n)", raw):
+        if not token:
+            continue
+        if token == "\r":
+            col = 0
+        elif token == "\n":
+            row += 1
+        elif token.startswith("\x1b["):
+            final, arg = token[-1], token[2:-1]
+            if final == "A":
+                row = max(0, row - int(arg or 1))
+            elif final == "B":
+                row += int(arg or 1)
+            elif final == "G":
+                col = int(arg or 1) - 1
+            elif final == "K":
+                lines += [[] for _ in range(row + 1 - len(lines))]
+                lines[row] = [] if arg == "2" else lines[row][:col]
+        else:
+            lines += [[] for _ in range(row + 1 - len(lines))]
+            line = lines[row]
+            for ch in token:
+                line += [" "] * (col - len(line))
+                if col < len(line):
+                    line[col] = ch
+                else:
+                    line.append(ch)
+                col += 1
+        lines += [[] for _ in range(row + 1 - len(lines))]
+    return ["".join(line).rstrip() for line in lines]
+
+
+def test_a_run_on_a_terminal_leaves_no_bar_under_its_lines(tmp_path):
+    """On a terminal the bars are drawn (the raw output has them) and gone at the end: what the
+    screen shows is the same clean table, no row written over a leftover validation bar."""
+    out = tmp_path / "run"
+    code, raw = _run_in_pty([sys.executable, "-m", "recog", *TINY, "--out", str(out)], _env())
+    assert code == 0, raw[-3000:]
+    assert "validate" in raw and "━" in raw  # the bars were live
+    shown = _screen(raw)
+    assert not [line for line in shown if "validate" in line or "━" in line], "\n".join(shown)
+    _check_run_output("\n".join(shown), out)

@@ -22,7 +22,7 @@ from recog.names import TaskName
 TRAIN_EXAMPLES = """examples:
   recog train --data digits --epochs 5
   recog train --data ./mushrooms --model resnet18 --time 10m
-  recog train --data shapes:200 --model yolo_n
+  recog train --task detect --data shapes --model yolo_n --epochs 15
   recog train --config runs/classify/digits-cnn/config.yaml --lr 0.01 --out runs/lr-0.01
 """
 
