@@ -215,9 +215,7 @@ class Trainer:
         val_seconds = 0.0
         lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
         with progress_bar(enabled=ctx.is_main) as bar:
-            # every line goes through the bars' own console, which prints it above them: a
-            # console of its own would write over the live bar (issue 17)
-            out = bar.console
+            out = bar.console  # prints above the live bars; a console of its own writes over them
             for epoch in range(state.epoch, epochs):
                 planned = epochs
                 if budget:
@@ -323,14 +321,12 @@ class Trainer:
                 else:
                     table.rows.append(row)
                 if ctx.is_main:
-                    for line in lines.lines(epoch, planned, row):
-                        out.print(line, markup=False, highlight=False)
+                    out.print("\n".join(lines.lines(epoch, planned, row)), markup=False)
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
                         out.print(
-                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs",
-                            markup=False,
+                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs"
                         )
                     break
                 ctx.barrier()
