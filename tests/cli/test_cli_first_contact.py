@@ -340,3 +340,24 @@ def test_a_run_on_a_terminal_leaves_no_bar_under_its_lines(tmp_path):
     shown = _screen(raw)
     assert not [line for line in shown if "validate" in line or "━" in line], "\n".join(shown)
     _check_run_output("\n".join(shown), out)
+
+
+def test_the_start_block_states_a_time_budget_and_the_global_batch():
+    from recog.recipe import Resolution, start_block
+    from recog.types import DataFacts
+
+    facts = DataFacts(task=TaskName.CLASSIFY, name="mushrooms", n_train=1000, n_val=250,
+                      class_names=("a", "b", "c"), median_side=300, median_long_side=400)  # fmt: skip
+    cfg = TrainConfig(model="resnet18", img_size=128, batch_size=16, accumulate=2, time=600.0,
+                      epochs=40, steps=640, lr=0.001, weight_decay=0.05, schedule="cosine",
+                      warmup_epochs=1.0, augment="standard", label_smoothing=0.1)  # fmt: skip
+    lines = start_block(facts, Resolution(cfg, ["a reason"], 40, frozenset()), "runs/x",
+                        device="cuda", world_size=2)  # fmt: skip
+    block = dict((line[2:13].strip(), line[13:]) for line in lines[1:])
+    assert block["data"] == "mushrooms: 1000 train / 250 val images, 3 classes"
+    # 1000 images / (16 x 2 processes) = 32 batches, 2 a step: 16 steps an epoch
+    assert block["budget"] == (
+        "10 min of training, at most 40 epochs of 16 steps (batch 16 x 2 processes, "
+        "2 batches a step)"
+    )
+    assert block["why"] == "a reason" and block["run"] == "runs/x"
