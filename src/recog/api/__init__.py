@@ -131,7 +131,7 @@ def _train(
     if cfg.weights != NONE:
         from recog.models.weights import load_pretrained
 
-        load_pretrained(model, spec, str(cfg.weights))
+        load_pretrained(model, spec, str(cfg.weights), model_args=cfg.model_args)
     if cfg.freeze_backbone:
         from recog.models.weights import freeze_backbone
 
