@@ -29,7 +29,7 @@ _HELP = {
     "task": "classify (inferred from the model when omitted)",
     "model": "registry name (see `recog models`) or timm:<name>",
     "model_args": "builder options as key=value, e.g. width=64 depth=4",
-    "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the local torch cache",
+    "weights": "local pretrained weights (safetensors or state dict), or `torchvision`, `timm`, `smp` for the library's file in the local torch / Hugging Face cache",
     "img_size": "input size in pixels (default: from the images' median size, capped per task)",
     "epochs": "training epochs (default: a budget in steps planned from the data size)",
     "steps": "training budget in optimizer steps, instead of --epochs",
@@ -52,6 +52,8 @@ _HELP = {
     "teacher": "knowledge distillation: a trained run of the same task and classes teaches this one",
     "distill_weight": "distillation: loss = (1 - W) * task loss + W * distillation term (default 0.5)",
     "distill_temperature": "distillation: softens classify logits and YOLO box bins (default 4)",
+    "log": "experiment tracking: TensorBoard event files in RUN/tensorboard/, an MLflow run, or both",
+    "log_uri": "--log mlflow: the tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///RUN/../mlflow.db)",
 }
 
 
