@@ -97,6 +97,9 @@ def test_an_empty_cache_names_the_file_and_the_folder(hf_home):
 def test_a_model_without_hub_weights_is_refused():
     with pytest.raises(RecogError, match=r"--weights timm: cnn is not built on timm's weights"):
         load_pretrained(create_model("cnn", num_classes=3, img_size=32), get_spec("cnn"), "timm")
+    se = create_model("se_resnet18", num_classes=3, img_size=64)
+    with pytest.raises(RecogError, match=r"timm has no pretrained weights for seresnet18"):
+        load_pretrained(se, get_spec("se_resnet18"), "timm")
     with pytest.raises(
         RecogError, match=r"unet's encoder resnet18 is smp's own; use --weights smp"
     ):
