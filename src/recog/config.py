@@ -32,6 +32,7 @@ Cache = Literal["auto", "on", "off"]
 Amp = Literal["auto", "on", "off"]
 SegLoss = Literal["ce", "dice", "ce_dice"]
 AdvTrain = Literal["none", "pgd", "fgsm-rs", "trades"]
+Log = Literal["none", "tensorboard", "mlflow", "tensorboard,mlflow", "mlflow,tensorboard"]
 
 
 #: the value of an optional feature that is off (weights, class_weights)
@@ -103,6 +104,10 @@ class TrainConfig:
     # output
     out: str | None = None
     name: str | None = None
+    # experiment tracking (recog.engine.tracking): RUN/tensorboard/, an MLflow run
+    log: Log = "none"
+    # MLflow tracking URI; auto: MLFLOW_TRACKING_URI, else sqlite beside the run (recorded resolved)
+    log_uri: str = "auto"
     #: what the run ran on (filled by the recipe, never by the user)
     versions: dict[str, str] = field(default_factory=dict)
     version: int = CONFIG_VERSION

@@ -157,16 +157,16 @@ def test_a_field_added_later_still_gets_a_flag_with_its_default():
 
     @dataclasses.dataclass
     class Later(TrainConfig):
-        log: str = "none"
+        later_option: str = "none"
 
     parser = argparse.ArgumentParser()
     train_options.add_arguments(parser, Later)
     groups = {g.title: g for g in parser._action_groups}
     other = [a.dest for a in groups[train_options.FALLBACK_GROUP]._group_actions]
-    assert other == ["log"]
-    ns = parser.parse_args(["--log", "tensorboard", "--epochs", "3"])
-    assert train_options.overrides(ns, Later) == {"log": "tensorboard", "epochs": 3}
-    action = next(a for a in parser._actions if a.dest == "log")
+    assert other == ["later_option"]
+    ns = parser.parse_args(["--later-option", "tensorboard", "--epochs", "3"])
+    assert train_options.overrides(ns, Later) == {"later_option": "tensorboard", "epochs": 3}
+    action = next(a for a in parser._actions if a.dest == "later_option")
     assert action.help.endswith("(default: none)")
 
 

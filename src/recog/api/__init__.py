@@ -42,6 +42,7 @@ from recog.api.trust import TrustMethods
 from recog.confidence import CONFIDENCE_FILES, Confidence
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine.distributed import DistContext, pick_device
+from recog.engine.tracking import check_log, open_tracker, tracking_uri
 from recog.engine.trainer import (
     CHECKPOINT_NAME,
     RESULTS_NAME,
@@ -99,6 +100,7 @@ def train(
             raise RecogError("distill_weight and distill_temperature: only with a teacher run")
     if resume is None and cfg.out:
         _check_out(Path(cfg.out), exist_ok=exist_ok)
+    check_log(cfg.log, cfg.log_uri)  # a tracker's missing package, before anything runs
     ctx = DistContext.from_env(cfg.device)
     try:
         return _train(
@@ -131,7 +133,7 @@ def _train(
     if cfg.weights != NONE:
         from recog.models.weights import load_pretrained
 
-        load_pretrained(model, spec, str(cfg.weights))
+        load_pretrained(model, spec, str(cfg.weights), model_args=cfg.model_args)
     if cfg.freeze_backbone:
         from recog.models.weights import freeze_backbone
 
@@ -154,8 +156,9 @@ def _train(
     if any(after[k] != before[k] for k in after if k not in BUDGET_FIELDS | {"ema"}):
         # the cap changed something the loaders read (the mosaic-off epochs): load again
         splits = task_cls.load_splits(res.config)
+    uri = tracking_uri(res.config.log, res.config.log_uri, run_dir)
     cfg = require_resolved(
-        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
+        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name, log_uri=uri), "train"
     )
     resume = resume_dir is not None and (resume_dir / CHECKPOINT_NAME).is_file()
     if ctx.is_main:
@@ -174,6 +177,8 @@ def _train(
             (run_dir / name).unlink(missing_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
         rio.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
+    tracker = open_tracker(cfg.log if ctx.is_main else "none", uri, run_dir, task=str(cfg.task))
+    tracker.start(cfg.to_dict())
     sampler = None
     if cfg.balanced:
         # the global RNG, re-seeded every epoch by the engine, keeps resume exact
@@ -190,8 +195,13 @@ def _train(
         sampler=sampler,
         resume=resume,
         objective=objective,
+        on_epoch=tracker.log_epoch,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException:
+        tracker.fail()
+        raise
     model = trainer.model
     if ctx.is_main:
         acc = final_evaluation(
@@ -204,7 +214,7 @@ def _train(
         samples = sample_predictions(task, model, splits.val, ctx.device)
         from recog.report.run_outputs import write_outputs
 
-        write_outputs(
+        metrics = write_outputs(
             run_dir,
             task=task,
             acc=acc,
@@ -232,6 +242,7 @@ def _train(
                 "recipe": "; ".join(res.notes),
             },
         )
+        tracker.finish(metrics)
     return Recognizer(
         run_dir=run_dir,
         config=cfg,

@@ -74,7 +74,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),  # fmt: skip
     ("robustness (adversarial training)", ("adv_train", "adv_eps", "adv_steps")),
     ("distillation", ("teacher", "distill_weight", "distill_temperature")),
-    ("output", ("out", "name")),
+    ("output and tracking", ("out", "name", "log", "log_uri")),
 )
 FALLBACK_GROUP = "other options"
 
@@ -91,8 +91,8 @@ HELP = {
     "balanced": "sample the classes equally often (classification)",
     "model": "registry name or timm:<name>; `recog models` lists them with their task and size",
     "model_args": "builder options as key=value, e.g. width=64 depth=4",
-    "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the "
-    "local torch cache; nothing is downloaded",
+    "weights": "local pretrained weights (safetensors or state dict), or `torchvision`, `timm`, "
+    "`smp` for the library's file in the local torch / Hugging Face cache; nothing is downloaded",
     "freeze_backbone": "train the head only (with --weights)",
     "img_size": "input size in pixels",
     "epochs": "training epochs",
@@ -140,6 +140,9 @@ HELP = {
     "distill_temperature": "distillation: softens classify logits and YOLO box bins",
     "out": "run directory",
     "name": "name of the run directory under runs/<task>/",
+    "log": "experiment tracking: TensorBoard event files in RUN/tensorboard/, an MLflow run, "
+    "or both",
+    "log_uri": "--log mlflow: the tracking URI",
 }
 
 #: defaults that the field's value alone does not say.  "from the data": the recipe
@@ -178,6 +181,8 @@ DEFAULTS = {
     "adv_eps": "8/255",
     "out": "runs/<task>/<data>-<model>, numbered when taken",
     "name": "<data>-<model>",
+    "log": "none",
+    "log_uri": "auto: MLFLOW_TRACKING_URI, else sqlite:///RUN/../mlflow.db",
 }
 
 #: number fields given as text and parsed by `overrides`
@@ -209,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser, config: type | None = None) -
         )
         for name, f in fields.items():
             _add_field(other, f, hints[name])
-    run = groups["output"]
+    run = groups["output and tracking"]
     run.add_argument("--config", type=Path, metavar="YAML",
                      help="a config.yaml to start from; flags override it (default: none)")  # fmt: skip
     run.add_argument("--resume", type=Path, metavar="RUN",

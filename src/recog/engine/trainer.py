@@ -4,7 +4,7 @@ The loop knows nothing about tasks or model types: the Task seam supplies
 collation, the loss dict, predictions and metrics.  It owns AMP, gradient
 accumulation and clipping, the per-step schedule, EMA, early stopping,
 best-by-metric checkpointing, exact resume from `last.ckpt`, DDP, progress
-and `results.csv`.
+and `results.csv` (each of whose rows `on_epoch` hears: experiment trackers).
 
 Time budget (`cfg.time` seconds, `--time`): the learning rate follows the
 fraction of the time used; an epoch starts only while at least half an
@@ -28,7 +28,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,7 @@ class Trainer:
         sampler: Sampler[int] | None = None,
         resume: bool = False,
         objective: TrainingObjective | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
         self.objective = objective or TaskObjective()
@@ -135,8 +136,7 @@ class Trainer:
         self.run_dir = run_dir if ctx.is_main else None
         self.ckpt_dir = run_dir
         self.weights_metadata = weights_metadata or {}
-        self.sampler = sampler
-        self.resume = resume
+        self.sampler, self.resume, self.on_epoch = sampler, resume, on_epoch or (lambda _: None)
         self.amp = amp_dtype(ctx.device, cfg.amp)
 
     # ----------------------------------------------------------------- loaders
@@ -322,6 +322,7 @@ class Trainer:
                     table.rows.append(row)
                 if ctx.is_main:
                     out.print("\n".join(lines.lines(epoch, planned, row)), markup=False)
+                    self.on_epoch(row)
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
