@@ -353,6 +353,16 @@ class DetectionAccumulator(Accumulator):
             self._dt_boxes, self._dt_labels, self._dt_scores, self._gt_boxes, self._gt_labels
         )
 
+    def f1_confidence(self) -> dict[str, Any]:
+        """F1, precision and recall against the score threshold, boxes matched to truth of
+        their class at IoU 0.5, pooled over classes; with the best-F1 threshold."""
+        from recog.metrics.box_calibration import box_matches, f1_confidence
+
+        scores, hits = box_matches(
+            self._dt_boxes, self._dt_labels, self._dt_scores, self._gt_boxes, self._gt_labels
+        )
+        return f1_confidence(scores, hits, self.num_ground_truth)
+
     # ----------------------------------------------------------------- figures
 
     def figures(self, class_names: list[str]) -> list[Figure]:
@@ -377,6 +387,7 @@ class DetectionAccumulator(Accumulator):
                 )
             )
         if self.num_ground_truth and sum(int(s.numel()) for s in self._dt_scores):
+            out.append(Figure("f1_confidence", "f1_confidence", self.f1_confidence()))
             out.append(
                 Figure(
                     "reliability",
