@@ -150,8 +150,10 @@ def _figure(path: Path, caption: str = "") -> str:
     )
 
 
-def _section(section_id: str, heading: str, plots: list[Path], note: str = "") -> str:
-    parts = "".join(_figure(p) for p in plots)
+def _section(
+    section_id: str, heading: str, plots: list[Path], note: str = "", caption: str = ""
+) -> str:
+    parts = "".join(_figure(p, caption) for p in plots)
     if not parts:
         return ""
     text = f'<p class="muted">{_esc(note)}</p>' if note else ""
@@ -193,9 +195,11 @@ def write_report(
     class_names: list[str],
     labels: Mapping[str, str] | None = None,
     curves: Path | None = None,
+    curve_panels: list[str] | None = None,
     label_plots: list[Path] | None = None,
     train_samples: Path | None = None,
     samples: Path | None = None,
+    sample_caption: str = "",
     legend: list[tuple[str, tuple[int, int, int]]] | None = None,
 ) -> Path:
     """Write one self-contained report.html at `out`; returns `out`.
@@ -205,9 +209,10 @@ def write_report(
       (metrics.json key -> human name, from the Task) or a "Run facts" table (counts,
       times, epochs: `is_bookkeeping`); `per_class*` mappings a per-class table.
     plots: the validation PNGs (confusion, PR and F1-confidence curves, reliability);
-    curves, label_plots, train_samples, samples: the training curves, the training
-      split's label statistics, a training batch as the model saw it, and sample
-      predictions (with `legend`: (class name, RGB) of their colours), each in its
+    curves, label_plots, train_samples, samples: the training curves (`curve_panels`:
+      their panels' titles, listed in the caption), the training split's label
+      statistics, a training batch as the model saw it, and sample predictions (with
+      `sample_caption` and `legend`: (class name, RGB) of their colours), each in its
       section; every image embedded as a data URI and captioned with its file name.
     """
     out = Path(out)
@@ -221,7 +226,12 @@ def write_report(
         _headline(metrics, names),
         _run_facts(metrics, names),
         _per_class(metrics, class_names, names),
-        _section("training-curves", "Training curves", [curves] if curves else []),
+        _section(
+            "training-curves",
+            "Training curves",
+            [curves] if curves else [],
+            caption="panels: " + ", ".join(curve_panels) if curve_panels else "",
+        ),
         _section(
             "label-statistics",
             "Label statistics",
@@ -236,7 +246,12 @@ def write_report(
             "(and the mosaic or Mixup/CutMix where the run uses them), targets drawn on.",
         ),
         _section("validation-plots", "Validation plots", plots),
-        _section("sample-predictions", "Sample predictions", [samples] if samples else []),
+        _section(
+            "sample-predictions",
+            "Sample predictions",
+            [samples] if samples else [],
+            caption=sample_caption,
+        ),
         _legend(list(legend or [])) if samples else "",
         '<h2 id="configuration">Configuration</h2>',
         _key_value_table(_flatten(config)) if config else '<p class="muted">No configuration.</p>',

@@ -45,6 +45,7 @@ def write_outputs(
     splits: the run's data, for the training labels' statistics (`Task.label_figures`);
     train_batch: a batch from the training loader (`Task.train_panels`); both left out
     by `recog val`, which trains nothing."""
+    from recog.report.curves import panels, read_columns
     from recog.report.html import write_report
     from recog.report.plots import draw_figures, plot_curves, plot_sample_grid
 
@@ -53,9 +54,10 @@ def write_outputs(
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
     labels = {k: task.metric_label(k) for k in {*METRIC_LABELS, *metrics, "per_class"}}
-    curves = None
+    curves, curve_panels = None, []
     if results_csv is not None and results_csv.is_file():
         curves = plot_curves(results_csv, plots_dir / "curves.png", labels=labels)
+        curve_panels = [labels.get(t, t) for t in panels(read_columns(results_csv))]
     label_plots = draw_figures(task.label_figures(splits), plots_dir) if splits else []
     shown = None
     if train_batch is not None:
@@ -81,9 +83,11 @@ def write_outputs(
         class_names=task.class_names,
         labels=labels,
         curves=curves,
+        curve_panels=curve_panels,
         label_plots=label_plots,
         train_samples=shown,
         samples=grid,
+        sample_caption=task.sample_caption,
         legend=task.legend(),
     )
     return metrics

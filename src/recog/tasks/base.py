@@ -66,8 +66,10 @@ class Task(ABC):
     #: the task's own names for metrics.json keys (over `recog.types.METRIC_LABELS`);
     #: `per_class` names the per-class column's metric ("F1", "AP", "IoU")
     metric_labels: ClassVar[dict[str, str]] = {}
-    #: columns of the report's sample grid (`sample_panels` gives rows of this many)
+    #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
+    #: what a row shows when it is more than one sample
     sample_columns: ClassVar[int] = 6
+    sample_caption: ClassVar[str] = ""
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)

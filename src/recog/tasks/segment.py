@@ -145,6 +145,9 @@ class SegmentTask(Task):
     metric_labels: ClassVar[dict[str, str]] = {"per_class": "IoU"}
     #: a sample is shown as image, truth, prediction
     sample_columns: ClassVar[int] = 3
+    sample_caption: ClassVar[str] = (
+        "Each row: the image, its ground truth and the prediction, in the legend's colours."
+    )
     # unet at 256 px and strong augmentation below 100 images: membrane (24 images) 0.786 mIoU
     # with 300 steps of 8 (docs/recipe.md); shapes (2,000) 0.91 with standard augmentation
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
