@@ -126,11 +126,14 @@ def triplets(
     colours: Sequence[Colour],
     shown: Sequence[int],
     score: Callable[[Prediction, Sample], float],
+    *,
+    rows: int = 8,
 ) -> list[Panel]:
     """Semantic segmentation samples as rows of three: image, truth, prediction (with its
-    mIoU, `score`); truth and prediction in the same class colours (`legend`)."""
+    mIoU, `score`); truth and prediction in the same class colours (`legend`).  The first
+    `rows` samples only: three pictures each make a page of 24 samples too long to read."""
     panels: list[Panel] = []
-    for sample, pred in samples:
+    for sample, pred in samples[:rows]:
         h, w = pred.mask.shape
         image = sample.image[:, :h, :w]
         panels.append((image, "image", None))
