@@ -83,3 +83,17 @@ def test_spread_bounds_the_read_and_keeps_the_ends():
     assert spread(5, 10) == [0, 1, 2, 3, 4]
     picked = spread(1000, 7)
     assert len(picked) == 7 and picked[0] == 0 and picked[-1] == 999
+
+
+def test_listed_boxes_are_all_read_and_drawn_scenes_are_capped(tmp_path: Path):
+    from recog.data.label_stats import LIMIT_DECODED
+
+    box = torch.tensor([[0.0, 0, 4, 4]])
+    records = [
+        DetectionRecord(tmp_path / f"{i}.jpg", 8, 8, box, torch.tensor([0])) for i in range(300)
+    ]
+    listed = box_labels(DetectionDataset(_RecordLoader(records), 300, img_size=8), ["a"]).data
+    assert listed["images"] == listed["total"] == 300 and listed["counts"] == [300]
+    scenes = load_detection(f"shapes:{LIMIT_DECODED + 100}:2", img_size=64).train
+    drawn = box_labels(scenes, ["c", "s", "t", "st", "h"]).data
+    assert drawn["images"] == LIMIT_DECODED and drawn["total"] == LIMIT_DECODED + 100

@@ -149,6 +149,11 @@ class DetectionDataset(Dataset):
         augmentation (recog.data.label_stats); listed files are not decoded."""
         return self.load.annotation(index)  # type: ignore[attr-defined]
 
+    @property
+    def listed_annotations(self) -> bool:
+        """Whether `annotation` reads a list (files' records) rather than drawing a scene."""
+        return isinstance(self.load, _RecordLoader)
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
         self._mosaic_now = self.mosaic if epoch < epochs - self.mosaic_off_epochs else 0.0
 
