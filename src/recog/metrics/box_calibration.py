@@ -135,17 +135,3 @@ def box_matches(
     scores = torch.cat(list(dt_scores)) if dt_scores else torch.zeros(0)
     hits = torch.cat(matched) if matched else torch.zeros(0, dtype=torch.bool)
     return scores, hits
-
-
-def box_calibration(
-    dt_boxes: Sequence[Tensor],
-    dt_labels: Sequence[Tensor],
-    dt_scores: Sequence[Tensor],
-    gt_boxes: Sequence[Tensor],
-    gt_labels: Sequence[Tensor],
-    *,
-    n_bins: int = 15,
-) -> dict[str, Any]:
-    """`box_reliability` over every image's boxes (one list entry per image)."""
-    scores, hits = box_matches(dt_boxes, dt_labels, dt_scores, gt_boxes, gt_labels)
-    return box_reliability(scores, hits, n_bins=n_bins)
