@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,26 @@ def segment_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         _RUNS[key] = {"segment": rec.run_dir}
     return _RUNS[key]["segment"]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's headless chromium driven by Playwright (callers skip when either is missing)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def png_bytes(width: int = 48, height: int = 40, colour=(200, 30, 30)) -> bytes:

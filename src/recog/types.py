@@ -27,6 +27,52 @@ from recog.names import MetricName, TaskName  # noqa: F401  (re-exported)
 IGNORE_INDEX = 255
 
 
+#: the human names of metrics.json's keys (the report's cards, columns and run facts);
+#: a task may rename one (`Task.metric_labels`: `per_class` is each task's own metric)
+METRIC_LABELS: dict[str, str] = {
+    "top1": "top-1 accuracy",
+    "top5": "top-5 accuracy",
+    "macro_f1": "macro F1",
+    "weighted_f1": "weighted F1",
+    "macro_precision": "macro precision",
+    "macro_recall": "macro recall",
+    "ece": "ECE (calibration error)",
+    "nll": "val loss (NLL)",
+    "map": "mAP@[.5:.95]",
+    "map50": "mAP@0.5",
+    "map75": "mAP@0.75",
+    "map_small": "mAP small",
+    "map_medium": "mAP medium",
+    "map_large": "mAP large",
+    "mar_100": "mAR@100",
+    "box_ece": "box ECE (calibration error)",
+    "mask_map": "mask mAP@[.5:.95]",
+    "mask_map50": "mask mAP@0.5",
+    "mask_map75": "mask mAP@0.75",
+    "miou": "mIoU",
+    "dice": "Dice (mean)",
+    "pixel_acc": "pixel accuracy",
+    "per_class_precision": "precision",
+    "per_class_recall": "recall",
+    "per_class_support": "images",
+    "per_class_ece": "ECE",
+    "per_class_ap50": "AP@0.5",
+    "per_class_num_ground_truth": "boxes",
+    "per_class_dice": "Dice",
+    "per_class_box": "box AP",
+    "num_samples": "validation images",
+    "num_images": "validation images",
+    "num_ground_truth": "validation boxes",
+    "num_pixels": "validation pixels",
+    "train_seconds": "training seconds",
+    "eval_seconds": "evaluation seconds",
+    "epochs_run": "epochs run",
+    "best_epoch": "best epoch",
+    "skipped_images": "unreadable images skipped",
+    "data": "data",
+}
+
+
 @dataclass
 class Target:
     """Ground truth for one image; which fields are set depends on the task."""

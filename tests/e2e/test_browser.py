@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-from serving import digit_png, jpeg_bytes, live_server, png_bytes, trained_runs
+from serving import CHROMIUM, chromium, digit_png, jpeg_bytes, live_server, png_bytes, trained_runs
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="no /usr/bin/chromium (install it: apt-get install -y chromium)"
 )
@@ -32,14 +31,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

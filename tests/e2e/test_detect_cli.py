@@ -30,7 +30,15 @@ def test_yolo_on_shapes_trains_evaluates_and_predicts(tmp_path):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"map", "map50", "map75", "per_class", "train_seconds"} <= set(metrics)
-    for plot in ("curves.png", "pr_curves.png", "detection_confusion.png", "samples.png"):
+    for plot in (
+        "curves.png",
+        "pr_curves.png",
+        "detection_confusion.png",
+        "samples.png",
+        "f1_confidence.png",
+        "labels.png",
+        "train_batch.png",
+    ):
         assert (out / "plots" / plot).is_file(), plot
     val = run_cli("val", str(out))
     assert val.returncode == 0, val.stderr

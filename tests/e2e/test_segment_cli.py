@@ -23,7 +23,13 @@ def test_unet_on_shapes_trains_evaluates_and_predicts(tmp_path):
     assert "miou" in proc.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"miou", "dice", "pixel_acc", "per_class", "train_seconds"} <= set(metrics)
-    for plot in ("curves.png", "confusion_matrix.png", "samples.png"):
+    for plot in (
+        "curves.png",
+        "confusion_matrix.png",
+        "samples.png",
+        "labels.png",
+        "train_batch.png",
+    ):
         assert (out / "plots" / plot).is_file(), plot
     assert run_cli("val", str(out)).returncode == 0
     photo = tmp_path / "photo.png"

@@ -32,7 +32,13 @@ def test_cnn_learns_digits_and_writes_a_complete_run(tmp_path):
         "report.html",
     ):
         assert (run / name).is_file(), name
-    for plot in ("curves.png", "confusion_matrix.png", "samples.png"):
+    for plot in (
+        "curves.png",
+        "confusion_matrix.png",
+        "samples.png",
+        "labels.png",
+        "train_batch.png",
+    ):
         assert (run / "plots" / plot).is_file(), plot
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["top1"] > 0.85  # chance is 0.10

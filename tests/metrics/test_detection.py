@@ -250,6 +250,7 @@ def test_plots_write_pngs(tmp_path):
     assert sorted(p.name for p in written) == [
         "box_reliability.png",
         "detection_confusion.png",
+        "f1_confidence.png",
         "pr_curves.png",
     ]
     for path in written:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from recog.report import plot_confusion, plot_curves, plot_sample_grid, write_report
+from recog.report.curves import panels, read_columns
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,6 +46,22 @@ def test_curves_three_epochs(tmp_path):
     out = plot_curves(csv, tmp_path / "plots" / "curves.png")
     assert out == tmp_path / "plots" / "curves.png"
     _assert_png(out)
+
+
+def test_curves_one_panel_per_quantity_train_and_val_losses_together(tmp_path):
+    csv = _csv(
+        tmp_path / "results.csv", [HEADER, "1,0.01,3.2,410,2.1,0.9,0.31,0.70,0.25,0.12,1.9,500"]
+    )
+    layout = panels(read_columns(csv))
+    # classification's validation cross-entropy (nll) is the val loss, beside the train loss
+    assert layout["loss"] == {"train loss": "train_loss", "val loss (NLL)": "nll"}
+    assert layout["box loss"] == {"train box loss": "train_loss_box"}
+    assert layout["learning rate"] == {"lr": "lr"}
+    for metric in ("top1", "top5", "macro_f1", "ece"):
+        assert layout[metric] == {"val": metric}
+    # bookkeeping is not a curve
+    assert not {"epoch", "seconds", "train_images_per_second", "num_samples"} & set(layout)
+    assert "nll" not in layout and list(layout)[-1] == "learning rate"
 
 
 def test_curves_one_row_and_missing_values(tmp_path):
@@ -100,12 +117,21 @@ def test_report_embeds_plots_and_escapes(tmp_path):
         "per_class_support": {"cat": 6, "<b>&x": 9},
         "confusion_matrix": [[5, 1], [2, 7]],
     }
+    metrics |= {"ece": 0.0312, "train_seconds": 12.5, "epochs_run": 2}
     out = write_report(
         tmp_path / "report.html",
         title="mushrooms <resnet18>",
-        summary={"task": "classify", "model": "resnet18", "epochs": 2, "train_seconds": 12.5},
+        summary={"task": "classify", "model": "resnet18", "epochs": 2},
         metrics=metrics,
-        plots=[curves, confusion],
+        plots=[confusion],
+        curves=curves,
+        labels={
+            "per_class": "F1",
+            "top1": "top-1 accuracy",
+            "ece": "ECE",
+            "per_class_support": "images",
+            "num_samples": "validation images",
+        },
         config={
             "model": {"name": "resnet18", "size": [224, 224]},
             "data": "a&b",
@@ -124,9 +150,20 @@ def test_report_embeds_plots_and_escapes(tmp_path):
     assert set(uris) == {"curves", "confusion_matrix"}
     assert base64.b64decode(uris["curves"]) == curves.read_bytes()
     assert base64.b64decode(uris["confusion_matrix"]) == confusion.read_bytes()
-    assert "<figcaption>curves</figcaption>" in text
-    for shown in ("80.00%", "76.54%", "76.92%", "82.35%", "0.4321", ">15<", "12.5", "resnet18"):
+    assert "<figcaption><code>curves.png</code></figcaption>" in text
+    for shown in ("0.8000", "0.7654", "0.769", "0.4321", ">15<", "12.5", "resnet18"):
         assert shown in text, shown
+    # metrics as the fractions metrics.json holds (ECE too), never percentages
+    assert "%" not in text.split('id="metrics"')[1].split('id="configuration"')[0]
+    cards = text.split('<div class="cards">')[1].split("</div></div></div>")[0]
+    assert "top-1 accuracy" in cards and ">0.0312<" in cards
+    # bookkeeping is a block of its own, not a metric card
+    assert "validation images" not in cards and "train_seconds" not in cards
+    facts = text.split('id="run-facts"')[1].split("<h2")[0]
+    assert "validation images" in facts and ">15<" in facts and "12.5" in facts
+    # the per-class column is headed by the task's metric name
+    header = text.split('id="per-class-table"')[1].split("</tr>")[0]
+    assert re.findall(r"<th>([^<]*)</th>", header) == ["class", "F1", "images"]
     assert "&lt;b&gt;&amp;x" in text and "<b>&x" not in text
     assert "mushrooms &lt;resnet18&gt;" in text and "a&amp;b" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", text)
@@ -144,4 +181,6 @@ def test_report_without_optional_parts(tmp_path):
         class_names=[],
     )
     text = out.read_text(encoding="utf-8")
-    assert "Per class" not in text and "Plots" not in text and "</html>" in text
+    assert "Per class" not in text and "plots" not in text.lower() and "</html>" in text
+    for section in ("training-curves", "label-statistics", "training-samples", "legend"):
+        assert f'id="{section}"' not in text

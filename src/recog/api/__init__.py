@@ -212,6 +212,7 @@ def _train(
             batch_size=int(cfg.batch_size) * 2,
         )
         samples = sample_predictions(task, model, splits.val, ctx.device)
+        from recog.engine.peek import first_train_batch
         from recog.report.run_outputs import write_outputs
 
         metrics = write_outputs(
@@ -227,6 +228,8 @@ def _train(
             samples=samples,
             results_csv=run_dir / RESULTS_NAME,
             config=cfg.to_dict(),
+            splits=splits,
+            train_batch=first_train_batch(trainer),
             title=f"recog {cfg.task}: {cfg.model} on {splits.name}",
             summary={
                 "task": str(cfg.task),

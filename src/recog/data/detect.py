@@ -144,6 +144,16 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Item `index`'s boxes (N, 4) xyxy pixels, labels (N,) and image (H, W), before any
+        augmentation (recog.data.label_stats); listed files are not decoded."""
+        return self.load.annotation(index)  # type: ignore[attr-defined]
+
+    @property
+    def listed_annotations(self) -> bool:
+        """Whether `annotation` reads a list (files' records) rather than drawing a scene."""
+        return isinstance(self.load, _RecordLoader)
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
         self._mosaic_now = self.mosaic if epoch < epochs - self.mosaic_off_epochs else 0.0
 
@@ -188,6 +198,10 @@ class _ShapesLoader:
             scene.image, scene.boxes, scene.labels, f"shapes[{self.offset + index}]"
         )
 
+    def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        item = self(index)
+        return item.boxes, item.labels, (int(item.image.shape[-2]), int(item.image.shape[-1]))
+
 
 class _RecordLoader:
     def __init__(self, records: list[DetectionRecord]) -> None:
@@ -196,6 +210,10 @@ class _RecordLoader:
     def __call__(self, index: int) -> DetectionItem:
         r = self.records[index]
         return DetectionItem(read_image(r.path), r.boxes, r.labels, str(r.path))
+
+    def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        r = self.records[index]
+        return r.boxes, r.labels, (int(r.height), int(r.width))
 
 
 def load_detection(

@@ -173,6 +173,10 @@ class SemanticDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def mask(self, index: int) -> torch.Tensor:
+        """Item `index`'s (H, W) class ids before augmentation (recog.data.label_stats)."""
+        return self.load(index).mask
+
     def __getitem__(self, index: int) -> Sample:
         item = self.load(index)
         h, w = item.image.shape[-2:]
@@ -201,6 +205,11 @@ class InstanceDataset(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def instances(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item `index`'s masks (N, H, W) bool and labels (N,) before augmentation."""
+        item = self.load(index)
+        return item.masks, item.labels
 
     def __getitem__(self, index: int) -> Sample:
         item = self.load(index)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from recog.types import Prediction, Target
 
 #: the figure kinds the report knows how to draw
-FigureKind = Literal["confusion", "pr_curves", "reliability"]
+FigureKind = Literal["confusion", "pr_curves", "reliability", "f1_confidence", "labels"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,12 @@ class Figure:
     reliability: `edges` (B + 1) of equal-width confidence bins; per bin `count`,
         mean `confidence` and `accuracy` (None when empty); `ece`, `title`, and
         `ylabel` (default "accuracy"; detection's is "precision").
+    f1_confidence: `thresholds` (P,) and per threshold `f1`, `precision`, `recall`;
+        `best_threshold`, `best_f1` (metrics/box_calibration.py).
+    labels: a training split's label statistics (recog.data.label_stats): `labels` (K
+        class names), `counts` (K), `count_of` (what was counted), `images` read of
+        `total`; optionally `box_wh` and `box_centres` ((N, 2) fractions of the
+        image's width and height) and `areas` (K fractions of the labelled pixels).
     """
 
     kind: FigureKind

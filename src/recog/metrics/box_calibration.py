@@ -1,4 +1,5 @@
-"""Calibration of detection box scores: does a box scored 0.8 match an object 80% of the time?
+"""Detection box scores against IoU-matched truth: calibration (does a box scored 0.8 match an
+object 80% of the time?) and the F1 / precision / recall against confidence curve.
 
 Each predicted box is matched, COCO-style, to ground truth of its own class:
 per image and class, boxes in descending score each take the unmatched
@@ -7,6 +8,12 @@ ground-truth box of highest IoU, if that IoU is at least 0.5.  A box's
 its boxes.  The detection ECE (D-ECE, Küppers et al. 2020, confidence only)
 is the box-count-weighted mean |precision - mean score| over equal-width
 score bins: torchmetrics' binary calibration error of (score, matched).
+
+The F1-confidence curve uses the same matches: keeping the boxes scored at
+least t, precision = matched kept / kept and recall = matched kept / ground
+truth, pooled over classes (Ultralytics averages per-class curves instead; a
+pooled curve has one threshold to pick for every class, which is what
+`--conf` sets).
 """
 
 from __future__ import annotations
@@ -73,16 +80,52 @@ def box_reliability(scores: Tensor, matched: Tensor, *, n_bins: int = 15) -> dic
     }
 
 
-def box_calibration(
+def f1_confidence(
+    scores: Tensor, matched: Tensor, num_truth: int, *, points: int = 101
+) -> dict[str, Any]:
+    """F1, precision and recall of the boxes scored >= t, on a grid of `points` thresholds
+    t in [0, 1] (`thresholds`), and the exact best: `best_threshold` is the score at or above
+    which keeping boxes gives the highest F1 (`best_f1`; the highest such score on ties),
+    found over every distinct score, not only the grid.  scores (N,), matched (N,) bool;
+    num_truth: ground-truth boxes (recall's denominator).  Precision of an empty set is 1."""
+    scores = scores.double().reshape(-1)
+    hits = matched.reshape(-1).double()
+    grid = torch.linspace(0, 1, points, dtype=torch.float64)
+    kept = scores[None, :] >= grid[:, None]  # (points, N)
+    tp = (kept.double() * hits[None, :]).sum(1)
+    n = kept.sum(1).double()
+    precision = torch.where(n > 0, tp / n.clamp(min=1), torch.ones_like(tp))
+    recall = tp / max(num_truth, 1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    best_threshold, best_f1 = 0.0, 0.0
+    if scores.numel() and num_truth:
+        order = scores.argsort(descending=True, stable=True)
+        s, cum_tp = scores[order], hits[order].cumsum(0)
+        # a threshold keeps every box of its score: evaluate at the last box of each score
+        last = torch.cat([s[1:] != s[:-1], torch.tensor([True])])
+        k = torch.arange(1, s.numel() + 1, dtype=torch.float64)[last]
+        tp_at, s_at = cum_tp[last], s[last]
+        f1_at = 2 * tp_at / (k + num_truth)  # 2PR/(P+R) = 2TP/(kept + truth)
+        i = int(f1_at.argmax())  # first maximum: the highest score among ties
+        best_threshold, best_f1 = float(s_at[i]), float(f1_at[i])
+    return {
+        "thresholds": grid.tolist(),
+        "f1": f1.tolist(),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "best_threshold": best_threshold,
+        "best_f1": best_f1,
+    }
+
+
+def box_matches(
     dt_boxes: Sequence[Tensor],
     dt_labels: Sequence[Tensor],
     dt_scores: Sequence[Tensor],
     gt_boxes: Sequence[Tensor],
     gt_labels: Sequence[Tensor],
-    *,
-    n_bins: int = 15,
-) -> dict[str, Any]:
-    """`box_reliability` over every image's boxes (one list entry per image)."""
+) -> tuple[Tensor, Tensor]:
+    """Every image's boxes pooled: (scores (N,), matched (N,) bool), matched at IoU 0.5."""
     matched = [
         match_boxes(db, dl, ds, gb, gl)
         for db, dl, ds, gb, gl in zip(
@@ -91,4 +134,4 @@ def box_calibration(
     ]
     scores = torch.cat(list(dt_scores)) if dt_scores else torch.zeros(0)
     hits = torch.cat(matched) if matched else torch.zeros(0, dtype=torch.bool)
-    return box_reliability(scores, hits, n_bins=n_bins)
+    return scores, hits

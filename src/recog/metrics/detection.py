@@ -99,6 +99,7 @@ class DetectionAccumulator(Accumulator):
         self._dt_scores: list[Tensor] = []
         self._version = 0  # bumped by update/merge; keys the cached evaluation
         self._cached: tuple[int, _Evaluation | None] | None = None
+        self._matches: tuple[int, Tensor, Tensor] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -345,13 +346,30 @@ class DetectionAccumulator(Accumulator):
             matrix.index_put_((rows, cols), torch.ones_like(rows), accumulate=True)
         return matrix
 
+    def _box_matches(self) -> tuple[Tensor, Tensor]:
+        """Every box's score and whether it matched truth of its class at IoU 0.5, computed
+        once per state of the data (the calibration and the F1 curve share it)."""
+        from recog.metrics.box_calibration import box_matches
+
+        if self._matches is None or self._matches[0] != self._version:
+            pairs = box_matches(
+                self._dt_boxes, self._dt_labels, self._dt_scores, self._gt_boxes, self._gt_labels
+            )
+            self._matches = (self._version, *pairs)
+        return self._matches[1], self._matches[2]
+
     def box_calibration(self) -> dict[str, Any]:
         """Box scores against IoU-matched precision: reliability bins and `ece`."""
-        from recog.metrics.box_calibration import box_calibration
+        from recog.metrics.box_calibration import box_reliability
 
-        return box_calibration(
-            self._dt_boxes, self._dt_labels, self._dt_scores, self._gt_boxes, self._gt_labels
-        )
+        return box_reliability(*self._box_matches())
+
+    def f1_confidence(self) -> dict[str, Any]:
+        """F1, precision and recall against the score threshold, boxes matched to truth of
+        their class at IoU 0.5, pooled over classes; with the best-F1 threshold."""
+        from recog.metrics.box_calibration import f1_confidence
+
+        return f1_confidence(*self._box_matches(), self.num_ground_truth)
 
     # ----------------------------------------------------------------- figures
 
@@ -377,6 +395,7 @@ class DetectionAccumulator(Accumulator):
                 )
             )
         if self.num_ground_truth and sum(int(s.numel()) for s in self._dt_scores):
+            out.append(Figure("f1_confidence", "f1_confidence", self.f1_confidence()))
             out.append(
                 Figure(
                     "reliability",

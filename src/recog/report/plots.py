@@ -1,16 +1,12 @@
-"""Report figures as PNG files: training curves, confusion matrices, reliability diagrams,
-sample grids.
+"""Report figures as PNG files: confusion matrices, PR curves, reliability diagrams, sample
+grids (training curves: `curves.py`; label statistics and F1-confidence: `label_plots.py`).
 
-Each function builds a `matplotlib.figure.Figure` directly (no pyplot, so no
-global figure registry and no GUI backend), renders it to memory with the Agg
-canvas and writes the bytes atomically, so a report never links a half-written
-image.  Every function returns the path it wrote.
+Each function builds a `matplotlib.figure.Figure` and writes it with
+`render.save_figure` (atomic, no pyplot); each returns the path it wrote.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,101 +17,14 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.ft2font import FT2Font
 
-from recog.io import atomic_write_bytes
 from recog.metrics.base import Figure as MetricFigure
+from recog.report.curves import plot_curves as plot_curves  # re-exported: its old home
+from recog.report.render import save_figure, unit_axes
 
-DPI = 100
-_NOT_PLOTTED = {"epoch", "lr", "seconds", "num_samples"}
 _GREEN, _RED, _BLACK = "#1a7f37", "#cf222e", "#000000"
 
 
-def _save(fig: Figure, out: Path) -> Path:
-    out = Path(out)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    fig.clear()
-    atomic_write_bytes(out, buf.getvalue())
-    return out
-
-
-# ---------------------------------------------------------------- curves
-
-
-def _read_columns(results_csv: Path) -> dict[str, list[float]]:
-    """Numeric columns of a results.csv; blanks and non-numbers become NaN."""
-    with Path(results_csv).open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    columns: dict[str, list[float]] = {}
-    for name in rows[0].keys() if rows else []:
-        if not name:
-            continue
-        values = [_float(row.get(name)) for row in rows]
-        if any(math.isfinite(v) for v in values):
-            columns[name] = values
-    return columns
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
-def _is_loss(name: str) -> bool:
-    if "second" in name:  # train_images_per_second, train_seconds: rates and times, not losses
-        return False
-    return name.startswith("train_") or name.startswith("val_loss") or name == "nll"
-
-
-def _is_fraction(values: list[float]) -> bool:
-    finite = [v for v in values if math.isfinite(v)]
-    return bool(finite) and all(0.0 <= v <= 1.0 for v in finite)
-
-
-def plot_curves(results_csv: Path, out: Path) -> Path:
-    """Losses (left) and validation metrics in [0, 1] (right) against the epoch.
-
-    Loss panel: columns starting with `train_` or `val_loss` (and `nll`); metric
-    panel: every other numeric column whose values are fractions, except epoch,
-    lr and timing columns.  One row draws markers; missing columns leave an empty
-    panel with a note instead of failing.
-    """
-    columns = _read_columns(results_csv)
-    n = max((len(v) for v in columns.values()), default=0)
-    epochs = columns.get("epoch") or [float(i + 1) for i in range(n)]
-    losses = {k: v for k, v in columns.items() if k not in _NOT_PLOTTED and _is_loss(k)}
-    metrics = {
-        k: v
-        for k, v in columns.items()
-        if k not in _NOT_PLOTTED and k not in losses and "second" not in k and _is_fraction(v)
-    }
-    fig = Figure(figsize=(11, 4.2), layout="constrained")
-    ax_loss, ax_metric = fig.subplots(1, 2)
-    marker = "o" if n <= 30 else None
-    for ax, series, title in (
-        (ax_loss, losses, "losses"),
-        (ax_metric, metrics, "validation metrics"),
-    ):
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        for name, values in series.items():
-            ax.plot(epochs, values, marker=marker, markersize=4, label=name)
-        if series:
-            ax.legend(fontsize=8, loc="best")
-        else:
-            ax.text(
-                0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray"
-            )
-    if metrics:
-        ax_metric.set_ylim(-0.02, 1.02)
-    if n:
-        lo, hi = min(epochs), max(epochs)
-        pad = 0.5 if lo == hi else 0.02 * (hi - lo)
-        for ax in (ax_loss, ax_metric):
-            ax.set_xlim(lo - pad, hi + pad)
-    return _save(fig, out)
+_save = save_figure
 
 
 # ---------------------------------------------------------------- confusion matrix
@@ -203,13 +112,7 @@ def plot_pr_curves(
         linewidth=2.5,
         label=f"all classes mAP@0.5 {float(mean_curve.mean()):.3f}",
     )
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("precision-recall at IoU 0.5")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    unit_axes(ax, xlabel="recall", ylabel="precision", title="precision-recall at IoU 0.5")
     return _save(fig, out)
 
 
@@ -300,6 +203,14 @@ def draw_figures(figures: Sequence[MetricFigure], out_dir: Path) -> list[Path]:
                     ylabel=d.get("ylabel", "accuracy"),
                 )
             )
+        elif figure.kind == "f1_confidence":
+            from recog.report.label_plots import plot_f1_confidence
+
+            written.append(plot_f1_confidence(d, out))
+        elif figure.kind == "labels":
+            from recog.report.label_plots import plot_labels
+
+            written.append(plot_labels(d, out))
         else:
             raise ValueError(f"no drawing for figure kind {figure.kind!r}")
     return written
@@ -338,10 +249,12 @@ def plot_sample_grid(
     out: Path,
     *,
     cols: int = 6,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] = (),
 ) -> Path:
     """Images in a grid, each titled; green ✓ when correct, red ✗ when wrong, black when unknown.
 
-    images: (3, H, W) uint8 each (raw or already drawn on).
+    images: (3, H, W) uint8 each (raw or already drawn on).  legend: (name, RGB) of the
+    colours the drawings use, shown as a legend under the grid.
     """
     if not (len(images) == len(titles) == len(correct)):
         raise ValueError(f"{len(images)} images, {len(titles)} titles, {len(correct)} flags")
@@ -362,6 +275,12 @@ def plot_sample_grid(
         else:
             text, colour = f"{wrong_mark} {title}", _RED
         ax.set_title(text, color=colour, fontsize=9)
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=[c / 255 for c in rgb], label=name) for name, rgb in legend]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6),
+                   fontsize=9, frameon=False)  # fmt: skip
     return _save(fig, out)
 
 

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.types import (
+    METRIC_LABELS,
     Batch,
     DataFacts,
     ExplainTarget,
@@ -65,6 +66,13 @@ class Task(ABC):
     #: whether `prepare` keeps each image's own size (an exported graph's spatial axes
     #: are then dynamic) rather than bringing it to `img_size`
     keeps_image_size: ClassVar[bool] = False
+    #: the task's own names for metrics.json keys (over `recog.types.METRIC_LABELS`);
+    #: `per_class` names the per-class column's metric ("F1", "AP", "IoU")
+    metric_labels: ClassVar[dict[str, str]] = {}
+    #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
+    #: what a row shows when it is more than one sample
+    sample_columns: ClassVar[int] = 6
+    sample_caption: ClassVar[str] = ""
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)
@@ -276,6 +284,26 @@ class Task(ABC):
         """The report's grid of predictions: per sample, the (3, H, W) uint8 image to
         show (drawn on), its title, and whether it is right (None: not a yes/no
         question); default none."""
+        return []
+
+    def metric_label(self, key: str) -> str:
+        """The human name of metrics.json's `key` ("top-1 accuracy", "mAP@0.5"); else `key`."""
+        return self.metric_labels.get(key) or METRIC_LABELS.get(key, key)
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        """The training split's label statistics as report figures (`labels`, drawn by
+        recog.report: counts per class, box sizes and centres, mask areas); default none."""
+        return []
+
+    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
+        """A training batch as the model sees it (after the train transforms, the mosaic and
+        any batch mixing), each image with its targets drawn and a title; by default the
+        images alone."""
+        return [(image, "", None) for image in batch.images.cpu()]
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        """(class name, RGB colour) of what `draw` colours by class (segmentation masks), for
+        the report's legend; default none."""
         return []
 
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:

@@ -24,7 +24,7 @@ from recog.data.formats.convert import convert_detection
 from recog.data.hygiene import classification_findings
 from recog.data.inventory import Finding, Inventory, classification_inventory
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import softened_kl
@@ -65,6 +65,7 @@ class ClassifyTask(Task):
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
     class_logits: ClassVar[bool] = True
+    metric_labels: ClassVar[dict[str, str]] = {"per_class": "F1"}
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
         models=((64, "cnn"), (1 << 30, "resnet18")),
         size_cap_cpu=128,
@@ -362,6 +363,17 @@ class ClassifyTask(Task):
                 title += f"\ntrue: {self.class_names[truth]}"
             panels.append((sample.image, title, None if truth is None else truth == label))
         return panels
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        from recog.data.label_stats import class_labels
+
+        return [class_labels(splits.train_labels, self.class_names)]
+
+    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
+        from recog.tasks.report_views import mixed_panels
+
+        return mixed_panels(batch, self.class_names, normalize=self.normalize, mean=self.mean,
+                            std=self.std, mix=self.batch_mix)  # fmt: skip
 
     @classmethod
     def export_corrections(

@@ -28,7 +28,7 @@ from recog.data.hygiene import detection_findings
 from recog.data.inventory import Finding, Inventory, detection_inventory
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes
-from recog.metrics.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import bins_kl, sigmoid_kl
@@ -58,6 +58,7 @@ class DetectTask(Task):
     primary_metric: ClassVar[MetricName] = MetricName.MAP
     correction: ClassVar[Literal["label", "boxes"] | None] = "boxes"
     headline_metrics: ClassVar[tuple[MetricName, ...]] = (MetricName.MAP, MetricName.MAP50)
+    metric_labels: ClassVar[dict[str, str]] = {"per_class": "AP"}
     # yolo_n letterboxed to the images' longer side (320 px cap on CPU), batch 16 and an EMA of
     # the weights: raccoon 0.83 mAP50 where batch 32 without EMA gave 0.28 (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
@@ -406,6 +407,16 @@ class DetectTask(Task):
                 f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true"
             )
         return [(image, title, None) for image, title in zip(images, titles, strict=True)]
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        from recog.data.label_stats import box_labels
+
+        return [box_labels(splits.train, self.class_names)]
+
+    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
+        from recog.tasks.report_views import box_panels, palette
+
+        return box_panels(batch, self.class_names, palette(self.num_classes))
 
     @classmethod
     def export_corrections(

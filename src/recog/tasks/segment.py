@@ -38,12 +38,13 @@ from recog.data.hygiene import segmentation_findings
 from recog.data.inventory import Finding, Inventory, segmentation_inventory
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
-from recog.metrics.base import Accumulator
+from recog.metrics.base import Accumulator, Figure
 from recog.models.factory import get_spec
 from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
 from recog.tasks.doctoring import segment_label_findings
+from recog.tasks.report_views import palette
 from recog.types import (
     IGNORE_INDEX,
     Batch,
@@ -68,14 +69,6 @@ TILE_OVERLAP = 0.25
 #: inference window / training crop: a convolutional network sees the same scale in a
 #: larger window, and fewer windows mean fewer seams and less overlap to recompute
 WINDOW_FACTOR = 2
-
-
-def palette(n: int) -> list[tuple[int, int, int]]:
-    """n distinct colours (matplotlib's tab20, then repeated)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]
 
 
 def _png_b64(mask: torch.Tensor) -> str:
@@ -148,6 +141,12 @@ class SegmentTask(Task):
         MetricName.MIOU,
         MetricName.DICE,
         MetricName.PIXEL_ACC,
+    )
+    metric_labels: ClassVar[dict[str, str]] = {"per_class": "IoU"}
+    #: a sample is shown as image, truth, prediction
+    sample_columns: ClassVar[int] = 3
+    sample_caption: ClassVar[str] = (
+        "Each row: the image, its ground truth and the prediction, in the legend's colours."
     )
     # unet at 256 px and strong augmentation below 100 images: membrane (24 images) 0.786 mIoU
     # with 300 steps of 8 (docs/recipe.md); shapes (2,000) 0.91 with standard augmentation
@@ -424,16 +423,31 @@ class SegmentTask(Task):
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]
     ) -> list[tuple[torch.Tensor, str, bool | None]]:
+        """Rows of image, truth and prediction (its mIoU), in the `legend`'s colours."""
         from recog.metrics.segmentation import SemanticAccumulator
+        from recog.tasks.report_views import triplets
 
-        images, titles = [], []
-        for sample, pred in samples:
-            h, w = pred.mask.shape
-            images.append(self.draw(sample.image[:, :h, :w], pred))
+        def miou(pred: Prediction, sample: Sample) -> float:
             acc = SemanticAccumulator(self.class_names)
             acc.update([pred], [sample.target])
-            titles.append(f"mIoU {acc.compute()['miou']:.2f}")
-        return [(image, title, None) for image, title in zip(images, titles, strict=True)]
+            return float(acc.compute()["miou"])
+
+        return triplets(samples, palette(self.num_classes), self._shown_classes(), miou)
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        from recog.tasks.report_views import legend
+
+        return legend(self.class_names, palette(self.num_classes), self._shown_classes())
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        from recog.data.label_stats import mask_labels
+
+        return [mask_labels(splits.train, self.class_names)]
+
+    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
+        from recog.tasks.report_views import mask_panels
+
+        return mask_panels(batch, palette(self.num_classes), self._shown_classes())
 
 
 class InstanceSegmentTask(DetectTask):
@@ -449,6 +463,12 @@ class InstanceSegmentTask(DetectTask):
         MetricName.MAP,
         MetricName.MAP50,
     )
+    metric_labels: ClassVar[dict[str, str]] = {
+        "per_class": "mask AP",
+        "map": "box mAP@[.5:.95]",
+        "map50": "box mAP@0.5",
+        "map75": "box mAP@0.75",
+    }
     mask_threshold: ClassVar[float] = 0.5
 
     @classmethod
@@ -577,6 +597,16 @@ class InstanceSegmentTask(DetectTask):
         out = save_dir / f"{stem}.json"
         atomic_write_text(out, json.dumps(results))
         return [out]
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        from recog.data.label_stats import instance_labels
+
+        return [instance_labels(splits.train, self.class_names)]
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        from recog.tasks.report_views import legend
+
+        return legend(self.class_names, palette(self.num_classes), range(self.num_classes))
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]
