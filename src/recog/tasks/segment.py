@@ -44,6 +44,7 @@ from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
 from recog.tasks.doctoring import segment_label_findings
+from recog.tasks.drawing import palette, palette_png
 from recog.types import (
     IGNORE_INDEX,
     Batch,
@@ -68,14 +69,6 @@ TILE_OVERLAP = 0.25
 #: inference window / training crop: a convolutional network sees the same scale in a
 #: larger window, and fewer windows mean fewer seams and less overlap to recompute
 WINDOW_FACTOR = 2
-
-
-def palette(n: int) -> list[tuple[int, int, int]]:
-    """n distinct colours (matplotlib's tab20, then repeated)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]
 
 
 def _png_b64(mask: torch.Tensor) -> str:
@@ -378,9 +371,10 @@ class SegmentTask(Task):
         }
 
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
-        """`<stem>_mask.png`: the class id of every pixel."""
+        """`<stem>_mask.png`: the class id of every pixel, as a palette PNG that shows each
+        class in its drawing colour (`recog.tasks.drawing.palette_png`)."""
         out = save_dir / f"{stem}_mask.png"
-        atomic_write_bytes(out, encode_png(prediction.mask))
+        atomic_write_bytes(out, palette_png(prediction.mask, self.num_classes))
         return [out]
 
     @staticmethod
