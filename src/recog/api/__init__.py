@@ -334,6 +334,9 @@ class Recognizer(TrustMethods):
         self.model = model.to(device).eval()
         #: the run's temperature and reject rule (`recog calibrate`), None without
         self.confidence = confidence
+        #: what `predict` and `predict_batch` keep when a call names nothing else (its None
+        #: values: the task's defaults); `recog predict --out --conf` sets it for a whole job
+        self.selection = Selection()
 
     @property
     def img_size(self) -> int:
@@ -361,7 +364,12 @@ class Recognizer(TrustMethods):
         (`Task.select`; None: the task's default, e.g. boxes scoring 0.25 or more).
         Each `Result` knows its `path`, `class_names`, and can `plot()` itself.
         """
-        selection = Selection(conf=conf, iou=iou, max_det=max_det)
+        base = self.selection
+        selection = Selection(
+            conf=base.conf if conf is None else conf,
+            iou=base.iou if iou is None else iou,
+            max_det=base.max_det if max_det is None else max_det,
+        )
         self.task.check_selection(selection)
         items = _as_image_list(images)
         out: list[Result] = []
@@ -386,15 +394,15 @@ class Recognizer(TrustMethods):
         selection: Selection | None = None,
     ) -> list[Result]:
         """Predictions for prepared uint8 (B, 3, H, W) images on the device (`Task.prepare`'s):
-        the task's, with the run's temperature and reject rule, selected (`Task.select`,
-        None: the task's defaults) as every caller selects (the server's micro-batches)."""
+        the task's, with the run's temperature and reject rule, selected (`Task.select`;
+        None: `self.selection`) as every caller selects (the server's micro-batches)."""
         if self.confidence is None:
             raw = self.task.predict(self.model, images, meta)
         else:
             raw = self.confidence.predict(
                 self.task, self.model, self.spec, images, meta, reject=reject
             )
-        selection = selection or Selection()
+        selection = selection or self.selection
         return [self._result(self.task.select(p, selection)) for p in raw]
 
     def _result(self, pred: Prediction) -> Result:

@@ -67,8 +67,15 @@ def draw_boxes(
     return draw_bounding_boxes(
         image.cpu(), boxes.float().cpu(), labels=labels, colors=per_box,
         width=line_width(h, w), font=font_path(), font_size=font_size(h, w),
-        label_colors="white", fill_labels=True,
+        label_colors=[text_colour(c) for c in per_box], fill_labels=True,
     )  # fmt: skip
+
+
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on a light colour, white on a dark one (ITU-R BT.601 luma above or below half):
+    tab20's pale blues and greens made white text unreadable."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 128 else (255, 255, 255)
 
 
 def banner(image: torch.Tensor, text: str) -> torch.Tensor:
