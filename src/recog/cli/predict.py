@@ -36,8 +36,8 @@ def add_selection(p: argparse.ArgumentParser, *, conf_default: str) -> None:
                    help=f"lowest score kept: boxes (detection, instances), classes listed in top-k "
                         f"(classification); {conf_default}")  # fmt: skip
     p.add_argument("--iou", type=float, metavar="IOU",
-                   help="class-aware NMS at this overlap, after the model's own (yolo 0.7, "
-                        "faster_rcnn 0.5, ssd 0.45), which it cannot undo (default: none more)")  # fmt: skip
+                   help="class-aware NMS at this overlap, after the model's own (yolo 0.7, faster_rcnn "
+                        "0.5, ssd300 0.45, ssdlite 0.55), which it cannot undo (default: none more)")  # fmt: skip
     p.add_argument("--max-det", type=int, metavar="N",
                    help="most boxes per image, best first (default 100)")  # fmt: skip
 

@@ -249,7 +249,7 @@ class DetectTask(Task):
     def select(self, prediction: Prediction, selection: Selection) -> Prediction:
         """Boxes scoring at least `conf` (default the display threshold, 0.25 for a detector,
         0.5 for instances), then class-aware NMS at `iou` (default none beyond the model's
-        own: yolo's 0.7, torchvision's 0.5 / SSD's 0.45), then the best `max_det` (default
+        own: yolo's 0.7, faster_rcnn's 0.5, ssd300's 0.45, ssdlite's 0.55), then the best `max_det` (default
         100).  The model's NMS ran first, so an `iou` above its own suppresses nothing more."""
         from torchvision.ops import batched_nms
 
