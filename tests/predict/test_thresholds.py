@@ -145,3 +145,15 @@ def test_a_server_option_a_model_cannot_use_is_refused_at_start(digits):
 
     with pytest.raises(RecogError, match="^digits: --iou: a classifier finds no boxes"):
         create_app({"digits": digits}, ServeConfig(db_url="sqlite://", selection={"iou": 0.5}))
+
+
+def test_keep_all_is_every_candidate_unselected(spread_detector):
+    run, images, _ = spread_detector
+    rec = recog.load(run)
+    files = _files(images)
+    raw = rec.predict(files, keep_all=True)
+    assert all(p.conf is None for p in raw)  # drawn at the display threshold, 0.25
+    assert [len(p.scores) for p in raw] == [len(p.scores) for p in rec.predict(files, conf=0.0)]
+    assert float(torch.cat([p.scores for p in raw]).min()) < 0.25
+    with pytest.raises(recog.RecogError, match="keep_all"):
+        rec.predict(files, keep_all=True, conf=0.5)

@@ -354,6 +354,7 @@ class Recognizer(TrustMethods):
         conf: float | None = None,
         iou: float | None = None,
         max_det: int | None = None,
+        keep_all: bool = False,
     ) -> list[Result]:
         """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images.
 
@@ -363,7 +364,11 @@ class Recognizer(TrustMethods):
         `conf`, `iou`, `max_det` select what is kept as `recog predict` does
         (`Task.select`; None: the task's default, e.g. boxes scoring 0.25 or more).
         Each `Result` knows its `path`, `class_names`, and can `plot()` itself.
+        `keep_all=True`: every candidate the model kept, unselected (what `recog val`
+        measures; the data doctor's box check reads them all, as cleanlab asks).
         """
+        if keep_all and (conf, iou, max_det) != (None, None, None):
+            raise RecogError("keep_all: every candidate, so no conf, iou or max_det with it")
         base = self.selection
         selection = Selection(
             conf=base.conf if conf is None else conf,
@@ -378,8 +383,9 @@ class Recognizer(TrustMethods):
             for group in same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)
                 out += self.predict_batch(
-                    batch, [meta for _, meta in group], reject=reject, selection=selection
-                )
+                    batch, [meta for _, meta in group], reject=reject,
+                    selection=selection, select=not keep_all,
+                )  # fmt: skip
         for i, item in enumerate(items):
             on_disk = isinstance(item, str | Path)
             out[i].path, out[i].source = (str(item), None) if on_disk else (None, item)
@@ -392,6 +398,7 @@ class Recognizer(TrustMethods):
         *,
         reject: bool = True,
         selection: Selection | None = None,
+        select: bool = True,
     ) -> list[Result]:
         """Predictions for prepared uint8 (B, 3, H, W) images on the device (`Task.prepare`'s):
         the task's, with the run's temperature and reject rule, selected (`Task.select`;
@@ -402,6 +409,8 @@ class Recognizer(TrustMethods):
             raw = self.confidence.predict(
                 self.task, self.model, self.spec, images, meta, reject=reject
             )
+        if not select:
+            return [self._result(p) for p in raw]
         selection = selection or self.selection
         return [self._result(self.task.select(p, selection)) for p in raw]
 
