@@ -100,7 +100,7 @@ class Prediction(Target):
         """JSON-ready form (lists of floats and ints, its `path`, class names when known)."""
         class_names = self.class_names if class_names is None else class_names
         out: dict[str, Any] = {} if self.path is None else {"path": self.path}
-        for f in fields(self):
+        for f in fields(Prediction):  # a subclass's extras (Result.source) are not the answer
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 out[f.name] = value.detach().cpu().tolist()

@@ -29,8 +29,10 @@ def test_a_prediction_knows_its_path_and_classes(spread_detector):
     record = preds[0].to_dict()
     assert record["path"] == files[0]
     assert record["names"] == [rec.class_names[int(c)] for c in preds[0].labels]
-    (in_memory,) = rec.predict(np.asarray(Image.open(files[0]).convert("RGB")), conf=0.5)
+    pixels = torch.from_numpy(np.asarray(Image.open(files[0]).convert("RGB")).copy())
+    (in_memory,) = rec.predict(pixels.permute(2, 0, 1), conf=0.5)  # a tensor, not a file
     assert in_memory.path is None  # batched alone: the same boxes to float rounding
+    assert set(in_memory.to_dict()) == {"boxes", "labels", "scores", "names"}
     assert torch.allclose(in_memory.boxes, preds[0].boxes, atol=1e-3)
 
 
