@@ -115,3 +115,20 @@ def test_plot_and_save_draw_what_the_task_draws(spread_detector, tmp_path):
     assert np.array_equal(plotted, expected.permute(1, 2, 0).numpy())
     out = pred.save(tmp_path / "x" / "drawn.png")
     assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), plotted)
+
+
+def test_a_semantic_mask_becomes_one_detection_per_class_present(tmp_path_factory):
+    from serving import segment_run
+
+    rec = recog.load(segment_run(tmp_path_factory))
+    image = torch.randint(0, 60, (3, 48, 64), dtype=torch.uint8)
+    image[:, 8:30, 10:40] = 220
+    (pred,) = rec.predict(image)
+    det = pred.to_supervision()
+    present = sorted(int(k) for k in pred.mask.unique())
+    assert list(det.class_id) == present and det.confidence is None
+    for k, mask, box in zip(present, det.mask, det.xyxy, strict=True):
+        assert np.array_equal(mask, (pred.mask == k).numpy())
+        ys, xs = np.nonzero(mask)
+        assert list(box) == [xs.min(), ys.min(), xs.max(), ys.max()]
+    assert list(det.data["class_name"]) == [rec.class_names[k] for k in present]
