@@ -109,7 +109,7 @@ def test_plot_and_save_draw_what_the_task_draws(spread_detector, tmp_path):
     rec, files, _, preds = _predict(spread_detector, conf=0.5)
     pred = preds[0]
     plotted = pred.plot()
-    expected = rec.task.draw(torch.from_numpy(np.asarray(Image.open(files[0]).convert("RGB")))
+    expected = rec.task.draw(torch.from_numpy(np.array(Image.open(files[0]).convert("RGB")))
                              .permute(2, 0, 1), pred)  # fmt: skip
     assert plotted.shape == (64, 64, 3) and plotted.dtype == np.uint8
     assert np.array_equal(plotted, expected.permute(1, 2, 0).numpy())
