@@ -4,14 +4,37 @@ import recog
 rec = recog.train("digits", "cnn", epochs=15)
 rec = recog.load("runs/classify/digits-cnn")
 rec.predict("photos/")
+
+The names below are imported on first use (PEP 562): `import recog` alone, as
+`recog --help` does on its way to `recog.cli`, imports no torch.
 """
 
-from recog.api import Recognizer, load, train
-from recog.api.results import Result, to_coco, to_df
-from recog.config import TrainConfig
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from recog.errors import RecogError
-from recog.models.factory import create_model, list_models
 from recog.version import __version__
+
+if TYPE_CHECKING:
+    from recog.api import Recognizer, load, train
+    from recog.api.results import Result, to_coco, to_df
+    from recog.config import TrainConfig
+    from recog.models.factory import create_model, list_models
+
+#: public name -> the module that defines it
+_LAZY = {
+    "Recognizer": "recog.api",
+    "load": "recog.api",
+    "train": "recog.api",
+    "Result": "recog.api.results",
+    "to_coco": "recog.api.results",
+    "to_df": "recog.api.results",
+    "TrainConfig": "recog.config",
+    "create_model": "recog.models.factory",
+    "list_models": "recog.models.factory",
+}
 
 __all__ = [
     "Recognizer",
@@ -26,3 +49,21 @@ __all__ = [
     "train",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:  # a subpackage reached as an attribute (`recog.api` after `import recog`)
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists; something it imports is missing
+            raise AttributeError(f"module 'recog' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

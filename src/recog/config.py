@@ -20,8 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from recog.errors import RecogError
-from recog.io import atomic_write_text
-from recog.types import TaskName
+from recog.names import TaskName
 
 CONFIG_VERSION = 2
 
@@ -33,6 +32,7 @@ Cache = Literal["auto", "on", "off"]
 Amp = Literal["auto", "on", "off"]
 SegLoss = Literal["ce", "dice", "ce_dice"]
 AdvTrain = Literal["none", "pgd", "fgsm-rs", "trades"]
+Log = Literal["none", "tensorboard", "mlflow", "tensorboard,mlflow", "mlflow,tensorboard"]
 
 
 #: the value of an optional feature that is off (weights, class_weights)
@@ -104,6 +104,10 @@ class TrainConfig:
     # output
     out: str | None = None
     name: str | None = None
+    # experiment tracking (recog.engine.tracking): RUN/tensorboard/, an MLflow run
+    log: Log = "none"
+    # MLflow tracking URI; auto: MLFLOW_TRACKING_URI, else sqlite beside the run (recorded resolved)
+    log_uri: str = "auto"
     #: what the run ran on (filled by the recipe, never by the user)
     versions: dict[str, str] = field(default_factory=dict)
     version: int = CONFIG_VERSION
@@ -140,6 +144,9 @@ class TrainConfig:
         return [k for k, v in self.to_dict().items() if v is None]
 
     def save(self, path: Path) -> None:
+        # imported here: recog.io imports torch, and the CLI parser reads this module
+        from recog.io import atomic_write_text
+
         atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod

@@ -374,13 +374,31 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def start_block(facts: DataFacts, res: Resolution, run_dir: Any, *, device: str) -> list[str]:
-    """The lines a run prints before its first epoch: what trains on what, and why."""
+def start_block(
+    facts: DataFacts, res: Resolution, run_dir: Any, *, device: str, world_size: int = 1
+) -> list[str]:
+    """The lines a run prints before its first epoch: what trains on what, for how long, where,
+    and why (one `why` line per choice the recipe made)."""
     cfg = res.config
+    spe = steps_per_epoch(facts.n_train, int(cfg.batch_size or 1), cfg.accumulate, world_size)
+    per_step = f"batch {cfg.batch_size}" + (f" x {world_size} processes" if world_size > 1 else "")
+    if cfg.accumulate > 1:
+        per_step += f", {cfg.accumulate} batches a step"
+    if cfg.time:
+        budget = (
+            f"{_fmt_seconds(cfg.time)} of training, at most {cfg.epochs} epochs of {spe} steps "
+            f"({per_step})"
+        )
+    else:
+        budget = f"{cfg.epochs} epochs of {spe} steps = {cfg.steps:,} steps ({per_step})"
     lines = [
-        f"recog train  {facts.task}: {cfg.model} at {cfg.img_size} px on {facts.name} "
-        f"({facts.n_train} train / {facts.n_val} val images, {facts.num_classes} classes)",
-        f"  recipe     batch {cfg.batch_size}, lr {cfg.lr:g} ({cfg.optimizer}, {cfg.schedule}, "
+        "recog train",
+        f"  task       {facts.task}",
+        f"  model      {cfg.model} at {cfg.img_size} px",
+        f"  data       {facts.name}: {facts.n_train} train / {facts.n_val} val images, "
+        f"{facts.num_classes} classes",
+        f"  budget     {budget}",
+        f"  recipe     lr {cfg.lr:g} ({cfg.optimizer}, {cfg.schedule}, "
         f"warm-up {cfg.warmup_epochs:g} epochs), weight decay {cfg.weight_decay:g}, "
         f"augment {cfg.augment}, label smoothing {cfg.label_smoothing:g}"
         + (f", EMA {cfg.ema:g}" if cfg.ema else "")

@@ -23,37 +23,16 @@ the model kept).  Drawing, tables and converters live above
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from enum import StrEnum
 from typing import Any
 
 import torch
 
 from recog.errors import RecogError
 
+# the fixed vocabularies live in a module without torch (the CLI parser reads them)
+from recog.names import MetricName, TaskName  # noqa: F401  (re-exported)
+
 IGNORE_INDEX = 255
-
-
-class TaskName(StrEnum):
-    CLASSIFY = "classify"
-    DETECT = "detect"
-    SEGMENT = "segment"
-
-
-class MetricName(StrEnum):
-    """The headline metric names of `metrics.json` (DESIGN.md), fractions in [0, 1]."""
-
-    TOP1 = "top1"
-    TOP5 = "top5"
-    MACRO_F1 = "macro_f1"
-    ECE = "ece"
-    MAP = "map"  # COCO mAP@[.5:.95]
-    MAP50 = "map50"
-    MAP75 = "map75"
-    MASK_MAP = "mask_map"
-    MASK_MAP50 = "mask_map50"
-    MIOU = "miou"
-    DICE = "dice"
-    PIXEL_ACC = "pixel_acc"
 
 
 @dataclass

@@ -182,8 +182,10 @@ def test_torchrun_two_processes_train_on_cpu(tmp_path):
     assert metrics["num_samples"] == expected  # every val image counted once across the two ranks
     rows = ResultsTable.read(out / "results.csv")
     assert len(rows) == 2
-    # one line per epoch from rank 0 only
-    assert proc.stderr.count("epoch 1/2") + proc.stdout.count("epoch 1/2") == 1
+    # one epoch table (its header, then a row per epoch) from rank 0 only
+    lines = (proc.stderr + proc.stdout).splitlines()
+    assert sum(line.split()[:2] == ["epoch", "train_loss"] for line in lines) == 1
+    assert sum(line.split()[:1] == ["1/2"] for line in lines) == 1
 
 
 # ------------------------------------------------------------ SIGKILL at random points

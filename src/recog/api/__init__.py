@@ -43,6 +43,7 @@ from recog.api.trust import TrustMethods
 from recog.confidence import CONFIDENCE_FILES, Confidence
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
 from recog.engine.distributed import DistContext, pick_device
+from recog.engine.tracking import check_log, open_tracker, tracking_uri
 from recog.engine.trainer import (
     CHECKPOINT_NAME,
     RESULTS_NAME,
@@ -100,6 +101,7 @@ def train(
             raise RecogError("distill_weight and distill_temperature: only with a teacher run")
     if resume is None and cfg.out:
         _check_out(Path(cfg.out), exist_ok=exist_ok)
+    check_log(cfg.log, cfg.log_uri)  # a tracker's missing package, before anything runs
     ctx = DistContext.from_env(cfg.device)
     try:
         return _train(
@@ -132,7 +134,7 @@ def _train(
     if cfg.weights != NONE:
         from recog.models.weights import load_pretrained
 
-        load_pretrained(model, spec, str(cfg.weights))
+        load_pretrained(model, spec, str(cfg.weights), model_args=cfg.model_args)
     if cfg.freeze_backbone:
         from recog.models.weights import freeze_backbone
 
@@ -155,8 +157,9 @@ def _train(
     if any(after[k] != before[k] for k in after if k not in BUDGET_FIELDS | {"ema"}):
         # the cap changed something the loaders read (the mosaic-off epochs): load again
         splits = task_cls.load_splits(res.config)
+    uri = tracking_uri(res.config.log, res.config.log_uri, run_dir)
     cfg = require_resolved(
-        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
+        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name, log_uri=uri), "train"
     )
     resume = resume_dir is not None and (resume_dir / CHECKPOINT_NAME).is_file()
     if ctx.is_main:
@@ -165,12 +168,18 @@ def _train(
         elif resume_dir is not None:
             # killed before its first checkpoint: the run starts over, with nothing of before
             _clear_run(run_dir)
-        _print_start(recipe.start_block(facts, res, run_dir, device=str(ctx.device)))
+        _print_start(
+            recipe.start_block(
+                facts, res, run_dir, device=str(ctx.device), world_size=ctx.world_size
+            )
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in CONFIDENCE_FILES:  # fitted to the model this run is about to replace
             (run_dir / name).unlink(missing_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
         rio.atomic_write_text(run_dir / LABELS_NAME, json.dumps(splits.class_names, indent=1))
+    tracker = open_tracker(cfg.log if ctx.is_main else "none", uri, run_dir, task=str(cfg.task))
+    tracker.start(cfg.to_dict())
     sampler = None
     if cfg.balanced:
         # the global RNG, re-seeded every epoch by the engine, keeps resume exact
@@ -187,8 +196,13 @@ def _train(
         sampler=sampler,
         resume=resume,
         objective=objective,
+        on_epoch=tracker.log_epoch,
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException:
+        tracker.fail()
+        raise
     model = trainer.model
     if ctx.is_main:
         acc = final_evaluation(
@@ -201,7 +215,7 @@ def _train(
         samples = sample_predictions(task, model, splits.val, ctx.device)
         from recog.report.run_outputs import write_outputs
 
-        write_outputs(
+        metrics = write_outputs(
             run_dir,
             task=task,
             acc=acc,
@@ -229,6 +243,7 @@ def _train(
                 "recipe": "; ".join(res.notes),
             },
         )
+        tracker.finish(metrics)
     return Recognizer(
         run_dir=run_dir,
         config=cfg,

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete: this program answers Tab completion)
 """`recog` command line: argument parsing only; every subcommand calls `recog.api` (one job, one file per subcommand would scatter the parser).
 
 `recog train` options are generated from `TrainConfig`'s fields, so the CLI,
@@ -8,121 +9,22 @@ the YAML config and the Python API cannot drift apart.  User mistakes
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
 import json
 import os
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any
 
-from recog.cli import confidence, deploy, doctor, predict, robust, trust
-from recog.config import TrainConfig
+from recog.cli import confidence, deploy, doctor, predict, robust, train_options, trust
 from recog.errors import RecogError
-from recog.types import TaskName
+from recog.names import TaskName
 
-_HIDDEN = {"version", "versions"}
-_HELP = {
-    "data": "digits, a class-folder root (train/ + val/, or <class>/ split by --val-split), or a path,label CSV",
-    "task": "classify (inferred from the model when omitted)",
-    "model": "registry name (see `recog models`) or timm:<name>",
-    "model_args": "builder options as key=value, e.g. width=64 depth=4",
-    "weights": "local pretrained weights (safetensors or state dict), or `torchvision` for the local torch cache",
-    "img_size": "input size in pixels (default: from the images' median size, capped per task)",
-    "epochs": "training epochs (default: a budget in steps planned from the data size)",
-    "steps": "training budget in optimizer steps, instead of --epochs",
-    "time": "fit the run into this much training time, e.g. 90s, 10m, 1h (the schedule follows the clock)",
-    "batch_size": "images per step (default: >= 8 steps an epoch, at most the task's 16 or 32)",
-    "lr": "peak learning rate (default: the model's, else the task's, square-root scaled to the batch)",
-    "ema": "keep an exponential moving average of the weights with this decay (e.g. 0.999)",
-    "patience": "stop after this many epochs without improvement",
-    "hflip": "horizontal-flip probability (default 0.5; 0 for digits)",
-    "cache": "decode and resize images once into memory (auto: datasets up to 20,000 images)",
-    "strict": "fail on the first corrupt image instead of skipping it",
-    "out": "run directory (default runs/<task>/<data>-<model>, numbered when taken)",
-    "classes": "comma-separated class names in label order (mask folders: of the values 0, 1, ...)",
-    "seg_loss": "segmentation loss: cross-entropy, Dice, or their sum (default)",
-    "class_weights": "segmentation: comma-separated loss weight per class",
-    "elastic": "segmentation: probability of an elastic deformation (cells, membranes)",
-    "adv_train": "adversarial training: every batch is attacked first (pgd; fgsm-rs, one random-start step; trades)",
-    "adv_eps": "adversarial training radius, L-inf in [0, 1] pixels, e.g. 8/255 (default 8/255)",
-    "adv_steps": "attack steps per training batch for pgd and trades (default 10)",
-    "teacher": "knowledge distillation: a trained run of the same task and classes teaches this one",
-    "distill_weight": "distillation: loss = (1 - W) * task loss + W * distillation term (default 0.5)",
-    "distill_temperature": "distillation: softens classify logits and YOLO box bins (default 4)",
-}
-
-
-def _parse_value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    hints = get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _HIDDEN:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": _HELP.get(f.name)}
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if f.name == "time":
-            parser.add_argument(flag, metavar="DURATION", **kwargs)
-        elif f.name == "adv_eps":
-            parser.add_argument(flag, metavar="EPS", **kwargs)
-        elif f.name == "teacher":
-            parser.add_argument(flag, metavar="RUN", **kwargs)
-        elif f.name == "classes":
-            parser.add_argument(flag, metavar="A,B,...", **kwargs)
-        elif hint is bool:
-            parser.add_argument(flag, action="store_true", **kwargs)
-        elif get_origin(hint) is Literal:
-            parser.add_argument(flag, choices=list(args), **kwargs)
-        elif get_origin(hint) is dict:
-            parser.add_argument(flag, nargs="+", metavar="KEY=VALUE", **kwargs)
-        else:
-            base = args[0] if get_origin(hint) in (typing.Union, types.UnionType) else hint
-            if get_origin(base) is Literal:
-                parser.add_argument(flag, choices=list(get_args(base)), **kwargs)
-            elif isinstance(base, type) and issubclass(base, enum.Enum):
-                parser.add_argument(flag, choices=[str(m.value) for m in base], **kwargs)
-            else:
-                parser.add_argument(flag, type=base if base in (int, float) else str, **kwargs)
-
-
-def _overrides(ns: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(ns, f.name, None)
-        if value is None or value is False:
-            continue
-        if f.name == "model_args":
-            pairs = {}
-            for item in value:
-                if "=" not in item:
-                    raise RecogError(f"--model-args: expected KEY=VALUE, not {item!r}")
-                key, raw = item.split("=", 1)
-                pairs[key] = _parse_value(raw)
-            value = pairs
-        elif f.name == "time":
-            from recog.config import parse_duration
-
-            value = parse_duration(value)
-        elif f.name == "adv_eps":
-            from recog.config import parse_eps
-
-            value = parse_eps(value, flag="--adv-eps")
-        elif f.name == "classes":
-            value = [name.strip() for name in str(value).split(",")]
-        out[f.name] = value
-    return out
+TRAIN_EXAMPLES = """examples:
+  recog train --data digits --epochs 5
+  recog train --data ./mushrooms --model resnet18 --time 10m
+  recog train --task detect --data shapes --model yolo_n --epochs 15
+  recog train --config runs/classify/digits-cnn/config.yaml --lr 0.01 --out runs/lr-0.01
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,17 +39,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model; writes a run directory")
-    _add_config_options(p)
-    p.add_argument("--config", type=Path, help="a config.yaml to start from (flags override it)")
-    p.add_argument(
-        "--resume", type=Path, metavar="RUN", help="continue an interrupted run from RUN/last.ckpt"
+    p = sub.add_parser(
+        "train",
+        help="train a model; writes a run directory",
+        usage="%(prog)s [--data PATH] [--model NAME] [--epochs N | --steps N | --time DURATION] "
+        "[options]",
+        description="Train a model and write its run directory.\n\nEvery option left out is "
+        "chosen by the recipe from the data, the model and this machine;\nthe start block "
+        "prints what was chosen and why, and RUN/config.yaml records it.",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--exist-ok",
-        action="store_true",
-        help="let --out name an existing run: its old outputs are removed, then it is trained anew",
-    )
+    train_options.add_arguments(p)
 
     p = sub.add_parser("val", help="evaluate a run (its own validation split, or --data)")
     p.add_argument("run", type=Path)
@@ -262,8 +165,9 @@ def _version() -> str:
 # -------------------------------------------------------------- subcommands
 def cmd_train(ns: argparse.Namespace) -> int:
     from recog import api
+    from recog.config import TrainConfig
 
-    overrides = _overrides(ns)
+    overrides = train_options.overrides(ns)
     if ns.resume is not None:
         rec = api.train(
             resume=ns.resume, **({"epochs": overrides["epochs"]} if "epochs" in overrides else {})
@@ -294,27 +198,33 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
-    """What a finished run says: where it is, its numbers, its best epoch, what to do next."""
+    """What a finished run says: its best epoch, its numbers, where it is, what to do next."""
     primary = rec.task.primary_metric
     run = rec.run_dir
+    score = float(metrics.get(primary, 0.0))
     lines = [
-        f"run directory: {run}",
-        f"report: {run / 'report.html'}",
-        _headline(rec.task, metrics),
         f"best epoch {metrics.get('best_epoch')} of {metrics.get('epochs_run')}: "
-        f"{primary} {float(metrics.get(primary, 0.0)):.4f}",
+        f"{primary} {score:.4f} on the validation images"
+        + (f", trained in {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else ""),
+        "  " + _headline(rec.task, {k: v for k, v in metrics.items() if k != "train_seconds"}),
+        f"run directory: {run}",
+        f"weights: {run / 'model.safetensors'}",
+        f"report: {run / 'report.html'}",
     ]
-    if float(metrics.get(primary, 0.0)) <= 0.0:
+    if score <= 0.0:
         lines.append(
             f"warning: {primary} stayed at 0: the model learned nothing it could show on the "
             "validation data; train longer (--epochs, --time), check the labels with "
             f"`recog data check {rec.config.data}`, or try a lower --lr"
         )
+    opener = {"darwin": "open", "win32": "start"}.get(sys.platform, "xdg-open")
     lines += [
         "next:",
-        f"  recog val {run}",
-        f"  recog predict {run} IMAGES...",
-        f"  recog serve {run}",
+        f"  recog val {run}                # metrics, plots and report (--data for other images)",
+        f"  recog predict {run} IMAGES...  # labels of new images (--format json, --save-dir)",
+        f"  recog export {run}             # an ONNX file, checked against the run",
+        f"  recog serve {run}              # REST API and web page",
+        f"  {opener} {run / 'report.html'}",
     ]
     return lines
 
@@ -464,6 +374,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a Tab under `register-python-argcomplete recog`
+        import argcomplete
+
+        argcomplete.autocomplete(parser)  # prints the completions and exits
     ns = parser.parse_args(argv)
     try:
         return COMMANDS[ns.command](ns)

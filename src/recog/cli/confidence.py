@@ -12,7 +12,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from recog.confidence.ood import DEFAULT_SCORE, SCORES
+#: recog.confidence.ood.SCORES and DEFAULT_SCORE, written out so `--help` imports no torch
+#: (tests/cli/test_cli_first_contact.py keeps them equal)
+SCORES = ("msp", "energy", "knn", "mahalanobis")
+DEFAULT_SCORE = "msp"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

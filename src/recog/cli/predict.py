@@ -3,13 +3,13 @@
 Without `--out` the predictions are gathered and printed (table, JSON or CSV): for
 a few images at a terminal.  With `--out results.parquet|.jsonl` they stream
 (`recog.batch`): decoded by `--num-workers` processes, written a batch at a time,
-`--resume`-able, on this machine or through Ray Data (`--engine ray`).
+`--resume`-able, on this machine or through Ray Data (`--engine ray`).  Videos
+are `recog.cli.video`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import sys
@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recog.cli import video
 from recog.cli.deploy import BACKENDS
+from recog.cli.rows import csv_text
 from recog.errors import RecogError
 
 ENGINES = ("local", "ray")
@@ -53,7 +55,7 @@ PREDICT_CONF = "default 0.25 for detection, 0.5 for instances, 0 (all) for class
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="predict image files, folders, globs, manifests (.csv/.parquet of paths) or fsspec URLs",
+        help="predict image files, folders, globs, manifests (.csv/.parquet of paths), fsspec URLs, or videos",
     )
     p.add_argument("run", type=Path)
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -84,6 +86,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="answer a class for every image, even below the run's out-of-distribution threshold",
     )
     p.add_argument("--device", default="auto")
+    p.add_argument("--vid-stride", type=video.stride, metavar="N",
+                   help="videos (.mp4, .mov, ...): predict every N-th frame (default 1, every frame)")  # fmt: skip
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO (`recog export`)")  # fmt: skip
 
@@ -110,6 +114,10 @@ def _refuse_mismatched(ns: argparse.Namespace) -> None:
 
 def cmd_predict(ns: argparse.Namespace) -> int:
     _refuse_mismatched(ns)
+    if video.videos_named(ns.paths):
+        return video.cmd_video(ns)
+    if ns.vid_stride is not None:
+        raise RecogError("--vid-stride: only for videos (.mp4, .mov, .avi, .mkv, .webm, ...)")
     if ns.out is not None and ns.engine == "ray":
         from recog.batch.ray_engine import predict_ray
 
@@ -202,14 +210,7 @@ def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
         print(json.dumps(records, indent=1))
     elif fmt == "csv":
         rows = [row for r in records for row in rec.task.csv_rows(r)]
-        columns: list[str] = []
-        for row in rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns or ["path"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(csv_text(rows))
     else:
         from rich.console import Console
         from rich.table import Table

@@ -1,4 +1,4 @@
-"""The training log: per-epoch console lines and results.csv (bars and warnings: recog.console)."""
+"""The training log: the per-epoch table a run prints, and results.csv (bars and warnings: recog.console)."""
 
 from __future__ import annotations
 
@@ -56,16 +56,61 @@ def _number(text: str | None) -> Any:
             return text
 
 
-def epoch_line(epoch: int, epochs: int, row: dict[str, Any], primary: str) -> str:
-    parts = [f"epoch {epoch + 1}/{epochs}"]
-    parts += [
-        f"{k} {v:.4f}"
-        for k, v in row.items()
-        if k.startswith("train_") and k != "train_images_per_second" and isinstance(v, float)
-    ]
-    if isinstance(row.get(primary), float):
-        parts.append(f"{primary} {row[primary]:.4f}")
-    parts.append(
-        f"{row.get('train_images_per_second', 0.0):.0f} img/s  {row.get('seconds', 0.0):.1f}s"
-    )
-    return "  ".join(parts)
+class EpochTable:
+    """The lines a run prints per epoch: a header once, then one row per epoch, in aligned
+    columns: epoch, the training losses, the validation loss (where the task's metrics have
+    one), the primary metric, the learning rate, images per second and seconds.
+
+    The columns are fixed by the first row (a resumed run prints its header again, once).
+    """
+
+    def __init__(self, primary: str, *, val_loss: str | None = None, epochs: int = 1) -> None:
+        self.primary, self.val_loss = primary, val_loss
+        self.epoch_width = max(len("epoch"), 2 * len(str(epochs)) + 1)
+        self.columns: list[tuple[str, str, int]] | None = None  # (row key, header, width)
+
+    def _columns(self, row: dict[str, Any]) -> list[tuple[str, str, int]]:
+        losses = [k for k in row if k.startswith("train_") and k != "train_images_per_second"]
+        keys = [*losses]
+        if self.val_loss and self.val_loss in row:
+            keys.append(self.val_loss)
+        keys.append(self.primary)
+        columns = [(k, _header(k, self.val_loss), 0) for k in keys]
+        columns += [("lr", "lr", 0), ("train_images_per_second", "img/s", 0), ("seconds", "sec", 0)]
+        return [(key, head, max(len(head), _WIDTHS.get(key, 6))) for key, head, _ in columns]
+
+    def lines(self, epoch: int, epochs: int, row: dict[str, Any]) -> list[str]:
+        """The header (first call only) and the row of `epoch` (0-based) of `epochs`."""
+        out = []
+        if self.columns is None:
+            self.columns = self._columns(row)
+            out.append(
+                "  ".join(["epoch".rjust(self.epoch_width)]
+                          + [head.rjust(width) for _, head, width in self.columns])
+            )  # fmt: skip
+        cells = [f"{epoch + 1}/{epochs}".rjust(self.epoch_width)]
+        cells += [_cell(key, row.get(key)).rjust(width) for key, _, width in self.columns]
+        out.append("  ".join(cells))
+        return out
+
+
+#: a column's narrowest width (metrics and losses: 4 decimals)
+_WIDTHS = {"lr": 8, "train_images_per_second": 6, "seconds": 6}
+
+
+def _header(key: str, val_loss: str | None) -> str:
+    if key == val_loss:
+        return f"val_{key}"
+    return key
+
+
+def _cell(key: str, value: Any) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    if key == "lr":
+        return f"{value:.2e}"
+    if key == "train_images_per_second":
+        return f"{value:.0f}"
+    if key == "seconds":
+        return f"{value:.1f}"
+    return f"{value:.4f}"

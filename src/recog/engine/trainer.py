@@ -4,7 +4,7 @@ The loop knows nothing about tasks or model types: the Task seam supplies
 collation, the loss dict, predictions and metrics.  It owns AMP, gradient
 accumulation and clipping, the per-step schedule, EMA, early stopping,
 best-by-metric checkpointing, exact resume from `last.ckpt`, DDP, progress
-and `results.csv`.
+and `results.csv` (each of whose rows `on_epoch` hears: experiment trackers).
 
 Time budget (`cfg.time` seconds, `--time`): the learning rate follows the
 fraction of the time used; an epoch starts only while at least half an
@@ -41,11 +41,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from recog import io as rio
 from recog.config import TrainConfig, require_resolved
-from recog.console import console, progress_bar
+from recog.console import progress_bar
 from recog.engine import checkpoint as ckpt
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
-from recog.engine.logging import ResultsTable, epoch_line
+from recog.engine.logging import EpochTable, ResultsTable
 from recog.engine.objective import TaskObjective, TrainingObjective
 from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_scheduler
 from recog.errors import RecogError
@@ -126,6 +126,7 @@ class Trainer:
         sampler: Sampler[int] | None = None,
         resume: bool = False,
         objective: TrainingObjective | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
         self.objective = objective or TaskObjective()
@@ -136,8 +137,7 @@ class Trainer:
         self.run_dir = run_dir if ctx.is_main else None
         self.ckpt_dir = run_dir
         self.weights_metadata = weights_metadata or {}
-        self.sampler = sampler
-        self.resume = resume
+        self.sampler, self.resume, self.on_epoch = sampler, resume, on_epoch or (lambda _: None)
         self.amp = amp_dtype(ctx.device, cfg.amp)
 
     # ----------------------------------------------------------------- loaders
@@ -211,11 +211,12 @@ class Trainer:
             )
             rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
-        out = console()
         stopped_early = False
         epochs = int(cfg.epochs)  # type: ignore[arg-type]
         val_seconds = 0.0
+        lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
         with progress_bar(enabled=ctx.is_main) as bar:
+            out = bar.console  # prints above the live bars; a console of its own writes over them
             for epoch in range(state.epoch, epochs):
                 planned = epochs
                 if budget:
@@ -321,7 +322,8 @@ class Trainer:
                 else:
                     table.rows.append(row)
                 if ctx.is_main:
-                    out.print(epoch_line(epoch, planned, row, task.primary_metric))
+                    out.print("\n".join(lines.lines(epoch, planned, row)), markup=False)
+                    self.on_epoch(row)
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:

@@ -16,6 +16,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from recog.errors import RecogError
+from recog.models.hub import timm_weights
 from recog.models.registry import ModelSpec, register_model
 from recog.types import TaskName
 
@@ -67,6 +68,7 @@ for _name, (_head, _min) in _TORCHVISION.items():
     task=CLASSIFY,
     head=("fc",),
     description="ResNet-18 with squeeze-and-excitation blocks (timm seresnet18)",
+    hub_weights=timm_weights("seresnet18"),
 )
 def se_resnet18(*, num_classes: int, img_size: int, **kwargs: Any) -> nn.Module:
     return timm.create_model("seresnet18", pretrained=False, num_classes=num_classes, **kwargs)
@@ -83,6 +85,7 @@ def _vit_patch(img_size: int) -> int:
     min_img_size=16,
     head=("head",),
     description="ViT-Tiny vision transformer (timm)",
+    hub_weights=timm_weights("vit_tiny_patch16_224"),
 )
 def vit_tiny(
     *, num_classes: int, img_size: int, patch_size: int | None = None, **kwargs: Any
@@ -127,4 +130,5 @@ def timm_spec(model_name: str) -> ModelSpec:
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
         description=f"timm {model_name}",
+        hub_weights=timm_weights(model_name),
     )

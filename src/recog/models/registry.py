@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +41,9 @@ class ModelSpec:
     encoder: str = ""
     #: a segmentation model that separates instances (Mask R-CNN) rather than classes
     instance: bool = False
+    #: `--weights timm|smp`: (source, model_args) -> the local file of the library's
+    #: pretrained weights for the model or its encoder (`recog.models.hub`); None: neither
+    hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -58,6 +62,7 @@ def register_model(
     train_defaults: dict[str, Any] | None = None,
     encoder: str = "",
     instance: bool = False,
+    hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
 
@@ -76,6 +81,7 @@ def register_model(
             train_defaults=dict(train_defaults or {}),
             encoder=encoder,
             instance=instance,
+            hub_weights=hub_weights,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn

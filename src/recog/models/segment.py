@@ -15,12 +15,14 @@ masks: `model(images, targets)` with targets {"boxes" (N, 4) xyxy, "labels"
 U-Net comes from segmentation_models_pytorch (any of its encoders, e.g.
 resnet18/34, mobilenet_v2, efficientnet-b0, or a timm one as `tu-<name>`),
 always with `encoder_weights=None`: nothing is downloaded; `--weights` loads a
-local encoder file instead (see `recog.models.weights`).
+local encoder file instead, or `--weights smp` the file smp would have downloaded
+if it is in the local Hugging Face cache (`recog.models.weights`, `recog.models.hub`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +30,9 @@ import torch.nn.functional as F
 import torchvision.models.detection as tvd
 from torch import nn
 
+from recog.errors import RecogError
 from recog.models.detect import TorchvisionDetector
+from recog.models.hub import smp_file, timm_weights
 from recog.models.registry import register_model
 from recog.types import TaskName
 
@@ -81,11 +85,24 @@ class _TimmFCN(nn.Module):
 _SEMANTIC: dict[str, Any] = {"task": TaskName.SEGMENT, "min_img_size": 32}
 
 
+def _unet_encoder_weights(source: str, model_args: Mapping[str, Any]) -> Path:
+    """`--weights smp`: smp's ImageNet weights of the U-Net's encoder (timm's for `tu-`
+    encoders, which `--weights timm` also names)."""
+    encoder = str(model_args.get("encoder", "resnet18"))
+    if source == "timm" and not encoder.startswith("tu-"):
+        raise RecogError(
+            f"--weights timm: unet's encoder {encoder} is smp's own; use --weights smp "
+            "(or --model-args encoder=tu-<timm name>)"
+        )
+    return smp_file(encoder)
+
+
 @register_model(
     "unet",
     default_img_size=256,
     head=("model.segmentation_head",),
     encoder="model.encoder",
+    hub_weights=_unet_encoder_weights,
     description="U-Net (segmentation_models_pytorch), encoder=resnet18 by default",
     # its lr 2e-3 held at batch 8 (membrane, 0.786 mIoU) and 16 (shapes, 0.91): used as is
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
@@ -144,6 +161,7 @@ def fcn(*, num_classes: int, img_size: int) -> SemanticSegmenter:
     head=("model.classifier.4",),
     encoder="model.backbone",
     description="FCN head on a dilated ResNet-18 (timm), output stride 16",
+    hub_weights=timm_weights("resnet18"),
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
     **_SEMANTIC,
 )

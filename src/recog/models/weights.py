@@ -3,20 +3,25 @@
 `--weights` takes a path (safetensors, or a torch/timm state dict read with
 `weights_only=True`) or `torchvision`, meaning the file torchvision would
 have downloaded for this architecture, if it is already in the local torch
-hub cache.  Nothing is ever downloaded.  Classifier-head tensors whose shape
+hub cache; `timm` and `smp` name the file timm or segmentation_models_pytorch
+would have downloaded for the model or its encoder, if it is in the local
+Hugging Face cache (`recog.models.hub`).  Nothing is ever downloaded.  Classifier-head tensors whose shape
 differs (a new set of classes) are left at their fresh initialisation; any
 other mismatch is an error naming the first mismatching layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from recog.errors import RecogError
 from recog.io import load_weights
+from recog.models.hub import HUB_SOURCES
 from recog.models.registry import ModelSpec
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "module", "ema")
@@ -72,15 +77,33 @@ def _is_head(key: str, head: tuple[str, ...]) -> bool:
     return any(key == h or key.startswith(h + ".") for h in head)
 
 
+def _source_file(
+    spec: ModelSpec, source: str, tv_name: str | None, model_args: Mapping[str, Any]
+) -> Path:
+    if source == "torchvision":
+        return cached_torchvision_weights(tv_name or spec.name)
+    if source in HUB_SOURCES:
+        if spec.hub_weights is None:
+            raise RecogError(
+                f"--weights {source}: {spec.name} is not built on {source}'s weights "
+                "(--weights torchvision, or a file's path)"
+            )
+        return spec.hub_weights(source, model_args)
+    return Path(source)
+
+
 def load_pretrained(
-    model: nn.Module, spec: ModelSpec, source: str, *, tv_name: str | None = None
+    model: nn.Module,
+    spec: ModelSpec,
+    source: str,
+    *,
+    tv_name: str | None = None,
+    model_args: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Load `source` into `model`; returns the head keys left freshly initialised."""
-    path = (
-        cached_torchvision_weights(tv_name or spec.name)
-        if source == "torchvision"
-        else Path(source)
-    )
+    """Load `source` into `model`; returns the head keys left freshly initialised.
+
+    `model_args` are the builder's (`--model-args`): which encoder a U-Net has."""
+    path = _source_file(spec, source, tv_name, model_args or {})
     state = read_state_dict(path)
     own = model.state_dict()
     if not any(k in own for k in state):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from recog.console import console, progress_bar
+from recog.console import progress_bar
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import evaluate
 from recog.errors import RecogError
@@ -269,7 +269,6 @@ def measure(
     clean = {k: v for k, v in flat_metrics(evaluate(model, task, loader, ctx).compute()).items() if k in names}  # fmt: skip
     robust: list[dict[str, float]] = []
     cache: dict[int, Any] = {}
-    out = console()
     shown: list[dict[str, Any]] = []
     if gradient is not None and plan.attack not in BLACK_BOX:
         # no gradient to follow: a gradient attack would leave the images as they are and
@@ -299,7 +298,8 @@ def measure(
             bar.remove_task(bar_id)
             values = {k: v for k, v in flat_metrics(acc.compute()).items() if k in names}
             robust.append({"eps": float(eps), **values})
-            out.print(f"  eps {eps:.4g}: {metric} {values.get(metric, math.nan):.4f} "
+            # the bars' own console prints above them (another would write over the live bar)
+            bar.console.print(f"  eps {eps:.4g}: {metric} {values.get(metric, math.nan):.4f} "
                       f"(clean {clean.get(metric, math.nan):.4f})", markup=False)  # fmt: skip
             shown = [{"eps": float(eps), "clean": keep["clean"], "adv": keep["adv"]}]
     result = Robustness(

@@ -55,6 +55,9 @@ class Task(ABC):
     ranks_classes: ClassVar[bool] = False
     #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
     headline_metrics: ClassVar[tuple[MetricName, ...]]
+    #: the validation metric that is a loss (lower is better), where the task's metrics
+    #: compute one: the epoch table's val column beside the training loss
+    val_loss: ClassVar[str | None] = None
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
     #: whether the model answers one row of class logits per image (`logits`), so

@@ -61,6 +61,8 @@ class ClassifyTask(Task):
         MetricName.MACRO_F1,
         MetricName.ECE,
     )
+    #: the cross-entropy of the validation images (`metrics.classification`'s nll)
+    val_loss: ClassVar[str | None] = "nll"
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
     class_logits: ClassVar[bool] = True

@@ -1,0 +1,118 @@
+"""`recog predict RUN clip.mp4 [--vid-stride N]`: per-frame rows on stdout or in `--out`, and the drawn clip.
+
+`recog.cli.predict` hands over when every path is a video (`recog.api.video`
+does the work); the rows are printed as a table, JSON or CSV, or written to
+`--out` as `.jsonl`, `.json`, `.csv` or `.parquet`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recog.cli.rows import csv_text
+from recog.errors import RecogError
+
+OUT_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def stride(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be 1 (every frame) or more")
+    return value
+
+
+def videos_named(paths: list[str]) -> bool:
+    """True when every path is a video; a mix of videos and images is refused."""
+    from recog.api.video import is_video
+
+    kinds = {is_video(p) for p in paths}
+    if kinds == {True, False}:
+        raise RecogError(
+            f"{next(p for p in paths if is_video(p))}: videos and images in one command; "
+            "predict them separately"
+        )
+    return kinds == {True}
+
+
+def cmd_video(ns: argparse.Namespace) -> int:
+    from recog import api
+    from recog.api.video import predict_video, require_av
+
+    for flag, value in (("--resume", ns.resume), ("--num-workers", ns.num_workers),
+                        ("--engine ray", ns.engine == "ray")):  # fmt: skip
+        if value not in (None, False):
+            raise RecogError(f"{flag}: for image jobs, not videos")
+    if ns.out is not None and ns.out.suffix not in OUT_SUFFIXES:
+        raise RecogError(f"{ns.out}: video rows go to {', '.join(OUT_SUFFIXES)} files")
+    if ns.format == "coco":
+        raise RecogError("--format coco: for images (a video's frames have no COCO image ids)")
+    from recog.types import Selection
+
+    chosen = Selection(conf=ns.conf, iou=ns.iou, max_det=ns.max_det)
+    require_av(ns.paths[0])
+    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
+    rec.task.check_selection(chosen)
+    rec.selection = chosen  # every frame's `predict` keeps what --conf --iou --max-det say
+    records: list[dict[str, Any]] = []
+    for path in ns.paths:
+        records += predict_video(
+            rec, path, stride=ns.vid_stride or 1, batch_size=ns.batch_size,
+            reject=not ns.no_reject, top_k=ns.top_k, save_dir=ns.save_dir,
+        )  # fmt: skip
+    if ns.out is not None:
+        _write(rec, records, ns.out)
+        print(f"{ns.out}: {len(records)} frames", file=sys.stderr)
+        return 0
+    if ns.format == "table":
+        _table(rec, records)
+    else:
+        sys.stdout.write(_text(rec, records, ns.format))
+    return 0
+
+
+def _csv_rows(rec: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The task's CSV rows of each frame, led by its file, frame index and time."""
+    rows = []
+    for r in records:
+        lead = {"path": r["path"], "frame": r["frame"], "time_s": r["time_s"]}
+        rows += [{**lead, **row} for row in rec.task.csv_rows(r)]
+    return rows
+
+
+def _text(rec: Any, records: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(records, indent=1) + "\n"
+    if fmt == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in records)
+    return csv_text(_csv_rows(rec, records))
+
+
+def _write(rec: Any, records: list[dict[str, Any]], out: Path) -> None:
+    from recog.io import atomic_write, atomic_write_text
+
+    if out.suffix != ".parquet":
+        atomic_write_text(out, _text(rec, records, out.suffix[1:]))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(_csv_rows(rec, records))
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+
+
+def _table(rec: Any, records: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(records)} frames, {rec.config.model}")
+    for column in ("video", "frame", "time s", "result"):
+        table.add_column(column)
+    for r in records:
+        shown = {k: v for k, v in r.items() if k not in ("frame", "time_s")}
+        table.add_row(r["path"], str(r["frame"]), f"{r['time_s']:.3f}", rec.task.summary(shown))
+    Console(width=160).print(table)
