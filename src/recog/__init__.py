@@ -19,6 +19,7 @@ from recog.version import __version__
 
 if TYPE_CHECKING:
     from recog.api import Recognizer, load, train
+    from recog.api.results import Result, to_coco, to_df
     from recog.config import TrainConfig
     from recog.models.factory import create_model, list_models
 
@@ -27,6 +28,9 @@ _LAZY = {
     "Recognizer": "recog.api",
     "load": "recog.api",
     "train": "recog.api",
+    "Result": "recog.api.results",
+    "to_coco": "recog.api.results",
+    "to_df": "recog.api.results",
     "TrainConfig": "recog.config",
     "create_model": "recog.models.factory",
     "list_models": "recog.models.factory",
@@ -35,10 +39,13 @@ _LAZY = {
 __all__ = [
     "Recognizer",
     "RecogError",
+    "Result",
     "TrainConfig",
     "create_model",
     "list_models",
     "load",
+    "to_coco",
+    "to_df",
     "train",
     "__version__",
 ]

@@ -12,6 +12,12 @@ resize the model saw.
   predictions add `scores` (N,).
 - semantic segmentation: `mask` (H, W) int64 class ids, 255 = ignore.
 - instance segmentation: detection fields plus `masks` (N, H, W) bool.
+
+A `Prediction` from `Recognizer.predict` also carries its source `path` (None
+for an in-memory image), the run's `class_names`, and the `conf` it was
+selected at (`Selection`; None: straight from `Task.predict`, every candidate
+the model kept).  Drawing, tables and converters live above
+(`recog.api.results`): this module stays free of PIL, pandas and supervision.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import torch
+
+from recog.errors import RecogError
 
 # the fixed vocabularies live in a module without torch (the CLI parser reads them)
 from recog.names import MetricName, TaskName  # noqa: F401  (re-exported)
@@ -106,11 +114,18 @@ class Prediction(Target):
     scores: torch.Tensor | None = None
     unknown: bool = False
     ood_score: float | None = None
+    #: the image file (or URL) predicted; None for an array, tensor or PIL image
+    path: str | None = None
+    #: the run's classes, so a prediction names its labels on its own
+    class_names: list[str] | None = field(default=None, repr=False)
+    #: the score threshold this prediction was selected at (`Task.select`); None: unselected
+    conf: float | None = None
 
     def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
-        """JSON-ready form (lists of floats and ints, class names when known)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
+        """JSON-ready form (lists of floats and ints, its `path`, class names when known)."""
+        class_names = self.class_names if class_names is None else class_names
+        out: dict[str, Any] = {} if self.path is None else {"path": self.path}
+        for f in fields(Prediction):  # a subclass's extras (Result.source) are not the answer
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 out[f.name] = value.detach().cpu().tolist()
@@ -125,6 +140,33 @@ class Prediction(Target):
                 else [class_names[int(i)] for i in labels]
             )
         return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which of a model's candidates a prediction keeps (`recog predict --conf --iou --max-det`).
+
+    `conf`: the lowest score kept; `iou`: class-aware NMS at this overlap, after the
+    model's own; `max_det`: the most objects per image, best first.  None: the task's
+    default (`Task.select` says what each means for its task, or refuses it).
+    """
+
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.conf is not None and not 0.0 <= self.conf <= 1.0:
+            raise RecogError(f"--conf {self.conf}: must be in [0, 1]")
+        if self.iou is not None and not 0.0 < self.iou <= 1.0:
+            raise RecogError(f"--iou {self.iou}: must be in (0, 1]")
+        if self.max_det is not None and self.max_det < 1:
+            raise RecogError(f"--max-det {self.max_det}: must be 1 or more")
+
+    def given(self) -> list[str]:
+        """The options set, as flags (`--conf`, ...), for a task that refuses them."""
+        return [f"--{k.replace('_', '-')}" for k in ("conf", "iou", "max_det")
+                if getattr(self, k) is not None]  # fmt: skip
 
 
 @dataclass

@@ -28,6 +28,7 @@ from recog.api.images import (
     prepared_batches,
     same_size_runs,
 )
+from recog.api.results import Result
 from recog.api.runs import (  # noqa: F401  (the API's names)
     CONFIG_NAME,
     LABELS_NAME,
@@ -56,7 +57,7 @@ from recog.errors import RecogError
 from recog.models.registry import ModelSpec
 from recog.resolve import infer_task, resolve_config  # noqa: F401  (the API's names)
 from recog.tasks import Task
-from recog.types import Prediction
+from recog.types import Prediction, Selection
 
 
 # --------------------------------------------------------------------- train
@@ -351,6 +352,9 @@ class Recognizer(TrustMethods):
         self.model = model.to(device).eval()
         #: the run's temperature and reject rule (`recog calibrate`), None without
         self.confidence = confidence
+        #: what `predict` and `predict_batch` keep when a call names nothing else (its None
+        #: values: the task's defaults); `recog predict --out --conf` sets it for a whole job
+        self.selection = Selection()
 
     @property
     def img_size(self) -> int:
@@ -365,20 +369,44 @@ class Recognizer(TrustMethods):
         *,
         batch_size: int = 32,
         reject: bool = True,
-    ) -> list[Prediction]:
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        keep_all: bool = False,
+    ) -> list[Result]:
         """Predictions for image files, folders, globs, or uint8 (3, H, W) tensors / HxWx3 arrays / PIL images.
 
         A calibrated run's temperature is applied; with its out-of-distribution
         rule, an image below the threshold comes back `unknown` with its
         `ood_score` (`reject=False`: no rule, every image gets a class).
+        `conf`, `iou`, `max_det` select what is kept as `recog predict` does
+        (`Task.select`; None: the task's default, e.g. boxes scoring 0.25 or more).
+        Each `Result` knows its `path`, `class_names`, and can `plot()` itself.
+        `keep_all=True`: every candidate the model kept, unselected (what `recog val`
+        measures; the data doctor's box check reads them all, as cleanlab asks).
         """
+        if keep_all and (conf, iou, max_det) != (None, None, None):
+            raise RecogError("keep_all: every candidate, so no conf, iou or max_det with it")
+        base = self.selection
+        selection = Selection(
+            conf=base.conf if conf is None else conf,
+            iou=base.iou if iou is None else iou,
+            max_det=base.max_det if max_det is None else max_det,
+        )
+        self.task.check_selection(selection)
         items = _as_image_list(images)
-        out: list[Prediction] = []
+        out: list[Result] = []
         for prepared in prepared_batches(items, batch_size, self.task.prepare):
             # a task may keep each image's own size (segmentation): batch equal sizes together
             for group in same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)
-                out += self.predict_batch(batch, [meta for _, meta in group], reject=reject)
+                out += self.predict_batch(
+                    batch, [meta for _, meta in group], reject=reject,
+                    selection=selection, select=not keep_all,
+                )  # fmt: skip
+        for i, item in enumerate(items):
+            on_disk = isinstance(item, str | Path)
+            out[i].path, out[i].source = (str(item), None) if on_disk else (None, item)
         return out
 
     def predict_batch(
@@ -387,22 +415,43 @@ class Recognizer(TrustMethods):
         meta: Sequence[dict[str, Any]] | None = None,
         *,
         reject: bool = True,
-    ) -> list[Prediction]:
+        selection: Selection | None = None,
+        select: bool = True,
+    ) -> list[Result]:
         """Predictions for prepared uint8 (B, 3, H, W) images on the device (`Task.prepare`'s):
-        the task's, with the run's temperature and reject rule (the server's micro-batches)."""
+        the task's, with the run's temperature and reject rule, selected (`Task.select`;
+        None: `self.selection`) as every caller selects (the server's micro-batches)."""
         if self.confidence is None:
-            return self.task.predict(self.model, images, meta)
-        return self.confidence.predict(
-            self.task, self.model, self.spec, images, meta, reject=reject
-        )
+            raw = self.task.predict(self.model, images, meta)
+        else:
+            raw = self.confidence.predict(
+                self.task, self.model, self.spec, images, meta, reject=reject
+            )
+        if not select:
+            return [self._result(p) for p in raw]
+        selection = selection or self.selection
+        return [self._result(self.task.select(p, selection)) for p in raw]
+
+    def _result(self, pred: Prediction) -> Result:
+        values = {f.name: getattr(pred, f.name) for f in dataclasses.fields(pred)}
+        return Result(**{**values, "class_names": self.class_names, "task": self.task})
 
     def predict_files(
-        self, paths: Sequence[str], *, batch_size: int = 32, reject: bool = True
-    ) -> tuple[list[Path], list[Prediction]]:
+        self,
+        paths: Sequence[str],
+        *,
+        batch_size: int = 32,
+        reject: bool = True,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+    ) -> tuple[list[Path], list[Result]]:
         from recog.data import find_images
 
         files = find_images(list(paths))
-        return files, self.predict(files, batch_size=batch_size, reject=reject)
+        return files, self.predict(
+            files, batch_size=batch_size, reject=reject, conf=conf, iou=iou, max_det=max_det
+        )
 
     def _dataset(self, data: str | None) -> Any:
         """`data` with the run's classes at its input size; None: the run's validation split."""
@@ -420,9 +469,28 @@ class Recognizer(TrustMethods):
                           **options)  # fmt: skip
 
     def evaluate(
-        self, data: str | None = None, *, out_dir: str | Path | None = None
+        self,
+        data: str | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
     ) -> dict[str, Any]:
-        """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report."""
+        """Metrics on `data` (default: the run's own validation split); with `out_dir`, also plots and report.
+
+        Unlike `predict`, nothing is selected by default: mAP integrates precision over
+        every recall the model reaches, down to its own lowest score (0.001 for yolo),
+        and cutting at predict's 0.25 would end the curve early and lower it.  `conf`,
+        `iou`, `max_det` measure the model as `predict` with them answers."""
+        selection = Selection(conf=conf, iou=iou, max_det=max_det)
+        self.task.check_selection(selection)
+        select = None
+        if selection.given():
+
+            def select(preds: list[Prediction]) -> list[Prediction]:
+                return [self.task.select(p, selection) for p in preds]
+
         start = time.perf_counter()
         dataset = self._dataset(data)
         name = self.config.data if data is None else data
@@ -435,8 +503,13 @@ class Recognizer(TrustMethods):
             dataset,
             ctx,
             batch_size=int(self.config.batch_size) * 2,  # type: ignore[arg-type]
+            select=select,
         )
         extra = {"eval_seconds": round(time.perf_counter() - start, 3), "data": str(name)}
+        if selection.given():
+            extra["selection"] = {
+                k: v for k, v in dataclasses.asdict(selection).items() if v is not None
+            }
         if out_dir is None:
             return {**acc.compute(), **extra}
         from recog.report.run_outputs import write_outputs

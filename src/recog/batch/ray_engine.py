@@ -39,13 +39,15 @@ class _Predictor:
     """One Ray actor: a Recognizer loaded once, then a batch of input names at a time."""
 
     def __init__(self, run_dir: str, device: str, backend: str, top_k: int, reject: bool,
-                 threads: int):  # fmt: skip
+                 threads: int, selection: dict[str, Any] | None = None):  # fmt: skip
         import torch
 
         from recog import api
+        from recog.types import Selection
 
         torch.set_num_threads(max(1, threads))
         self.rec = api.load(run_dir, device=device, backend=backend)
+        self.rec.selection = Selection(**(selection or {}))
         self.top_k, self.reject = top_k, reject
 
     def __call__(self, batch: dict[str, Any]) -> Any:
@@ -81,11 +83,14 @@ def _init_ray(address: str | None) -> Any:
 def predict_ray(
     run_dir: Path, paths: list[str], out: Path, *, batch_size: int, top_k: int, reject: bool,
     num_workers: int, address: str | None = None, device: str = "cpu", backend: str = "torch",
+    selection: dict[str, Any] | None = None,
 ) -> StreamSummary:  # fmt: skip
-    """Predict every input on Ray Data; `out` becomes a folder of Parquet files."""
+    """Predict every input on Ray Data; `out` becomes a folder of Parquet files; `selection`
+    the `Recognizer.predict` keywords conf, iou, max_det."""
     import pyarrow.parquet as pq
 
     from recog import api
+    from recog.types import Selection
 
     out = Path(out)
     if out.exists():
@@ -94,6 +99,8 @@ def predict_ray(
         raise RecogError(f"{out.parent}: no such directory for --out")
     # a run that cannot load fails here, in one line, not in every actor
     rec = api.load(run_dir, device="cpu", backend=backend)
+    rec.selection = Selection(**(selection or {}))
+    rec.task.check_selection(rec.selection)
     settings = job_settings(rec, top_k=top_k, batch_size=batch_size, reject=reject)
     del rec
     inputs = list_inputs(paths)
@@ -121,6 +128,7 @@ def predict_ray(
             "top_k": top_k,
             "reject": reject,
             "threads": threads,
+            "selection": selection,
         },
         batch_size=batch_size,
         batch_format="pyarrow",

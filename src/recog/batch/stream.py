@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,9 @@ class StreamSummary:
 
 
 def job_settings(rec: Any, *, top_k: int, batch_size: int, reject: bool) -> dict[str, Any]:
-    """What decides the numbers in the output: a resume must match them."""
+    """What decides the numbers in the output: a resume must match them (the recognizer's
+    `selection`, `--conf --iou --max-det`, among them when set)."""
+    chosen = {k: v for k, v in asdict(rec.selection).items() if v is not None}
     return {
         "run": str(rec.run_dir.resolve()),
         "model": str(rec.config.model),
@@ -52,6 +54,7 @@ def job_settings(rec: Any, *, top_k: int, batch_size: int, reject: bool) -> dict
         "top_k": top_k,
         "batch_size": batch_size,
         "reject": reject,
+        **({"selection": chosen} if chosen else {}),
     }
 
 

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", choices=deploy.BACKENDS, default="torch",
                    help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO")  # fmt: skip
+    # mAP integrates precision down to the model's lowest kept score: predict's 0.25 would cut it
+    predict.add_selection(p, conf_default="default: none, every box the model keeps (yolo: "
+                          "down to 0.001), as mAP needs; set it to measure what predict shows")  # fmt: skip
 
     predict.add_parsers(sub)
 
@@ -107,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="REST API and web page for one or more runs")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN")
+    predict.add_selection(p, conf_default=predict.PREDICT_CONF +
+                          "; a request's conf, iou, max_det parameters override these")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
@@ -240,7 +245,7 @@ def cmd_val(ns: argparse.Namespace) -> int:
 
     rec = api.load(ns.run, device=ns.device, backend=ns.backend)
     out = ns.out or (ns.run / "val")
-    metrics = rec.evaluate(ns.data, out_dir=out)
+    metrics = rec.evaluate(ns.data, out_dir=out, **predict.selection(ns))
     print(_headline(rec.task, metrics))
     print(f"report: {out / 'report.html'}")
     return 0
@@ -338,6 +343,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         db_url=ns.db,
         history_queue=ns.history_queue,
         limits=limits,
+        selection=predict.selection(ns),
     )
     serve(
         ns.runs,

@@ -20,6 +20,7 @@ from typing import Any
 from recog.cli import video
 from recog.cli.deploy import BACKENDS
 from recog.cli.rows import csv_text
+from recog.errors import RecogError
 
 ENGINES = ("local", "ray")
 
@@ -31,6 +32,26 @@ def _workers(text: str) -> int:
     return value
 
 
+def add_selection(p: argparse.ArgumentParser, *, conf_default: str) -> None:
+    """`--conf`, `--iou`, `--max-det` (`Task.select`; `recog predict`, `val` and `serve`)."""
+    p.add_argument("--conf", type=float, metavar="P",
+                   help=f"lowest score kept: boxes (detection, instances), classes listed in top-k "
+                        f"(classification); {conf_default}")  # fmt: skip
+    p.add_argument("--iou", type=float, metavar="IOU",
+                   help="class-aware NMS at this overlap, after the model's own (yolo 0.7, faster_rcnn "
+                        "0.5, ssd300 0.45, ssdlite 0.55), which it cannot undo (default: none more)")  # fmt: skip
+    p.add_argument("--max-det", type=int, metavar="N",
+                   help="most boxes per image, best first (default 100)")  # fmt: skip
+
+
+def selection(ns: argparse.Namespace) -> dict[str, Any]:
+    """The parsed `--conf`, `--iou`, `--max-det` as `Recognizer` keyword arguments."""
+    return {"conf": ns.conf, "iou": ns.iou, "max_det": ns.max_det}
+
+
+PREDICT_CONF = "default 0.25 for detection, 0.5 for instances, 0 (all) for classification"
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
@@ -39,8 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table",
-                   help="what stdout shows without --out")  # fmt: skip
+    p.add_argument("--format", choices=["table", "json", "csv", "coco"], default="table",
+                   help="what stdout shows without --out (coco: COCO results JSON of the boxes, "
+                        "image ids from 1 in input order, category ids class index + 1)")  # fmt: skip
     p.add_argument("--out", type=Path,
                    help="stream one row per image to this .parquet or .jsonl file instead (for many images)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
@@ -53,9 +75,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ray-address", help="--engine ray: a running cluster (default: start one here)"
     )
-    p.add_argument(
-        "--save-dir", type=Path, help="also save each image with its prediction drawn on it"
-    )
+    p.add_argument("--save-dir", type=Path,
+                   help="also save each image with its prediction drawn on it, at its path "
+                        "relative to the inputs' common folder (and a mask PNG for segmentation)")  # fmt: skip
+    add_selection(p, conf_default=PREDICT_CONF)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument(
         "--no-reject",
@@ -70,8 +93,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _refuse_mismatched(ns: argparse.Namespace) -> None:
-    from recog.errors import RecogError
-
     if ns.batch_size < 1:
         raise RecogError(f"--batch-size {ns.batch_size}: must be 1 or more")
     if ns.out is None:
@@ -96,8 +117,6 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if video.videos_named(ns.paths):
         return video.cmd_video(ns)
     if ns.vid_stride is not None:
-        from recog.errors import RecogError
-
         raise RecogError("--vid-stride: only for videos (.mp4, .mov, .avi, .mkv, .webm, ...)")
     if ns.out is not None and ns.engine == "ray":
         from recog.batch.ray_engine import predict_ray
@@ -105,40 +124,62 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         summary = predict_ray(
             ns.run, ns.paths, ns.out, batch_size=ns.batch_size, top_k=ns.top_k,
             reject=not ns.no_reject, num_workers=ns.num_workers or 1, address=ns.ray_address,
-            device=ns.device, backend=ns.backend,
+            device=ns.device, backend=ns.backend, selection=selection(ns),
         )  # fmt: skip
         return _finish(ns.out, summary)
     from recog import api
+    from recog.types import Selection
 
+    chosen = Selection(**selection(ns))  # a value out of range: refused before the model loads
     rec = api.load(ns.run, device=ns.device, backend=ns.backend)
+    rec.task.check_selection(chosen)
     if ns.out is not None:
         return _stream(rec, ns)
-    files, preds = rec.predict_files(ns.paths, batch_size=ns.batch_size, reject=not ns.no_reject)
-    records = [
-        {"path": str(f), **rec.task.to_record(p, top_k=ns.top_k)}
-        for f, p in zip(files, preds, strict=True)
-    ]
-    if ns.save_dir:
-        for path, pred in zip(files, preds, strict=True):
-            _save_drawn(rec, str(path), pred, ns.save_dir)
-    _print_records(rec, records, ns.format)
+    from recog.data import find_images
+
+    names = [str(f) for f in find_images(list(ns.paths))]
+    targets = _save_targets(names, ns.save_dir)
+    preds = rec.predict(names, batch_size=ns.batch_size, reject=not ns.no_reject, **selection(ns))
+    if ns.format == "coco":
+        from recog.api.results import coco_json
+
+        print(coco_json(preds))
+    else:
+        records = [{"path": p.path, **rec.task.to_record(p, top_k=ns.top_k)} for p in preds]
+        _print_records(rec, records, ns.format)
+    for name, pred in zip(names, preds, strict=True):
+        if targets:
+            _save_drawn(rec, name, pred, targets[name])
     return 0
+
+
+def _save_targets(names: list[str], save_dir: Path | None) -> dict[str, Path]:
+    """Each input's drawn file under `save_dir`, mirroring the input tree (none without it)."""
+    if save_dir is None:
+        return {}
+    from recog.api.results import mirrored_paths
+
+    return {n: save_dir / rel for n, rel in zip(names, mirrored_paths(names), strict=True)}
 
 
 def _stream(rec: Any, ns: argparse.Namespace) -> int:
     from recog.batch import job_settings, list_inputs, open_sink, predict_stream
+    from recog.types import Selection
 
     inputs = list_inputs(ns.paths)
+    if ns.format == "coco":
+        raise RecogError("--format coco: the boxes print on stdout, without --out")
+    rec.selection = Selection(**selection(ns))  # every batch of the job, and its settings
     settings = job_settings(rec, top_k=ns.top_k, batch_size=ns.batch_size, reject=not ns.no_reject)
     sink = open_sink(ns.out, settings, resume=ns.resume, batch_size=ns.batch_size)
     on_batch = None
     if ns.save_dir:
-        ns.save_dir.mkdir(parents=True, exist_ok=True)
+        targets = _save_targets(inputs, ns.save_dir)
 
         def on_batch(names: list[str], preds: list[Any]) -> None:
             for name, pred in zip(names, preds, strict=True):
                 if pred is not None:
-                    _save_drawn(rec, name, pred, ns.save_dir)
+                    _save_drawn(rec, name, pred, targets[name])
 
     summary = predict_stream(
         rec, inputs, sink, batch_size=ns.batch_size, num_workers=ns.num_workers, top_k=ns.top_k,
@@ -182,19 +223,19 @@ def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
         Console(width=160).print(table)
 
 
-def _save_drawn(rec: Any, name: str, pred: Any, save_dir: Path) -> None:
+def _save_drawn(rec: Any, name: str, pred: Any, target: Path) -> None:
+    """The drawn image at `target` (PNG) and the task's files beside it (a mask PNG)."""
     from PIL import Image
 
     from recog.batch.sources import read_input
     from recog.io import atomic_write_bytes
 
-    save_dir.mkdir(parents=True, exist_ok=True)
-    stem = Path(name.rsplit("/", 1)[-1]).stem
+    target.parent.mkdir(parents=True, exist_ok=True)
     drawn = rec.task.draw(read_input(name), pred)
     buf = io.BytesIO()
     Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
-    atomic_write_bytes(save_dir / f"{stem}.png", buf.getvalue())
-    rec.task.save_prediction(pred, save_dir, stem)
+    atomic_write_bytes(target, buf.getvalue())
+    rec.task.save_prediction(pred, target.parent, target.stem)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"predict": cmd_predict}

@@ -49,8 +49,15 @@ def cmd_video(ns: argparse.Namespace) -> int:
             raise RecogError(f"{flag}: for image jobs, not videos")
     if ns.out is not None and ns.out.suffix not in OUT_SUFFIXES:
         raise RecogError(f"{ns.out}: video rows go to {', '.join(OUT_SUFFIXES)} files")
+    if ns.format == "coco":
+        raise RecogError("--format coco: for images (a video's frames have no COCO image ids)")
+    from recog.types import Selection
+
+    chosen = Selection(conf=ns.conf, iou=ns.iou, max_det=ns.max_det)
     require_av(ns.paths[0])
     rec = api.load(ns.run, device=ns.device, backend=ns.backend)
+    rec.task.check_selection(chosen)
+    rec.selection = chosen  # every frame's `predict` keeps what --conf --iou --max-det say
     records: list[dict[str, Any]] = []
     for path in ns.paths:
         records += predict_video(

@@ -191,7 +191,8 @@ def diagnose(
         recognizer = rec
 
         def predict(files: Sequence[Path]) -> list:
-            return recognizer.predict(list(files), reject=False)
+            # every candidate, low scores too: cleanlab's box check weighs them all
+            return recognizer.predict(list(files), reject=False, keep_all=True)
 
     labels, how = task_cls.doctor_label_findings(clean_inv, cross_validated=cross_validated,
                                              predict=predict)  # fmt: skip

@@ -20,7 +20,7 @@ from torch.utils.data import Sampler
 from recog.engine.distributed import DistContext
 from recog.metrics.base import Accumulator
 from recog.tasks.base import Task
-from recog.types import Batch
+from recog.types import Batch, Prediction
 
 
 class ShardSampler(Sampler[int]):
@@ -44,6 +44,7 @@ def evaluate(
     *,
     on_batch: Callable[[int], None] | None = None,
     perturb: Callable[[Batch], torch.Tensor] | None = None,
+    select: Callable[[list[Prediction]], list[Prediction]] | None = None,
 ) -> Accumulator:
     """Run `task.predict` over `loader` in full precision (whatever training used), as
     `recog val`, predict and the server do; returns the (rank-merged) accumulator."""
@@ -59,6 +60,8 @@ def evaluate(
             model.eval()
         with torch.inference_mode():
             predictions = task.predict(model, images, batch.meta)
+        if select is not None:  # what `predict` with the same options would keep
+            predictions = select(predictions)
         acc.update(predictions, batch.truth)
         if on_batch is not None:
             on_batch(len(batch))

@@ -51,6 +51,7 @@ from recog.engine.optim import amp_dtype, build_ema, build_optimizer, build_sche
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.tasks.base import Task
+from recog.types import Prediction
 
 CHECKPOINT_NAME = "last.ckpt"
 WEIGHTS_NAME = "model.safetensors"
@@ -428,12 +429,14 @@ def final_evaluation(
     *,
     batch_size: int,
     workers: int = 0,
+    select: Callable[[list[Prediction]], list[Prediction]] | None = None,
 ) -> Accumulator:
-    """Evaluate `model` on `dataset` with the task's own collation (no training)."""
+    """Evaluate `model` on `dataset` with the task's own collation (no training);
+    `select` keeps part of each batch's predictions (`recog val --conf`)."""
     loader = DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=task.collate
     )
-    return evaluate(model.to(ctx.device), task, loader, ctx)
+    return evaluate(model.to(ctx.device), task, loader, ctx, select=select)
 
 
 def sample_predictions(

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from recog.api import Recognizer
+from recog.errors import RecogError
 from recog.serve.batcher import MicroBatcher
 from recog.serve.errors import install_error_handlers
 from recog.serve.metrics import ServerMetrics
@@ -28,6 +29,7 @@ from recog.serve.routes import attack, explain, history, models, page, predict, 
 from recog.serve.schemas import PredictJSON
 from recog.serve.state import ServeConfig, ServedModel, Serving, unique_names
 from recog.serve.store import Store
+from recog.types import Selection
 
 __all__ = ["ServeConfig", "create_app", "unique_names"]
 
@@ -49,7 +51,12 @@ def create_app(
         raise ValueError("create_app needs at least one recognizer")
     metrics = ServerMetrics()
     served: dict[str, ServedModel] = {}
+    defaults = Selection(**config.selection)
     for name, rec in named.items():
+        try:  # a server option that means nothing for a model: refused before serving
+            rec.task.check_selection(defaults)
+        except RecogError as exc:
+            raise RecogError(f"{name}: {exc}") from None
         batcher = MicroBatcher(
             rec,
             max_batch=config.max_batch,

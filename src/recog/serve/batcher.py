@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from recog.api import Recognizer
+from recog.types import Selection
 
 
 class QueueFull(Exception):
@@ -37,6 +38,7 @@ class _Item:
     future: asyncio.Future[dict[str, Any]]
     reject: bool = True  # apply the run's out-of-distribution rule
     queued: float = field(default_factory=time.perf_counter)
+    selection: Selection = field(default_factory=Selection)  # the request's conf, iou, max_det
 
 
 #: called after every batch with (batch size, seconds of inference)
@@ -83,13 +85,20 @@ class MicroBatcher:
         return self._queue
 
     async def submit(
-        self, image: torch.Tensor, meta: dict[str, Any], *, top_k: int, reject: bool = True
+        self,
+        image: torch.Tensor,
+        meta: dict[str, Any],
+        *,
+        top_k: int,
+        reject: bool = True,
+        selection: Selection | None = None,
     ) -> dict[str, Any]:
         """The JSON record for one prepared image; raises `QueueFull` when overloaded."""
         queue = self._ensure_started()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        item = _Item(image, meta, top_k, future, reject=reject, selection=selection or Selection())
         try:
-            queue.put_nowait(_Item(image, meta, top_k, future, reject=reject))
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             raise QueueFull from None
         return await future
@@ -136,12 +145,13 @@ class MicroBatcher:
         records: list[dict[str, Any] | None] = [None] * len(batch)
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i, item in enumerate(batch):
-            groups.setdefault((*item.image.shape, item.reject), []).append(i)
+            groups.setdefault((*item.image.shape, item.reject, item.selection), []).append(i)
         with torch.inference_mode():
             for key, indices in groups.items():
                 images = torch.stack([batch[i].image for i in indices]).to(rec.device)
-                # the run's temperature and reject rule apply here as in `Recognizer.predict`
-                preds = rec.predict_batch(images, [batch[i].meta for i in indices], reject=key[-1])
+                # the run's temperature, reject rule and selection apply as in `Recognizer.predict`
+                preds = rec.predict_batch(images, [batch[i].meta for i in indices],
+                                          reject=key[-2], selection=key[-1])  # fmt: skip
                 for i, pred in zip(indices, preds, strict=True):
                     records[i] = rec.task.to_record(pred, top_k=batch[i].top_k)
         if observe and self.observer is not None:

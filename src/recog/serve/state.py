@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -36,6 +36,9 @@ class ServeConfig:
     history_queue: int = 10_000
     limits: Limits = field(default_factory=Limits)
     warm_up: bool = True
+    #: `recog serve --conf --iou --max-det`: what a request that names none keeps
+    #: (`Recognizer.predict`'s keywords; unset: each task's defaults)
+    selection: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

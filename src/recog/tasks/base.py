@@ -27,6 +27,7 @@ from recog.types import (
     MetricName,
     Prediction,
     Sample,
+    Selection,
     Target,
     TaskName,
 )
@@ -134,6 +135,22 @@ class Task(ABC):
 
     @abstractmethod
     def metrics(self) -> Accumulator: ...
+
+    def check_selection(self, selection: Selection) -> None:
+        """Nothing, or a RecogError naming the options (`--conf`, `--iou`, `--max-det`)
+        that mean nothing for this task; default: any option given is refused."""
+        if selection.given():
+            raise RecogError(
+                f"{', '.join(selection.given())}: {self.name} predictions have no scores "
+                "or boxes to threshold"
+            )
+
+    def select(self, prediction: Prediction, selection: Selection) -> Prediction:
+        """What `recog predict`, `Recognizer.predict` and the server keep of a `predict`
+        output under `selection` (None values: the task's defaults); the one function they
+        share.  Default: the prediction as it is (after `check_selection`)."""
+        self.check_selection(selection)
+        return prediction
 
     @abstractmethod
     def draw(

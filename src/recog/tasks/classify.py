@@ -8,13 +8,12 @@ device, after normalization, so the data loader ships plain uint8 images.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import nn
 
 from recog.config import require_resolved
@@ -29,6 +28,7 @@ from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import softened_kl
 from recog.tasks.doctoring import classify_label_findings
+from recog.tasks.drawing import banner
 from recog.types import (
     Batch,
     DataFacts,
@@ -36,6 +36,7 @@ from recog.types import (
     MetricName,
     Prediction,
     Sample,
+    Selection,
     Target,
     TaskName,
 )
@@ -247,6 +248,28 @@ class ClassifyTask(Task):
 
         return ClassificationAccumulator(self.class_names)
 
+    def check_selection(self, selection: Selection) -> None:
+        """`conf` applies (to the listed classes); `iou` and `max_det` are about boxes."""
+        refused = [f for f in selection.given() if f != "--conf"]
+        if refused:
+            raise RecogError(
+                f"{', '.join(refused)}: a classifier finds no boxes (--top-k says how many "
+                "classes to list)"
+            )
+
+    def select(self, prediction: Prediction, selection: Selection) -> Prediction:
+        """`conf` (default 0: none) is the lowest probability a class needs to be listed in
+        `top_k`: the answer (`label`, the arg-max) stays, so a blurred photo still says
+        what it most looks like; a list left empty says no class reached `conf`."""
+        self.check_selection(selection)
+        return replace(prediction, conf=0.0 if selection.conf is None else selection.conf)
+
+    def _top(self, prediction: Prediction, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best `top_k` (probabilities, class ids), less those below the selected conf."""
+        values, indices = prediction.scores.topk(min(top_k, prediction.scores.numel()))
+        listed = values >= (prediction.conf or 0.0)
+        return values[listed], indices[listed]
+
     def draw(
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
@@ -254,12 +277,7 @@ class ClassifyTask(Task):
         text = self._title(prediction)
         if target is not None and target.labels is not None:
             text += f" (true: {self.class_names[int(target.labels)]})"
-        pil = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
-        canvas = ImageDraw.Draw(pil)
-        height = max(12, pil.height // 12)
-        canvas.rectangle((0, 0, pil.width, height), fill=(0, 0, 0))
-        canvas.text((2, 1), text, fill=(255, 255, 255))
-        return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).contiguous()
+        return banner(image, text)
 
     def explain_targets(
         self, prediction: Prediction, *, label: int | None = None
@@ -285,14 +303,17 @@ class ClassifyTask(Task):
         return f"unknown ({text})" if prediction.unknown else text
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        scores = prediction.scores
-        k = min(top_k, scores.numel())
-        values, indices = scores.topk(k)
+        values, indices = self._top(prediction, top_k)
         top = [
             {"label": self.class_names[int(i)], "score": round(float(v), 6)}
             for v, i in zip(values, indices, strict=True)
         ]
-        record: dict[str, Any] = {"label": top[0]["label"], "score": top[0]["score"], "top_k": top}
+        best = int(prediction.labels)
+        record: dict[str, Any] = {
+            "label": self.class_names[best],
+            "score": round(float(prediction.scores[best]), 6),
+            "top_k": top,
+        }
         if prediction.ood_score is not None:
             # "none of these": no label; `top_k` still says which classes were nearest
             if prediction.unknown:
@@ -303,7 +324,7 @@ class ClassifyTask(Task):
 
     def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """The top-k classes and scores; `unknown` and `ood_score` where the run has a rule."""
-        values, indices = prediction.scores.topk(min(top_k, prediction.scores.numel()))
+        values, indices = self._top(prediction, top_k)
         columns: dict[str, Any] = {
             "labels": [self.class_names[int(i)] for i in indices],
             "scores": [float(v) for v in values],

@@ -11,12 +11,12 @@ needs to know which it has.  Predictions come back in original-image pixels
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
-from torchvision.utils import draw_bounding_boxes
 
 from recog.config import require_resolved
 from recog.data.check import detection_stats
@@ -33,6 +33,7 @@ from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.distill import bins_kl, sigmoid_kl
 from recog.tasks.doctoring import detect_label_findings
+from recog.tasks.drawing import draw_boxes
 from recog.types import (
     Batch,
     DataFacts,
@@ -40,6 +41,7 @@ from recog.types import (
     MetricName,
     Prediction,
     Sample,
+    Selection,
     Target,
     TaskName,
 )
@@ -237,11 +239,39 @@ class DetectTask(Task):
         return DetectionAccumulator(self.class_names)
 
     def _shown(self, prediction: Prediction) -> torch.Tensor:
-        return prediction.scores >= self.display_threshold
+        """The boxes drawn and listed: those at or above the threshold the prediction was
+        selected at (`select`), else the display threshold (a raw `predict`'s output)."""
+        conf = self.display_threshold if prediction.conf is None else prediction.conf
+        return prediction.scores >= conf
+
+    def check_selection(self, selection: Selection) -> None:
+        """Every option applies to boxes."""
+
+    def select(self, prediction: Prediction, selection: Selection) -> Prediction:
+        """Boxes scoring at least `conf` (default the display threshold, 0.25 for a detector,
+        0.5 for instances), then class-aware NMS at `iou` (default none beyond the model's
+        own: yolo's 0.7, faster_rcnn's 0.5, ssd300's 0.45, ssdlite's 0.55), then the best `max_det` (default
+        100).  The model's NMS ran first, so an `iou` above its own suppresses nothing more."""
+        from torchvision.ops import batched_nms
+
+        conf = self.display_threshold if selection.conf is None else selection.conf
+        max_det = self.max_detections if selection.max_det is None else selection.max_det
+        scores = prediction.scores
+        keep = (scores >= conf).nonzero().flatten()
+        keep = keep[scores[keep].argsort(descending=True)]
+        if selection.iou is not None and len(keep):
+            kept = batched_nms(prediction.boxes[keep].float(), scores[keep].float(),
+                               prediction.labels[keep], selection.iou)  # fmt: skip
+            keep = keep[kept]  # batched_nms returns its kept indices best first
+        keep = keep[:max_det]
+        masks = None if prediction.masks is None else prediction.masks[keep]
+        return replace(prediction, boxes=prediction.boxes[keep], labels=prediction.labels[keep],
+                       scores=scores[keep], masks=masks, conf=conf)  # fmt: skip
 
     def draw(
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
+        """Shown boxes in their class's colour with `name score` labels (truth: thin white)."""
         keep = self._shown(prediction)
         labels = [
             f"{self.class_names[int(c)]} {float(s):.2f}"
@@ -249,12 +279,11 @@ class DetectTask(Task):
         ]
         out = image
         if target is not None and target.boxes is not None and len(target.boxes):
+            from torchvision.utils import draw_bounding_boxes
+
             out = draw_bounding_boxes(out, target.boxes, colors="white", width=1)
-        if keep.any():
-            out = draw_bounding_boxes(
-                out, prediction.boxes[keep], labels=labels, colors="lime", width=2
-            )
-        return out
+        return draw_boxes(out, prediction.boxes[keep], prediction.labels[keep], labels,
+                          self.num_classes)  # fmt: skip
 
     #: boxes explained per image at most (the highest-scoring shown ones)
     explain_max_boxes: ClassVar[int] = 20
@@ -414,7 +443,8 @@ class DetectTask(Task):
         return [box_labels(splits.train, self.class_names)]
 
     def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
-        from recog.tasks.report_views import box_panels, palette
+        from recog.tasks.drawing import palette
+        from recog.tasks.report_views import box_panels
 
         return box_panels(batch, self.class_names, palette(self.num_classes))
 

@@ -16,18 +16,11 @@ from typing import Any
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from recog.tasks.drawing import palette  # noqa: F401  (re-exported: one palette everywhere)
 from recog.types import IGNORE_INDEX, Batch, Prediction, Sample
 
 Panel = tuple[torch.Tensor, str, bool | None]
 Colour = tuple[int, int, int]
-
-
-def palette(n: int) -> list[Colour]:
-    """n distinct colours (matplotlib's tab20, then repeated)."""
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab20"]
-    return [tuple(int(255 * c) for c in cmap(i % 20)[:3]) for i in range(n)]  # type: ignore[misc]
 
 
 def to_uint8(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

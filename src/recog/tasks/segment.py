@@ -44,7 +44,7 @@ from recog.recipe import TaskRecipe
 from recog.tasks.base import Task
 from recog.tasks.detect import DetectTask
 from recog.tasks.doctoring import segment_label_findings
-from recog.tasks.report_views import palette
+from recog.tasks.drawing import palette, palette_png
 from recog.types import (
     IGNORE_INDEX,
     Batch,
@@ -377,9 +377,10 @@ class SegmentTask(Task):
         }
 
     def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
-        """`<stem>_mask.png`: the class id of every pixel."""
+        """`<stem>_mask.png`: the class id of every pixel, as a palette PNG that shows each
+        class in its drawing colour (`recog.tasks.drawing.palette_png`)."""
         out = save_dir / f"{stem}_mask.png"
-        atomic_write_bytes(out, encode_png(prediction.mask))
+        atomic_write_bytes(out, palette_png(prediction.mask, self.num_classes))
         return [out]
 
     @staticmethod

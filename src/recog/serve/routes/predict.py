@@ -20,12 +20,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from recog.errors import RecogError
 from recog.serve.batcher import QueueFull
 from recog.serve.errors import ApiError, error_responses
 from recog.serve.limits import UploadError, decode_upload
 from recog.serve.schemas import PredictResponse
 from recog.serve.state import ServingDep
 from recog.serve.upload import read_upload
+from recog.types import Selection
 
 log = logging.getLogger("recog.serve")
 
@@ -67,6 +69,27 @@ async def predict(
         description="answer `unknown` below the run's out-of-distribution threshold "
         "(when it has one, `recog calibrate`); false: always a class",
     ),
+    conf: float | None = Query(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="lowest score kept: boxes (detection, instances), classes listed in top_k "
+        "(classification); default the server's --conf, else 0.25 for detection, 0.5 for "
+        "instances, 0 for classification",
+    ),
+    iou: float | None = Query(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="class-aware NMS at this overlap after the model's own (default the "
+        "server's --iou, else none more); detection and instances only",
+    ),
+    max_det: int | None = Query(
+        None,
+        ge=1,
+        le=10_000,
+        description="most boxes per image, best first (default the server's --max-det, else 100)",
+    ),
 ) -> dict[str, Any]:
     """Recognize one image: multipart `file`, JSON `{"image": base64}`, or the raw bytes.
 
@@ -80,8 +103,15 @@ async def predict(
     served = models.get(name)
     if served is None:
         raise ApiError(404, "unknown_model", f"no model {name!r}; served: {', '.join(models)}")
-    data = await read_upload(request, limits)
     task = served.recognizer.task
+    chosen = _selection(state.config.selection, conf=conf, iou=iou, max_det=max_det)
+    try:
+        task.check_selection(chosen)
+    except RecogError as exc:
+        # the CLI's words for the request's parameters: --max-det -> max_det
+        text = str(exc).replace("--", "").replace("max-det", "max_det").replace("top-k", "top_k")
+        raise ApiError(422, "invalid_option", text) from None
+    data = await read_upload(request, limits)
 
     def decode() -> tuple[Any, Any, dict[str, Any], str]:
         decoded = decode_upload(data, limits)
@@ -95,7 +125,7 @@ async def predict(
     height, width = int(decoded.image.shape[-2]), int(decoded.image.shape[-1])
     try:
         record = await asyncio.wait_for(
-            served.batcher.submit(prepared, meta, top_k=top_k, reject=reject),
+            served.batcher.submit(prepared, meta, top_k=top_k, reject=reject, selection=chosen),
             limits.predict_timeout_s,
         )
     except QueueFull:
@@ -127,3 +157,8 @@ async def predict(
         "result": record,
         "latency_ms": latency_ms,
     }
+
+
+def _selection(defaults: dict[str, Any], **given: Any) -> Selection:
+    """The request's conf, iou, max_det over the server's (`recog serve --conf ...`)."""
+    return Selection(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
