@@ -15,7 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recog.cli import confidence, deploy, doctor, predict, robust, train_options, trust
+from recog.cli import (
+    confidence,
+    deploy,
+    doctor,
+    help_texts,
+    predict,
+    robust,
+    train_options,
+    trust,
+)
 from recog.errors import RecogError
 from recog.names import TaskName
 
@@ -153,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     confidence.add_parsers(sub)
     robust.add_parsers(sub)
     deploy.add_parsers(sub)
+    help_texts.finish(parser, skip=frozenset({"train"}))  # train's help is its own
     return parser
 
 
