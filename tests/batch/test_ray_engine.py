@@ -8,6 +8,7 @@ from helpers import run_cli
 from test_predict_stream import _images
 
 
+@pytest.mark.slow  # suite time: over 40 s on 2 cores
 def test_ray_engine_matches_the_local_engine_on_2000_images(digits, tmp_path):
     pytest.importorskip("ray.data", reason="Ray is an extra: pip install 'recog[ray]'")
     images = _images(tmp_path / "images", 2000)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import hashlib
 import json
 from pathlib import Path
@@ -19,6 +21,7 @@ def _tree(root: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # suite time: over 40 s on 2 cores
 def test_doctor_writes_its_page_and_a_clean_copy_leaving_the_original(
     planted_folders, tmp_path, capsys
 ):

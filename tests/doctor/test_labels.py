@@ -108,6 +108,7 @@ def test_segmentation_asks_the_run_and_flags_the_mask_it_contradicts(tmp_path):
     assert none == [] and "--run" in why
 
 
+@pytest.mark.slow  # suite time: over 40 s on 2 cores
 def test_flipped_digit_labels_are_found_by_models_trained_on_the_spot(tmp_path):
     """10% of the training digits moved to another digit's folder: cleanlab on 4-fold
     out-of-fold probabilities of a small cnn finds most of them (about 34 s on 2 cores;
