@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 import hashlib
 import json
 from pathlib import Path
+
+import pytest
 
 from recog.cli import main
 from recog.tasks import TASKS
