@@ -1,4 +1,4 @@
-"""The one training loop every task shares.
+"""The one training loop every task shares (one job: the epoch loop, its checkpoint, EMA, early stopping and table read the same state).
 
 The loop knows nothing about tasks or model types: the Task seam supplies
 collation, the loss dict, predictions and metrics.  It owns AMP, gradient

@@ -1,4 +1,4 @@
-"""Object detection behind the Task seam.
+"""Object detection behind the Task seam (one job: every detector answers the same seam methods, drawing and selection included).
 
 Detection models answer one contract (see `recog.models.detect`):
 `model(images, targets)` in training returns the loss dict, `model(images)`
