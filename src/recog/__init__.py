@@ -30,6 +30,7 @@ _LAZY = {
     "train": "recog.api",
     "Result": "recog.api.results",
     "to_coco": "recog.api.results",
+    "coco_ids": "recog.api.results",
     "to_df": "recog.api.results",
     "TrainConfig": "recog.config",
     "create_model": "recog.models.factory",

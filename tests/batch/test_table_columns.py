@@ -67,7 +67,7 @@ def test_instance_rows_hold_each_shown_mask_as_rle():
     import torch
 
     from recog.batch.rows import make_row, to_table
-    from recog.tasks.segment import InstanceSegmentTask
+    from recog.tasks.instance import InstanceSegmentTask
     from recog.types import Prediction
 
     task = InstanceSegmentTask(["cell", "nucleus"], [0.5] * 3, [0.5] * 3, img_size=64,

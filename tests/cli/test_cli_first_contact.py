@@ -223,6 +223,17 @@ def test_the_epoch_table_prints_its_header_once_and_aligned_rows():
     assert later.split()[2] == "-" and len(later) == len(lines[0])
 
 
+def test_the_epoch_table_shows_robust_and_distillation_columns_when_the_run_has_them():
+    table = EpochTable("top1", val_loss="nll", epochs=2)
+    row = {"epoch": 1, "lr": 1e-3, "seconds": 3.0, "train_images_per_second": 50.0,
+           "train_loss": 0.9, "train_task_loss": 0.7, "train_kd": 1.1, "nll": 0.8,
+           "top1": 0.75, "robust_top1": 0.31, "robust_nll": 2.0}  # fmt: skip
+    header, first = table.lines(0, 2, row)
+    assert header.split() == ["epoch", "train_loss", "train_task_loss", "train_kd", "val_nll",
+                              "top1", "robust_top1", "lr", "img/s", "sec"]  # fmt: skip
+    assert first.split()[5:7] == ["0.7500", "0.3100"]
+
+
 # ------------------------------------------------------------------ a tiny run, end to end
 TINY = ["train", "--data", "digits", "--model", "cnn", "--model-args", "width=8",
         "--img-size", "16", "--epochs", "2", "--batch-size", "128"]  # fmt: skip

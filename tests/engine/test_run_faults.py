@@ -23,6 +23,7 @@ import torch
 
 from recog import api, cli
 from recog import io as rio
+from recog.api.runs import _run_dir
 from recog.config import TrainConfig
 from recog.engine.logging import ResultsTable
 
@@ -119,7 +120,7 @@ def test_out_of_an_existing_run_is_refused_and_exist_ok_replaces_it_cleanly(run_
 def test_out_naming_a_file_is_one_line_before_any_training(tmp_path, capsys, monkeypatch):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
-    monkeypatch.setattr(api, "_train", lambda *a, **k: pytest.fail("must not train"))
+    monkeypatch.setattr(api.training, "_train", lambda *a, **k: pytest.fail("must not train"))
     code, err = _train(capsys, "train", *TINY, "--epochs", "1", "--out", str(target))
     assert code == 2
     assert f"{target}: --out names a file" in _one_line(err)
@@ -129,15 +130,15 @@ def test_out_naming_a_file_is_one_line_before_any_training(tmp_path, capsys, mon
 def test_default_run_name_takes_a_new_numbered_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = TrainConfig(task="classify", model="cnn")
-    first = api._run_dir(cfg, "digits")
+    first = _run_dir(cfg, "digits")
     assert first == Path("runs/classify/digits-cnn")
     first.mkdir(parents=True)
     (first / "config.yaml").write_text("{}")
-    second = api._run_dir(cfg, "digits")
+    second = _run_dir(cfg, "digits")
     assert second == Path("runs/classify/digits-cnn-2")
     second.mkdir()
-    assert api._run_dir(cfg, "digits") == Path("runs/classify/digits-cnn-3")
-    assert api._run_dir(cfg, "digits", exist_ok=True) == Path("runs/classify/digits-cnn-3")
+    assert _run_dir(cfg, "digits") == Path("runs/classify/digits-cnn-3")
+    assert _run_dir(cfg, "digits", exist_ok=True) == Path("runs/classify/digits-cnn-3")
 
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_over(run_copy, capsys):

@@ -76,3 +76,33 @@ def test_accumulator_curve_matches_boxes_at_iou_half():
     assert abs(out["best_threshold"] - 0.9) < 1e-6  # the score as stored (float32)
     assert abs(out["best_f1"] - 2 / 3) < 1e-9
     assert [f.kind for f in acc.figures(["cat", "dog"])].count("f1_confidence") == 1
+
+
+def test_per_class_curves_are_each_class_alone():
+    # cats: one right at 0.9, one wrong at 0.3 (2 truths); dogs: a wrong 0.8, a right 0.4
+    truth = Target(
+        boxes=torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]]),
+        labels=torch.tensor([0, 0, 1]),
+    )
+    pred = Prediction(
+        boxes=torch.tensor([[0.0, 0, 10, 10], [60, 0, 70, 10], [80, 0, 90, 10], [40, 0, 50, 10]]),
+        labels=torch.tensor([0, 0, 1, 1]),
+        scores=torch.tensor([0.9, 0.3, 0.8, 0.4]),
+    )
+    acc = DetectionAccumulator(["cat", "dog", "owl"])
+    acc.update([pred], [truth])
+    out = acc.f1_confidence()
+    curves = {c["label"]: c for c in out["per_class"]}
+    assert set(curves) == {"cat", "dog"}  # the owl has no ground truth
+    # cat alone: keeping the 0.9 box gives P 1, R 1/2 -> F1 2/3
+    assert abs(curves["cat"]["best_f1"] - 2 / 3) < 1e-9
+    assert abs(curves["cat"]["best_threshold"] - 0.9) < 1e-6
+    # dog alone: only down to 0.4 finds it: P 1/2, R 1 -> F1 2/3 at 0.4
+    assert abs(curves["dog"]["best_f1"] - 2 / 3) < 1e-9
+    assert abs(curves["dog"]["best_threshold"] - 0.4) < 1e-6
+    # on the grid: at t = 0.5 the dog's curve keeps only the wrong box (F1 0)
+    i = int((torch.tensor(out["thresholds"]) - 0.5).abs().argmin())
+    assert curves["dog"]["f1"][i] == 0.0 and abs(curves["cat"]["f1"][i] - 2 / 3) < 1e-9
+    # the pooled curve is still over all four boxes and three truths
+    t, f1 = _brute_force([0.9, 0.3, 0.8, 0.4], [True, False, False, True], 3)
+    assert abs(out["best_f1"] - f1) < 1e-9 and abs(out["best_threshold"] - t) < 1e-6

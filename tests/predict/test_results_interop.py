@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import recog
-from recog.api.results import Result, to_coco, to_df
+from recog.api.results import Result, coco_ids, to_coco, to_df
 from recog.cli import main
+from recog.errors import RecogError
 
 
 def _predict(spread_detector, **kw):
@@ -103,6 +106,61 @@ def test_coco_results_load_against_a_ground_truth_of_the_same_images(spread_dete
     capsys.readouterr()  # pycocotools' own prints
     assert main(["predict", str(run), str(images), "--conf", "0.3", "--format", "coco"]) == 0
     assert json.loads(capsys.readouterr().out) == results
+
+
+def _evaluate(gt, results):
+    evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return evaluator.stats
+
+
+def test_coco_results_take_the_ids_of_an_existing_ground_truth(spread_detector, capsys, tmp_path):
+    rec, files, truth, preds = _predict(spread_detector, conf=0.3)
+    run, images, _ = spread_detector
+    default = _ground_truth(files, truth, rec.class_names)
+    # the same truth as another tool writes it: its own image ids, file names relative to
+    # the image folder (a/img0.png and b/img0.png), category ids neither from 1 nor in order
+    cat_id = {name: 40 - 7 * k for k, name in enumerate(rec.class_names)}
+    data = {
+        "images": [{**im, "id": 1000 + 3 * im["id"], "file_name": Path(im["file_name"]).relative_to(images).as_posix()}
+                   for im in default.dataset["images"]],
+        "annotations": [{**a, "image_id": 1000 + 3 * a["image_id"],
+                         "category_id": cat_id[rec.class_names[a["category_id"] - 1]]}
+                        for a in default.dataset["annotations"]],
+        "categories": [{"id": cat_id[n], "name": n} for n in reversed(rec.class_names)],
+    }  # fmt: skip
+    gt_file = tmp_path / "instances_val.json"
+    gt_file.write_text(json.dumps(data))
+    image_ids, category_ids = coco_ids(gt_file)
+    results = to_coco(preds, image_ids, category_ids)
+    by_file = {Path(f).relative_to(images).as_posix(): i for i, f in enumerate(files)}
+    ids = [image_ids[name] for name in sorted(by_file, key=by_file.get)]
+    assert [r["image_id"] for r in results] == [
+        ids[i] for i, p in enumerate(preds) for _ in range(len(p.scores))
+    ]  # each box under its own file's id
+    assert {r["category_id"] for r in results} <= set(cat_id.values())
+    other = COCO()
+    other.dataset = data
+    other.createIndex()
+    # the same boxes against the same truth: the same numbers, whatever the ids
+    assert np.allclose(_evaluate(other, results), _evaluate(default, to_coco(preds)))
+    # the CLI reads the same file
+    capsys.readouterr()
+    args = ["predict", str(run), str(images), "--conf", "0.3", "--format", "coco"]
+    assert main([*args, "--coco-gt", str(gt_file)]) == 0
+    assert json.loads(capsys.readouterr().out) == results
+    # refused in one line: a file that is not COCO, and --coco-gt without --format coco
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main([*args, "--coco-gt", str(bad)]) == 2
+    assert main(["predict", str(run), str(images), "--coco-gt", str(gt_file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "COCO ground truth" in err[0] and "--format coco" in err[1]
+    # a class the file does not name is refused, not given a made-up id
+    with pytest.raises(RecogError, match="not among the category ids"):
+        to_coco(preds, image_ids, {rec.class_names[0]: 5})
 
 
 def test_plot_and_save_draw_what_the_task_draws(spread_detector, tmp_path):

@@ -157,3 +157,28 @@ def test_keep_all_is_every_candidate_unselected(spread_detector):
     assert float(torch.cat([p.scores for p in raw]).min()) < 0.25
     with pytest.raises(recog.RecogError, match="keep_all"):
         rec.predict(files, keep_all=True, conf=0.5)
+
+
+@pytest.mark.slow  # a local Ray cluster starts: ~30 s on 2 cores
+def test_ray_engine_selects_as_the_local_engine_does(spread_detector, tmp_path):
+    pytest.importorskip("ray.data", reason="Ray is an extra: pip install 'recog[ray]'")
+    import pyarrow.parquet as pq
+    from helpers import run_cli
+
+    run, images, _ = spread_detector
+    flags = ["--conf", "0.45", "--max-det", "3"]
+    local, ray_out = tmp_path / "local.parquet", tmp_path / "ray.parquet"
+    proc = run_cli("predict", str(run), str(images), "--out", str(local), *flags)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("predict", str(run), str(images), "--out", str(ray_out), *flags,
+                   "--engine", "ray", "--num-workers", "1", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    a = pq.read_table(local).drop(["time"]).to_pylist()
+    b = pq.read_table(ray_out).drop(["time"]).to_pylist()
+    assert [r["path"] for r in a] == [r["path"] for r in b]
+    counts = [len(r["scores"]) for r in a]
+    assert max(counts) <= 3 and sum(counts) > 0  # the selection reached the rows
+    for ra, rb in zip(a, b, strict=True):
+        assert ra["labels"] == rb["labels"]
+        assert ra["scores"] == pytest.approx(rb["scores"], abs=1e-5)
+        assert min(ra["scores"], default=1.0) >= 0.45

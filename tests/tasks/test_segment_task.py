@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from recog.tasks.segment import InstanceSegmentTask, SegmentTask
+from recog.tasks.instance import InstanceSegmentTask
+from recog.tasks.segment import SegmentTask
 from recog.types import IGNORE_INDEX, Prediction, Sample, Target
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)

@@ -134,14 +134,19 @@ def to_df(predictions: Sequence[Result]) -> pd.DataFrame:
 def to_coco(
     predictions: Sequence[Prediction],
     image_ids: Sequence[int] | Mapping[str, int] | None = None,
+    category_ids: Sequence[int] | Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """COCO results (what `COCO.loadRes` and the COCO evaluators read): one
     `{"image_id", "category_id", "bbox": [x, y, w, h], "score"}` per box, with a
     `segmentation` (RLE) per instance mask.
 
-    Category ids are class index + 1 and image ids count from 1 in list order, as
-    `recog data convert --to coco` writes a ground truth; `image_ids` gives other
-    ids: one per prediction, or a mapping from each prediction's `path`.
+    By default category ids are class index + 1 and image ids count from 1 in list
+    order, as `recog data convert --to coco` writes a ground truth.  `image_ids`
+    gives other image ids: one per prediction, or a mapping from each prediction's
+    `path` (or, failing that, the longest trailing part of it the mapping names, as a
+    COCO file names its images relative to their folder).  `category_ids` gives other category
+    ids: one per class index, or a mapping from class name.  `coco_ids(gt_json)`
+    reads both mappings from an existing COCO ground truth.
     """
     from recog.metrics.segmentation import encode_rle
 
@@ -149,14 +154,7 @@ def to_coco(
     for i, pred in enumerate(predictions):
         if pred.boxes is None or pred.scores is None:
             raise RecogError("COCO results are boxes: only detection and instance predictions")
-        if image_ids is None:
-            image_id = i + 1
-        elif isinstance(image_ids, Mapping):
-            if pred.path not in image_ids:
-                raise RecogError(f"{pred.path}: not among the image ids given")
-            image_id = int(image_ids[pred.path])
-        else:
-            image_id = int(image_ids[i])
+        image_id = _image_id(pred, i, image_ids)
         rles = encode_rle(pred.masks) if pred.masks is not None else [None] * len(pred.boxes)
         for box, c, s, rle in zip(
             pred.boxes.tolist(), pred.labels.tolist(), pred.scores.tolist(), rles, strict=True
@@ -164,7 +162,7 @@ def to_coco(
             x1, y1, x2, y2 = box
             item = {
                 "image_id": image_id,
-                "category_id": int(c) + 1,
+                "category_id": _category_id(pred, int(c), category_ids),
                 "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
                 "score": round(float(s), 6),
             }
@@ -174,9 +172,67 @@ def to_coco(
     return out
 
 
-def coco_json(predictions: Sequence[Prediction]) -> str:
-    """`to_coco` as the text `recog predict --format coco` prints."""
-    return json.dumps(to_coco(predictions))
+def _image_id(pred: Prediction, i: int, image_ids: Sequence[int] | Mapping[str, int] | None) -> int:
+    if image_ids is None:
+        return i + 1
+    if isinstance(image_ids, Mapping):
+        if pred.path in image_ids:
+            return int(image_ids[pred.path])
+        # a ground truth names its files relative to its image folder: the longest
+        # trailing part of the path that it names (a/img0.png before img0.png)
+        parts = PurePosixPath(Path(pred.path or "").as_posix()).parts
+        for k in range(1, len(parts)):
+            key = "/".join(parts[k:])
+            if key in image_ids:
+                return int(image_ids[key])
+        raise RecogError(f"{pred.path}: not among the image ids given")
+    if i >= len(image_ids):
+        raise RecogError(f"image_ids: {len(image_ids)} ids for more predictions")
+    return int(image_ids[i])
+
+
+def _category_id(
+    pred: Prediction, c: int, category_ids: Sequence[int] | Mapping[str, int] | None
+) -> int:
+    if category_ids is None:
+        return c + 1
+    if isinstance(category_ids, Mapping):
+        names = getattr(pred, "class_names", None)
+        if not names or c >= len(names):
+            raise RecogError("category_ids by name: the predictions carry no class names")
+        if names[c] not in category_ids:
+            raise RecogError(f"class {names[c]!r}: not among the category ids given")
+        return int(category_ids[names[c]])
+    if c >= len(category_ids):
+        raise RecogError(f"category_ids: {len(category_ids)} ids, but class index {c}")
+    return int(category_ids[c])
+
+
+def coco_ids(gt: str | Path | Mapping[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """An existing COCO ground truth's (file_name -> image id, category name -> id): what
+    `to_coco(preds, *coco_ids("instances_val.json"))` needs for its results to be
+    evaluated against that file."""
+    if not isinstance(gt, Mapping):
+        try:
+            gt = json.loads(Path(gt).read_text())
+        except (OSError, ValueError) as exc:
+            raise RecogError(f"{gt}: not a readable COCO JSON file ({exc})") from None
+    try:
+        images: dict[str, int] = {}
+        for im in gt["images"]:
+            images[str(im["file_name"])] = int(im["id"])
+        categories = {str(c["name"]): int(c["id"]) for c in gt["categories"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecogError(f"COCO ground truth: no images/categories with ids ({exc})") from None
+    return images, categories
+
+
+def coco_json(
+    predictions: Sequence[Prediction], ids: tuple[dict[str, int], dict[str, int]] | None = None
+) -> str:
+    """`to_coco` as the text `recog predict --format coco [--coco-gt FILE]` prints; `ids`:
+    what `coco_ids` read from that file."""
+    return json.dumps(to_coco(predictions, *(ids or (None, None))))
 
 
 def _parts(name: str) -> tuple[str, ...]:

@@ -63,6 +63,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["table", "json", "csv", "coco"], default="table",
                    help="what stdout shows without --out (coco: COCO results JSON of the boxes, "
                         "image ids from 1 in input order, category ids class index + 1)")  # fmt: skip
+    p.add_argument("--coco-gt", type=Path, metavar="JSON",
+                   help="--format coco: take image ids (by file name) and category ids (by class "
+                        "name) from this COCO ground truth, so the results evaluate against it")  # fmt: skip
     p.add_argument("--out", type=Path,
                    help="stream one row per image to this .parquet or .jsonl file instead (for many images)")  # fmt: skip
     p.add_argument("--resume", action="store_true",
@@ -93,6 +96,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _refuse_mismatched(ns: argparse.Namespace) -> None:
+    if ns.coco_gt is not None and ns.format != "coco":
+        raise RecogError("--coco-gt: only with --format coco")
     if ns.batch_size < 1:
         raise RecogError(f"--batch-size {ns.batch_size}: must be 1 or more")
     if ns.out is None:
@@ -131,6 +136,11 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from recog.types import Selection
 
     chosen = Selection(**selection(ns))  # a value out of range: refused before the model loads
+    coco_gt = None
+    if ns.coco_gt is not None:  # a bad file: refused before the model loads
+        from recog.api.results import coco_ids
+
+        coco_gt = coco_ids(ns.coco_gt)
     rec = api.load(ns.run, device=ns.device, backend=ns.backend)
     rec.task.check_selection(chosen)
     if ns.out is not None:
@@ -143,7 +153,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if ns.format == "coco":
         from recog.api.results import coco_json
 
-        print(coco_json(preds))
+        print(coco_json(preds, coco_gt))
     else:
         records = [{"path": p.path, **rec.task.to_record(p, top_k=ns.top_k)} for p in preds]
         _print_records(rec, records, ns.format)

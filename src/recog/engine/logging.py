@@ -59,7 +59,8 @@ def _number(text: str | None) -> Any:
 class EpochTable:
     """The lines a run prints per epoch: a header once, then one row per epoch, in aligned
     columns: epoch, the training losses, the validation loss (where the task's metrics have
-    one), the primary metric, the learning rate, images per second and seconds.
+    one), the primary metric (and its robust twin under adversarial training), the learning
+    rate, images per second and seconds.
 
     The columns are fixed by the first row (a resumed run prints its header again, once).
     """
@@ -75,6 +76,9 @@ class EpochTable:
         if self.val_loss and self.val_loss in row:
             keys.append(self.val_loss)
         keys.append(self.primary)
+        # an adversarially trained run's robust metric (PGD at its eps) stands beside the clean
+        # one; a distilled run's parts (train_task_loss, train_kd) are among the losses
+        keys += [k for k in (f"robust_{self.primary}",) if k in row]
         columns = [(k, _header(k, self.val_loss), 0) for k in keys]
         columns += [("lr", "lr", 0), ("train_images_per_second", "img/s", 0), ("seconds", "sec", 0)]
         return [(key, head, max(len(head), _WIDTHS.get(key, 6))) for key, head, _ in columns]

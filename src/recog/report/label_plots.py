@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from recog.report.render import save_figure, unit_axes
@@ -74,11 +75,24 @@ def plot_labels(data: Mapping[str, Any], out: Path) -> Path:
 
 
 def plot_f1_confidence(data: Mapping[str, Any], out: Path) -> Path:
-    """F1, precision and recall against the score threshold; the best F1 as a dashed line."""
+    """F1, precision and recall against the score threshold; the best F1 as a dashed line;
+    each class's own F1 curve thin beneath (named in the legend up to ten classes)."""
     t = np.asarray(data["thresholds"], dtype=float)
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
-    ax.plot(t, data["f1"], color="black", linewidth=2, label="F1")
+    per_class = data.get("per_class") or []
+    tab20 = colormaps["tab20"]  # class k in colour k, as in every drawing (tasks/drawing.py)
+    for curve in per_class:
+        # Ultralytics' picture: a thin line per class under the bold pooled one; named
+        # in the legend while that stays readable
+        named = len(per_class) <= 10
+        ax.plot(t, curve["f1"], linewidth=0.9, alpha=0.8 if named else 0.35,
+                color=tab20(int(curve["class_id"]) % 20) if named else "grey",
+                label=f"{curve['label']} {curve['best_f1']:.2f} at {curve['best_threshold']:.2f}"
+                if named else None)  # fmt: skip
+    ax.plot(
+        t, data["f1"], color="black", linewidth=2, label="F1 (all classes)" if per_class else "F1"
+    )
     ax.plot(t, data["precision"], color=_BLUE, linewidth=1.2, label="precision")
     ax.plot(t, data["recall"], color="#1a7f37", linewidth=1.2, label="recall")
     best, f1 = float(data["best_threshold"]), float(data["best_f1"])

@@ -11,7 +11,8 @@ from recog.models.registry import ModelSpec
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
-from recog.tasks.segment import InstanceSegmentTask, SegmentTask
+from recog.tasks.instance import InstanceSegmentTask
+from recog.tasks.segment import SegmentTask
 from recog.types import TaskName
 
 TASKS: dict[TaskName, type[Task]] = {

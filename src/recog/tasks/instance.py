@@ -1,0 +1,215 @@
+"""Instance segmentation behind the Task seam (`InstanceSegmentTask`): detection plus a mask per object.
+
+Mask R-CNN's task, under the task name "segment" like the semantic one
+(`recog.tasks.task_class` picks it from `spec.instance`).  Inputs are
+letterboxed as for detection; predictions are divided back by the letterbox
+scale and each mask is resized to the original pixels and cut at 0.5.  Data
+loading is the segment task's (`recog.tasks.segment`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.utils import draw_segmentation_masks
+
+from recog.config import require_resolved
+from recog.io import atomic_write_text
+from recog.metrics.base import Accumulator, Figure
+from recog.tasks.detect import DetectTask
+from recog.tasks.drawing import palette
+from recog.tasks.segment import load_segment_eval, load_segment_splits, png_b64, survey_segment
+from recog.types import (
+    Batch,
+    MetricName,
+    Prediction,
+    Sample,
+    Target,
+    TaskName,
+)
+
+if TYPE_CHECKING:
+    from recog.config import TrainConfig
+    from recog.data.splits import DataSplits
+    from recog.models.registry import ModelSpec
+
+
+class InstanceSegmentTask(DetectTask):
+    """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
+
+    name: ClassVar[TaskName] = TaskName.SEGMENT
+    primary_metric: ClassVar[MetricName] = MetricName.MASK_MAP
+    # the page's box form corrects detections; its corrections of instances are not exported
+    correction: ClassVar[Literal["label", "boxes"] | None] = None
+    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
+        MetricName.MASK_MAP,
+        MetricName.MASK_MAP50,
+        MetricName.MAP,
+        MetricName.MAP50,
+    )
+    metric_labels: ClassVar[dict[str, str]] = {
+        "per_class": "mask AP",
+        "map": "box mAP@[.5:.95]",
+        "map50": "box mAP@0.5",
+        "map75": "box mAP@0.75",
+    }
+    mask_threshold: ClassVar[float] = 0.5
+
+    @classmethod
+    def from_config(
+        cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec
+    ) -> InstanceSegmentTask:
+        require_resolved(cfg, "segment", budget=False)
+        img_size = int(cfg.img_size)  # type: ignore[arg-type]
+        # Mask R-CNN scores each class of a box separately, so one object also comes
+        # back as other classes at low scores; those count for mAP but clutter a picture
+        return cls(class_names, spec.mean, spec.std, img_size=img_size, display_threshold=0.5)
+
+    load_splits = staticmethod(load_segment_splits)
+    load_eval = staticmethod(load_segment_eval)
+    survey = staticmethod(survey_segment)
+
+    def collate(self, samples: Sequence[Sample]) -> Batch:
+        batch = super().collate(samples)
+        for target, s in zip(batch.targets, samples, strict=True):
+            target["masks"] = s.target.masks
+        return batch
+
+    @torch.no_grad()
+    def predict(
+        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
+    ) -> list[Prediction]:
+        outputs = model(self.normalize(images))
+        preds = []
+        for i, out in enumerate(outputs):
+            info = meta[i] if meta else {}
+            scale = float(info.get("scale", 1.0))
+            h, w = info.get("orig_size") or images.shape[-2:]
+            keep = out["scores"].float().argsort(descending=True)[: self.max_detections]
+            boxes = out["boxes"].float()[keep].cpu() / scale
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            probs = out["masks"][keep].float()  # (N, 1, size, size) input pixels
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+            probs = probs[..., :nh, :nw]
+            if len(probs):
+                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+            masks = (
+                (probs[:, 0] > self.mask_threshold).cpu()
+                if len(probs)
+                else torch.zeros((0, h, w), dtype=torch.bool)
+            )
+            preds.append(
+                Prediction(
+                    boxes=boxes,
+                    labels=out["labels"][keep].cpu().long(),
+                    scores=out["scores"][keep].float().cpu(),
+                    masks=masks,
+                )
+            )
+        return preds
+
+    def metrics(self) -> Accumulator:
+        from recog.metrics.segmentation import InstanceAccumulator
+
+        return InstanceAccumulator(self.class_names)
+
+    def draw(
+        self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
+    ) -> torch.Tensor:
+        keep = self._shown(prediction)
+        out = image.cpu()
+        if keep.any():
+            colours = palette(self.num_classes)
+            out = draw_segmentation_masks(
+                out,
+                prediction.masks[keep],
+                alpha=0.5,
+                colors=[colours[int(c)] for c in prediction.labels[keep]],
+            )
+        return super().draw(out, prediction, target)
+
+    def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """Detections above the display threshold and one PNG: pixel = 1 + detection index."""
+        record = super().to_record(prediction, top_k=top_k)
+        keep = self._shown(prediction)
+        masks = prediction.masks[keep]
+        h, w = prediction.masks.shape[-2:]
+        index = torch.zeros((h, w), dtype=torch.int64)
+        for j in range(min(len(masks), 254) - 1, -1, -1):  # the best-scored on top
+            index[masks[j]] = j + 1
+        record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": png_b64(index)}
+        return record
+
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The shown detections' columns and each one's mask as a COCO RLE."""
+        from recog.metrics.segmentation import encode_rle
+
+        columns = super().table_columns(prediction, top_k=top_k)
+        keep = self._shown(prediction)
+        labels = prediction.labels[keep]
+        columns["masks"] = [
+            {"label": self.class_names[int(c)], "size": [int(v) for v in rle["size"]],
+             "counts": rle["counts"]}
+            for c, rle in zip(labels, encode_rle(prediction.masks[keep]), strict=True)
+        ]  # fmt: skip
+        return columns
+
+    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
+        """`<stem>.json`: COCO-style results with RLE masks (all detections kept)."""
+        from recog.metrics.segmentation import encode_rle
+
+        rles = encode_rle(prediction.masks)
+        results = [
+            {
+                "file_name": stem,
+                "category_id": int(c) + 1,
+                "category": self.class_names[int(c)],
+                "bbox": [
+                    round(float(b[0]), 2),
+                    round(float(b[1]), 2),
+                    round(float(b[2] - b[0]), 2),
+                    round(float(b[3] - b[1]), 2),
+                ],
+                "score": round(float(s), 6),
+                "segmentation": rle,
+            }
+            for b, c, s, rle in zip(
+                prediction.boxes, prediction.labels, prediction.scores, rles, strict=True
+            )
+        ]
+        out = save_dir / f"{stem}.json"
+        atomic_write_text(out, json.dumps(results))
+        return [out]
+
+    def label_figures(self, splits: DataSplits) -> list[Figure]:
+        from recog.data.label_stats import instance_labels
+
+        return [instance_labels(splits.train, self.class_names)]
+
+    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
+        from recog.tasks.report_views import legend
+
+        return legend(self.class_names, palette(self.num_classes), range(self.num_classes))
+
+    def sample_panels(
+        self, samples: Sequence[tuple[Sample, Prediction]]
+    ) -> list[tuple[torch.Tensor, str, bool | None]]:
+        images, titles = [], []
+        for sample, pred in samples:
+            truth = sample.meta.get("truth", sample.target)
+            h, w = sample.orig_size
+            scale = sample.meta.get("scale", 1.0)
+            image = sample.image[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
+            image = (
+                F.interpolate(image[None].float(), size=(h, w), mode="bilinear")[0].round().byte()
+            )
+            images.append(self.draw(image, pred, truth))
+            titles.append(f"{int(self._shown(pred).sum())} found / {len(truth.labels)} true")
+        return [(image, title, None) for image, title in zip(images, titles, strict=True)]
