@@ -19,7 +19,7 @@ from recog.version import __version__
 
 if TYPE_CHECKING:
     from recog.api import Recognizer, load, train
-    from recog.api.results import Result, to_coco, to_df
+    from recog.api.results import Result, coco_ids, to_coco, to_df
     from recog.config import TrainConfig
     from recog.models.factory import create_model, list_models
 
@@ -42,6 +42,7 @@ __all__ = [
     "RecogError",
     "Result",
     "TrainConfig",
+    "coco_ids",
     "create_model",
     "list_models",
     "load",
