@@ -127,3 +127,21 @@ def test_gradcam_passes_the_checks_and_maps_that_ignore_or_invert_the_model_fail
     assert not inv["deletion_beats_random"], table  # the map's worst pixels first
     assert not table["random"]["changes_with_weights"]
     assert list(table)[0] != "inverted"  # ranked by insertion minus deletion
+
+
+def test_drise_finds_the_region_the_score_reads_and_nothing_where_it_reads_none():
+    from recog.explain.methods import MapInputs, saliency
+
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def top_left(x):  # the score sees only the top-left quarter
+        return x[:, :, :16, :16].mean(dim=(1, 2, 3))
+
+    inputs = MapInputs(image=image, evidence=None, score=top_left, drise_masks=512)  # type: ignore[arg-type]
+    found = saliency("drise", inputs)
+    assert found[:16, :16].mean() > 2 * found[16:, 16:].mean()
+    # a score that ignores the image: the masks' own coverage pattern must not show as a map
+    # (the plain score-weighted sum draws it; centring on the mean score leaves nothing)
+    flat = MapInputs(image=image, evidence=None, score=lambda x: torch.full((len(x),), 0.7),  # type: ignore[arg-type]
+                     drise_masks=512)  # fmt: skip
+    assert not saliency("drise", flat).any()

@@ -6,7 +6,7 @@ classifier's output; `TargetModel` gives them every task's target as that
 output (recog.explain.target).  Two methods are recog's own, because
 neither library has them: `drise`, the RISE/D-RISE perturbation method
 (Petsiuk et al. 2018, 2021: random masks weighted by the target's score on
-the masked image), which needs no gradient and so explains any model, and
+the masked image, here centred on the mean score), which needs no gradient and so explains any model, and
 `random`, a uniform random map that is the baseline every faithfulness
 score is compared with.
 """
@@ -107,14 +107,22 @@ def rise_masks(n: int, size: tuple[int, int], *, cells: int = 8, p: float = 0.5,
 
 
 def _drise(x: MapInputs) -> np.ndarray:
-    masks, p = rise_masks(x.drise_masks, tuple(x.image.shape[-2:]), seed=x.seed)
+    """Sum over masks of (score - mean score) x mask: the covariance of each pixel's mask
+    value with the target's score.  RISE's plain score-weighted sum is mean score x the
+    masks' coverage plus this; the coverage pattern is the same whatever the weights, and
+    it kept maps of a re-initialized model at rank correlation 0.94 with the trained one's
+    on hymenoptera photos (issue 12 note).  Centring drops it and keeps the ranking
+    of what the score depends on."""
+    masks, _ = rise_masks(x.drise_masks, tuple(x.image.shape[-2:]), seed=x.seed)
     masks = masks.to(x.image.device)
-    total = torch.zeros(x.image.shape[-2:], device=x.image.device)
-    for start in range(0, len(masks), 32):
-        m = masks[start : start + 32]
-        weights = x.score(x.image * m).to(m.device)  # (b,)
-        total += (weights.view(-1, 1, 1, 1) * m).sum(0)[0]
-    return normalized(total / (len(masks) * p))
+    weights = torch.cat(
+        [x.score(x.image * masks[s : s + 32]).to(masks.device).reshape(-1)
+         for s in range(0, len(masks), 32)]
+    )  # fmt: skip
+    if float(weights.max() - weights.min()) <= 1e-6:  # no mask moved the score: no evidence
+        return np.zeros(tuple(x.image.shape[-2:]), dtype=np.float32)
+    centred = (weights - weights.mean()).to(masks.dtype)
+    return normalized(torch.einsum("n,nhw->hw", centred, masks[:, 0]) / len(masks))
 
 
 def _random(x: MapInputs) -> np.ndarray:
