@@ -118,6 +118,23 @@ def f1_confidence(
     }
 
 
+def per_class_f1(
+    scores: Tensor, matched: Tensor, labels: Tensor, truth: Tensor, class_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each class's own F1 curve (`f1_confidence` on its boxes and its ground truth count
+    `truth[k]`): `[{"label", "class_id", "f1", "best_threshold", "best_f1"}]`, classes
+    without ground truth left out."""
+    out = []
+    for k, name in enumerate(class_names):
+        if int(truth[k]) == 0:
+            continue
+        mine = labels == k
+        curve = f1_confidence(scores[mine], matched[mine], int(truth[k]))
+        out.append({"label": name, "class_id": k, "f1": curve["f1"],
+                    "best_threshold": curve["best_threshold"], "best_f1": curve["best_f1"]})  # fmt: skip
+    return out
+
+
 def box_matches(
     dt_boxes: Sequence[Tensor],
     dt_labels: Sequence[Tensor],

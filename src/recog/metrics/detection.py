@@ -369,24 +369,14 @@ class DetectionAccumulator(Accumulator):
         their class at IoU 0.5, pooled over classes; with the best-F1 threshold.  With more
         than one class, `per_class` adds each class's own F1 curve and best threshold
         (`[{"label", "class_id", "f1", "best_threshold", "best_f1"}]`, classes with ground truth)."""
-        from recog.metrics.box_calibration import f1_confidence
+        from recog.metrics.box_calibration import f1_confidence, per_class_f1
 
         scores, hits = self._box_matches()
         out = f1_confidence(scores, hits, self.num_ground_truth)
         if self.num_classes > 1:
             labels = torch.cat(self._dt_labels) if self._dt_labels else torch.zeros(0)
             truth = torch.bincount(torch.cat(self._gt_labels), minlength=self.num_classes)
-            per_class = []
-            for k, name in enumerate(self.class_names):
-                if truth[k] == 0:
-                    continue
-                mine = labels == k
-                curve = f1_confidence(scores[mine], hits[mine], int(truth[k]))
-                per_class.append(
-                    {"label": name, "class_id": k, "f1": curve["f1"], "best_threshold": curve["best_threshold"],
-                     "best_f1": curve["best_f1"]}
-                )  # fmt: skip
-            out["per_class"] = per_class
+            out["per_class"] = per_class_f1(scores, hits, labels, truth, self.class_names)
         return out
 
     # ----------------------------------------------------------------- figures

@@ -1,7 +1,7 @@
 """Adversarial robustness for every task: attacks, the robustness curve, adversarial training.
 
 - `objective`: what an attack differentiates (the Task seam's `attack_loss` and
-  `vanish_score`, the model in its loss mode) and the gradient check;
+  `vanish_loss`, the model in its loss mode) and the gradient check;
 - `attacks`: recog's own FGSM and PGD on any objective (detectors, segmenters,
   adversarial training);
 - `library`: classifier attacks through torchattacks (FGSM, PGD, CW, Square, AutoAttack);

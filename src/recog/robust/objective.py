@@ -77,11 +77,16 @@ def loss_objective(task: Task, model: nn.Module, batch: Batch) -> Objective:
 
 
 def vanish_objective(task: Task, model: nn.Module) -> Objective:
-    """Minus the total confidence of everything found: raising it makes the objects vanish."""
+    """Minus (the detector's loss against an empty ground truth, `Task.vanish_loss`, plus
+    its kept boxes' squared scores, `Task.vanish_score`): raising it makes the objects
+    vanish.  The loss reaches every candidate before NMS; the scores are what is shown."""
 
     def objective(images: torch.Tensor) -> torch.Tensor:
+        with loss_mode(model):
+            empty_truth = task.vanish_loss(model, images)
         with eval_mode(model):
-            return -task.vanish_score(model, images).sum()
+            shown = task.vanish_score(model, images).sum()
+        return -(empty_truth + shown)
 
     return objective
 

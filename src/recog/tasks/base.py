@@ -194,9 +194,14 @@ class Task(ABC):
         attack on an unlabelled image (the web page's) moves the model away from."""
         raise RecogError(f"{self.name} predictions cannot stand in for a ground truth")
 
+    def vanish_loss(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The scalar the "vanish" attack lowers on float images in [0, 1]: how much the
+        model still finds objects (the model in its loss mode); only for detectors."""
+        raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
+
     def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """(B,) the total confidence of everything the model finds on float images in [0, 1]:
-        what the "vanish" attack lowers; only for detectors."""
+        """(B,) how confident the model's answers are (the model in eval mode), the vanish
+        attack's second term; only for detectors."""
         raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
 
     # ----------------------------------------------------------- distillation
