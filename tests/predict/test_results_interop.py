@@ -157,7 +157,8 @@ def test_coco_results_take_the_ids_of_an_existing_ground_truth(spread_detector, 
     assert main([*args, "--coco-gt", str(bad)]) == 2
     assert main(["predict", str(run), str(images), "--coco-gt", str(gt_file)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "COCO ground truth" in err[0] and "--format coco" in err[1]
+    assert len(err) == 2 and f"{bad}: not a COCO ground truth" in err[0]
+    assert "--format coco" in err[1]
     # a class the file does not name is refused, not given a made-up id
     with pytest.raises(RecogError, match="not among the category ids"):
         to_coco(preds, image_ids, {rec.class_names[0]: 5})

@@ -212,6 +212,7 @@ def coco_ids(gt: str | Path | Mapping[str, Any]) -> tuple[dict[str, int], dict[s
     """An existing COCO ground truth's (file_name -> image id, category name -> id): what
     `to_coco(preds, *coco_ids("instances_val.json"))` needs for its results to be
     evaluated against that file."""
+    source = "COCO ground truth" if isinstance(gt, Mapping) else str(gt)
     if not isinstance(gt, Mapping):
         try:
             gt = json.loads(Path(gt).read_text())
@@ -223,7 +224,9 @@ def coco_ids(gt: str | Path | Mapping[str, Any]) -> tuple[dict[str, int], dict[s
             images[str(im["file_name"])] = int(im["id"])
         categories = {str(c["name"]): int(c["id"]) for c in gt["categories"]}
     except (KeyError, TypeError, ValueError) as exc:
-        raise RecogError(f"COCO ground truth: no images/categories with ids ({exc})") from None
+        raise RecogError(
+            f"{source}: not a COCO ground truth (no images/categories with ids: {exc!r})"
+        ) from None
     return images, categories
 
 
