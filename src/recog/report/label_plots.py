@@ -82,10 +82,10 @@ def plot_f1_confidence(data: Mapping[str, Any], out: Path) -> Path:
     ax = fig.subplots()
     per_class = data.get("per_class") or []
     tab20 = colormaps["tab20"]  # class k in colour k, as in every drawing (tasks/drawing.py)
+    # Ultralytics' picture: a thin line per class under the bold pooled one; named in the
+    # legend while that stays readable
+    named = len(per_class) <= 10
     for curve in per_class:
-        # Ultralytics' picture: a thin line per class under the bold pooled one; named
-        # in the legend while that stays readable
-        named = len(per_class) <= 10
         ax.plot(t, curve["f1"], linewidth=0.9, alpha=0.8 if named else 0.35,
                 color=tab20(int(curve["class_id"]) % 20) if named else "grey",
                 label=f"{curve['label']} {curve['best_f1']:.2f} at {curve['best_threshold']:.2f}"

@@ -347,8 +347,10 @@ class DetectTask(Task):
         empty = Target(labels=torch.zeros(0, dtype=torch.long, device=images.device),
                        boxes=images.new_zeros((0, 4)),
                        masks=torch.zeros((0, h, w), dtype=torch.uint8, device=images.device))  # fmt: skip
-        batch = self.collate([Sample(image=image, target=empty) for image in images])
-        return self.loss(model, Batch(images, batch.targets, batch.truth, batch.meta))["loss"]
+        # collate stacks the float images again, differentiably: the gradient reaches them
+        return self.loss(model, self.collate([Sample(image=i, target=empty) for i in images]))[
+            "loss"
+        ]
 
     def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """(B,) the sum of the squared scores of the kept detections (the model in eval mode):
