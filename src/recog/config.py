@@ -97,6 +97,7 @@ class TrainConfig:
     adv_train: AdvTrain = "none"
     adv_eps: float = 8 / 255  # L-inf radius in [0, 1] pixel units; `--adv-eps 8/255`
     adv_steps: int = 10  # PGD / TRADES steps (fgsm-rs takes one)
+    adv_mix: float = 0.0  # weight of the clean images' loss (0: attacked only, Madry et al.)
     # knowledge distillation (recog.distill): a trained run of the same task and classes
     teacher: str = NONE  # the teacher's run directory; "none": no distillation
     distill_weight: float = 0.5  # loss = (1 - w) * task loss + w * distillation term
@@ -189,6 +190,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "elastic": (0, 1, True, True),
     "adv_eps": (0, 1, False, True),
     "adv_steps": (1, 1000, True, True),
+    "adv_mix": (0, 1, True, False),
     "distill_weight": (0, 1, False, True),
     "distill_temperature": (0, 100, False, True),
 }

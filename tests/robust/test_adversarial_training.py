@@ -70,3 +70,47 @@ def test_an_attack_setting_without_adversarial_training_is_refused(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
     with pytest.raises(RecogError, match="only with adv_train"):
         recog.train("digits", "cnn", adv_steps=3, out=str(tmp_path / "r2"))
+
+
+def test_the_kept_epoch_is_the_most_robust_one(tmp_path):
+    """Robust overfitting (Rice et al. 2020): an adversarially trained run keeps the epoch
+    with the best robust primary metric, and its metrics.json carries that epoch's robust
+    numbers beside the clean ones."""
+    run = recog.train("digits", "cnn", epochs=3, batch_size=64, adv_train="fgsm-rs",
+                      adv_eps=0.1, img_size=16, out=str(tmp_path / "adv"))  # fmt: skip
+    rows = _rows(run.run_dir)
+    robust = [float(r["robust_top1"]) for r in rows]
+    kept = robust.index(max(robust))  # the first of the best, as the engine keeps it
+    metrics = recog.io.read_json(run.run_dir / "metrics.json")
+    assert metrics["best_epoch"] == kept + 1, (robust, metrics["best_epoch"])
+    assert metrics["robust_top1"] == pytest.approx(robust[kept])
+    assert metrics["top1"] == pytest.approx(float(rows[kept]["top1"]))
+
+
+def test_adv_mix_blends_the_clean_and_the_attacked_loss(tmp_path):
+    import torch
+
+    from recog.robust.training import AdversarialObjective
+
+    run = recog.train("digits", "cnn", epochs=1, batch_size=64, img_size=16,
+                      out=str(tmp_path / "std"))  # fmt: skip
+    val = type(run.task).load_splits(run.config).val
+    batch = run.task.collate([val[i] for i in range(16)])
+    model = run.model.eval()  # no dropout: the three losses see the same network
+
+    def loss(mix: float) -> dict:
+        torch.manual_seed(0)  # the same PGD random start each time
+        objective = AdversarialObjective("pgd", 0.1, 3, run.task, mix=mix)
+        return objective.loss(run.task, model, model, batch)
+
+    attacked, half = loss(0.0), loss(0.5)
+    clean = float(run.task.loss(model, batch)["loss"].detach())
+    adv, blend = float(attacked["loss"].detach()), float(half["loss"].detach())
+    assert adv > clean + 0.01  # the attack raised it
+    assert float(half["clean_loss"]) == pytest.approx(clean, rel=1e-5)
+    assert blend == pytest.approx(0.5 * clean + 0.5 * adv, rel=1e-5)
+    assert half["loss"].requires_grad and "clean_loss" not in attacked
+    with pytest.raises(RecogError, match="--adv-mix: trades weighs its clean loss itself"):
+        AdversarialObjective("trades", 0.1, 3, run.task, mix=0.5)
+    with pytest.raises(RecogError, match="adv_mix: only with adv_train"):
+        recog.train("digits", "cnn", adv_mix=0.5, out=str(tmp_path / "refused"))

@@ -74,8 +74,10 @@ def train(
             cfg = dataclasses.replace(cfg, model=model)
     if overrides:
         cfg = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="train()")
-        if {"adv_eps", "adv_steps"} & set(overrides) and cfg.adv_train == "none":
-            raise RecogError("adv_eps and adv_steps: only with adv_train pgd, fgsm-rs or trades")
+        if {"adv_eps", "adv_steps", "adv_mix"} & set(overrides) and cfg.adv_train == "none":
+            raise RecogError(
+                "adv_eps, adv_steps and adv_mix: only with adv_train pgd, fgsm-rs or trades"
+            )
         if {"distill_weight", "distill_temperature"} & set(overrides) and cfg.teacher == NONE:
             raise RecogError("distill_weight and distill_temperature: only with a teacher run")
     if resume is None and cfg.out:
@@ -204,6 +206,7 @@ def _train(
                 "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run,
                 "skipped_images": len(splits.skipped),
+                **result.objective_metrics,  # the kept epoch's robust metrics, if any
             },
             samples=samples,
             results_csv=run_dir / RESULTS_NAME,

@@ -191,7 +191,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
         if ns.config and "out" not in overrides:
             values |= {"out": None, "name": None}  # a new run directory, never the old one's
         cfg = TrainConfig.from_dict({**values, **overrides}, source="command line")
-        given = sorted({"adv_eps", "adv_steps"} & set(overrides))
+        given = sorted({"adv_eps", "adv_steps", "adv_mix"} & set(overrides))
         if given and cfg.adv_train == "none":
             flags = " and ".join("--" + k.replace("_", "-") for k in given)
             raise RecogError(f"{flags}: only with --adv-train pgd, fgsm-rs or trades")

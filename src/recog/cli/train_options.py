@@ -72,7 +72,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "hardware and reproducibility",
         ("device", "amp", "sync_bn", "workers", "seed", "deterministic"),
     ),  # fmt: skip
-    ("robustness (adversarial training)", ("adv_train", "adv_eps", "adv_steps")),
+    ("robustness (adversarial training)", ("adv_train", "adv_eps", "adv_steps", "adv_mix")),
     ("distillation", ("teacher", "distill_weight", "distill_temperature")),
     ("output and tracking", ("out", "name", "log", "log_uri")),
 )
@@ -134,6 +134,8 @@ HELP = {
     "(pgd; fgsm-rs, one random-start step; trades)",
     "adv_eps": "adversarial training radius, L-inf in [0, 1] pixels, e.g. 8/255",
     "adv_steps": "attack steps per training batch for pgd and trades",
+    "adv_mix": "weight of the clean images' loss beside the attacked ones' for pgd and "
+    "fgsm-rs (0: attacked only, Madry et al.; 0.5: half each, Goodfellow et al.)",
     "teacher": "knowledge distillation: a trained run of the same task and classes teaches "
     "this one",
     "distill_weight": "distillation: loss = (1 - W) * task loss + W * distillation term",

@@ -61,6 +61,9 @@ class DistillObjective:
     ) -> dict[str, float]:
         return {}
 
+    def selects(self, primary: str) -> str:
+        return primary
+
 
 def distill_objective(
     cfg: TrainConfig, task: Task, model: nn.Module, class_names: list[str], teacher: Any

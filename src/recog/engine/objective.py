@@ -3,7 +3,9 @@
 The trainer calls `objective.loss(task, net, model, batch)` where it would call
 `task.loss(net, batch)`, and `objective.validate` after each clean validation;
 adversarial training (`recog.robust.training`) is one such objective, handed in by
-`recog.api`, so the engine never imports what it does.
+`recog.api`, so the engine never imports what it does.  `selects` names the validation
+column the best epoch (and early stopping) is judged on: the task's primary metric, or,
+for adversarial training, its robust twin.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class TrainingObjective(Protocol):
         """Columns added to the epoch's row after the clean validation."""
         ...
 
+    def selects(self, primary: str) -> str:
+        """The validation column the best epoch is picked on (`primary`: the task's)."""
+        ...
+
 
 class TaskObjective:
     """Plain training: the task's own loss, nothing added to validation."""
@@ -46,3 +52,6 @@ class TaskObjective:
         self, model: nn.Module, task: Task, loader: DataLoader, ctx: DistContext
     ) -> dict[str, float]:
         return {}
+
+    def selects(self, primary: str) -> str:
+        return primary

@@ -85,6 +85,8 @@ class FitResult:
     train_seconds: float
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: the objective's validation columns at the best epoch (robust_top1, ...)
+    objective_metrics: dict[str, float] = field(default_factory=dict)
 
 
 class _Clock:
@@ -105,6 +107,7 @@ class _State:
     best: float = -math.inf
     best_epoch: int = -1
     best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_extra: dict[str, float] = field(default_factory=dict)  # the objective's columns
     bad_epochs: int = 0
     seconds: float = 0.0
 
@@ -215,6 +218,7 @@ class Trainer:
         epochs = int(cfg.epochs)  # type: ignore[arg-type]
         val_seconds = 0.0
         lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
+        selected = self.objective.selects(str(task.primary_metric))  # the best epoch's column
         with progress_bar(enabled=ctx.is_main) as bar:
             out = bar.console  # prints above the live bars; a console of its own writes over them
             for epoch in range(state.epoch, epochs):
@@ -279,7 +283,7 @@ class Trainer:
                 extra = self.objective.validate(eval_model, task, self.val_loader(), ctx)
                 seconds = time.perf_counter() - start
                 val_seconds = time.perf_counter() - start - train_time
-                score = float(metrics.get(task.primary_metric, -math.inf))
+                score = float({**metrics, **extra}.get(selected, -math.inf))
                 improved = score > state.best
                 row = {
                     "epoch": epoch + 1,
@@ -294,7 +298,8 @@ class Trainer:
                 clock.start = None
                 state.epoch = epoch + 1
                 if improved:
-                    state.best, state.best_epoch, state.best_metrics = score, epoch + 1, metrics
+                    state.best, state.best_epoch = score, epoch + 1
+                    state.best_metrics, state.best_extra = metrics, extra
                     state.bad_epochs = 0
                     if self.run_dir:
                         rio.save_weights(
@@ -327,9 +332,7 @@ class Trainer:
                 if cfg.patience and state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
-                        out.print(
-                            f"early stop: no {task.primary_metric} gain in {cfg.patience} epochs"
-                        )
+                        out.print(f"early stop: no {selected} gain in {cfg.patience} epochs")
                     break
                 ctx.barrier()
         if state.best_epoch < 0:
@@ -348,6 +351,7 @@ class Trainer:
             train_seconds=state.seconds,
             stopped_early=stopped_early,
             history=table.rows,
+            objective_metrics=state.best_extra,
         )
 
     def _train_epoch(

@@ -9,12 +9,19 @@ reduced across ranks), with the model in its loss mode (`recog.robust.objective`
 - `pgd`: Madry et al. (2018): train on PGD-`steps` examples, step 2.5 eps / steps.
 - `fgsm-rs`: Wong et al. (2020), "fast is better than free": one FGSM step of 1.25 eps
   from a uniform random start, projected back into the eps-ball.
+- `--adv-mix W` (pgd, fgsm-rs): the loss is W times the clean images' plus 1 - W times
+  the attacked ones' (Goodfellow et al. 2015 train on half each); 0, the default, is
+  Madry's attacked-only loss.  A detector fine-tuned on attacked images only loses its
+  clean mAP faster than it gains robust mAP (docs/robustness.md); the mix holds it.
 - `trades`: Zhang et al. (2019): the clean loss plus beta = 6 times the KL divergence
   between the predictions on the clean and on the adversarial image, the adversary
   maximizing that KL; class-logit models only.
 
 Validation adds `robust_<metric>` columns: PGD-10 at the training eps, on the whole
-validation split, each epoch (results.csv, the report's curves).
+validation split, each epoch (results.csv, the report's curves).  The best epoch is the
+one with the best robust primary metric, not the clean one: robust accuracy peaks early
+and then falls while clean accuracy keeps rising ("robust overfitting", Rice et al.
+2020), and a run trained for robustness must keep its most robust weights.
 """
 
 from __future__ import annotations
@@ -43,13 +50,15 @@ VALIDATION_STEPS = 10
 class AdversarialObjective:
     """Each training batch attacked first; see the module docstring."""
 
-    def __init__(self, kind: str, eps: float, steps: int, task: Task) -> None:
+    def __init__(self, kind: str, eps: float, steps: int, task: Task, mix: float = 0.0) -> None:
         if kind == "trades" and not task.class_logits:
             raise RecogError(
                 f"--adv-train trades needs a model that answers class logits; {task.name} "
                 "models train with --adv-train pgd or fgsm-rs"
             )
-        self.kind, self.eps, self.steps = kind, float(eps), int(steps)
+        if kind == "trades" and mix:
+            raise RecogError("--adv-mix: trades weighs its clean loss itself (pgd or fgsm-rs)")
+        self.kind, self.eps, self.steps, self.mix = kind, float(eps), int(steps), float(mix)
 
     def _attacked(
         self, task: Task, model: nn.Module, batch: Batch, clean: torch.Tensor
@@ -66,7 +75,12 @@ class AdversarialObjective:
         clean = batch.images.float().div(255.0)
         if self.kind != "trades":
             adv = self._attacked(task, model, with_images(batch, clean), clean)
-            return task.loss(net, with_images(batch, adv))
+            attacked = task.loss(net, with_images(batch, adv))
+            if not self.mix:
+                return attacked
+            plain = task.loss(net, with_images(batch, clean))
+            blend = self.mix * plain["loss"] + (1 - self.mix) * attacked["loss"]
+            return {**attacked, "loss": blend, "clean_loss": plain["loss"].detach()}
         with eval_mode(model), torch.no_grad():
             target = F.softmax(model(task.normalize_float(clean)).float(), dim=1)
         adv = (clean + 0.001 * torch.randn_like(clean)).clamp(0, 1)
@@ -86,6 +100,9 @@ class AdversarialObjective:
                           reduction="batchmean")  # fmt: skip
         return {**parts, "loss": parts["loss"] + TRADES_BETA * robust, "trades_kl": robust.detach()}
 
+    def selects(self, primary: str) -> str:
+        return f"robust_{primary}"
+
     def validate(
         self, model: nn.Module, task: Task, loader: Any, ctx: DistContext
     ) -> dict[str, float]:
@@ -104,4 +121,5 @@ def training_objective(cfg: TrainConfig, task: Task) -> AdversarialObjective | N
     """The objective of `cfg.adv_train`, or None for plain training."""
     if cfg.adv_train == "none":
         return None
-    return AdversarialObjective(str(cfg.adv_train), float(cfg.adv_eps), int(cfg.adv_steps), task)
+    return AdversarialObjective(str(cfg.adv_train), float(cfg.adv_eps), int(cfg.adv_steps), task,
+                                float(cfg.adv_mix))  # fmt: skip
