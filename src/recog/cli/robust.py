@@ -22,8 +22,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="labelled images to attack (default: the run's validation split)")
     p.add_argument("--attack", choices=ATTACKS, default="pgd",
-                   help="pgd/fgsm for every task (the task's own loss), vanish for detectors; "
-                   "cw, square, autoattack for classifiers (default pgd)")  # fmt: skip
+                   help="pgd/fgsm/square for every task (the task's own loss; square: no "
+                   "gradients, linf only on detectors and segmenters), vanish for detectors; "
+                   "cw, autoattack for classifiers (default pgd)")  # fmt: skip
     p.add_argument("--eps", default=DEFAULT_EPS,
                    help=f"comma-separated radii in [0, 1] pixel units, 8/255 accepted; L2 radii may pass 1 (default {DEFAULT_EPS})")  # fmt: skip
     p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="default linf")

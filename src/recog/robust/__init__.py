@@ -4,6 +4,8 @@
   `vanish_loss`, the model in its loss mode) and the gradient check;
 - `attacks`: recog's own FGSM and PGD on any objective (detectors, segmenters,
   adversarial training);
+- `square`: recog's own Square (no gradients, L-inf) on any objective, for detectors and
+  segmenters;
 - `library`: classifier attacks through torchattacks (FGSM, PGD, CW, Square, AutoAttack);
 - `measure`: the clean and attacked metrics at each eps, with the masking checks;
 - `output`, `run`: `RUN/robustness/` and the report section;

@@ -2,10 +2,11 @@
 
 One attack plan (`AttackPlan`) and one loop for every task: each batch of the chosen
 images is attacked (the library's attack where the model answers class logits, recog's
-own PGD on the task's loss otherwise, `recog.robust.attacks`) and the engine's
-evaluator measures the task's metrics on the result.  Before any number is trusted,
-the plan's objective must pass `gradient_problem` on the first batch, and the curve
-must fall as eps grows (`checks`): gradient masking must not read as robustness.
+own PGD or Square on the task's loss otherwise, `recog.robust.attacks` and `square`)
+and the engine's evaluator measures the task's metrics on the result.  Before any
+number is trusted, the plan's objective must pass `gradient_problem` on the first
+batch, and the curve must fall as eps grows (`checks`): gradient masking must not read
+as robustness.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from recog.robust.objective import (
     targeted_objective,
     vanish_objective,
 )
+from recog.robust.square import square
 from recog.tasks.base import Task
 from recog.types import Batch
 
@@ -68,12 +70,13 @@ class AttackPlan:
             raise RecogError("--eps: an L-inf radius is at most 1 (pixels lie in [0, 1])")
         if self.steps < 1 or self.images < 1:
             raise RecogError("--steps and --images must be at least 1")
-        only_library = self.attack in ("cw", "autoattack", "square")
-        if only_library and not task.class_logits:
+        if self.attack in ("cw", "autoattack") and not task.class_logits:
             raise RecogError(
                 f"--attack {self.attack} attacks classifiers only; {task.name} models take "
-                "pgd or fgsm on their own loss (detectors also vanish)"
+                "pgd, fgsm or square on their own loss (detectors also vanish)"
             )
+        if self.attack == "square" and not task.class_logits and self.norm != "linf":
+            raise RecogError("--attack square on detectors/segmenters takes --norm linf")
         if task.class_logits and self.attack in library.LIBRARY_NORMS:
             if self.norm not in library.LIBRARY_NORMS[self.attack] and self.attack != "fgsm":
                 norms = " or ".join(library.LIBRARY_NORMS[self.attack])
@@ -186,6 +189,9 @@ def perturber(
             )  # fmt: skip
             return attack(clean, labels).detach()
         objective = objective_for(task, model, plan, batch)
+        if plan.attack == "square":  # `steps` is the query budget, as for classifiers
+            return square(objective, clean, eps=eps, queries=plan.steps,
+                          seed=plan.seed * 1_000_003 + index)  # fmt: skip
         if plan.attack == "fgsm":
             return attacks.fgsm(objective, clean, eps=eps, norm=plan.norm)
         return attacks.pgd(
@@ -259,6 +265,10 @@ def measure(
     device = torch.device(device)
     model = model.to(device).eval()
     subset = Subset(dataset, pick(n_total, plan.images))
+    if plan.backend(task) == "recog" and plan.attack in BLACK_BOX:
+        # recog's Square keeps or drops a candidate on the objective of the whole batch (one
+        # scalar, the task's loss): one image a batch makes it a search per image
+        batch_size = 1
     loader = DataLoader(subset, batch_size=batch_size, collate_fn=task.collate)
     ctx = DistContext(device=device)
     names = metric_names(task)
