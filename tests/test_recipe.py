@@ -235,3 +235,24 @@ def test_time_budget_stops_on_time_with_an_annealed_rate(tiny_folder, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["time"] == 12.0
     assert lrs[-1] < 0.2 * cfg["lr"]  # annealed towards the end of the time, not cut mid-way
+
+
+def test_amp_auto_on_a_cpu_follows_the_probes_timing():
+    """bf16 where the probe measured it faster by the margin, float32 otherwise; the epoch
+    estimate (and so the time cap) uses the chosen precision's steps."""
+    facts = _facts(245)
+    fast = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.0))
+    assert fast.config.amp == "on" and any("amp on: bf16 steps 1.00 s" in n for n in fast.notes)
+    # 16 steps an epoch: 21 s an epoch in bf16 against 37 s, so more epochs fit the cap
+    assert fast.config.epochs == min(DEFAULT_TIME_CAP // 21,
+                                     _resolve(TrainConfig(), facts).config.epochs)  # fmt: skip
+    marginal = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.9))
+    assert marginal.config.amp == "off" and any("no faster" in n for n in marginal.notes)
+    none = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0))
+    assert none.config.amp == "off" and any("no native bf16" in n for n in none.notes)
+    # a value the user gave is used as given, with no probe consulted
+    for given in ("on", "off"):
+        cfg = _resolve(TrainConfig(amp=given), facts, probe=Probe(2.0, 5.0, 1.0)).config
+        assert cfg.amp == given
+    # no field is left unset, even without a probe (amp off, float32)
+    assert _resolve(TrainConfig(), facts).config.amp == "off"

@@ -126,7 +126,7 @@ def _train(
     objective = training_objective(cfg, task, model, splits.class_names, load_run=load)
     open_budget = (cfg.epochs is None and cfg.steps is None) or bool(cfg.time)
     measured = None
-    if open_budget:
+    if open_budget or cfg.amp == "auto":  # `auto` on a CPU: the probe times bf16 against fp32
         from recog.engine.probe import probe
 
         measured = ctx.broadcast(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -37,11 +38,11 @@ def probe(
     ctx: DistContext,
     objective: TrainingObjective | None = None,
 ) -> Probe:
-    """Seconds per step of `objective` (default: the task's loss) and per validation."""
+    """Seconds per step of `objective` (default: the task's loss) and per validation; with
+    `--amp auto` on a CPU that computes bf16 natively, the steps under bf16 as well."""
     objective = objective or TaskObjective()
     net = copy.deepcopy(model).to(ctx.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, net)
-    dtype = amp_dtype(ctx.device, cfg.amp)
     batch_size = int(cfg.batch_size)  # type: ignore[arg-type]
     loader = DataLoader(
         train,
@@ -53,6 +54,23 @@ def probe(
     )
     rng = torch.get_rng_state()
     net.train()
+    step = _step_seconds(task, net, optimizer, loader, ctx, objective,
+                         amp_dtype(ctx.device, cfg.amp))  # fmt: skip
+    bf16 = None
+    if cfg.amp == "auto" and ctx.device.type == "cpu":
+        native = amp_dtype(ctx.device, "on")  # None: no native bf16 on this CPU
+        if native is not None:
+            bf16 = _step_seconds(task, net, optimizer, loader, ctx, objective, native)
+    val_seconds = _validation_seconds(task, net, val, batch_size, ctx, objective)
+    torch.set_rng_state(rng)
+    return Probe(step_seconds=step * cfg.accumulate, val_seconds=val_seconds,
+                 bf16_step_seconds=None if bf16 is None else bf16 * cfg.accumulate)  # fmt: skip
+
+
+def _step_seconds(task: Task, net: torch.nn.Module, optimizer: Any,
+                  loader: DataLoader, ctx: DistContext, objective: TrainingObjective,
+                  dtype: torch.dtype | None) -> float:  # fmt: skip
+    """The median seconds of `PROBE_STEPS` training steps (after an untimed one) at `dtype`."""
     seconds: list[float] = []
     batches = itertools.cycle(loader) if len(loader) < PROBE_STEPS + 1 else iter(loader)
     start = time.perf_counter()
@@ -72,7 +90,11 @@ def probe(
         if i > 0:
             seconds.append(now - start)
         start = now
-    step = sorted(seconds)[len(seconds) // 2] if seconds else 0.0
+    return sorted(seconds)[len(seconds) // 2] if seconds else 0.0
+
+
+def _validation_seconds(task: Task, net: torch.nn.Module, val: Dataset, batch_size: int,
+                        ctx: DistContext, objective: TrainingObjective) -> float:  # fmt: skip
     # validation: one batch of the validation loader's size, scaled to the split
     net.eval()
     n_val = len(val)  # type: ignore[arg-type]
@@ -89,5 +111,4 @@ def probe(
     start = time.perf_counter()
     objective.validate(net, task, [b], DistContext(device=ctx.device))
     per_image += (time.perf_counter() - start) / max(1, val_batch)
-    torch.set_rng_state(rng)
-    return Probe(step_seconds=step * cfg.accumulate, val_seconds=per_image * n_val)
+    return per_image * n_val
