@@ -63,6 +63,21 @@ def test_mixed_precision_training_reports_its_best_epoch_in_full_precision(tmp_p
     assert float(best["top1"]) == pytest.approx(metrics["top1"], abs=1e-6)
 
 
+def test_amp_auto_is_settled_by_the_probe_and_recorded(tmp_path, capfd):
+    """`--amp auto` on a CPU: the run's config.yaml holds the precision the probe chose
+    (never `auto`), and the start block says why; without native bf16 it is float32."""
+    import torch
+    import yaml
+
+    recog.train(**FAST, epochs=1, img_size=16, out=str(tmp_path / "run"))
+    used = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["amp"]
+    said = capfd.readouterr().err
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert used == "off" and "amp off: this CPU has no native bf16" in said
+    else:
+        assert used in ("on", "off") and f"amp {used}: bf16 steps" in said, said
+
+
 def test_early_stopping_and_ema(tmp_path):
     # lr 0 cannot improve after the first epoch, so patience 1 stops at epoch 2
     recog.train(

@@ -135,7 +135,7 @@ def _train(
     before = res.config.to_dict()
     res = recipe.resolve_budget(res, facts, probe=measured, world_size=ctx.world_size)
     after = res.config.to_dict()
-    if any(after[k] != before[k] for k in after if k not in BUDGET_FIELDS | {"ema"}):
+    if any(after[k] != before[k] for k in after if k not in BUDGET_FIELDS | {"ema", "amp"}):
         # the cap changed something the loaders read (the mosaic-off epochs): load again
         splits = task_cls.load_splits(res.config)
     uri = tracking_uri(res.config.log, res.config.log_uri, run_dir)
