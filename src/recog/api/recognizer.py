@@ -177,7 +177,7 @@ class Recognizer(TrustMethods):
         self.task.check_selection(selection)
         items = _as_image_list(images)
         out: list[Result] = []
-        for prepared in prepared_batches(items, batch_size, self.task.prepare):
+        for prepared in prepared_batches(items, batch_size, self.task):
             # a task may keep each image's own size (segmentation): batch equal sizes together
             for group in same_size_runs(prepared):
                 batch = torch.stack([image for image, _ in group]).to(self.device)

@@ -74,7 +74,7 @@ class Plan:
 
 def measure(rec: Any, names: list[str], *, reject: bool) -> tuple[PreparedBatch, float, float]:
     """The first batch prepared here, and (decode, model) seconds per image on one core."""
-    images = PreparedImages(names, rec.task.prepare)
+    images = PreparedImages(names, rec.task)
     start = time.perf_counter()
     batch = collate([images[i] for i in range(len(images))])
     decode_s = (time.perf_counter() - start) / max(1, len(names))

@@ -55,7 +55,7 @@ class _Predictor:
 
         from recog.batch.reader import PreparedImages, collate
 
-        images = PreparedImages([str(p) for p in batch["path"]], self.rec.task.prepare)
+        images = PreparedImages([str(p) for p in batch["path"]], self.rec.task)
         prepared = collate([images[i] for i in range(len(images))])
         with torch.inference_mode():
             rows, _ = predict_rows(self.rec, prepared, top_k=self.top_k, reject=self.reject)

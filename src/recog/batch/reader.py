@@ -1,7 +1,7 @@
 """Images read and prepared by parallel workers, a batch at a time, in input order.
 
 A torch DataLoader over the list of inputs: `num_workers` processes each read
-(`recog.batch.sources.read_input`, the one door with its limits), decode and
+(`recog.batch.sources.read_decoded_input`, the one door with its limits), decode and
 `Task.prepare` whole batches while the main process runs the model, so the model
 never waits on JPEG decoding; the DataLoader brings the prefetching, the order
 and the shared-memory hand-over.  An input that cannot
@@ -11,25 +11,30 @@ million costs one row, not the job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from recog.api.images import same_size_runs
-from recog.batch.sources import read_input
+from recog.batch.sources import read_decoded_input
 from recog.errors import RecogError
+
+if TYPE_CHECKING:
+    from recog.tasks.base import Task
 
 #: one input: (its name, (prepared image, meta) or None, its error line or None)
 Item = tuple[str, Any, str | None]
 
 
 class PreparedImages(Dataset):
-    def __init__(self, names: Sequence[str], prepare: Callable[[torch.Tensor], Any]):
+    """Each input read no larger than `task.decode_size` asks, then `task.prepare`d."""
+
+    def __init__(self, names: Sequence[str], task: Task):
         self.names = list(names)
-        self.prepare = prepare
+        self.task = task
 
     def __len__(self) -> int:
         return len(self.names)
@@ -37,7 +42,9 @@ class PreparedImages(Dataset):
     def __getitem__(self, index: int) -> Item:
         name = self.names[index]
         try:
-            return name, self.prepare(read_input(name)), None
+            decoded = read_decoded_input(name, self.task.decode_size)
+            full_size = decoded.full_size if decoded.reduced else None
+            return name, self.task.prepare(decoded.pixels, full_size), None
         except RecogError as exc:
             return name, None, str(exc)
 
@@ -75,12 +82,11 @@ def collate(items: list[Item]) -> PreparedBatch:
 
 
 def prepared_batches(
-    names: Sequence[str], prepare: Callable[[torch.Tensor], Any], *,
-    batch_size: int, num_workers: int,
-) -> Iterator[PreparedBatch]:  # fmt: skip
+    names: Sequence[str], task: Task, *, batch_size: int, num_workers: int
+) -> Iterator[PreparedBatch]:
     """Batches of `batch_size` inputs (the last shorter), in order."""
     loader = DataLoader(
-        PreparedImages(names, prepare),
+        PreparedImages(names, task),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

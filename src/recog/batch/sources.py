@@ -1,8 +1,8 @@
 """Where `recog predict`'s images come from, and how one is read: files, folders, globs,
 manifests (CSV or Parquet with a `path` column) and fsspec URLs.
 
-Every image ends in `recog.data.image_from_bytes` (or `read_image` for a local
-file), so a batch job reads through the same limits as training and the server:
+Every image ends in `recog.data.images.decoded_from_bytes` (through `read_decoded`
+for a local file), so a batch job reads through the same limits as training and the server:
 the size is asked of the file system before the bytes are fetched.  fsspec
 (already a dependency of torch) resolves `file://`, `memory://` and, where the
 user has installed the package (s3fs, gcsfs, adlfs), `s3://`, `gs://`, `az://`.
@@ -20,10 +20,12 @@ import torch
 
 from recog.data.images import (
     IMAGE_SUFFIXES,
+    Decoded,
+    DecodeSize,
     byte_problem,
+    decoded_from_bytes,
     find_images,
-    image_from_bytes,
-    read_image,
+    read_decoded,
 )
 from recog.errors import RecogError
 
@@ -117,8 +119,13 @@ def list_inputs(items: Sequence[str]) -> list[str]:
 
 def read_input(name: str) -> torch.Tensor:
     """(3, H, W) uint8 of one listed input, through `read_image`'s limits."""
+    return read_decoded_input(name).pixels
+
+
+def read_decoded_input(name: str, decode_size: DecodeSize | None = None) -> Decoded:
+    """One listed input, no larger than `decode_size` asks (`recog.data.images.Decoded`)."""
     if not is_url(name):
-        return read_image(Path(name))
+        return read_decoded(Path(name), decode_size)
     fs, path = _filesystem(name)
     try:
         size = fs.size(path)
@@ -130,4 +137,4 @@ def read_input(name: str) -> torch.Tensor:
         raise RecogError(f"{name}: no such file") from None
     except OSError as exc:
         raise RecogError(f"{name}: cannot read it ({exc})") from None
-    return image_from_bytes(data, name)
+    return decoded_from_bytes(data, name, decode_size)

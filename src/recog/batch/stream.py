@@ -127,9 +127,7 @@ def _batches(rec: Any, todo: list[str], first: PreparedBatch | None, workers: in
         yield first
         todo = todo[batch_size:]
     if todo:  # no workers forked for nothing
-        yield from prepared_batches(
-            todo, rec.task.prepare, batch_size=batch_size, num_workers=workers
-        )
+        yield from prepared_batches(todo, rec.task, batch_size=batch_size, num_workers=workers)
 
 
 def _run(rec: Any, inputs: Sequence[str], todo: list[str], sink: Any, first: PreparedBatch | None,

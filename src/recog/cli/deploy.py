@@ -15,7 +15,7 @@ FORMATS = ("onnx", "openvino")
 BACKENDS = ("torch", "onnx", "openvino")
 #: recog.deploy.bench.BACKEND_ROWS, written out likewise
 BENCH_BACKENDS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime",
-                  "onnxruntime-int8", "openvino")  # fmt: skip
+                  "onnxruntime-int8", "openvino", "openvino-int8")  # fmt: skip
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--format", choices=FORMATS, default="onnx", dest="fmt")
     p.add_argument("--int8", action="store_true",
-                   help="int8 through onnxruntime (static QDQ, per-channel), calibrated on training images")  # fmt: skip
+                   help="int8, calibrated on training images: onnxruntime static QDQ per-channel (--format onnx), NNCF (--format openvino)")  # fmt: skip
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="int8: the most the main metric may fall; layers stay in float until it holds (default 0.01)")  # fmt: skip
     p.add_argument("--calibration-images", type=int, default=64,
@@ -34,7 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="a dynamic batch axis (default on)")  # fmt: skip
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--out", type=Path,
-                   help="file to write (default RUN/export/model[-int8].onnx or model.xml)")  # fmt: skip
+                   help="file to write (default RUN/export/model[-int8].onnx or model[-int8].xml)")  # fmt: skip
     add_bench_parser(sub)
 
 

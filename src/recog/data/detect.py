@@ -39,13 +39,17 @@ PAD_VALUE = 114
 
 
 def letterbox(
-    image: torch.Tensor, boxes: torch.Tensor, size: int
+    image: torch.Tensor, boxes: torch.Tensor, size: int, *, full_size: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """(3, H, W) uint8 and (N, 4) xyxy -> (3, size, size), boxes scaled, and the scale."""
-    h, w = image.shape[-2:]
+    """(3, H, W) uint8 and (N, 4) xyxy -> (3, size, size), boxes scaled, and the scale.
+
+    full_size: (H, W) of the whole image when `image` was decoded smaller
+    (`recog.data.images.Decoded`); the scale and the placement are then the whole
+    image's, so predictions divided by `scale` land in its pixels."""
+    h, w = full_size or image.shape[-2:]
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    if (nh, nw) != (h, w):
+    if (nh, nw) != tuple(image.shape[-2:]):
         image = TF.resize(image, [nh, nw], antialias=True)
     out = torch.full((3, size, size), PAD_VALUE, dtype=torch.uint8)
     out[:, :nh, :nw] = image

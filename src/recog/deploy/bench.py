@@ -7,7 +7,8 @@ backend alike, is left out), on the same uint8 images:
   `torch-channels-last`, `torch-compile` (inductor; a failure is a row with its error);
 - `onnxruntime` (the run's checked `export/model.onnx`, else a fresh export) and
   `onnxruntime-int8` (`export/model-int8.onnx`, else a fresh, unchecked quantization on
-  16 training images: its accuracy is `recog export --int8`'s job), `openvino`.
+  16 training images: its accuracy is `recog export --int8`'s job), `openvino` and
+  `openvino-int8` (NNCF: `export/model-int8.xml`, else a fresh one on 16 images).
 
 Per backend: latency p50/p95 at batch 1, and images/s at each `batches` size (median
 of the timed repeats).  `gflops` is the model's FLOPs per image (PyTorch's
@@ -40,7 +41,7 @@ from recog.errors import RecogError
 #: seconds of timed repeats per backend and batch (at least `repeats` runs)
 DEFAULT_BUDGET_S = 3.0
 BACKEND_ROWS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime",
-                "onnxruntime-int8", "openvino")  # fmt: skip
+                "onnxruntime-int8", "openvino", "openvino-int8")  # fmt: skip
 
 
 def peak_gflops(n: int = 2048, seconds: float = 1.0) -> float:
@@ -102,11 +103,11 @@ def _session_runner(path: Path, backend: str) -> Callable[[torch.Tensor], Any]:
     return lambda images: session.run(images.numpy())
 
 
-def _files(rec: TrainedRun, work: Path, size: int) -> dict[str, Path]:
-    """The ONNX files to time: the run's checked exports, else (none, or another input
-    size than the run's fixed one) fresh ones in `work`."""
+def _files(rec: TrainedRun, work: Path, size: int, backends: set[str]) -> dict[str, Path]:
+    """The files to time for `backends`: the run's checked exports, else (none, or another
+    input size than the run's fixed one) fresh ones in `work`."""
     from recog.deploy.export import write_onnx
-    from recog.deploy.quantize import pre_process, quantize_int8
+    from recog.deploy.quantize import pre_process, quantize_int8, quantize_openvino_int8
     from recog.deploy.run import calibration_batches
 
     export = rec.run_dir / "export"
@@ -115,12 +116,21 @@ def _files(rec: TrainedRun, work: Path, size: int) -> dict[str, Path]:
     fp32 = export / "model.onnx"
     if not fp32.is_file():
         fp32 = write_onnx(rec, work / "model.onnx", img_size=size)
-    int8 = export / "model-int8.onnx"
-    if not int8.is_file():
-        int8 = work / "model-int8.onnx"
-        pre = pre_process(fp32, work / "pre.onnx")
-        quantize_int8(pre, int8, calibration_batches(rec, 16, size=size), metadata_from=fp32)
-    return {"onnxruntime": fp32, "onnxruntime-int8": int8, "openvino": fp32}
+    files = {"onnxruntime": fp32, "openvino": fp32}
+    if "onnxruntime-int8" in backends:
+        files["onnxruntime-int8"] = export / "model-int8.onnx"
+        if not files["onnxruntime-int8"].is_file():
+            files["onnxruntime-int8"] = work / "model-int8.onnx"
+            pre = pre_process(fp32, work / "pre.onnx")
+            calibration = calibration_batches(rec, 16, size=size)
+            quantize_int8(pre, files["onnxruntime-int8"], calibration, metadata_from=fp32)
+    if "openvino-int8" in backends:
+        files["openvino-int8"] = export / "model-int8.xml"
+        if not files["openvino-int8"].is_file():
+            files["openvino-int8"] = work / "model-int8.xml"
+            calibration = calibration_batches(rec, 16, size=size)
+            quantize_openvino_int8(fp32, files["openvino-int8"], calibration)
+    return files
 
 
 def _architecture(rec: TrainedRun) -> TrainedRun:
@@ -169,12 +179,15 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="recog-bench-") as tmp:
         if exported:
             files = {b: rec.model.session.path for b in ("onnxruntime", "openvino")}
-        elif set(backends) & {"onnxruntime", "onnxruntime-int8", "openvino"}:
-            files = _files(rec, Path(tmp), size)
+        elif set(backends) - {"torch", "torch-channels-last", "torch-compile"}:
+            files = _files(rec, Path(tmp), size, set(backends))
         else:
             files = {}
         sizes.update({f"onnx{'-int8' if k.endswith('int8') else ''}": p.stat().st_size
-                      for k, p in files.items() if k != "openvino"})  # fmt: skip
+                      for k, p in files.items() if k.startswith("onnx")})  # fmt: skip
+        if "openvino-int8" in files:
+            xml = files["openvino-int8"]
+            sizes["openvino-int8"] = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
         for backend in backends:
             if progress:
                 progress(backend)
@@ -200,7 +213,8 @@ def _rows(backend: str, graph: torch.nn.Module, files: dict[str, Path], batches:
         if backend.startswith("torch"):
             run = _torch_runner(graph, backend)
         else:
-            run = _session_runner(files[backend], "openvino" if backend == "openvino" else "onnx")
+            runtime = "openvino" if backend.startswith("openvino") else "onnx"
+            run = _session_runner(files[backend], runtime)
     except (RecogError, RuntimeError) as exc:
         return [{"backend": backend, "batch": b, "error": str(exc)[:200]} for b in batches]
     out = []

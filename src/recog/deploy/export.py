@@ -122,7 +122,14 @@ def write_openvino(onnx_path: Path, out: Path) -> Path:
 
     meta = read_meta(onnx_path)
     model = ov.convert_model(str(onnx_path))
-    for key, value in meta.values.items():
+    return save_ir(model, out, meta.values)
+
+
+def save_ir(model: Any, out: Path, meta: dict[str, str]) -> Path:
+    """An OpenVINO model saved atomically as `out` .xml and its .bin, `meta` in its
+    rt_info under `recog`; the weights stay fp32 (no fp16 compression)."""
+    ov = require("openvino", "openvino")
+    for key, value in meta.items():
         model.set_rt_info(value, ["recog", key])
     out = out.with_suffix(".xml")
 

@@ -1,4 +1,4 @@
-"""int8 through onnxruntime's quantization tools: static QDQ, per-channel, calibrated on training images.
+"""int8 through onnxruntime's quantization tools (static QDQ, per-channel) and through OpenVINO's NNCF, calibrated on training images.
 
 - `quant_pre_process` (shape inference and graph optimization) first, as onnxruntime's
   quantization guide asks, then `quantize_static` in QDQ format: uint8 activations,
@@ -11,6 +11,12 @@
   `recog.deploy.run` uses it to keep the layers the metric is most sensitive to.
 
 onnxruntime drops a model's metadata while it rewrites it; it is copied back.
+
+OpenVINO (`recog export --format openvino --int8`): NNCF's `quantize` on the IR that
+OpenVINO converts from the checked ONNX file, with its defaults for CPUs; its
+`IgnoredScope` keeps operations in float as `nodes_to_exclude` does (the decoding tail
+always, the search's picks by OpenVINO's operation names).  Both libraries do the
+quantizing; recog only chooses what to calibrate on and what to keep in float.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,3 +156,52 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+# ------------------------------------------------------------- OpenVINO: NNCF
+#: OpenVINO operations with weights (the candidates to keep in float), as `WEIGHTED_OPS`
+OV_WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+
+
+def _ov_model(fp32: Path) -> Any:
+    ov = require("openvino", "openvino")
+    return ov.convert_model(str(fp32))
+
+
+def ov_weighted_nodes(fp32: Path) -> list[str]:
+    """Names of the weighted operations of `fp32` (ONNX) as OpenVINO converts it, in order."""
+    ops = _ov_model(fp32).get_ordered_ops()
+    return [op.get_friendly_name() for op in ops if op.get_type_name() in OV_WEIGHTED_OPS]
+
+
+def _ov_tail(model: Any) -> list[str]:
+    """The operations after the last weighted one (the decoding), kept float as in ONNX."""
+    ops = list(model.get_ordered_ops())
+    last = max(
+        (i for i, op in enumerate(ops) if op.get_type_name() in OV_WEIGHTED_OPS), default=len(ops)
+    )
+    return [op.get_friendly_name() for op in ops[last + 1 :] if op.get_type_name() != "Result"]
+
+
+def quantize_openvino_int8(
+    fp32: Path, out: Path, calibration: list[np.ndarray], *, exclude: list[str] | None = None
+) -> str:
+    """`fp32` (a recog ONNX file) as an int8 OpenVINO IR at `out` (.xml and .bin) through
+    NNCF's post-training quantization (its default preset: symmetric int8 weights per
+    channel, activations per tensor, fast bias correction), calibrated on `calibration`;
+    the file's recog metadata is copied into the IR.  Returns "nncf"."""
+    nncf = require("nncf", "openvino")
+    from recog.deploy.backend import read_meta
+    from recog.deploy.export import save_ir
+
+    model = _ov_model(fp32)
+    ignored = nncf.IgnoredScope(names=[*_ov_tail(model), *(exclude or [])], validate=False)
+    with _quiet():
+        quantized = nncf.quantize(
+            model,
+            nncf.Dataset(calibration),
+            subset_size=len(calibration),  # NNCF counts the dataset's items: batches
+            ignored_scope=ignored,
+        )
+    save_ir(quantized, Path(out), {**read_meta(fp32).values, "int8": "nncf"})
+    return "nncf"

@@ -4,7 +4,8 @@ Every export is written into a temporary folder beside its destination, checked 
 `recog.deploy.parity` on the run's validation split, and only then moved into place
 with `export.json` beside it; a failed check leaves nothing behind but the message.
 
-int8 (`--int8`) quantizes the checked fp32 ONNX graph (`recog.deploy.quantize`) on
+int8 (`--int8`) quantizes the checked fp32 ONNX graph (`recog.deploy.quantize`:
+onnxruntime's static QDQ for `--format onnx`, NNCF for `--format openvino`) on
 `calibration_images` training images, seen as evaluation sees them where the task
 can (`Task.load_reference`), else the training split as loaded.  With `max_drop`,
 the search is accuracy-controlled: when the metric falls more than that, the
@@ -31,7 +32,13 @@ from recog.deploy import parity
 from recog.deploy.backend import ExportedModel
 from recog.deploy.export import DEFAULT_OPSET, FORMATS, write_onnx, write_openvino
 from recog.deploy.graph import TrainedRun
-from recog.deploy.quantize import pre_process, quantize_int8, weighted_nodes
+from recog.deploy.quantize import (
+    ov_weighted_nodes,
+    pre_process,
+    quantize_int8,
+    quantize_openvino_int8,
+    weighted_nodes,
+)
 from recog.errors import RecogError
 from recog.io import atomic_write_text, read_json
 
@@ -90,17 +97,30 @@ def _int8(
     val: Dataset,
     before: dict[str, float],
     *,
+    fmt: str,
     max_drop: float,
     calibration_images: int,
 ) -> dict[str, Any]:
     batches = calibration_batches(rec, calibration_images)
-    pre = pre_process(fp32, out.with_name("pre.onnx"))
+    if fmt == "openvino":  # NNCF on the IR OpenVINO converts from the ONNX file
+        nodes = ov_weighted_nodes(fp32)
+
+        def quantize(keep: list[str]) -> str:
+            return quantize_openvino_int8(fp32, out, batches, exclude=keep)
+    else:  # onnxruntime's tools on its pre-processed graph (node names are that graph's)
+        pre = pre_process(fp32, out.with_name("pre.onnx"))
+        nodes = weighted_nodes(pre)
+
+        def quantize(keep: list[str]) -> str:
+            return quantize_int8(pre, out, batches, metadata_from=fp32, exclude=keep)
+
+    backend = "openvino" if fmt == "openvino" else "onnx"
     tries: list[dict[str, Any]] = []
-    for keep in [[], *exclusion_plan(weighted_nodes(pre))]:
-        kind = quantize_int8(pre, out, batches, metadata_from=fp32, exclude=keep)
+    for keep in [[], *exclusion_plan(nodes)]:
+        kind = quantize(keep)
         try:
             record = parity.check_parity(
-                rec, ExportedModel(out), val, tolerance=max_drop, before=before
+                rec, ExportedModel(out, backend), val, tolerance=max_drop, before=before
             )
         except parity.ParityError as exc:
             tries.append({"kept_float": keep, "after": exc.record["after"]})
@@ -131,8 +151,6 @@ def export_run(
     """Export, check, then keep (see the module docstring); returns the file's record."""
     if fmt not in FORMATS:
         raise RecogError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
-    if int8 and fmt != "onnx":
-        raise RecogError("--int8 goes through onnxruntime: use it with --format onnx")
     dest = Path(out) if out is not None else default_path(rec, fmt, int8)
     if dest.is_dir():
         raise RecogError(f"{dest}: is a folder; --out takes a file name")
@@ -148,8 +166,8 @@ def export_run(
         )
         made = fp32
         if int8:
-            made = work / "model-int8.onnx"
-            record = _int8(rec, fp32, made, val, before, max_drop=max_drop,
+            made = work / f"model-int8{'.xml' if fmt == 'openvino' else '.onnx'}"
+            record = _int8(rec, fp32, made, val, before, fmt=fmt, max_drop=max_drop,
                            calibration_images=calibration_images)  # fmt: skip
         elif fmt == "openvino":
             made = write_openvino(fp32, work / "model.xml")

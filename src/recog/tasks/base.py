@@ -117,8 +117,19 @@ class Task(ABC):
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
     @abstractmethod
-    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """One decoded (3, H, W) uint8 image -> the model's input size (uint8) and its `meta`."""
+    def prepare(
+        self, image: torch.Tensor, full_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One decoded (3, H, W) uint8 image -> the model's input size (uint8) and its `meta`.
+
+        full_size: (H, W) of the whole image when it was decoded smaller, as
+        `decode_size` allows; the meta (and so the predictions) refer to it."""
+
+    def decode_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The fewest pixels (width, height) `prepare` needs of an image stored at
+        (width, height), so a reader may decode it smaller (JPEG's 1/2, 1/4, 1/8);
+        None: every pixel (the default: a task that keeps each image's size)."""
+        return None
 
     @abstractmethod
     def collate(self, samples: Sequence[Sample]) -> Batch: ...

@@ -7,6 +7,7 @@ device, after normalization, so the data loader ships plain uint8 images.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -162,12 +163,19 @@ class ClassifyTask(Task):
             strict=cfg.strict,
         )
 
-    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def prepare(
+        self, image: torch.Tensor, full_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         if self._eval_transform is None:
             from recog.data import eval_transform
 
             self._eval_transform = eval_transform(img_size=self.img_size, crop_pct=self.crop_pct)
-        return self._eval_transform(image), {"orig_size": tuple(image.shape[-2:])}
+        return self._eval_transform(image), {"orig_size": full_size or tuple(image.shape[-2:])}
+
+    def decode_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The shorter side at the eval transform's resize target, the aspect kept."""
+        scale = round(self.img_size / self.crop_pct) / min(width, height)
+        return math.ceil(width * scale), math.ceil(height * scale)
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
         """images (B, 3, H, W) uint8; targets (B,) int64."""

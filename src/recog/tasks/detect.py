@@ -10,6 +10,7 @@ needs to know which it has.  Predictions come back in original-image pixels
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -128,11 +129,18 @@ class DetectTask(Task):
 
         return load_detection_eval(data, img_size=int(cfg.img_size), class_names=class_names)  # type: ignore[arg-type]
 
-    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    def prepare(
+        self, image: torch.Tensor, full_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         from recog.data.detect import letterbox
 
-        out, _, scale = letterbox(image, torch.zeros((0, 4)), self.img_size)
-        return out, {"scale": scale, "orig_size": tuple(image.shape[-2:])}
+        out, _, scale = letterbox(image, torch.zeros((0, 4)), self.img_size, full_size=full_size)
+        return out, {"scale": scale, "orig_size": full_size or tuple(image.shape[-2:])}
+
+    def decode_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The longer side at the letterbox's `img_size`, the aspect kept."""
+        scale = self.img_size / max(width, height)
+        return math.ceil(width * scale), math.ceil(height * scale)
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
         images = torch.stack([s.image for s in samples])

@@ -194,8 +194,11 @@ class SegmentTask(Task):
     survey = staticmethod(survey_segment)
 
     # ------------------------------------------------------------- batches
-    def prepare(self, image: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Images keep their resolution (big ones are tiled in `predict`)."""
+    def prepare(
+        self, image: torch.Tensor, full_size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Images keep their resolution (big ones are tiled in `predict`): `decode_size`
+        is the base class's None, so `full_size` is always the image's own."""
         return image, {"orig_size": tuple(image.shape[-2:])}
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
