@@ -1,4 +1,4 @@
-"""`prepared_batches`: the next batch is decoded while this one runs; order, sizes and
+"""`prepared_batches`: each batch is decoded by several threads at once; order, sizes and
 errors come through as if it were a plain loop."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class _Task:
         return None
 
 
-def test_batches_keep_order_and_the_next_is_prepared_in_another_thread():
+def test_batches_keep_order_and_are_prepared_by_worker_threads():
     images = [torch.full((3, 4, 4), i, dtype=torch.uint8) for i in range(10)]
     threads = set()
 
@@ -30,7 +30,7 @@ def test_batches_keep_order_and_the_next_is_prepared_in_another_thread():
         threads.add(threading.get_ident())
         return image, {"value": int(image[0, 0, 0])}
 
-    batches = list(prepared_batches(images, 4, _Task(prepare)))
+    batches = list(prepared_batches(images, 4, _Task(prepare), threads=2))
     assert [len(b) for b in batches] == [4, 4, 2]
     assert [m["value"] for b in batches for _, m in b] == list(range(10))
     assert threading.get_ident() not in threads  # decoded off the caller's thread

@@ -106,10 +106,10 @@ class Session:
         if backend == "onnx":
             ort = require("onnxruntime", "onnx")
             opts = ort.SessionOptions()
-            # Predicting, idle threads sleep instead of spinning: the next batch is decoded
-            # beside them (`recog.api.images.prepared_batches`), and spinning starved it
-            # (hymenoptera end to end: 57.7 images/s spinning, 70.7 not).  Forward passes
-            # back to back (`recog bench`) spin, onnxruntime's default: 97 against 66 images/s.
+            # Predicting, idle threads sleep instead of spinning: between batches the
+            # decoding threads take the cores (`recog.api.images.prepared_batches`), and
+            # spinning threads would hold them.  Forward passes back to back (`recog bench`)
+            # spin, onnxruntime's default (97 against 66 images/s on resnet18, 2 cores).
             opts.add_session_config_entry(
                 "session.intra_op.allow_spinning", "1" if spinning else "0"
             )
