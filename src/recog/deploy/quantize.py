@@ -190,7 +190,11 @@ def quantize_openvino_int8(
     NNCF's post-training quantization (its default preset: symmetric int8 weights per
     channel, activations per tensor, fast bias correction), calibrated on `calibration`;
     the file's recog metadata is copied into the IR.  Returns "nncf"."""
+    # importing nncf logs torch's "no CUDA runtime" warning, and nncf logs each ignored
+    # node at INFO: a command prints its own one line
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     nncf = require("nncf", "openvino")
+    logging.getLogger("nncf").setLevel(logging.ERROR)
     from recog.deploy.backend import read_meta
     from recog.deploy.export import save_ir
 
