@@ -99,7 +99,7 @@ def prepared_batches(
     on 2 cores a decoding thread beside onnxruntime's two threads oversubscribes them,
     and a parallel section waits for its slowest thread.  Measured on the 153 hymenoptera
     photos (resnet18, 128 px, onnxruntime, batch 32): 0.65x of the forward-only rate with
-    one decoding thread overlapping the model, 0.80-0.86x taking turns (docs/export.md)."""
+    one decoding thread overlapping the model, 0.75x taking turns (docs/export.md)."""
     chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     workers = max(1, threads or torch.get_num_threads())
     if workers == 1 or not any(len(c) > 1 for c in chunks):

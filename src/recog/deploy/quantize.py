@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from recog.deploy.backend import require
+from recog.errors import RecogError
 from recog.io import atomic_write
 
 #: operators whose weights int8 quantization rewrites (the candidates to keep in float)
@@ -195,17 +196,20 @@ def quantize_openvino_int8(
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     nncf = require("nncf", "openvino")
     logging.getLogger("nncf").setLevel(logging.ERROR)
-    from recog.deploy.backend import read_meta
+    from recog.deploy.backend import first_line, read_meta
     from recog.deploy.export import save_ir
 
     model = _ov_model(fp32)
     ignored = nncf.IgnoredScope(names=[*_ov_tail(model), *(exclude or [])], validate=False)
-    with _quiet():
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(calibration),
-            subset_size=len(calibration),  # NNCF counts the dataset's items: batches
-            ignored_scope=ignored,
-        )
+    try:
+        with _quiet():
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(calibration),
+                subset_size=len(calibration),  # NNCF counts the dataset's items: batches
+                ignored_scope=ignored,
+            )
+    except Exception as exc:  # noqa: BLE001 - NNCF raises many types for a graph it cannot take
+        raise RecogError(f"{fp32}: NNCF cannot quantize it ({first_line(exc)})") from None
     save_ir(quantized, Path(out), {**read_meta(fp32).values, "int8": "nncf"})
     return "nncf"
