@@ -183,6 +183,21 @@ def test_openvino_int8_is_nncf_quantized_checked_and_loads(run, exported, tmp_pa
     assert sum(agree) >= 14
 
 
+def test_a_graph_nncf_cannot_take_is_one_line(run, exported, tmp_path, monkeypatch, capsys):
+    nncf = pytest.importorskip("nncf", reason="the export extra (nncf) is not installed")
+
+    def refuse(*args, **kwargs):
+        raise ValueError("unsupported operation Foo\nmore lines of NNCF's own")
+
+    monkeypatch.setattr(nncf, "quantize", refuse)
+    dest = tmp_path / "out" / "q.xml"
+    code, _, err = _cli(capsys, "export", str(run), "--format", "openvino", "--int8",
+                        "--calibration-images", "8", "--out", str(dest))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "NNCF cannot quantize it (unsupported operation Foo)" in err
+    assert not dest.exists() and [p.name for p in dest.parent.iterdir()] == []
+
+
 def test_bad_input_is_one_line(run, tmp_path, capsys):
     code, _, err = _cli(capsys, "export", str(tmp_path / "nope"))
     assert code == 2 and "no such run directory" in err and err.count("\n") == 1
