@@ -1,5 +1,6 @@
-"""Export for every task: U-Net with dynamic height and width, YOLO with NMS after the graph,
-torchvision's detectors refused in one line; `recog bench`'s numbers and FLOP count."""
+"""Export for every task: U-Net with dynamic height and width, YOLO and torchvision's SSDlite
+with NMS after the graph, torchvision's two-stage detectors refused in one line; `recog
+bench`'s numbers and FLOP count."""
 
 from __future__ import annotations
 
@@ -65,28 +66,54 @@ def test_yolo_exports_boxes_and_scores_and_nms_follows(yolo, tmp_path):
     exported = ExportedModel(tmp_path / "yolo.onnx")
     assert exported.finish == "nms" and exported.finish_args["iou_threshold"] == 0.7
     images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    _same_detections(yolo, exported, images)
+
+
+def _same_detections(rec, exported, images, *, at_least: int = 10) -> None:
+    """The torch model's detections and the file's: the same scores, and the same box and
+    class for every detection whose score no other comes within 1e-5 of (among tied
+    scores NMS may keep either twin)."""
     with torch.inference_mode():
-        ours = yolo.task.predict(yolo.model, images)
-        theirs = yolo.task.predict(exported, images)
+        ours = rec.task.predict(rec.model, images)
+        theirs = rec.task.predict(exported, images)
     checked = 0
     for a, b in zip(ours, theirs, strict=True):
         assert len(a.boxes) == len(b.boxes) > 0
         assert torch.allclose(a.scores, b.scores, atol=1e-4)
-        # a detection whose score no other comes within 1e-5 of must be the same box and
-        # class in both; among tied scores NMS may keep either twin
         gaps = (a.scores[:, None] - a.scores[None, :]).abs() + torch.eye(len(a.scores))
         for i in torch.nonzero(gaps.min(dim=1).values > 1e-5).flatten().tolist():
             assert torch.allclose(a.boxes[i], b.boxes[i], atol=1e-2) and a.labels[i] == b.labels[i]
             checked += 1
-    assert checked >= 10, f"only {checked} detections with distinct scores: the check says little"
+    assert checked >= at_least, (
+        f"only {checked} detections with distinct scores: the check says little"
+    )
 
 
-def test_torchvision_detectors_are_refused_in_one_line():
+def test_ssdlite_exports_up_to_nms_and_answers_as_torchvision(tmp_path):
+    """torchvision's SSDlite, trained at 64 px (its transform resizes to 320 inside): the
+    file's detections are torchvision's postprocess's, box for box."""
+    rec = recog.train("shapes:16:8", "ssdlite", epochs=1, img_size=64, batch_size=8,
+                      out=str(tmp_path / "ssdlite"))  # fmt: skip
+    noise = torch.Generator().manual_seed(0)  # spread the near-uniform class scores
+    with torch.no_grad():
+        for name, p in rec.model.named_parameters():
+            if "classification_head" in name:
+                p.add_(torch.randn(p.shape, generator=noise) * 0.3)
+    record = export_run(rec, out=tmp_path / "ssd.onnx")
+    assert record["metric"] == "map" and abs(record["drop"]) <= 0.005
+    assert record["max_abs_diff"] < 1e-4
+    exported = ExportedModel(tmp_path / "ssd.onnx")
+    assert exported.finish == "nms" and exported.finish_args["iou_threshold"] == 0.55
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8, generator=noise)
+    _same_detections(rec, exported, images)
+
+
+def test_two_stage_torchvision_detectors_are_refused_in_one_line():
     from recog.models.factory import create_model
 
-    model = create_model("ssdlite", num_classes=2, img_size=128)
-    with pytest.raises(RecogError, match="cannot be exported yet; recog's yolo_n"):
-        export_parts(model, "ssdlite")
+    model = create_model("faster_rcnn_mobilenet", num_classes=2, img_size=128)
+    with pytest.raises(RecogError, match="cannot be exported; yolo_n, yolo_s, ssd300 and ssdlite"):
+        export_parts(model, "faster_rcnn_mobilenet")
 
 
 def test_flops_match_the_published_count_of_resnet18():

@@ -15,8 +15,8 @@ Its outputs are tensors only, named in `ExportParts.outputs`:
   per-image loop that the exporter unrolls for the traced batch size, which would cost
   the dynamic batch; docs/export.md has the latency of the step beside the graph's.
 
-The cut itself is the model's (`recog.models.export_parts`); torchvision's detectors
-(their own resize and post-processing inside) refuse it.
+The cut itself is the model's (`recog.models.export_parts`): torchvision's SSD and
+SSDlite cut before NMS as YOLO does; its two-stage detectors refuse it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,15 @@ replaced for new classes) or backbone-only ImageNet weights: a ResNet-50 for
 `faster_rcnn`, a MobileNetV3-Large for `faster_rcnn_mobilenet`, a VGG16 for
 `ssd300`.  SSDlite built without weights uses MobileNetV3's reduced tail, so
 only SSDlite checkpoints, not ImageNet MobileNets, fit it.
+
+Export (`recog export`): SSD and SSDlite cut as recog's YOLO does, at decoded
+boxes and class scores before NMS (`_SSDDecoded`: torchvision's own normalize,
+resize, backbone, head, anchors, box decoding and clipping, the soft-max without
+background, boxes mapped back to the input), then `select_detections` with the
+model's thresholds and its per-class candidate count times the classes (for one
+class the same candidates as torchvision's per-class top-k).  Faster R-CNN is
+refused: its second stage crops region features from the first stage's kept
+proposals, a data-dependent step the exporter cannot keep in the graph.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import torchvision.models.detection as tvd
 from torch import nn
 
 from recog.errors import RecogError
+from recog.models.export_parts import ExportParts
 from recog.models.registry import register_model
 from recog.types import TaskName
 
@@ -59,13 +69,69 @@ class TorchvisionDetector(nn.Module):
         self.model.train(was_training)
         return [{**o, "labels": o["labels"] - 1} for o in outputs]
 
-    def export_parts(self) -> None:
-        """Not exportable yet: torchvision's detectors resize, post-process and loop over
-        images inside their forward, which the exporter cannot keep dynamic."""
+    def export_parts(self) -> ExportParts:
+        """Faster R-CNN: not exportable (the module docstring says why)."""
         raise RecogError(
-            "torchvision's detectors (ssd, ssdlite, faster_rcnn, mask_rcnn) cannot be "
-            "exported yet; recog's yolo_n and yolo_s can"
+            "torchvision's two-stage detectors (faster_rcnn, faster_rcnn_mobilenet, mask_rcnn) "
+            "cannot be exported; yolo_n, yolo_s, ssd300 and ssdlite can"
         )
+
+
+class TorchvisionSSD(TorchvisionDetector):
+    """SSD and SSDlite: exportable up to NMS (the module docstring)."""
+
+    def export_parts(self) -> ExportParts:
+        ssd = self.model
+        return ExportParts(
+            module=_SSDDecoded(ssd),
+            outputs=("boxes", "scores"),
+            finish="nms",
+            finish_args={
+                "score_threshold": float(ssd.score_thresh),
+                "iou_threshold": float(ssd.nms_thresh),
+                "pre_nms": int(ssd.topk_candidates)
+                * (int(ssd.head.classification_head.num_columns) - 1),
+                "max_detections": int(ssd.detections_per_img),
+            },
+        )
+
+
+class _SSDDecoded(nn.Module):
+    """torchvision SSD's eval forward up to NMS, for a batch of one size:
+    [0, 1] images (B, 3, H, W) -> boxes (B, A, 4) xyxy input pixels, scores (B, A, C)."""
+
+    def __init__(self, ssd: nn.Module) -> None:
+        super().__init__()
+        self.ssd = ssd
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.models.detection.image_list import ImageList
+
+        ssd, (h, w) = self.ssd, images.shape[-2:]
+        tf = ssd.transform
+        mean = torch.tensor(tf.image_mean, dtype=images.dtype, device=images.device)
+        std = torch.tensor(tf.image_std, dtype=images.dtype, device=images.device)
+        x = (images - mean[:, None, None]) / std[:, None, None]
+        fh, fw = tf.fixed_size  # torchvision's resize for SSD: bilinear to the fixed size
+        if (h, w) != (fh, fw):
+            x = nn.functional.interpolate(x, size=(fh, fw), mode="bilinear", align_corners=False)
+        features = ssd.backbone(x)
+        features = list(features.values()) if isinstance(features, dict) else [features]
+        head = ssd.head(features)
+        anchors = ssd.anchor_generator(ImageList(x[:1], [(fh, fw)]), features)[0]
+        b, a = head["bbox_regression"].shape[:2]
+        boxes = ssd.box_coder.decode_single(
+            head["bbox_regression"].reshape(-1, 4), anchors.repeat(b, 1)
+        ).reshape(b, a, 4)
+        boxes = torch.stack(
+            [boxes[..., 0].clamp(0, fw), boxes[..., 1].clamp(0, fh),
+             boxes[..., 2].clamp(0, fw), boxes[..., 3].clamp(0, fh)], -1,
+        )  # fmt: skip
+        scale = torch.tensor(
+            [w / fw, h / fh, w / fw, h / fh], dtype=boxes.dtype, device=boxes.device
+        )
+        scores = head["cls_logits"].softmax(-1)[..., 1:]
+        return boxes * scale, scores
 
 
 _COMMON: dict[str, Any] = {"weights": None, "weights_backbone": None}
@@ -87,7 +153,7 @@ _DETECT = {
     **_DETECT,
 )
 def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(
+    return TorchvisionSSD(
         tvd.ssdlite320_mobilenet_v3_large(
             num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
         )
@@ -103,7 +169,7 @@ def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
     **_DETECT,
 )
 def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(
+    return TorchvisionSSD(
         tvd.ssd300_vgg16(
             num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
         )
