@@ -62,14 +62,16 @@ def main() -> None:
     whole = recog.load(ns.run, backend="onnx")
     whole.task.decode_size = lambda width, height: None  # the peer: every pixel decoded
     size = int(scaled.config.img_size)
-    print(f"run {ns.run} ({scaled.config.model} at {size} px), {len(files)} images from {ns.images}")
+    print(
+        f"run {ns.run} ({scaled.config.model} at {size} px), {len(files)} images from {ns.images}"
+    )
 
     record = bench(scaled, batches=(ns.batch,), backends=("onnxruntime",))
     forward = next(r for r in record["rows"] if r["batch"] == ns.batch)["images_per_second"]
 
     rates: dict[str, list[float]] = {"scaled": [], "whole": []}
     answers: dict[str, list[int]] = {}
-    for rec, name in ((scaled, "scaled"), (whole, "whole")):
+    for rec in (scaled, whole):
         rec.predict(files[: ns.batch], batch_size=ns.batch, reject=False)  # warm-up
     for _ in range(ns.rounds):
         for rec, name in ((scaled, "scaled"), (whole, "whole")):
@@ -80,21 +82,29 @@ def main() -> None:
     agree = sum(a == b for a, b in zip(answers["scaled"], answers["whole"], strict=True))
 
     def top1(name: str) -> float:
-        return sum(names[a] == t for a, t in zip(answers[name], truth_names, strict=True)) / len(files)
+        return sum(names[a] == t for a, t in zip(answers[name], truth_names, strict=True)) / len(
+            files
+        )
 
     print()
     print(f"| pipeline | images/s (median of {ns.rounds}) | x forward-only | top-1 |")
     print("|---|---:|---:|---:|")
-    print(f"| forward only (`recog bench`, onnxruntime, batch {ns.batch}) | {forward:.1f} | 1.00 | |")
+    print(
+        f"| forward only (`recog bench`, onnxruntime, batch {ns.batch}) | {forward:.1f} | 1.00 | |"
+    )
     for name, label in (("scaled", "recog predict --backend onnx, scaled decoding"),
                         ("whole", "recog predict --backend onnx, whole decoding (before)")):  # fmt: skip
         rate = statistics.median(rates[name])
         print(f"| {label} | {rate:.1f} | {rate / forward:.2f} | {top1(name):.4f} |")
     print()
-    print(f"rounds: scaled {[round(r, 1) for r in rates['scaled']]}, whole {[round(r, 1) for r in rates['whole']]}")
+    print(
+        f"rounds: scaled {[round(r, 1) for r in rates['scaled']]}, whole {[round(r, 1) for r in rates['whole']]}"
+    )
     print(f"top-class agreement scaled vs whole decoding: {agree}/{len(files)}")
     ratio = statistics.median(rates["scaled"]) / forward
-    print(f"end to end / forward-only: {ratio:.3f}x (bar 0.8x); torch threads {torch.get_num_threads()}")
+    print(
+        f"end to end / forward-only: {ratio:.3f}x (bar 0.8x); torch threads {torch.get_num_threads()}"
+    )
 
 
 if __name__ == "__main__":

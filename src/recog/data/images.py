@@ -1,11 +1,13 @@
-"""The one door user image files are read through: limits, decoding, header reads, finding them.
+"""The one door user image files are read through: limits, decoding (whole or scaled), header reads, finding them (one job: every read of a user's image passes the same limits and errors, so they live together).
 
 Every read of a user's image (or mask) file in recog opens it here, so the
 limits and the error messages are the same everywhere: `read_image`
 decodes to (3, H, W) uint8 RGB, `open_image` opens for a header read or a
 mode-preserving decode (masks), `image_size` reads (width, height) only,
 `unreadable` is the cheap check loaders run over a dataset before training
-and `undecodable` the full decode `recog data check` runs.
+and `undecodable` the full decode `recog data check` runs.  `read_decoded`
+decodes for prediction: a JPEG at 1/2, 1/4 or 1/8 of its size where the
+consumer needs no more (`Task.decode_size`), with the whole image's size kept.
 
 Limits (the same as an upload's: `recog.serve.limits.Limits` takes its
 defaults from here): the file's size is checked before it is read, and the
