@@ -288,13 +288,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     The limits are checked before decoding: the file's size before it is read,
     the pixels and frames its header declares before torchvision or Pillow decode.
     """
-    path = Path(path)
-    _stat_size(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RecogError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    return image_from_bytes(data, path)
+    return read_decoded(path).pixels
 
 
 def image_from_bytes(data: bytes, name: str | Path) -> torch.Tensor:

@@ -117,18 +117,19 @@ def _files(rec: TrainedRun, work: Path, size: int, backends: set[str]) -> dict[s
     if not fp32.is_file():
         fp32 = write_onnx(rec, work / "model.onnx", img_size=size)
     files = {"onnxruntime": fp32, "openvino": fp32}
+    calibration: list = []  # read once, for whichever int8 file has to be made
     if "onnxruntime-int8" in backends:
         files["onnxruntime-int8"] = export / "model-int8.onnx"
         if not files["onnxruntime-int8"].is_file():
             files["onnxruntime-int8"] = work / "model-int8.onnx"
             pre = pre_process(fp32, work / "pre.onnx")
-            calibration = calibration_batches(rec, 16, size=size)
+            calibration = calibration or calibration_batches(rec, 16, size=size)
             quantize_int8(pre, files["onnxruntime-int8"], calibration, metadata_from=fp32)
     if "openvino-int8" in backends:
         files["openvino-int8"] = export / "model-int8.xml"
         if not files["openvino-int8"].is_file():
             files["openvino-int8"] = work / "model-int8.xml"
-            calibration = calibration_batches(rec, 16, size=size)
+            calibration = calibration or calibration_batches(rec, 16, size=size)
             quantize_openvino_int8(fp32, files["openvino-int8"], calibration)
     return files
 

@@ -1,4 +1,4 @@
-"""Semantic segmentation behind the Task seam (`SegmentTask`), and the segment task's data loading.
+"""Semantic segmentation behind the Task seam (`SegmentTask`), and the segment task's data loading (one job: the loaders build the samples the task's seam methods read, tiles and padding included).
 
 The instance task (`recog.tasks.instance.InstanceSegmentTask`) shares the task
 name "segment" and this module's loaders.
