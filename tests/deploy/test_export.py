@@ -234,3 +234,33 @@ def test_bench_of_an_exported_file_times_its_runtimes(run, exported, tmp_path, m
     assert record["flops_per_image"] > 0
     code, _, err = _cli(capsys, "bench", str(exported), "--backends", "torch")
     assert code == 2 and "torch rows need the run directory" in err
+
+
+def test_torchscript_is_traced_checked_and_only_recog_export_opens_it(run, tmp_path, capsys):
+    """`--format torchscript`: the pixel graph traced, checked like every export, its metadata
+    in the archive; plain `torch.jit.load` answers as the run with any batch; recog itself
+    refuses to load one (a TorchScript archive holds code), and ONNX-only flags are refused."""
+    out = tmp_path / "digits.torchscript"
+    code, stdout, err = _cli(capsys, "export", str(run), "--format", "torchscript",
+                             "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    record = json.loads((tmp_path / EXPORT_JSON).read_text())
+    assert record["format"] == "torchscript" and record["opset"] is None
+    assert record["max_abs_diff"] < 1e-4 and record["top1_agreement"] == 1.0
+    rec = recog.load(run)
+    images = _val_images(rec, 5)  # another batch than the traced one (2)
+    with torch.inference_mode():
+        logits = torch.jit.load(str(out))(images)
+        expected = rec.task.logits(rec.model, images)
+    assert (logits - expected).abs().max() < 1e-4
+    from recog.deploy.backend import read_meta
+
+    meta = read_meta(out)
+    assert json.loads(meta.values["classes"]) == rec.class_names
+    with pytest.raises(RecogError, match="holds code"):
+        recog.load(out)
+    for flags in (["--int8"], ["--opset", "17"]):
+        code, _, err = _cli(capsys, "export", str(run), "--format", "torchscript", *flags,
+                            "--out", str(tmp_path / "no.torchscript"))  # fmt: skip
+        assert code != 0 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no.torchscript").exists()

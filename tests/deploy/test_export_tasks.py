@@ -1,6 +1,6 @@
 """Export for every task: U-Net with dynamic height and width, YOLO and torchvision's SSDlite
-with NMS after the graph, torchvision's two-stage detectors refused in one line; `recog
-bench`'s numbers and FLOP count."""
+with NMS after the graph, torchvision's two-stage detectors whole (NMS in the graph, one
+image at a time); `recog bench`'s numbers and FLOP count."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from recog.deploy.graph import PixelGraph
 from recog.deploy.run import export_run
 from recog.errors import RecogError
 from recog.models.export_parts import ExportParts, export_parts
+from recog.models.factory import list_models
 
 pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
 
@@ -123,12 +124,62 @@ def test_ssdlite_exports_up_to_nms_and_answers_as_torchvision(tmp_path):
         assert len(best & same) >= 0.8 * len(best)
 
 
-def test_two_stage_torchvision_detectors_are_refused_in_one_line():
-    from recog.models.factory import create_model
+def _spread_scores(rec, head: str, scale: float = 0.5) -> None:
+    """Random weights for a barely trained head, so its scores differ (NMS among tied scores
+    keeps either twin, in torch as in onnxruntime) and some pass the score threshold."""
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in rec.model.named_parameters():
+            if name.startswith(head):
+                p.add_(torch.randn(p.shape, generator=noise) * scale)
 
-    model = create_model("faster_rcnn_mobilenet", num_classes=2, img_size=128)
-    with pytest.raises(RecogError, match="cannot be exported; yolo_n, yolo_s, ssd300 and ssdlite"):
-        export_parts(model, "faster_rcnn_mobilenet")
+
+def test_faster_rcnn_exports_whole_and_answers_as_torch(tmp_path):
+    """torchvision's Faster R-CNN (MobileNet): the graph holds both stages and their NMS, takes
+    one image, and the runtime runs a batch image by image; its detections are torch's."""
+    rec = recog.train("shapes:16:8", "faster_rcnn_mobilenet", epochs=1, img_size=64,
+                      batch_size=8, amp="off", out=str(tmp_path / "frcnn"))  # fmt: skip
+    _spread_scores(rec, "model.roi_heads.box_predictor.cls_score")
+    with pytest.raises(RecogError, match="one image at a time"):
+        export_run(rec, out=tmp_path / "refused.onnx", dynamic_batch=True)
+    record = export_run(rec, out=tmp_path / "frcnn.onnx")
+    assert record["metric"] == "map" and abs(record["drop"]) <= 0.005
+    assert record["dynamic_batch"] is False and record["max_abs_diff"] < 1e-3
+    exported = ExportedModel(tmp_path / "frcnn.onnx")
+    assert exported.finish == "detections"
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    _same_detections(rec, exported, images)
+    # the file alone predicts, through the same seam, as the run does
+    photo = images[0].permute(1, 2, 0).numpy()
+    mine = rec.predict([photo], conf=0.01)[0]  # the weights spread above
+    loaded = recog.load(tmp_path / "frcnn.onnx").predict([photo], conf=0.01)[0]
+    assert len(mine.boxes) > 0 and torch.allclose(mine.scores, loaded.scores, atol=1e-4)
+    # and as TorchScript, traced on one image like the ONNX graph
+    record = export_run(rec, fmt="torchscript", out=tmp_path / "frcnn.torchscript")
+    assert abs(record["drop"]) <= 0.005 and record["max_abs_diff"] < 1e-3
+
+
+# 80 s on 2 cores (Mask R-CNN's ResNet-50 trains and exports): in `make test-all`
+@pytest.mark.slow
+def test_mask_rcnn_exports_whole_with_its_masks(tmp_path):
+    """Mask R-CNN: boxes, scores, labels and masks out of one graph; the masks are torch's."""
+    rec = recog.train("shapes:8:4", "mask_rcnn", epochs=1, img_size=64, batch_size=4,
+                      amp="off", out=str(tmp_path / "mrcnn"))  # fmt: skip
+    _spread_scores(rec, "model.roi_heads.box_predictor.cls_score", scale=2.0)
+    record = export_run(rec, out=tmp_path / "mrcnn.onnx")
+    assert record["metric"] == "mask_map" and abs(record["drop"]) <= 0.005
+    exported = ExportedModel(tmp_path / "mrcnn.onnx")
+    val = type(rec.task).load_splits(rec.config).val
+    pixels = torch.stack([val[i].image for i in range(2)])
+    x = pixels.float().div(255)  # mask_rcnn normalizes inside (mean 0, std 1)
+    with torch.inference_mode():
+        ours, theirs = rec.model(x), exported(x)
+    for a, b in zip(ours, theirs, strict=True):
+        assert set(b) == {"boxes", "scores", "labels", "masks"}
+        n = min(len(a["scores"]), len(b["scores"]))
+        assert n > 0 and abs(len(a["scores"]) - len(b["scores"])) <= 1
+        assert torch.allclose(a["scores"][:n], b["scores"][:n], atol=1e-4)
+        assert (a["masks"][:n] - b["masks"][:n]).abs().max() < 1e-3
 
 
 def test_flops_match_the_published_count_of_resnet18():
@@ -179,3 +230,17 @@ def test_yolo_int8_leaves_nothing_in_the_working_directory(yolo, tmp_path, monke
     assert record["quantization"] == "static" and record["drop"] <= 0.01
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["export.json", "int8.onnx"]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_has_an_export_cut(name):
+    """No model is refused: each names its outputs, its step after the graph and its exporter."""
+    from recog.models.factory import create_model, get_spec
+
+    spec = get_spec(name)
+    size = max(spec.min_img_size, 64)
+    parts = export_parts(create_model(name, num_classes=2, img_size=size), name)
+    assert parts.outputs and parts.finish in {"tensor", "nms", "detections"}
+    assert parts.exporter in {"dynamo", "torchscript"}
+    # one image's answer, or a batch's tensors: a graph of one image answers detections
+    assert parts.per_image == (parts.finish == "detections")

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 #: the file `--backend` looks for in a run directory, by backend
 RUN_FILES = {"onnx": ("export/model.onnx",), "openvino": ("export/model.xml", "export/model.onnx")}
-EXPORTED_SUFFIXES = (".onnx", ".xml")
+#: `.torchscript` is recognised only to be refused (`open_exported`)
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".torchscript")
 
 
 def exported_file(run_dir: Path, backend: str) -> Path:
@@ -52,6 +53,11 @@ class ExportedRun:
 def open_exported(path: Path, *, backend: str | None = None) -> ExportedRun:
     """An exported file on its runtime (ONNX on onnxruntime unless `backend` says)."""
     path = Path(path)
+    if path.suffix == ".torchscript":
+        raise RecogError(
+            f"{path}: a TorchScript file holds code, and recog runs no code from files; "
+            "load it in LibTorch, or predict with the run's ONNX or OpenVINO export"
+        )
     backend = backend or ("openvino" if path.suffix == ".xml" else "onnx")
     meta = read_meta(path)
     try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 #: recog.deploy.export.FORMATS, written out so `--help` imports no torch (a test keeps them equal)
-FORMATS = ("onnx", "openvino")
+FORMATS = ("onnx", "openvino", "torchscript")
 BACKENDS = ("torch", "onnx", "openvino")
 #: recog.deploy.bench.BACKEND_ROWS, written out likewise
 BENCH_BACKENDS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime",
@@ -20,7 +20,8 @@ BENCH_BACKENDS = ("torch", "torch-channels-last", "torch-compile", "onnxruntime"
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "export", help="a portable model file (ONNX, OpenVINO), checked against the run"
+        "export",
+        help="a portable model file (ONNX, OpenVINO, TorchScript), checked against the run",
     )
     p.add_argument("run", type=Path)
     p.add_argument("--format", choices=FORMATS, default="onnx", dest="fmt")
@@ -30,11 +31,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="int8: the most the main metric may fall; layers stay in float until it holds (default 0.01)")  # fmt: skip
     p.add_argument("--calibration-images", type=int, default=64,
                    help="int8: training images to calibrate on (default 64)")  # fmt: skip
-    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
-                   help="a dynamic batch axis (default on)")  # fmt: skip
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=None,
+                   help="a dynamic batch axis (default: on wherever the graph allows; "
+                        "torchvision's R-CNNs take one image at a time)")  # fmt: skip
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18; onnx and openvino only)")
     p.add_argument("--out", type=Path,
-                   help="file to write (default RUN/export/model[-int8].onnx or model[-int8].xml)")  # fmt: skip
+                   help="file to write (default RUN/export/model[-int8].onnx, .xml or "
+                        "model.torchscript)")  # fmt: skip
     add_bench_parser(sub)
 
 
@@ -47,12 +50,15 @@ def cmd_export(ns: argparse.Namespace) -> int:
         raise RecogError(f"--max-drop {ns.max_drop}: must be in [0, 1]")
     if ns.calibration_images < 1:
         raise RecogError(f"--calibration-images {ns.calibration_images}: must be at least 1")
-    if not 13 <= ns.opset <= 23:
-        raise RecogError(f"--opset {ns.opset}: recog exports opsets 13 to 23")
+    if ns.opset is not None and ns.fmt == "torchscript":
+        raise RecogError("--opset: an ONNX setting; --format torchscript has none")
+    opset = 18 if ns.opset is None else ns.opset  # recog.deploy.export.DEFAULT_OPSET
+    if not 13 <= opset <= 23:
+        raise RecogError(f"--opset {opset}: recog exports opsets 13 to 23")
     rec = api.load(ns.run, device="cpu")
     record = export_run(
         rec, fmt=ns.fmt, int8=ns.int8, out=ns.out, dynamic_batch=ns.dynamic_batch,
-        opset=ns.opset, max_drop=ns.max_drop, calibration_images=ns.calibration_images,
+        opset=opset, max_drop=ns.max_drop, calibration_images=ns.calibration_images,
     )  # fmt: skip
     dest = ns.out or (ns.run / "export" / record["file"])
     metric = record["metric"]

@@ -1,7 +1,8 @@
 """Exported models as recog models: one runtime session behind the torch model's interface.
 
 `ExportedModel` is an `nn.Module` that answers what the torch model answers (logits,
-or per-image detections after YOLO's NMS step), so every task's `predict`, the
+or per-image detections after YOLO's NMS step, or those of a graph that answers one
+image at a time, run image by image), so every task's `predict`, the
 evaluator, the report and the server use an exported file through the same seam,
 with no branch per task or per backend.
 
@@ -71,7 +72,9 @@ def read_meta(path: Path) -> ExportMeta:
     path = Path(path)
     if not path.is_file():
         raise RecogError(f"{path}: no such exported model")
-    if path.suffix == ".xml":
+    if path.suffix == ".torchscript":
+        values = _torchscript_meta(path)
+    elif path.suffix == ".xml":
         ov = require("openvino", "openvino")
         try:
             model = ov.Core().read_model(str(path))
@@ -91,6 +94,26 @@ def read_meta(path: Path) -> ExportMeta:
     return ExportMeta(values)
 
 
+def _torchscript_meta(path: Path) -> dict[str, str]:
+    """recog's metadata from a TorchScript archive's extra files, read as a zip member
+    (no code of the archive is loaded to read it)."""
+    import zipfile
+
+    from recog.deploy.export import TORCHSCRIPT_META
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith(f"/extra/{TORCHSCRIPT_META}"))
+            values = json.loads(archive.read(name))
+    except (zipfile.BadZipFile, StopIteration, ValueError, OSError) as exc:
+        raise RecogError(
+            f"{path}: not a recog TorchScript file ({first_line(exc) or 'no metadata'})"
+        ) from None
+    if not isinstance(values, dict):
+        raise RecogError(f"{path}: not a recog TorchScript file (its metadata is not a table)")
+    return {str(k): str(v) for k, v in values.items()}
+
+
 def first_line(exc: BaseException) -> str:
     """A runtime's exception as one short line for a RecogError."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -106,6 +129,8 @@ class Session:
         if backend == "onnx":
             ort = require("onnxruntime", "onnx")
             opts = ort.SessionOptions()
+            # errors only: an R-CNN's mask loop warns at every image that its output grew
+            opts.log_severity_level = 3
             # Predicting, idle threads sleep instead of spinning: between batches the
             # decoding threads take the cores (`recog.api.images.prepared_batches`), and
             # spinning threads would hold them.  Forward passes back to back (`recog bench`)
@@ -137,12 +162,25 @@ class Session:
             except Exception as exc:
                 raise RecogError(f"{path}: OpenVINO cannot load it ({first_line(exc)})") from None
             self._names = [o.get_any_name() for o in self._ov.outputs]
+        elif backend == "torchscript":
+            # only `recog export` opens one, the file it has just written, to check it; a
+            # TorchScript archive holds code, so files from elsewhere are refused before here
+            # (`recog.api.exported.open_exported`)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch calls TorchScript deprecated
+                self._ts = torch.jit.load(str(path), map_location="cpu").eval()
         else:
             raise RecogError(f"backend {backend!r}: not one of {', '.join(BACKENDS[1:])}")
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
         if self.backend == "onnx":
             return self._ort.run(None, {"images": images})
+        if self.backend == "torchscript":
+            with torch.inference_mode():
+                out = self._ts(torch.from_numpy(images))
+            return [o.numpy() for o in (out if isinstance(out, tuple | list) else [out])]
         result = self._ov(images)
         return [np.asarray(result[o]) for o in self._ov.outputs]
 
@@ -175,7 +213,11 @@ class ExportedModel(nn.Module):
     def forward(self, x: torch.Tensor, targets: Any = None) -> Any:
         if targets is not None:
             raise RecogError(f"{self.session.path}: an exported model does not train")
-        outs = self.raw(self.pixels(x))
+        pixels = self.pixels(x)
+        if self.finish == "detections":  # a graph of one image: its outputs are its answer
+            keys = self.meta.json("outputs")
+            return [dict(zip(keys, self.raw(one), strict=True)) for one in pixels.split(1)]
+        outs = self.raw(pixels)
         if self.finish == "nms":
             from recog.models.yolo import select_detections
 

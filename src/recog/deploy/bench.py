@@ -2,7 +2,8 @@
 
 Every backend runs the same computation, the export cut behind the run's
 normalization (`recog.deploy.graph.PixelGraph`; YOLO's NMS, which runs after every
-backend alike, is left out), on the same uint8 images:
+backend alike, is left out; an R-CNN's graph holds its NMS and takes one image, so a
+batch runs image by image), on the same uint8 images:
 - `torch` (eager, NCHW: how `recog predict` ran before this module),
   `torch-channels-last`, `torch-compile` (inductor; a failure is a row with its error);
 - `onnxruntime` (the run's checked `export/model.onnx`, else a fresh export) and
@@ -168,7 +169,7 @@ def bench(
                              "onnxruntime and openvino; torch rows need the run directory")  # fmt: skip
         if size != rec.img_size and not rec.task.keeps_image_size:
             raise RecogError(f"--img-size {size}: this file takes {rec.img_size} px only")
-    graph, _ = pixel_graph(_architecture(rec) if exported else rec)
+    graph, parts = pixel_graph(_architecture(rec) if exported else rec)
     flops = flops_per_image(graph, size)
     params = sum(p.numel() for p in graph.parameters())
     peak = peak_gflops()
@@ -192,7 +193,8 @@ def bench(
         for backend in backends:
             if progress:
                 progress(backend)
-            rows += _rows(backend, graph, files, batches, size, flops, repeats, budget_s)
+            rows += _rows(backend, graph, files, batches, size, flops, repeats, budget_s,
+                          per_image=parts.per_image)  # fmt: skip
     return {
         "model": str(rec.config.model),
         "task": rec.task.name,
@@ -209,15 +211,18 @@ def bench(
 
 
 def _rows(backend: str, graph: torch.nn.Module, files: dict[str, Path], batches: tuple[int, ...],
-          size: int, flops: float, repeats: int, budget_s: float) -> list[dict[str, Any]]:  # fmt: skip
+          size: int, flops: float, repeats: int, budget_s: float,
+          per_image: bool = False) -> list[dict[str, Any]]:  # fmt: skip
     try:
         if backend.startswith("torch"):
-            run = _torch_runner(graph, backend)
+            one = _torch_runner(graph, backend)
         else:
             runtime = "openvino" if backend.startswith("openvino") else "onnx"
-            run = _session_runner(files[backend], runtime)
+            one = _session_runner(files[backend], runtime)
     except (RecogError, RuntimeError) as exc:
         return [{"backend": backend, "batch": b, "error": str(exc)[:200]} for b in batches]
+    # a graph of one image (torchvision's R-CNNs) runs a batch image by image, as predicting does
+    run = (lambda images: [one(x) for x in images.split(1)]) if per_image else one
     out = []
     for b in sorted({1, *batches}):
         images = torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8)

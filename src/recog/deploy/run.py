@@ -30,7 +30,14 @@ from torch.utils.data import Dataset
 
 from recog.deploy import parity
 from recog.deploy.backend import ExportedModel
-from recog.deploy.export import DEFAULT_OPSET, FORMATS, write_onnx, write_openvino
+from recog.deploy.export import (
+    DEFAULT_OPSET,
+    FORMATS,
+    batch_is_dynamic,
+    write_onnx,
+    write_openvino,
+    write_torchscript,
+)
 from recog.deploy.graph import TrainedRun
 from recog.deploy.quantize import (
     ov_weighted_nodes,
@@ -47,8 +54,11 @@ EXPORT_JSON = "export.json"
 FP32_TOLERANCE = 0.005
 
 
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
+
+
 def default_path(rec: TrainedRun, fmt: str, int8: bool) -> Path:
-    suffix = ".xml" if fmt == "openvino" else ".onnx"
+    suffix = SUFFIXES[fmt]
     return rec.run_dir / "export" / f"model{'-int8' if int8 else ''}{suffix}"
 
 
@@ -72,7 +82,8 @@ def calibration_batches(
 
         tensors = [resize(t, [size, size], antialias=True) for t in tensors]
     images = [t.numpy() for t in tensors]
-    batch = 1 if rec.task.keeps_image_size else 8
+    # images of their own sizes, or a graph that takes one image: batches of one
+    batch = 1 if rec.task.keeps_image_size or not batch_is_dynamic(rec, None) else 8
     return [np.stack(images[i : i + batch]) for i in range(0, len(images), batch)]
 
 
@@ -143,7 +154,7 @@ def export_run(
     fmt: str = "onnx",
     int8: bool = False,
     out: Path | None = None,
-    dynamic_batch: bool = True,
+    dynamic_batch: bool | None = None,
     opset: int = DEFAULT_OPSET,
     max_drop: float = 0.01,
     calibration_images: int = 64,
@@ -151,20 +162,26 @@ def export_run(
     """Export, check, then keep (see the module docstring); returns the file's record."""
     if fmt not in FORMATS:
         raise RecogError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    if int8 and fmt == "torchscript":
+        raise RecogError("--int8: onnx (onnxruntime) or openvino (NNCF); not torchscript")
     dest = Path(out) if out is not None else default_path(rec, fmt, int8)
     if dest.is_dir():
         raise RecogError(f"{dest}: is a folder; --out takes a file name")
+    dynamic_batch = batch_is_dynamic(rec, dynamic_batch)
     start = time.perf_counter()
     dest.parent.mkdir(parents=True, exist_ok=True)
     val = type(rec.task).load_splits(rec.config).val
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
         work = Path(tmp)
-        fp32 = write_onnx(rec, work / "model.onnx", dynamic_batch=dynamic_batch, opset=opset)
         before = parity.metric_of(rec, rec.model, val)
-        record = parity.check_parity(
-            rec, ExportedModel(fp32), val, tolerance=FP32_TOLERANCE, before=before
-        )
-        made = fp32
+        if fmt == "torchscript":
+            made = write_torchscript(rec, work / "model.torchscript", dynamic_batch=dynamic_batch)
+            exported = ExportedModel(made, "torchscript")
+        else:
+            made = write_onnx(rec, work / "model.onnx", dynamic_batch=dynamic_batch, opset=opset)
+            exported = ExportedModel(made)
+        fp32 = made
+        record = parity.check_parity(rec, exported, val, tolerance=FP32_TOLERANCE, before=before)
         if int8:
             made = work / f"model-int8{'.xml' if fmt == 'openvino' else '.onnx'}"
             record = _int8(rec, fp32, made, val, before, fmt=fmt, max_drop=max_drop,
@@ -178,7 +195,7 @@ def export_run(
             "file": dest.name,
             "format": fmt,
             "int8": int8,
-            "opset": opset,
+            "opset": None if fmt == "torchscript" else opset,
             "dynamic_batch": dynamic_batch,
             **record,
             "size_bytes": made.stat().st_size

@@ -19,9 +19,18 @@ boxes and class scores before NMS (`_SSDDecoded`: torchvision's own normalize,
 resize, backbone, head, anchors, box decoding and clipping, the soft-max without
 background, boxes mapped back to the input), then `select_detections` with the
 model's thresholds and its per-class candidate count times the classes (for one
-class the same candidates as torchvision's per-class top-k).  Faster R-CNN is
-refused: its second stage crops region features from the first stage's kept
-proposals, a data-dependent step the exporter cannot keep in the graph.
+class the same candidates as torchvision's per-class top-k).
+
+Faster R-CNN and Mask R-CNN export whole, NMS and all (`_RCNNOneImage`, finish
+"detections"): their second stage crops region features from the proposals the
+first stage's NMS kept, a step whose sizes depend on the data.  torch.export (the
+dynamo exporter) fails on torchvision's R-CNNs at its first step (torch 2.14.1,
+strict and non-strict, measured); torch.onnx's TorchScript-based exporter, the one
+torchvision's own ONNX tests use for these models, traces them with their
+tracing-aware code paths and writes ONNX's NonMaxSuppression and RoiAlign.  It
+traces one image, so the file takes a batch of one and the runtime runs a batch
+image by image (`recog.deploy.backend.ExportedModel`); the second stage is per
+image in torchvision too.
 """
 
 from __future__ import annotations
@@ -32,7 +41,6 @@ import torch
 import torchvision.models.detection as tvd
 from torch import nn
 
-from recog.errors import RecogError
 from recog.models.export_parts import ExportParts
 from recog.models.registry import register_model
 from recog.types import TaskName
@@ -69,12 +77,32 @@ class TorchvisionDetector(nn.Module):
         self.model.train(was_training)
         return [{**o, "labels": o["labels"] - 1} for o in outputs]
 
+    #: the per-image answer's keys, in the exported graph's output order
+    answer_keys: tuple[str, ...] = ("boxes", "scores", "labels")
+
     def export_parts(self) -> ExportParts:
-        """Faster R-CNN: not exportable (the module docstring says why)."""
-        raise RecogError(
-            "torchvision's two-stage detectors (faster_rcnn, faster_rcnn_mobilenet, mask_rcnn) "
-            "cannot be exported; yolo_n, yolo_s, ssd300 and ssdlite can"
+        """Faster R-CNN (and Mask R-CNN): the whole model for one image (module docstring)."""
+        return ExportParts(
+            module=_RCNNOneImage(self.model, self.answer_keys),
+            outputs=self.answer_keys,
+            finish="detections",
+            exporter="torchscript",
+            per_image=True,
         )
+
+
+class _RCNNOneImage(nn.Module):
+    """A torchvision R-CNN's eval forward for a batch of one: [0, 1] images (1, 3, H, W) ->
+    that image's `keys` (boxes xyxy input pixels, scores, recog's labels, masks)."""
+
+    def __init__(self, model: nn.Module, keys: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.keys = model, keys
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        answer = self.model([images[0]])[0]
+        answer["labels"] = answer["labels"] - 1  # past torchvision's background 0
+        return tuple(answer[k] for k in self.keys)
 
 
 class TorchvisionSSD(TorchvisionDetector):

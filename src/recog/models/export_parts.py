@@ -21,9 +21,16 @@ class ExportParts:
 
     module: nn.Module
     outputs: tuple[str, ...] = ("logits",)
-    #: what runs after the graph to give the torch model's answer: "tensor" (nothing) or "nms"
+    #: what runs after the graph to give the torch model's answer: "tensor" (nothing), "nms"
+    #: (boxes and class scores of a batch -> per-image detections), or "detections" (the
+    #: outputs are already one image's answer, named as its keys)
     finish: str = "tensor"
     finish_args: dict[str, Any] = field(default_factory=dict)
+    #: which torch.onnx exporter writes it: "dynamo" (torch.export) or "torchscript" (the
+    #: tracing exporter, for graphs whose sizes depend on the data: `recog.models.detect`)
+    exporter: str = "dynamo"
+    #: the graph takes one image (batch 1); the runtime runs a batch image by image
+    per_image: bool = False
 
 
 def export_parts(model: nn.Module, name: str) -> ExportParts:

@@ -195,6 +195,8 @@ def deeplabv3(*, num_classes: int, img_size: int) -> SemanticSegmenter:
 class InstanceSegmenter(TorchvisionDetector):
     """torchvision Mask R-CNN: the detector contract, with `masks` (N, H, W) in targets and outputs."""
 
+    answer_keys: tuple[str, ...] = ("boxes", "scores", "labels", "masks")
+
     def torchvision_target(self, target: dict[str, torch.Tensor], device: torch.device) -> dict:
         return {
             **super().torchvision_target(target, device),
