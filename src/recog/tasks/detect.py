@@ -75,6 +75,7 @@ class DetectTask(Task):
         lr_batch=16,
         weight_decay=5e-4,
         ema=True,
+        batch_for_budget=True,
         min_scales={"none": 1.0, "light": 0.75, "standard": 0.5, "strong": 0.5},
     )
 
