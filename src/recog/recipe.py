@@ -1,4 +1,4 @@
-"""The recipe: what every option a user left out becomes, and why.
+"""The recipe: what every option a user left out becomes, and why (one job; past 450 lines for its rules' evidence notes).
 
 `resolve` turns a `TrainConfig` with unset (None) fields into one with none,
 from `DataFacts` (a survey of the data), the task's `TaskRecipe`, the model's

@@ -35,6 +35,8 @@ BACKENDS = ("torch", "onnx", "openvino")
 #: metadata keys every exported file carries (`recog.deploy.export.metadata`)
 META_KEYS = ("recog_version", "task", "model", "classes", "img_size", "mean", "std",
              "outputs", "finish", "finish_args", "config")  # fmt: skip
+#: the member of a TorchScript archive that holds recog's metadata (`torch.jit.save`'s extra files)
+TORCHSCRIPT_META = "recog.json"
 
 
 @dataclass
@@ -98,8 +100,6 @@ def _torchscript_meta(path: Path) -> dict[str, str]:
     """recog's metadata from a TorchScript archive's extra files, read as a zip member
     (no code of the archive is loaded to read it)."""
     import zipfile
-
-    from recog.deploy.export import TORCHSCRIPT_META
 
     try:
         with zipfile.ZipFile(path) as archive:

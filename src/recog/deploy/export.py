@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import yaml
 
-from recog.deploy.backend import first_line, require
+from recog.deploy.backend import TORCHSCRIPT_META, first_line, require
 from recog.deploy.graph import PixelGraph, TrainedRun
 from recog.errors import RecogError
 from recog.io import atomic_write
@@ -40,8 +40,6 @@ from recog.models.export_parts import ExportParts, export_parts
 from recog.version import __version__
 
 FORMATS = ("onnx", "openvino", "torchscript")
-#: the member of a TorchScript archive that holds recog's metadata (`torch.jit.save`'s extra files)
-TORCHSCRIPT_META = "recog.json"
 DEFAULT_OPSET = 18
 
 

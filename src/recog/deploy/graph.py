@@ -15,8 +15,11 @@ Its outputs are tensors only, named in `ExportParts.outputs`:
   per-image loop that the exporter unrolls for the traced batch size, which would cost
   the dynamic batch; docs/export.md has the latency of the step beside the graph's.
 
+- torchvision's R-CNNs: one image's `boxes`, `scores`, `labels` (and Mask R-CNN's
+  `masks`), NMS inside; the graph takes a batch of one (`finish = "detections"`).
+
 The cut itself is the model's (`recog.models.export_parts`): torchvision's SSD and
-SSDlite cut before NMS as YOLO does; its two-stage detectors refuse it.
+SSDlite cut before NMS as YOLO does; its R-CNNs export whole (`recog.models.detect`).
 """
 
 from __future__ import annotations
