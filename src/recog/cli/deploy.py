@@ -64,6 +64,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
     metric = record["metric"]
     line = (f"{metric} {record['before']:.4f} -> {record['after']:.4f}, max |diff| "
             f"{record['max_abs_diff']:.2e}")  # fmt: skip
+    if record.get("outputs_of_another_length"):
+        line += (f" (over outputs of equal length; {record['outputs_of_another_length']:.0f} of "
+                 f"{record['images_compared']:.0f} images kept another number of detections)")  # fmt: skip
     if "top1_agreement" in record:
         line += f", top-1 agreement {record['top1_agreement']:.3f}"
     if record.get("kept_float"):

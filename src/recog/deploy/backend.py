@@ -175,6 +175,18 @@ class Session:
             raise RecogError(f"backend {backend!r}: not one of {', '.join(BACKENDS[1:])}")
 
     def run(self, images: np.ndarray) -> list[np.ndarray]:
+        """The graph's outputs; a runtime's failure on an input is one line naming the file."""
+        try:
+            return self._run(images)
+        except RecogError:
+            raise
+        except Exception as exc:  # each runtime raises its own kinds
+            raise RecogError(
+                f"{self.path}: {self.backend} failed on a batch of shape "
+                f"{tuple(images.shape)} ({first_line(exc)})"
+            ) from None
+
+    def _run(self, images: np.ndarray) -> list[np.ndarray]:
         if self.backend == "onnx":
             return self._ort.run(None, {"images": images})
         if self.backend == "torchscript":
@@ -210,13 +222,20 @@ class ExportedModel(nn.Module):
         outs = self.session.run(np.ascontiguousarray(images.cpu().numpy()))
         return [torch.from_numpy(np.asarray(o)).to(images.device) for o in outs]
 
+    def _detections(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One image's answer from a graph that ends in detections, without the rows of label
+        -1: the graph's padding row (`recog.models.detect.PADDING_ROWS`) and the row OpenVINO
+        (2026.4) answers where the graph's detections are empty (label -1 too, measured)."""
+        answer = dict(zip(self.meta.json("outputs"), self.raw(image), strict=True))
+        real = answer["labels"] >= 0
+        return {k: v[real] for k, v in answer.items()}
+
     def forward(self, x: torch.Tensor, targets: Any = None) -> Any:
         if targets is not None:
             raise RecogError(f"{self.session.path}: an exported model does not train")
         pixels = self.pixels(x)
         if self.finish == "detections":  # a graph of one image: its outputs are its answer
-            keys = self.meta.json("outputs")
-            return [dict(zip(keys, self.raw(one), strict=True)) for one in pixels.split(1)]
+            return [self._detections(one) for one in pixels.split(1)]
         outs = self.raw(pixels)
         if self.finish == "nms":
             from recog.models.yolo import select_detections

@@ -86,9 +86,15 @@ class TorchvisionDetector(nn.Module):
             module=_RCNNOneImage(self.model, self.answer_keys),
             outputs=self.answer_keys,
             finish="detections",
+            finish_args={"padding_rows": PADDING_ROWS},
             exporter="torchscript",
             per_image=True,
         )
+
+
+#: rows after an R-CNN graph's detections (label -1), which the runtime drops
+#: (`recog.deploy.backend.ExportedModel`; why: `_RCNNOneImage.forward`)
+PADDING_ROWS = 1
 
 
 class _RCNNOneImage(nn.Module):
@@ -100,9 +106,31 @@ class _RCNNOneImage(nn.Module):
         self.model, self.keys = model, keys
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        answer = self.model([images[0]])[0]
+        # torchvision's GeneralizedRCNN.forward in eval, with one zero-size proposal added:
+        # an image whose first stage keeps no proposal (a weak model does) would reach the
+        # second stage's `reshape(-1, 4)` with no rows, which onnxruntime cannot size
+        # ("input_shape_size % size", measured), where torch answers "no detections".  The
+        # added box decodes to zero width and height, so the second stage's small-box filter
+        # drops it before scores and NMS: the detections are torch's, box for box.
+        m = self.model
+        size = [(int(images.shape[-2]), int(images.shape[-1]))]
+        batch, _ = m.transform([images[0]])
+        features = m.backbone(batch.tensors)
+        proposals, _ = m.rpn(batch, features)
+        proposals = [torch.cat([proposals[0], proposals[0].new_zeros(1, 4)])]
+        found, _ = m.roi_heads(features, proposals, batch.image_sizes)
+        answer = m.transform.postprocess(found, batch.image_sizes, size)[0]
         answer["labels"] = answer["labels"] - 1  # past torchvision's background 0
-        return tuple(answer[k] for k in self.keys)
+        # one padding row, label -1, ends every output (`PADDING_ROWS`): no output is empty,
+        # which OpenVINO (2026.4) answered with a stale row of the image before (measured:
+        # label -1, the previous image's best score); the runtime drops rows of label -1
+        pad = {
+            "boxes": images.new_zeros(1, 4),
+            "scores": images.new_zeros(1),
+            "labels": torch.full((1,), -1, dtype=answer["labels"].dtype),
+            "masks": images.new_zeros(1, 1, *images.shape[-2:]),
+        }
+        return tuple(torch.cat([answer[k], pad[k].to(answer[k].dtype)]) for k in self.keys)
 
 
 class TorchvisionSSD(TorchvisionDetector):
