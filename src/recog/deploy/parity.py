@@ -52,11 +52,12 @@ def output_agreement(
             ours = graph(pixels)
         ours = list(ours) if isinstance(ours, tuple | list) else [ours]
         theirs = exported.raw(pixels)
-        for a, b in zip(ours, theirs, strict=True):
-            if a.shape != b.shape:  # an R-CNN's kept detections: float noise at a threshold
-                unequal += 1
-            elif a.numel():
-                worst = max(worst, float((a.float() - b.float()).abs().max()))
+        if any(a.shape != b.shape for a, b in zip(ours, theirs, strict=True)):
+            unequal += 1  # an R-CNN kept another number of detections: noise at a threshold
+        else:
+            for a, b in zip(ours, theirs, strict=True):
+                if a.numel():
+                    worst = max(worst, float((a.float() - b.float()).abs().max()))
         if rec.task.class_logits:
             same += int(ours[0].argmax(1).item() == theirs[0].argmax(1).item())
         seen += 1
