@@ -1,4 +1,4 @@
-"""The recipe: what every option a user left out becomes, and why (one job; past 450 lines for its rules' evidence notes).
+"""The recipe: what every option a user left out becomes, and why (one job: every unset option is resolved in this one place, and each rule keeps its evidence beside it, hence over 450 lines).
 
 `resolve` turns a `TrainConfig` with unset (None) fields into one with none,
 from `DataFacts` (a survey of the data), the task's `TaskRecipe`, the model's
@@ -219,21 +219,22 @@ def resolve(
 
     # -- batch: at least 8 steps an epoch
     batch = min(recipe.batch_max, max(recipe.batch_min, _pow2_floor(facts.n_train / 8)))
-    choose(
-        "batch_size",
-        batch,
+    why = (
         f"batch {batch}: {facts.n_train} training images (the largest power of two in "
-        f"[{recipe.batch_min}, {recipe.batch_max}] with >= 8 steps an epoch where the data allows)",
+        f"[{recipe.batch_min}, {recipe.batch_max}] with >= 8 steps an epoch where the data allows)"
     )
     if recipe.batch_for_budget and cfg.epochs is not None and not (cfg.steps or cfg.time):
         smaller = batch_for_epochs(facts, recipe, batch, cfg.epochs, cfg.accumulate, world_size)
-        if "batch_size" in values and smaller < batch:  # the recipe's batch, not the user's
+        if smaller < batch:
             spe = steps_per_epoch(facts.n_train, smaller, cfg.accumulate, world_size)
-            values["batch_size"] = smaller
-            notes[-1] = (
-                f"batch {smaller}: --epochs {cfg.epochs} of {spe} steps reach the "
-                f"{planned_steps(facts, recipe):,.0f} steps planned from {facts.n_train} images"
+            batch, why = (
+                smaller,
+                (
+                    f"batch {smaller}: --epochs {cfg.epochs} of {spe} steps reach the "
+                    f"{planned_steps(facts, recipe):,.0f} steps planned from {facts.n_train} images"
+                ),
             )
+    choose("batch_size", batch, why)  # a batch the user (or the model) gave is kept
     batch = int(cfg.batch_size or values["batch_size"])
     effective = batch * cfg.accumulate * world_size
 

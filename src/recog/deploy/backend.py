@@ -209,6 +209,7 @@ class ExportedModel(nn.Module):
         self.session = Session(path, backend, threads=threads)
         self.finish = self.meta.values["finish"]
         self.finish_args = self.meta.json("finish_args")
+        self.outputs: list[str] = self.meta.json("outputs")
         self.register_buffer("mean", torch.tensor(self.meta.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(self.meta.std).view(1, 3, 1, 1))
 
@@ -226,7 +227,7 @@ class ExportedModel(nn.Module):
         """One image's answer from a graph that ends in detections, without the rows of label
         -1: the graph's padding row (`recog.models.detect.PADDING_ROWS`) and the row OpenVINO
         (2026.4) answers where the graph's detections are empty (label -1 too, measured)."""
-        answer = dict(zip(self.meta.json("outputs"), self.raw(image), strict=True))
+        answer = dict(zip(self.outputs, self.raw(image), strict=True))
         real = answer["labels"] >= 0
         return {k: v[real] for k, v in answer.items()}
 

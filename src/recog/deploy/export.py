@@ -72,7 +72,8 @@ def pixel_graph(rec: TrainedRun) -> tuple[PixelGraph, ExportParts]:
 def batch_is_dynamic(rec: TrainedRun, asked: bool | None) -> bool:
     """Whether the file gets a dynamic batch axis: as asked (None: wherever the graph
     allows); asked of a graph that takes one image at a time, refused in one line."""
-    per_image = export_parts(copy.deepcopy(rec.model), str(rec.config.model)).per_image
+    # a model's export_parts() only wraps it (no copy needed to read the flag)
+    per_image = export_parts(rec.model, str(rec.config.model)).per_image
     if asked and per_image:
         raise RecogError(
             f"--dynamic-batch: {rec.config.model}'s graph takes one image at a time "
