@@ -22,7 +22,7 @@ import yaml
 from recog.errors import RecogError
 from recog.names import TaskName
 
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["cosine", "onecycle", "constant"]
@@ -47,8 +47,14 @@ class TrainConfig:
     task: TaskName | None = None  # None: inferred from the data or the model
     model: str | None = None  # None: the recipe's choice for the task and data
     model_args: dict[str, Any] = field(default_factory=dict)
-    weights: str | None = None  # None / "none": train from scratch
+    # None: the model's ImageNet weights where their file is on this machine (the recipe),
+    # "imagenet": those, "none": from scratch; or a file, or torchvision / timm / smp caches
+    weights: str | None = None
     freeze_backbone: bool = False
+    # fine-tuning (recog.engine.optim): epochs that train the new head alone before the whole
+    # network (0: off), and the rate of every layer but the head, as a fraction of lr
+    head_epochs: float | None = None
+    backbone_lr: float | None = None
     img_size: int | None = None
     # budget: give at most one of epochs / steps; time bounds the wall clock
     epochs: int | None = None
@@ -109,6 +115,12 @@ class TrainConfig:
     log: Log = "none"
     # MLflow tracking URI; auto: MLFLOW_TRACKING_URI, else sqlite beside the run (recorded resolved)
     log_uri: str = "auto"
+    # input normalization, per channel: the pretrained file's own (recog.models.pretrained),
+    # else the model's; every task, export and server reads it from the run's config
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    #: the pretrained file the run started from: name, source, path, sha256 ({}: none)
+    pretrained: dict[str, str] = field(default_factory=dict)
     #: what the run ran on (filled by the recipe, never by the user)
     versions: dict[str, str] = field(default_factory=dict)
     version: int = CONFIG_VERSION
@@ -193,6 +205,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "adv_mix": (0, 1, True, False),
     "distill_weight": (0, 1, False, True),
     "distill_temperature": (0, 100, False, True),
+    "head_epochs": (0, 1000, True, True),
+    "backbone_lr": (0, 1, True, True),
 }
 
 
@@ -239,6 +253,14 @@ def _checked(key: str, value: Any, hint: Any) -> Any:
             raise RecogError(f"{key} must be text, not {value!r}")
         return value
     origin = get_origin(kind)
+    if origin is list and get_args(kind) == (float,):
+        # a normalization: three finite numbers (std > 0), as run configs and flags give them
+        ok = isinstance(value, list) and len(value) == 3
+        ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        ok = ok and all(v == v and abs(v) < 1e6 for v in value)
+        if not ok or (key == "std" and min(value) <= 0):
+            raise RecogError(f"{key} must be three finite numbers (one per channel), not {value!r}")
+        return [float(v) for v in value]
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise RecogError(f"{key} must be a list of names, not {value!r}")

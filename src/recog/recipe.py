@@ -43,7 +43,9 @@ from typing import Any
 
 from recog.config import NONE, TrainConfig
 from recog.errors import RecogError
+from recog.models import pretrained
 from recog.models.factory import get_spec
+from recog.models.pretrained import IMAGENET, PretrainedWeights
 from recog.models.registry import ModelSpec
 from recog.types import DataFacts
 
@@ -61,6 +63,29 @@ BF16_GAIN = 1.15
 PATIENCE_FRACTION = 0.5
 MIN_PATIENCE = 5
 MOSAIC_OFF_FRACTION = 1 / 6  # raccoon: the last 10 of 60 epochs measured best (bench/README.md)
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """A task's recipe for starting from pretrained weights (docs/recipe.md, "Fine-tuning").
+
+    Measured on hymenoptera and its 20-a-class subset against the same task from scratch
+    (bench/transfer.py): a few epochs at a lower rate with the new head trained first reach
+    what hundreds of from-scratch steps do not."""
+
+    #: the default model when its weights are on the machine
+    model: str
+    #: smaller images than this (median side) train from scratch: ImageNet features of an
+    #: 8 px digit upscaled 28x are not worth 50x the compute (digits: 0.997 from scratch)
+    min_side: int = 65
+    steps_per_sqrt_image: float = 10.0
+    min_steps: int = 100
+    lr: float = 1e-3  # AdamW, at lr_batch
+    lr_batch: int = 32
+    head_epochs: float = 1.0
+    backbone_lr: float = 1.0
+    min_scale: float = 0.35
+    size_floor: int = 96
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,8 @@ class TaskRecipe:
     #: epochs: batch 16, 600 steps, mAP 0.347; batch 8, 1,200 steps, 0.392; docs/recipe.md)
     batch_for_budget: bool = False
     hflip: float = 0.5
+    #: starting from pretrained weights: its own defaults (None: from scratch only)
+    finetune: FineTune | None = None
     #: augment level -> smallest scale of the training augmentation (crop area or zoom)
     min_scales: dict[str, float] = field(
         default_factory=lambda: {"none": 1.0, "light": 0.6, "standard": 0.25, "strong": 0.08}
@@ -174,15 +201,25 @@ def resolve(
             if why:
                 notes.append(why)
 
-    model = cfg.model
-    if model is None:
-        model = choose_model(facts, recipe)
+    model, weights, record = choose_start(cfg, facts, recipe, notes)
+    if cfg.model is None:
         values["model"] = model
-        notes.append(
-            f"model {model}: the default for {facts.task} data with images of "
-            f"~{facts.median_side} px"
-        )
+    if cfg.weights is None:
+        values["weights"] = weights
     spec: ModelSpec = get_spec(model)
+    fine = recipe.finetune if weights != NONE else None
+    if fine is not None:
+        recipe = dataclasses.replace(
+            recipe,
+            steps_per_sqrt_image=fine.steps_per_sqrt_image,
+            min_steps=fine.min_steps,
+            lr=fine.lr,
+            lr_batch=fine.lr_batch,
+            size_floor=fine.size_floor,
+        )
+    mean, std = (record.mean, record.std) if record is not None else (spec.mean, spec.std)
+    values["mean"], values["std"] = list(mean), list(std)
+    values["pretrained"] = pretrained_record(weights, record)
     # the model's own measured settings come first (mask_rcnn: batch 4, lr 5e-4, bf16)
     for key, value in spec.train_defaults.items():
         if getattr(cfg, key) in (None, "auto") and key not in values:
@@ -201,6 +238,14 @@ def resolve(
             "img_size",
             data_defaults.img_size,
             f"{data_defaults.img_size} px: {cfg.data}'s own size",
+        )
+    elif side and record is not None and fine is not None:
+        size = min(record.input_size, max(recipe.size_floor, spec.min_img_size, _round32(side)))
+        choose(
+            "img_size",
+            size,
+            f"{size} px: the weights' own {record.input_size} px"
+            + (f", median image {side} px" if size < record.input_size else ""),
         )
     elif side:
         size = min(cap, max(recipe.size_floor, spec.min_img_size, _round32(side)))
@@ -264,7 +309,23 @@ def resolve(
     choose("hflip", data_defaults.hflip if data_defaults.hflip is not None else recipe.hflip)
     choose("crop_pct", data_defaults.crop_pct)
     augment = cfg.augment or values["augment"]
+    if fine is not None and cfg.augment is None:
+        choose("min_scale", data_defaults.min_scale or fine.min_scale)
     choose("min_scale", data_defaults.min_scale or recipe.min_scales[augment])
+    # fine-tuning: the new head alone first, then the whole network
+    if fine is not None:
+        choose(
+            "head_epochs",
+            fine.head_epochs,
+            f"fine-tuning: the new head trains alone for {fine.head_epochs:g} epoch, then the "
+            f"whole network at {fine.backbone_lr:g}x the rate",
+        )
+        choose("backbone_lr", fine.backbone_lr)
+        # a fine-tuning run is short (10 epochs on hymenoptera) and its best epochs come at
+        # the cosine's low-rate end: no early stop
+        choose("patience", 0)
+    choose("head_epochs", 0.0)
+    choose("backbone_lr", 1.0)
     choose("elastic", 0.0)
     choose("mosaic", 0.0)
 
@@ -280,7 +341,6 @@ def resolve(
 
     # -- off values, machine, bookkeeping
     choose("clip_grad", 0.0)
-    choose("weights", NONE)
     choose("class_weights", NONE)
     choose("classes", list(facts.class_names))
     if cfg.amp == "auto" and device_type != "cpu":
@@ -301,6 +361,88 @@ def resolve(
     values["task"] = str(facts.task)
     chosen = frozenset(values) | frozenset(spec_chosen)
     return Resolution(dataclasses.replace(cfg, **values), notes, planned, chosen)
+
+
+def choose_start(
+    cfg: TrainConfig, facts: DataFacts, recipe: TaskRecipe, notes: list[str]
+) -> tuple[str, str, PretrainedWeights | None]:
+    """The model, the `weights` value and the pretrained record the run starts from.
+
+    Left out, the weights are the model's ImageNet file where it is on this machine; the
+    model, the task's fine-tuning default where the images are big enough for ImageNet
+    features and its file is here, else the from-scratch default."""
+    fine = recipe.finetune
+    model = cfg.model
+    weights = cfg.weights
+    if model is None:
+        big_enough = fine is not None and facts.median_side >= fine.min_side
+        if fine is not None and weights in (None, IMAGENET) and big_enough:
+            record = pretrained.get(get_spec(fine.model).pretrained)
+            if record.available():
+                model = fine.model
+            elif weights == IMAGENET:
+                record.path()  # raises: the one line saying which package is missing
+            else:
+                notes.append(
+                    f"from scratch: {record.name}'s package {record.package} is not installed"
+                )
+        if model is None:
+            model = choose_model(facts, recipe)
+            notes.append(
+                f"model {model}: the default for {facts.task} data with images of "
+                f"~{facts.median_side} px"
+                + (
+                    ""
+                    if big_enough or fine is None
+                    else f" (under {fine.min_side} px: from scratch)"
+                )
+            )
+        else:
+            notes.append(
+                f"model {model}: fine-tuned from ImageNet weights, the default for "
+                f"{facts.task} data with images of ~{facts.median_side} px"
+            )
+    spec = get_spec(model)
+    record = pretrained.get(spec.pretrained) if spec.pretrained else None
+    if weights is None:
+        weights = IMAGENET if record is not None and record.available() else NONE
+    if weights == IMAGENET:
+        if record is None:
+            raise RecogError(
+                f"--weights imagenet: model {model} has no ImageNet weights in recog's table "
+                "(`recog weights` lists them; or a file's path, or --weights none)"
+            )
+        record.path()  # the package and its file are here, or one line saying which is not
+        notes.append(f"weights {record.name}: ImageNet weights from {record.source()}")
+        return model, weights, record
+    if weights != NONE and record is not None and weights not in HUB_NAMES:
+        return model, weights, record  # the user's own file of the record's layout
+    return model, weights, None
+
+
+#: `--weights` values that name a library's cache rather than a file
+HUB_NAMES = ("torchvision", "timm", "smp")
+
+
+def pretrained_record(weights: str, record: PretrainedWeights | None) -> dict[str, str]:
+    """What config.yaml records of the pretrained start: name, source, file, sha256."""
+    if weights == NONE:
+        return {}
+    if record is None or weights != IMAGENET:
+        from pathlib import Path
+
+        path = Path(weights)
+        info = {"name": weights, "source": "cache" if weights in HUB_NAMES else "file"}
+        if path.is_file():
+            info |= {"file": str(path.resolve()), "sha256": pretrained.sha256_of(path)}
+        return info
+    return {
+        "name": record.name,
+        "source": record.source(),
+        "file": str(record.path()),
+        "sha256": record.sha256,
+        "licence": record.licence,
+    }
 
 
 def mosaic_off_epochs(epochs: int) -> int:

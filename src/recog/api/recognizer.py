@@ -76,7 +76,7 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
         raise RecogError(
             f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)"
         )
-    cfg = TrainConfig.load(run_dir / CONFIG_NAME)
+    cfg = upgrade_config(TrainConfig.load(run_dir / CONFIG_NAME))
     if cfg.unset():
         raise RecogError(
             f"{run_dir / CONFIG_NAME}: not a resolved run config ({', '.join(cfg.unset())} unset); "
@@ -106,6 +106,23 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
         task=task,
         device=dev,
         confidence=Confidence.load(run_dir, task),
+    )
+
+
+def upgrade_config(cfg: TrainConfig) -> TrainConfig:
+    """A run written by config version 2 (before the run recorded its normalization and
+    fine-tuning): the model's normalization, which it was trained with, and no fine-tuning."""
+    if cfg.version >= 3:
+        return cfg
+    from recog.models.factory import get_spec
+
+    spec = get_spec(str(cfg.model))
+    return dataclasses.replace(
+        cfg,
+        mean=cfg.mean or list(spec.mean),
+        std=cfg.std or list(spec.std),
+        head_epochs=0.0 if cfg.head_epochs is None else cfg.head_epochs,
+        backbone_lr=1.0 if cfg.backbone_lr is None else cfg.backbone_lr,
     )
 
 

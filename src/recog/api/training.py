@@ -113,9 +113,11 @@ def _train(
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     model, spec = build_model(cfg, len(splits.class_names))
     if cfg.weights != NONE:
-        from recog.models.weights import load_pretrained
+        from recog.models.weights import load_start
 
-        load_pretrained(model, spec, str(cfg.weights), model_args=cfg.model_args)
+        res.notes.append(
+            "loaded " + load_start(model, spec, str(cfg.weights), model_args=cfg.model_args)
+        )
     if cfg.freeze_backbone:
         from recog.models.weights import freeze_backbone
 
@@ -178,6 +180,7 @@ def _train(
         resume=resume,
         objective=objective,
         on_epoch=tracker.log_epoch,
+        head=spec.head,
     )
     try:
         result = trainer.fit()
@@ -217,6 +220,12 @@ def _train(
             summary={
                 "task": str(cfg.task),
                 "model": cfg.model,
+                "weights": (
+                    f"{cfg.pretrained['name']} ({cfg.pretrained['source']}, "
+                    f"sha256 {cfg.pretrained.get('sha256', '?')[:12]})"
+                    if cfg.pretrained
+                    else "none (from scratch)"
+                ),
                 "data": cfg.data,
                 "classes": len(splits.class_names),
                 "train images": len(splits.train),

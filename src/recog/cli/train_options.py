@@ -27,12 +27,13 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from recog.errors import RecogError
 
 #: fields that are records of a run, never flags
-HIDDEN = frozenset({"version", "versions"})
+HIDDEN = frozenset({"version", "versions", "pretrained", "mean", "std"})
 
 #: (heading, fields) in the order `recog train --help` shows them
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("data", "task", "classes", "val_split", "cache", "strict", "balanced")),
     ("model", ("model", "model_args", "weights", "freeze_backbone", "img_size")),
+    ("fine-tuning", ("head_epochs", "backbone_lr")),
     (
         "schedule",
         (
@@ -91,10 +92,15 @@ HELP = {
     "balanced": "sample the classes equally often (classification)",
     "model": "registry name or timm:<name>; `recog models` lists them with their task and size",
     "model_args": "builder options as key=value, e.g. width=64 depth=4",
-    "weights": "local pretrained weights (safetensors or state dict), or `torchvision`, `timm`, "
-    "`smp` for the library's file in the local torch / Hugging Face cache; nothing is downloaded",
+    "weights": "imagenet: the model's ImageNet file from its pip package (`recog weights` lists "
+    "them); none: from scratch; a local file (safetensors or state dict); or `torchvision`, "
+    "`timm`, `smp` for the library's file in the local torch / Hugging Face cache; nothing is "
+    "downloaded",
     "freeze_backbone": "train the head only (with --weights)",
     "img_size": "input size in pixels",
+    "head_epochs": "fine-tuning: epochs that train the new head alone before the whole network "
+    "(0: off)",
+    "backbone_lr": "fine-tuning: the rate of every layer but the head, as a fraction of --lr",
     "epochs": "training epochs",
     "steps": "training budget in optimizer steps, instead of --epochs",
     "time": "fit the run into this much training time, e.g. 90s, 10m, 1h "
@@ -154,7 +160,10 @@ DEFAULTS = {
     "classes": "from the data",
     "cache": "auto: on for up to 20,000 images",
     "model": "from the data: the task's default model for the images' size",
-    "weights": "none, trained from scratch",
+    "weights": "from the data: imagenet where the model has ImageNet weights on this machine "
+    "(the task's default model does), else none, from scratch",
+    "head_epochs": "from the data: 1 when fine-tuning pretrained weights, else 0, off",
+    "backbone_lr": "from the data: 1, the same rate as the head",
     "img_size": "from the data: the images' median size, capped per task and device",
     "epochs": "from the data: a budget in steps planned from the data size, capped to fit "
     "15 min on this machine",
@@ -192,7 +201,7 @@ PARSED = frozenset({"time", "adv_eps"})
 
 #: metavars clearer than the flag's own name
 METAVARS = {"time": "DURATION", "adv_eps": "EPS", "teacher": "RUN", "classes": "A,B,...",
-            "data": "PATH", "model": "NAME", "weights": "PATH", "out": "DIR",
+            "data": "PATH", "model": "NAME", "weights": "WEIGHTS", "out": "DIR",
             "device": "DEVICE"}  # fmt: skip
 
 

@@ -23,15 +23,26 @@ from torch.optim.swa_utils import AveragedModel
 from recog.config import TrainConfig
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> Optimizer:
-    """No weight decay on biases and normalization parameters (1-d tensors)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+def _is_head(name: str, head: tuple[str, ...]) -> bool:
+    return any(name == h or name.startswith(h + ".") for h in head)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module, *, head: tuple[str, ...] = ()) -> Optimizer:
+    """No weight decay on biases and normalization parameters (1-d tensors).
+
+    With `head` (parameter-name prefixes of a new head) and a fine-tuning setting
+    (`head_epochs`, `backbone_lr`), the rest of the network is in groups of its own
+    (`body: True`) whose rate `build_scheduler` holds at 0 while the head trains alone,
+    then scales by `backbone_lr`."""
+    split = bool(head) and (float(cfg.head_epochs or 0) > 0 or float(cfg.backbone_lr or 1) < 1)
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
+            body = split and not _is_head(name, head)
+            buckets.setdefault((body, param.ndim <= 1), []).append(param)
     groups = [
-        {"params": decay, "weight_decay": float(cfg.weight_decay)},  # type: ignore[arg-type]
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": params, "weight_decay": 0.0 if flat else float(cfg.weight_decay), "body": body}  # type: ignore[arg-type]
+        for (body, flat), params in sorted(buckets.items())
     ]
     lr = float(cfg.lr)  # type: ignore[arg-type]
     if cfg.optimizer == "sgd":
@@ -53,6 +64,7 @@ def build_scheduler(
     """
     total = max(1, int(cfg.epochs) * steps_per_epoch)  # type: ignore[arg-type]
     warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))  # type: ignore[arg-type]
+    body_groups = [bool(g.get("body")) for g in optimizer.param_groups]
     if progress is not None:
 
         def by_time(step: int) -> float:
@@ -62,8 +74,8 @@ def build_scheduler(
             done = min(1.0, max(0.0, progress()))
             return min(warm, 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done)))
 
-        return LambdaLR(optimizer, by_time)
-    if cfg.schedule == "onecycle":
+        return LambdaLR(optimizer, _per_group(by_time, body_groups, cfg, steps_per_epoch))
+    if cfg.schedule == "onecycle" and not any(body_groups):
         return OneCycleLR(
             optimizer,
             max_lr=[g["lr"] for g in optimizer.param_groups],
@@ -79,7 +91,26 @@ def build_scheduler(
         progress = (step - warmup) / max(1, total - warmup)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    return LambdaLR(optimizer, factor)
+    return LambdaLR(optimizer, _per_group(factor, body_groups, cfg, steps_per_epoch))
+
+
+def _per_group(
+    factor: Callable[[int], float], body_groups: list[bool], cfg: TrainConfig, steps_per_epoch: int
+) -> list[Callable[[int], float]]:
+    """The head follows `factor`; the body (fine-tuning) is held at 0 for `head_epochs`,
+    then ramps up over as many steps again (up to an epoch), scaled by `backbone_lr`: the
+    new head's first, random gradients never reach the pretrained layers (Howard & Ruder
+    2018, ULMFiT's gradual unfreezing; fastai's `fine_tune`)."""
+    frozen = int(round(float(cfg.head_epochs or 0) * steps_per_epoch))
+    ramp = max(1, min(frozen, steps_per_epoch))
+    scale = float(cfg.backbone_lr if cfg.backbone_lr is not None else 1.0)
+
+    def body(step: int) -> float:
+        if step < frozen:
+            return 0.0
+        return factor(step) * scale * min(1.0, (step - frozen + 1) / ramp)
+
+    return [body if is_body else factor for is_body in body_groups]
 
 
 def build_ema(model: nn.Module, decay: float) -> AveragedModel:

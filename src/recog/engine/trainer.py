@@ -130,8 +130,12 @@ class Trainer:
         resume: bool = False,
         objective: TrainingObjective | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
+        head: tuple[str, ...] = (),
     ) -> None:
+        """`head`: parameter-name prefixes of a new head, which fine-tuning (`head_epochs`,
+        `backbone_lr`) trains apart from the rest of the network."""
         self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
+        self.head = head
         self.objective = objective or TaskObjective()
         # channels-last convolutions: +25-40% training throughput on CPU for our CNNs (measured,
         # bench/classify_train.py), and the layout tensor cores prefer on GPU.
@@ -191,7 +195,7 @@ class Trainer:
         net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
         loader = self.train_loader()
         steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
-        optimizer = build_optimizer(cfg, model)
+        optimizer = build_optimizer(cfg, model, head=self.head)
         state = _State()
         budget = float(cfg.time or 0.0)
         clock = _Clock(state)

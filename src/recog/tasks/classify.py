@@ -25,8 +25,8 @@ from recog.data.hygiene import classification_findings
 from recog.data.inventory import Finding, Inventory, classification_inventory
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator, Figure
-from recog.recipe import TaskRecipe
-from recog.tasks.base import Task
+from recog.recipe import FineTune, TaskRecipe
+from recog.tasks.base import Task, normalization
 from recog.tasks.distill import softened_kl
 from recog.tasks.doctoring import classify_label_findings
 from recog.tasks.drawing import banner
@@ -77,6 +77,7 @@ class ClassifyTask(Task):
         lr_batch=32,
         weight_decay=0.05,
         label_smoothing=0.1,
+        finetune=FineTune(model="efficientnet_lite0"),
     )
 
     def __init__(
@@ -103,8 +104,7 @@ class ClassifyTask(Task):
         require_resolved(cfg, "classify", budget=False)
         return cls(
             class_names,
-            spec.mean,
-            spec.std,
+            *normalization(cfg, spec),
             img_size=int(cfg.img_size),  # type: ignore[arg-type]
             crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
             label_smoothing=float(cfg.label_smoothing),  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from recog.errors import RecogError
 from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator, Figure
 from recog.recipe import TaskRecipe
-from recog.tasks.base import Task
+from recog.tasks.base import Task, normalization
 from recog.tasks.distill import bins_kl, sigmoid_kl
 from recog.tasks.doctoring import detect_label_findings
 from recog.tasks.drawing import draw_boxes
@@ -97,7 +97,7 @@ class DetectTask(Task):
     @classmethod
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> DetectTask:
         require_resolved(cfg, "detect", budget=False)
-        return cls(class_names, spec.mean, spec.std, img_size=int(cfg.img_size))  # type: ignore[arg-type]
+        return cls(class_names, *normalization(cfg, spec), img_size=int(cfg.img_size))  # type: ignore[arg-type]
 
     @staticmethod
     def load_splits(cfg: TrainConfig) -> DataSplits:

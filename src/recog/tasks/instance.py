@@ -22,6 +22,7 @@ from torchvision.utils import draw_segmentation_masks
 from recog.config import require_resolved
 from recog.io import atomic_write_text
 from recog.metrics.base import Accumulator, Figure
+from recog.tasks.base import normalization
 from recog.tasks.detect import DetectTask
 from recog.tasks.drawing import palette
 from recog.tasks.segment import load_segment_eval, load_segment_splits, png_b64, survey_segment
@@ -69,7 +70,7 @@ class InstanceSegmentTask(DetectTask):
         img_size = int(cfg.img_size)  # type: ignore[arg-type]
         # Mask R-CNN scores each class of a box separately, so one object also comes
         # back as other classes at low scores; those count for mAP but clutter a picture
-        return cls(class_names, spec.mean, spec.std, img_size=img_size, display_threshold=0.5)
+        return cls(class_names, *normalization(cfg, spec), img_size=img_size, display_threshold=0.5)
 
     load_splits = staticmethod(load_segment_splits)
     load_eval = staticmethod(load_segment_eval)

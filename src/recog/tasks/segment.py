@@ -40,7 +40,7 @@ from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator, Figure
 from recog.models.factory import get_spec
 from recog.recipe import TaskRecipe
-from recog.tasks.base import Task
+from recog.tasks.base import Task, normalization
 from recog.tasks.doctoring import segment_label_findings
 from recog.tasks.drawing import palette, palette_png
 from recog.types import (
@@ -182,8 +182,7 @@ class SegmentTask(Task):
         require_resolved(cfg, "segment", budget=False)
         return cls(
             class_names,
-            spec.mean,
-            spec.std,
+            *normalization(cfg, spec),
             img_size=int(cfg.img_size),  # type: ignore[arg-type]
             loss=cfg.seg_loss,
             class_weights=_parse_weights(cfg.class_weights, len(class_names)),
