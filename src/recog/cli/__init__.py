@@ -24,6 +24,7 @@ from recog.cli import (
     robust,
     train_options,
     trust,
+    weights,
 )
 from recog.errors import RecogError
 from recog.names import TaskName
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--task", choices=[str(t) for t in TaskName])
+    weights.add_parser(sub)
 
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -265,16 +267,28 @@ def cmd_models(ns: argparse.Namespace) -> int:
     from recog.models.factory import get_spec, list_models
 
     # epochs and batch come from the data (the recipe) unless a model fixes its own
-    print(f"{'model':22s} {'task':9s} {'size':>6s} {'epochs':>6s} {'batch':>5s}  description")
+    print(
+        f"{'model':22s} {'task':9s} {'size':>6s} {'epochs':>6s} {'batch':>5s} "
+        f"{'weights':9s}  description"
+    )
+    here: dict[str, bool] = {}
+    marks: set[str] = set()
     for name in list_models(ns.task):
         spec = get_spec(name)
         epochs = str(spec.train_defaults.get("epochs", "data"))
         batch = str(spec.train_defaults.get("batch_size", "data"))
+        mark = weights.mark(spec, here)
+        marks.add(mark)
         print(
             f"{name:22s} {spec.task:9s} {spec.default_img_size:4d}px {epochs:>6s} {batch:>5s}"
-            f"  {spec.description}"
+            f" {mark:9s}  {spec.description}"
         )
-    print(f"{'timm:<name>':22s} {'classify':9s} {'':>6s} {'data':>6s} {'data':>5s}  any timm model")
+    print(
+        f"{'timm:<name>':22s} {'classify':9s} {'':>6s} {'data':>6s} {'data':>5s} "
+        f"{weights.NONE:9s}  any timm model"
+    )
+    for line in weights.footer(marks):
+        print(line)
     return 0
 
 
@@ -373,6 +387,7 @@ COMMANDS = {
     "val": cmd_val,
     **predict.COMMANDS,
     "models": cmd_models,
+    "weights": weights.cmd_weights,
     "data": cmd_data,
     "serve": cmd_serve,
     **trust.COMMANDS,
