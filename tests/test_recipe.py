@@ -32,7 +32,18 @@ class _Defaults:
     min_scale = None
 
 
-def _resolve(cfg: TrainConfig, facts: DataFacts, task=ClassifyTask, probe: Probe | None = None):
+def _resolve(
+    cfg: TrainConfig,
+    facts: DataFacts,
+    task=ClassifyTask,
+    probe: Probe | None = None,
+    *,
+    scratch: bool = True,
+):
+    """The resolved config; `scratch` (the rules these tests pin) unless weights are given:
+    the pretrained start has tests of its own (test_pretrained_start_*)."""
+    if scratch and cfg.weights is None:
+        cfg = dataclasses.replace(cfg, weights="none")
     res = resolve(cfg, facts, task.recipe, device_type="cpu", data_defaults=_Defaults())
     return resolve_budget(res, facts, probe=probe)
 

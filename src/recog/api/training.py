@@ -113,7 +113,7 @@ def _train(
     seed_all(cfg.seed, deterministic=cfg.deterministic)
     model, spec = build_model(cfg, len(splits.class_names))
     if cfg.weights != NONE:
-        from recog.models.weights import load_start
+        from recog.models.pretrained import load_start
 
         res.notes.append(
             "loaded " + load_start(model, spec, str(cfg.weights), model_args=cfg.model_args)

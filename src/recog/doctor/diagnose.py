@@ -179,6 +179,15 @@ def diagnose(
                     jobs[what] = bar.add_task(f"label check: {what}", total=total, info="")
                 bar.update(jobs[what], completed=done)
 
+            if fold_steps is None:  # --fold-steps asks for the fold models by name
+                found = evidence.pretrained_features(
+                    [e.path for e in clean_inv.entries], sides, progress
+                )
+                if found is not None:
+                    label_how["how"] = (
+                        f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
+                    )
+                    return evidence.probe_out_of_fold(found[0], labels, seed)
             probs, how = evidence.trained_out_of_fold(
                 [e.path for e in clean_inv.entries], labels, len(inv.class_names), sides,
                 recipe=evidence.FoldRecipe(steps=fold_steps, seed=seed), progress=progress,

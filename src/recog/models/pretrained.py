@@ -27,15 +27,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from recog.errors import RecogError
+
+if TYPE_CHECKING:
+    from recog.models.registry import ModelSpec
 
 #: the value of `--weights` that names the table's record for the model
 IMAGENET = "imagenet"
@@ -308,3 +312,23 @@ def for_model(arch: str) -> PretrainedWeights | None:
         if record.timm_arch == arch:
             return record
     return None
+
+
+def load_start(
+    model: nn.Module, spec: ModelSpec, weights: str, *, model_args: Mapping[str, Any]
+) -> str:
+    """Load the run's starting weights (`--weights`, resolved) into `model`; returns the line
+    the start block prints: which file, from where, what was loaded and what left fresh."""
+    from recog.models.hub import HUB_SOURCES
+    from recog.models.weights import load_pretrained
+
+    if spec.pretrained and weights not in ("torchvision", *HUB_SOURCES):
+        record = get(spec.pretrained)
+        path = None if weights == IMAGENET else Path(weights)
+        report = load_into(model, record, prefix=spec.pretrained_at, head=spec.head, path=path)
+        where = record.source() if path is None else str(path)
+        return f"{record.name} from {where}: {report.summary()}"
+    fresh = load_pretrained(model, spec, weights, model_args=model_args)
+    total = len(model.state_dict())
+    left = f", {len(fresh)} left fresh" if fresh else ""
+    return f"{weights}: {total - len(fresh)} tensors loaded{left}"

@@ -174,27 +174,6 @@ def load_encoder(
     ]
 
 
-def load_start(
-    model: nn.Module, spec: ModelSpec, weights: str, *, model_args: Mapping[str, Any]
-) -> str:
-    """Load the run's starting weights (`--weights`, resolved) into `model`; returns the line
-    the start block prints: which file, from where, what was loaded and what left fresh."""
-    from recog.models import pretrained
-
-    if spec.pretrained and weights not in ("torchvision", *HUB_SOURCES):
-        record = pretrained.get(spec.pretrained)
-        path = None if weights == pretrained.IMAGENET else Path(weights)
-        report = pretrained.load_into(
-            model, record, prefix=spec.pretrained_at, head=spec.head, path=path
-        )
-        where = record.source() if path is None else str(path)
-        return f"{record.name} from {where}: {report.summary()}"
-    fresh = load_pretrained(model, spec, weights, model_args=model_args)
-    total = len(model.state_dict())
-    left = f", {len(fresh)} left fresh" if fresh else ""
-    return f"{weights}: {total - len(fresh)} tensors loaded{left}"
-
-
 def freeze_backbone(model: nn.Module, spec: ModelSpec) -> int:
     """Linear probing: only the head trains; backbone batch-norm statistics stay fixed.
 
