@@ -17,7 +17,7 @@ from torch import nn
 from recog.errors import RecogError
 
 # each family registers its models when imported (the reason for importing them here)
-from recog.models import classify, cnn, detect, segment, yolo  # noqa: F401
+from recog.models import classify, cnn, detect, segment, yolo, yolo_pretrained  # noqa: F401
 from recog.models.registry import ModelSpec, registered
 from recog.types import TaskName
 

@@ -3,7 +3,7 @@
 `@register_model(name, task=..., ...)` records a keyword-only builder with
 its task, default input size and the name of its classifier head (so local
 pretrained weights can be loaded with the head replaced).  The family
-modules (cnn, classify, yolo, detect, segment) import this one to register;
+modules (cnn, classify, yolo, yolo_pretrained, detect, segment) import this one to register;
 it imports none of them.  Building and looking up by name is
 `recog.models.factory`, which imports the families first.
 """

@@ -224,18 +224,31 @@ class _Decoded(nn.Module):
         return self.yolo.decode(self.yolo.forward_maps(images))
 
 
+def scale(width: float, depth: float) -> tuple[tuple[int, ...], tuple[int, int]]:
+    """YOLOv8's channel widths (stem to P5) and C2f depths at a width and depth multiple."""
+    widths = tuple(max(8, int(round(c * width / 8)) * 8) for c in (64, 128, 256, 512, 1024))
+    widths = (*widths[:4], min(widths[4], int(1024 * width)))
+    return widths, (max(1, round(3 * depth)), max(1, round(6 * depth)))
+
+
 class YOLO(nn.Module):
     """Backbone + PAN + decoupled head.  See the module docstring for shapes."""
 
     def __init__(
-        self, *, num_classes: int, width: float, depth: float, img_size: int = 640
+        self,
+        *,
+        num_classes: int,
+        width: float,
+        depth: float,
+        img_size: int = 640,
+        backbone: nn.Module | None = None,
     ) -> None:
+        """`backbone`: another module answering `Backbone`'s contract (the stride 8/16/32
+        maps, `out_channels`) in place of CSPDarknet (`recog.models.yolo_pretrained`)."""
         super().__init__()
-        widths = tuple(max(8, int(round(c * width / 8)) * 8) for c in (64, 128, 256, 512, 1024))
-        widths = (widths[0], widths[1], widths[2], widths[3], min(widths[4], int(1024 * width)))
-        depths = (max(1, round(3 * depth)), max(1, round(6 * depth)))
+        widths, depths = scale(width, depth)
         self.num_classes = num_classes
-        self.backbone = Backbone(widths, depths)
+        self.backbone = Backbone(widths, depths) if backbone is None else backbone
         self.neck = PAN(self.backbone.out_channels, depths[0])
         self.head = DecoupledHead(self.backbone.out_channels, num_classes)
         self.head.init_bias(img_size)
@@ -439,7 +452,7 @@ class YOLOLoss:
 
 # AdamW at 2e-3 with light weight decay: what Ultralytics picks for short runs (its "auto"
 # optimizer); and the 4-image mosaic for all but the last 10 epochs, as Ultralytics trains.
-_YOLO_TRAIN = {"lr": 0.002, "weight_decay": 0.0005, "mosaic": 1.0}
+TRAIN_DEFAULTS = {"lr": 0.002, "weight_decay": 0.0005, "mosaic": 1.0}
 
 
 def _build(*, num_classes: int, img_size: int, width: float, depth: float) -> YOLO:
@@ -461,5 +474,5 @@ for _name, _word, _width, _depth in (
         mean=(0, 0, 0),
         std=(1, 1, 1),
         description=f"recog YOLO, {_word} (YOLOv8-style, anchor-free, TAL assigner)",
-        train_defaults=_YOLO_TRAIN,
+        train_defaults=TRAIN_DEFAULTS,
     )(partial(_build, width=_width, depth=_depth))
