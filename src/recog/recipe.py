@@ -86,6 +86,9 @@ class FineTune:
     backbone_lr: float = 1.0
     min_scale: float = 0.35
     size_floor: int = 96
+    #: the input size is the weights' own (a classifier resizes whole images to it); False:
+    #: from the data as from scratch (segmentation trains on crops at the image's own scale)
+    size_from_weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ def resolve(
             data_defaults.img_size,
             f"{data_defaults.img_size} px: {cfg.data}'s own size",
         )
-    elif side and record is not None and fine is not None:
+    elif side and record is not None and fine is not None and fine.size_from_weights:
         size = min(record.input_size, max(recipe.size_floor, spec.min_img_size, _round32(side)))
         choose(
             "img_size",

@@ -1,6 +1,6 @@
 """Segmentation models behind recog's two segmentation contracts.
 
-Semantic (`fcn`, `fcn_resnet18`, `unet`, `deeplabv3`): `model(x) -> logits`
+Semantic (`fcn`, `fcn_resnet18`, `unet`, `unet_lite0`, `deeplabv3`): `model(x) -> logits`
 with x (B, 3, H, W) normalized float and logits (B, C, H, W) at the input
 resolution.  `SemanticSegmenter` pads any input to the network's stride
 (U-Net needs H and W divisible by 32) and crops the logits back, so every
@@ -17,6 +17,8 @@ resnet18/34, mobilenet_v2, efficientnet-b0, or a timm one as `tu-<name>`),
 always with `encoder_weights=None`: nothing is downloaded; `--weights` loads a
 local encoder file instead, or `--weights smp` the file smp would have downloaded
 if it is in the local Hugging Face cache (`recog.models.weights`, `recog.models.hub`).
+`unet_lite0` is that U-Net on EfficientNet-Lite0, whose ImageNet encoder weights
+ship in a pip package (`--weights imagenet`, `recog.models.pretrained`).
 """
 
 from __future__ import annotations
@@ -85,6 +87,48 @@ class _TimmFCN(nn.Module):
 _SEMANTIC: dict[str, Any] = {"task": TaskName.SEGMENT, "min_img_size": 32}
 
 
+class _StaticSameConv2d(nn.Conv2d):
+    """timm's `Conv2dSame` (TensorFlow's 'same' padding, in its `tf_` models) with the padding
+    fixed: for sides that are multiples of the stride it is `(k - 1) * d + 1 - s` whatever the
+    side, the same numbers timm computes at every call.  `SemanticSegmenter` pads its input to
+    32, so no stride-2 convolution of a U-Net encoder sees an odd side.  timm's per-call
+    padding is symbolic in the exported graph's height and width, and the ONNX exporter did
+    not finish unet_lite0 in 5 minutes (sympy in torch.export's value ranges); fixed, 21 s."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        self.load_state_dict(conv.state_dict())
+        ph, pw = (
+            max((k - 1) * d + 1 - s, 0)
+            for k, s, d in zip(self.kernel_size, self.stride, self.dilation, strict=True)
+        )
+        self.same = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(F.pad(x, self.same), self.weight, self.bias)
+
+
+def _static_same_padding(encoder: nn.Module) -> None:
+    """Every timm `Conv2dSame` of `encoder` replaced by `_StaticSameConv2d` (same tensors,
+    same names)."""
+    from timm.layers import Conv2dSame
+
+    for name, module in list(encoder.named_modules()):
+        if isinstance(module, Conv2dSame):
+            encoder.set_submodule(name, _StaticSameConv2d(module))
+
+
 def _unet_encoder_weights(source: str, model_args: Mapping[str, Any]) -> Path:
     """`--weights smp`: smp's ImageNet weights of the U-Net's encoder (timm's for `tu-`
     encoders, which `--weights timm` also names)."""
@@ -127,13 +171,52 @@ def unet(
 
     if isinstance(decoder_channels, str):
         decoder_channels = [int(c) for c in decoder_channels.split(",")]
-    return SemanticSegmenter(
-        smp.Unet(
-            encoder_name=encoder,
-            encoder_weights=None,
-            decoder_channels=tuple(decoder_channels),
-            classes=num_classes,
-        )
+    net = smp.Unet(
+        encoder_name=encoder,
+        encoder_weights=None,
+        decoder_channels=tuple(decoder_channels),
+        classes=num_classes,
+    )
+    _static_same_padding(net.encoder)  # timm's `tf_` encoders (`tu-tf_...`): exportable
+    return SemanticSegmenter(net)
+
+
+# EfficientNet-Lite0 (Tan & Le 2019; timm's `tf_efficientnet_lite0`, 'same' padding) as the
+# encoder, through smp's timm-universal encoder: its ImageNet weights ship in a pip package
+# (recog.models.pretrained), so `--weights imagenet` starts the encoder pretrained with no
+# download; the decoder and the segmentation head start fresh.  `pretrained_at` is the timm
+# features network inside smp's encoder (its names are timm's own: conv_stem, bn1, blocks.S.I).
+_LITE0_AT = "model.encoder.model"
+
+
+@register_model(
+    "unet_lite0",
+    default_img_size=256,
+    # the decoder and the segmentation head are new: fine-tuning's head, the encoder its body
+    head=("model.decoder", "model.segmentation_head"),
+    encoder=_LITE0_AT,
+    hub_weights=timm_weights("tf_efficientnet_lite0"),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    pretrained="efficientnet_lite0.imagenet",
+    pretrained_at=_LITE0_AT,
+    description="U-Net (segmentation_models_pytorch) on EfficientNet-Lite0; ImageNet encoder from pip",
+    task=TaskName.SEGMENT,
+    min_img_size=64,  # as unet: below, the 32x-downsampled bottom is 1x1
+)
+def unet_lite0(
+    *,
+    num_classes: int,
+    img_size: int,
+    decoder_channels: Sequence[int] | str = (128, 64, 32, 16, 16),
+) -> SemanticSegmenter:
+    """`unet` with encoder `tu-tf_efficientnet_lite0` (stride 32, stages of 16, 24, 40,
+    112 and 320 channels) and the same half-width decoder."""
+    return unet(
+        num_classes=num_classes,
+        img_size=img_size,
+        encoder="tu-tf_efficientnet_lite0",
+        decoder_channels=decoder_channels,
     )
 
 
