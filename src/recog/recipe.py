@@ -317,11 +317,15 @@ def resolve(
     choose("min_scale", data_defaults.min_scale or recipe.min_scales[augment])
     # fine-tuning: the new head alone first, then the whole network
     if fine is not None:
+        first = (
+            f"the new layers train alone for {fine.head_epochs:g} epoch, then "
+            if fine.head_epochs
+            else ""
+        )
         choose(
             "head_epochs",
             fine.head_epochs,
-            f"fine-tuning: the new head trains alone for {fine.head_epochs:g} epoch, then the "
-            f"whole network at {fine.backbone_lr:g}x the rate",
+            f"fine-tuning: {first}the pretrained layers at {fine.backbone_lr:g}x the rate",
         )
         choose("backbone_lr", fine.backbone_lr)
         # a fine-tuning run is short (10 epochs on hymenoptera) and its best epochs come at
