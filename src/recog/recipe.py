@@ -84,7 +84,8 @@ class FineTune:
     lr_batch: int = 32
     head_epochs: float = 1.0
     backbone_lr: float = 1.0
-    min_scale: float = 0.35
+    #: smallest crop / scale of the augmentation; None: the augment level's, as from scratch
+    min_scale: float | None = 0.35
     size_floor: int = 96
     #: the input size is the weights' own (a classifier resizes whole images to it); False:
     #: from the data as from scratch (segmentation trains on crops at the image's own scale)
@@ -312,7 +313,7 @@ def resolve(
     choose("hflip", data_defaults.hflip if data_defaults.hflip is not None else recipe.hflip)
     choose("crop_pct", data_defaults.crop_pct)
     augment = cfg.augment or values["augment"]
-    if fine is not None and cfg.augment is None:
+    if fine is not None and fine.min_scale is not None and cfg.augment is None:
         choose("min_scale", data_defaults.min_scale or fine.min_scale)
     choose("min_scale", data_defaults.min_scale or recipe.min_scales[augment])
     # fine-tuning: the new head alone first, then the whole network

@@ -34,7 +34,9 @@ def test_digits_with_no_flags(tmp_path):
 
 def test_raccoon_with_no_flags(tmp_path):
     data = shared_dataset("raccoon")
-    assert _train(tmp_path / "raccoon", "--data", str(data))["map50"] >= 0.80
+    metrics = _train(tmp_path / "raccoon", "--data", str(data))
+    # yolo_lite0 on EfficientNet-Lite0's ImageNet features (issue 32's bars)
+    assert metrics["map50"] >= 0.90 and metrics["map"] >= 0.50
 
 
 def test_membrane_with_no_flags(tmp_path):
@@ -50,7 +52,8 @@ def test_small_shapes_detection_with_no_flags(tmp_path):
 def test_hymenoptera_with_no_flags_and_with_five_minutes(tmp_path):
     data = shared_dataset("hymenoptera")
     free = _train(tmp_path / "free", "--data", str(data))
-    assert free["top1"] >= 0.75
+    # fine-tuned from EfficientNet-Lite0's ImageNet weights (issue 32's bar)
+    assert free["top1"] >= 0.93
     timed = _train(tmp_path / "timed", "--data", str(data), "--time", "5m")
     assert 4.5 * 60 <= timed["train_seconds"] <= 5.5 * 60
     assert timed["top1"] >= free["top1"] - 0.05

@@ -115,7 +115,9 @@ def test_a_corrupt_or_truncated_package_file_is_one_line_naming_it(tmp_path, mon
         fake = _copy(tmp_path, bad)
         monkeypatch.setattr(type(LITE0), "path", lambda self, fake=fake: fake)
         model = create_model("efficientnet_lite0", num_classes=2)
-        with pytest.raises(RecogError, match=r"weights\.pth: checksum .* is not efficientnet_lite0"):
+        with pytest.raises(
+            RecogError, match=r"weights\.pth: checksum .* is not efficientnet_lite0"
+        ):
             load_into(model, LITE0)
         monkeypatch.undo()
     # a file the user names is read as it is: truncated, it is a bad file, not a crash

@@ -184,9 +184,7 @@ def diagnose(
                     [e.path for e in clean_inv.entries], sides, progress
                 )
                 if found is not None:
-                    label_how["how"] = (
-                        f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
-                    )
+                    label_how["how"] = f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
                     return evidence.probe_out_of_fold(found[0], labels, seed)
             probs, how = evidence.trained_out_of_fold(
                 [e.path for e in clean_inv.entries], labels, len(inv.class_names), sides,
