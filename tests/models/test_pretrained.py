@@ -16,7 +16,7 @@ from recog.api import resolve_config
 from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.models import pretrained
-from recog.models.factory import create_model, get_spec
+from recog.models.factory import create_model, get_spec, list_models
 from recog.models.pretrained import TABLE, efficientnet_pytorch_to_timm, load_into
 from recog.recipe import resolve, resolve_budget
 from recog.tasks import ClassifyTask
@@ -100,6 +100,32 @@ def test_new_head_is_left_fresh_at_zero_and_the_rest_loaded():
     mapped = efficientnet_pytorch_to_timm(_file_state(), list(model.state_dict()))
     assert torch.equal(model.conv_head.weight, mapped["conv_head.weight"])
     assert "loaded" in report.summary() and "classifier" in report.summary()
+
+
+PARTS = [n for n in list_models() if get_spec(n).pretrained and get_spec(n).pretrained_at]
+
+
+@needs_lite0
+@pytest.mark.parametrize("name", PARTS)
+def test_the_file_loads_into_every_tensor_of_a_models_pretrained_part_and_nothing_else(name):
+    """Encoders and backbones (unet_lite0, yolo_lite0): every tensor at `pretrained_at` is the
+    file's, the rest of the model untouched; only the classifier side of the file is unused."""
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=3, img_size=64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_into(model, LITE0, prefix=spec.pretrained_at, head=spec.head)
+    pre = spec.pretrained_at + "."
+    part = [k for k in before if k.startswith(pre)]
+    assert report.loaded == len(part) == 288 and report.fresh == ()
+    assert {k.split(".")[0] for k in report.unused} == {"conv_head", "bn2", "classifier"}
+    reference = timm.create_model(LITE0.timm_arch, pretrained=False)
+    load_into(reference, LITE0)
+    theirs, after = reference.state_dict(), model.state_dict()
+    for key in part:
+        assert torch.equal(after[key], theirs[key[len(pre) :]]), key
+    for key in before.keys() - set(part):
+        assert torch.equal(after[key], before[key]), key
 
 
 def _copy(tmp_path: Path, data: bytes) -> Path:
