@@ -202,6 +202,7 @@ _DETECT = {
 
 @register_model(
     "ssdlite",
+    torchvision_name="ssdlite320_mobilenet_v3_large",
     default_img_size=320,
     head=("model.head.classification_head",),
     description="torchvision SSDlite320 MobileNetV3-Large",
@@ -218,6 +219,7 @@ def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
 
 @register_model(
     "ssd300",
+    torchvision_name="ssd300_vgg16",
     default_img_size=300,
     head=("model.head.classification_head",),
     description="torchvision SSD300 VGG16",
@@ -234,6 +236,7 @@ def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
 
 @register_model(
     "faster_rcnn",
+    torchvision_name="fasterrcnn_resnet50_fpn_v2",
     default_img_size=512,
     head=("model.roi_heads.box_predictor",),
     description="torchvision Faster R-CNN ResNet-50 FPN v2",
@@ -250,6 +253,7 @@ def faster_rcnn(*, num_classes: int, img_size: int) -> TorchvisionDetector:
 
 @register_model(
     "faster_rcnn_mobilenet",
+    torchvision_name="fasterrcnn_mobilenet_v3_large_fpn",
     default_img_size=320,
     head=("model.roi_heads.box_predictor",),
     description="torchvision Faster R-CNN MobileNetV3-Large FPN",

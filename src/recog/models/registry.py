@@ -49,6 +49,9 @@ class ModelSpec:
     pretrained: str = ""
     #: dotted prefix of the timm network that record loads into ("": the whole model)
     pretrained_at: str = ""
+    #: torchvision's name of the model this one wraps (`--weights torchvision` looks up its
+    #: default weights' file in the torch hub cache); "": the registry name is torchvision's
+    torchvision_name: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -70,6 +73,7 @@ def register_model(
     hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None,
     pretrained: str = "",
     pretrained_at: str = "",
+    torchvision_name: str = "",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
 
@@ -91,6 +95,7 @@ def register_model(
             hub_weights=hub_weights,
             pretrained=pretrained,
             pretrained_at=pretrained_at,
+            torchvision_name=torchvision_name,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         )
         return fn

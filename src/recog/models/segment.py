@@ -222,6 +222,7 @@ def unet_lite0(
 
 @register_model(
     "fcn",
+    torchvision_name="fcn_resnet50",
     default_img_size=256,
     head=("model.classifier.4",),
     encoder="model.backbone",
@@ -254,6 +255,7 @@ def fcn_resnet18(*, num_classes: int, img_size: int, output_stride: int = 16) ->
 
 @register_model(
     "deeplabv3",
+    torchvision_name="deeplabv3_mobilenet_v3_large",
     default_img_size=256,
     head=("model.classifier.4",),
     encoder="model.backbone",
@@ -289,6 +291,7 @@ class InstanceSegmenter(TorchvisionDetector):
 
 @register_model(
     "mask_rcnn",
+    torchvision_name="maskrcnn_resnet50_fpn_v2",
     default_img_size=512,
     head=("model.roi_heads.box_predictor", "model.roi_heads.mask_predictor.mask_fcn_logits"),
     encoder="model.backbone.body",

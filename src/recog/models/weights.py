@@ -81,7 +81,7 @@ def _source_file(
     spec: ModelSpec, source: str, tv_name: str | None, model_args: Mapping[str, Any]
 ) -> Path:
     if source == "torchvision":
-        return cached_torchvision_weights(tv_name or spec.name)
+        return cached_torchvision_weights(tv_name or spec.torchvision_name or spec.name)
     if source in HUB_SOURCES:
         if spec.hub_weights is None:
             raise RecogError(
