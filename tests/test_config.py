@@ -61,3 +61,16 @@ def test_a_config_file_of_the_wrong_type_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"recog: error: {path}: epochs must be a whole number, not 'many'"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "a/b", "..", ".", "", "a\\b"])
+def test_a_run_name_is_a_name_not_a_path(name):
+    """Issue 33: `--name ../../escaped_name` put the run outside runs/."""
+    with pytest.raises(RecogError, match="name must be a plain folder name"):
+        TrainConfig(name=name)
+
+
+def test_empty_data_is_refused_not_the_current_folder():
+    """Issue 33: `recog train --data ""` trained on the current directory."""
+    with pytest.raises(RecogError, match="data must name a dataset"):
+        TrainConfig(data="  ")

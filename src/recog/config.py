@@ -133,6 +133,17 @@ class TrainConfig:
             if value is None:
                 continue
             setattr(self, f.name, _checked(f.name, value, hints[f.name]))
+        # a run is named, never placed, by --name (issue 33: `--name ../../x` left runs/)
+        if not self.data.strip():
+            raise RecogError("data must name a dataset, not an empty text")
+        if self.name is not None and (
+            not self.name.strip()
+            or self.name in (".", "..")
+            or any(c in self.name for c in "/\\\0")
+        ):
+            raise RecogError(
+                f"name must be a plain folder name (no '/', '\\', '.' or '..'), not {self.name!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-safe): the task as its name."""

@@ -264,3 +264,22 @@ def test_torchscript_is_traced_checked_and_only_recog_export_opens_it(run, tmp_p
                             "--out", str(tmp_path / "no.torchscript"))  # fmt: skip
         assert code != 0 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "no.torchscript").exists()
+
+
+def test_export_never_replaces_a_file_it_did_not_write(run, exported, tmp_path, capsys):
+    """Issue 33: `--out photos/precious.jpg` replaced the photo, `--out RUN/model.safetensors`
+    the run's weights.  Both are refused in one line, the files untouched."""
+    photo = tmp_path / "precious.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a photo")
+    weights = run / "model.safetensors"
+    before = weights.read_bytes()
+    for dest, says in ((photo, "is not a file recog exported there"),
+                       (weights, "inside the run folder")):  # fmt: skip
+        code, _, err = _cli(capsys, "export", str(run), "--out", str(dest))
+        assert code != 0 and says in err and len(err.strip().splitlines()) == 1
+    assert photo.read_bytes() == b"\xff\xd8\xff\xe0 a photo"
+    assert weights.read_bytes() == before
+    # recog's own earlier export in a folder of the user's is replaced as asked
+    mine = tmp_path / "mine.onnx"
+    assert _cli(capsys, "export", str(run), "--out", str(mine))[0] == 0
+    assert _cli(capsys, "export", str(run), "--out", str(mine))[0] == 0

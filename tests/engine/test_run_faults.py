@@ -299,3 +299,13 @@ def test_sigkill_while_writing_the_checkpoint_keeps_the_previous_one(run_copy, t
     assert code == 0, err
     assert not _temps(run_copy), "the next start removed it"
     assert _epoch_of(run_copy) == 2
+
+
+def test_resume_of_a_run_with_weights_but_no_checkpoint_is_refused_not_retrained(run_copy, capsys):
+    """Issue 33: `--resume` of a run without last.ckpt retrained it from scratch and replaced
+    its model.safetensors."""
+    (run_copy / "last.ckpt").unlink()
+    before = (run_copy / "model.safetensors").read_bytes()
+    code, err = _train(capsys, "train", "--resume", str(run_copy))
+    assert code != 0 and "no last.ckpt to resume from" in err
+    assert (run_copy / "model.safetensors").read_bytes() == before

@@ -30,6 +30,7 @@ from recog.engine.tracking import check_log, open_tracker, tracking_uri
 from recog.engine.trainer import (
     CHECKPOINT_NAME,
     RESULTS_NAME,
+    WEIGHTS_NAME,
     Trainer,
     final_evaluation,
     sample_predictions,
@@ -62,6 +63,13 @@ def train(
         run_dir = Path(resume)
         if not (run_dir / CONFIG_NAME).is_file():
             raise RecogError(f"{run_dir}: nothing to resume (no {CONFIG_NAME})")
+        if not (run_dir / CHECKPOINT_NAME).is_file() and (run_dir / WEIGHTS_NAME).is_file():
+            # a run stopped before its first checkpoint has no weights either: these are
+            # a run's trained weights, which starting over would replace (issue 33)
+            raise RecogError(
+                f"{run_dir}: has trained weights ({WEIGHTS_NAME}) but no {CHECKPOINT_NAME} to "
+                f"resume from; train a new run (--out) instead"
+            )
         cfg = TrainConfig.load(run_dir / CONFIG_NAME)
         if "epochs" in overrides:
             epochs = int(overrides.pop("epochs"))
@@ -142,7 +150,10 @@ def _train(
         splits = task_cls.load_splits(res.config)
     uri = tracking_uri(res.config.log, res.config.log_uri, run_dir)
     cfg = require_resolved(
-        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name, log_uri=uri), "train"
+        dataclasses.replace(
+            res.config, out=str(run_dir), name=run_dir.resolve().name or "run", log_uri=uri
+        ),
+        "train",
     )
     resume = resume_dir is not None and (resume_dir / CHECKPOINT_NAME).is_file()
     if ctx.is_main:

@@ -167,6 +167,8 @@ def export_run(
     dest = Path(out) if out is not None else default_path(rec, fmt, int8)
     if dest.is_dir():
         raise RecogError(f"{dest}: is a folder; --out takes a file name")
+    if out is not None:
+        check_export_out(rec, dest, fmt)
     dynamic_batch = batch_is_dynamic(rec, dynamic_batch)
     start = time.perf_counter()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -207,6 +209,29 @@ def export_run(
         os.replace(made, dest)
     _write_record(dest.parent / EXPORT_JSON, record)
     return record
+
+
+def check_export_out(rec: TrainedRun, dest: Path, fmt: str) -> None:
+    """A file the user names is never one recog did not write (a photo, a run's weights):
+    inside the run folder only under its `export/`; an existing file only where the
+    folder's export.json records it as an earlier export."""
+    run = Path(rec.run_dir).resolve()
+    where = dest.resolve()
+    if where.is_relative_to(run) and not where.is_relative_to(run / "export"):
+        raise RecogError(
+            f"{dest}: inside the run folder {rec.run_dir}, whose files are the run's own; "
+            f"export into {Path(rec.run_dir) / 'export'} or outside the run"
+        )
+    ours: set[str] = set()
+    record = dest.parent / EXPORT_JSON
+    if record.is_file():
+        with contextlib.suppress(RecogError, AttributeError, TypeError):
+            ours = set(read_json(record).get("files", {}))
+    for path in (dest, dest.with_suffix(".bin")) if fmt == "openvino" else (dest,):
+        if (path.exists() or path.is_symlink()) and dest.name not in ours:
+            raise RecogError(
+                f"{path}: exists and is not a file recog exported there; give a new file name"
+            )
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
