@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"metrics"},
     {"data"},
-    {"recipe"},
+    {"recipe", "recipe_start"},
     {"tasks"},
     {"engine"},
     {"report"},

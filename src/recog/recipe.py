@@ -43,10 +43,9 @@ from typing import Any
 
 from recog.config import NONE, TrainConfig
 from recog.errors import RecogError
-from recog.models import pretrained
 from recog.models.factory import get_spec
-from recog.models.pretrained import IMAGENET, PretrainedWeights
 from recog.models.registry import ModelSpec
+from recog.recipe_start import FineTune, choose_start, pretrained_record
 from recog.types import DataFacts
 
 #: a no-flag run is planned to fit this many seconds of training on this machine: with the
@@ -63,33 +62,6 @@ BF16_GAIN = 1.15
 PATIENCE_FRACTION = 0.5
 MIN_PATIENCE = 5
 MOSAIC_OFF_FRACTION = 1 / 6  # raccoon: the last 10 of 60 epochs measured best (bench/README.md)
-
-
-@dataclass(frozen=True)
-class FineTune:
-    """A task's recipe for starting from pretrained weights (docs/recipe.md, "Fine-tuning").
-
-    Measured on hymenoptera and its 20-a-class subset against the same task from scratch
-    (bench/transfer.py): a few epochs at a lower rate with the new head trained first reach
-    what hundreds of from-scratch steps do not."""
-
-    #: the default model when its weights are on the machine
-    model: str
-    #: smaller images than this (median side) train from scratch: ImageNet features of an
-    #: 8 px digit upscaled 28x are not worth 50x the compute (digits: 0.997 from scratch)
-    min_side: int = 65
-    steps_per_sqrt_image: float = 10.0
-    min_steps: int = 100
-    lr: float = 1e-3  # AdamW, at lr_batch
-    lr_batch: int = 32
-    head_epochs: float = 1.0
-    backbone_lr: float = 1.0
-    #: smallest crop / scale of the augmentation; None: the augment level's, as from scratch
-    min_scale: float | None = 0.35
-    size_floor: int = 96
-    #: the input size is the weights' own (a classifier resizes whole images to it); False:
-    #: from the data as from scratch (segmentation trains on crops at the image's own scale)
-    size_from_weights: bool = True
 
 
 @dataclass(frozen=True)
@@ -205,7 +177,9 @@ def resolve(
             if why:
                 notes.append(why)
 
-    model, weights, record = choose_start(cfg, facts, recipe, notes)
+    model, weights, record = choose_start(
+        cfg, facts, recipe.finetune, lambda: choose_model(facts, recipe), notes
+    )
     if cfg.model is None:
         values["model"] = model
     if cfg.weights is None:
@@ -369,88 +343,6 @@ def resolve(
     values["task"] = str(facts.task)
     chosen = frozenset(values) | frozenset(spec_chosen)
     return Resolution(dataclasses.replace(cfg, **values), notes, planned, chosen)
-
-
-def choose_start(
-    cfg: TrainConfig, facts: DataFacts, recipe: TaskRecipe, notes: list[str]
-) -> tuple[str, str, PretrainedWeights | None]:
-    """The model, the `weights` value and the pretrained record the run starts from.
-
-    Left out, the weights are the model's ImageNet file where it is on this machine; the
-    model, the task's fine-tuning default where the images are big enough for ImageNet
-    features and its file is here, else the from-scratch default."""
-    fine = recipe.finetune
-    model = cfg.model
-    weights = cfg.weights
-    if model is None:
-        big_enough = fine is not None and facts.median_side >= fine.min_side
-        if fine is not None and weights in (None, IMAGENET) and big_enough:
-            record = pretrained.get(get_spec(fine.model).pretrained)
-            if record.available():
-                model = fine.model
-            elif weights == IMAGENET:
-                record.path()  # raises: the one line saying which package is missing
-            else:
-                notes.append(
-                    f"from scratch: {record.name}'s package {record.package} is not installed"
-                )
-        if model is None:
-            model = choose_model(facts, recipe)
-            notes.append(
-                f"model {model}: the default for {facts.task} data with images of "
-                f"~{facts.median_side} px"
-                + (
-                    ""
-                    if big_enough or fine is None
-                    else f" (under {fine.min_side} px: from scratch)"
-                )
-            )
-        else:
-            notes.append(
-                f"model {model}: fine-tuned from ImageNet weights, the default for "
-                f"{facts.task} data with images of ~{facts.median_side} px"
-            )
-    spec = get_spec(model)
-    record = pretrained.get(spec.pretrained) if spec.pretrained else None
-    if weights is None:
-        weights = IMAGENET if record is not None and record.available() else NONE
-    if weights == IMAGENET:
-        if record is None:
-            raise RecogError(
-                f"--weights imagenet: model {model} has no ImageNet weights in recog's table "
-                "(`recog weights` lists them; or a file's path, or --weights none)"
-            )
-        record.path()  # the package and its file are here, or one line saying which is not
-        notes.append(f"weights {record.name}: ImageNet weights from {record.source()}")
-        return model, weights, record
-    if weights != NONE and record is not None and weights not in HUB_NAMES:
-        return model, weights, record  # the user's own file of the record's layout
-    return model, weights, None
-
-
-#: `--weights` values that name a library's cache rather than a file
-HUB_NAMES = ("torchvision", "timm", "smp")
-
-
-def pretrained_record(weights: str, record: PretrainedWeights | None) -> dict[str, str]:
-    """What config.yaml records of the pretrained start: name, source, file, sha256."""
-    if weights == NONE:
-        return {}
-    if record is None or weights != IMAGENET:
-        from pathlib import Path
-
-        path = Path(weights)
-        info = {"name": weights, "source": "cache" if weights in HUB_NAMES else "file"}
-        if path.is_file():
-            info |= {"file": str(path.resolve()), "sha256": pretrained.sha256_of(path)}
-        return info
-    return {
-        "name": record.name,
-        "source": record.source(),
-        "file": str(record.path()),
-        "sha256": record.sha256,
-        "licence": record.licence,
-    }
 
 
 def mosaic_off_epochs(epochs: int) -> int:

@@ -14,6 +14,7 @@ import json
 import pytest
 import timm
 import torch
+from lite0 import lite0_classifier, stage_outputs
 
 import recog
 from recog import io as rio
@@ -37,14 +38,6 @@ needs_lite0 = pytest.mark.skipif(
 )
 SPEC = get_spec("unet_lite0")
 CLASSES = 3
-
-
-def _lite0_classifier() -> torch.nn.Module:
-    """timm's whole Lite0 classifier with ImageNet's 1,000 classes, from the same file."""
-    classifier = timm.create_model(LITE0.timm_arch, pretrained=False)
-    report = load_into(classifier, LITE0)
-    assert report.fresh == () and report.unused == ()
-    return classifier.eval()
 
 
 def test_unet_lite0_is_unet_on_a_lite0_encoder():
@@ -81,20 +74,13 @@ def test_encoder_maps_are_the_lite0_classifiers_stage_outputs():
     model = create_model("unet_lite0", num_classes=CLASSES, img_size=64)
     load_into(model, LITE0, prefix=SPEC.pretrained_at, head=SPEC.head)
     model.eval()
-    classifier = _lite0_classifier()
+    classifier = lite0_classifier()
     stages = [info["module"] for info in classifier.feature_info]
     assert stages == ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
-    seen: list[torch.Tensor] = []
-    hooks = [
-        classifier.get_submodule(s).register_forward_hook(lambda _m, _i, out: seen.append(out))
-        for s in stages
-    ]
     x = torch.randn(2, 3, 96, 128)  # not square: the 'same' padding at every stride
+    seen = stage_outputs(classifier, stages, x)
     with torch.no_grad():
-        classifier(x)
         maps = model.get_submodule(SPEC.pretrained_at)(x)
-    for hook in hooks:
-        hook.remove()
     assert [tuple(m.shape[1:]) for m in maps] == [
         (16, 48, 64),
         (24, 24, 32),

@@ -9,8 +9,8 @@ and tests/deploy/test_export_tasks.py."""
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
+from lite0 import lite0_classifier, stage_outputs
 
 from recog.config import TrainConfig
 from recog.engine.optim import build_optimizer
@@ -31,14 +31,6 @@ def _loaded() -> YOLO:
     model = create_model("yolo_lite0", num_classes=CLASSES, img_size=64)
     load_into(model, LITE0, prefix=SPEC.pretrained_at, head=SPEC.head)
     return model
-
-
-def _lite0_classifier() -> torch.nn.Module:
-    """timm's whole Lite0 classifier with ImageNet's 1,000 classes, from the same file."""
-    classifier = timm.create_model(LITE0.timm_arch, pretrained=False)
-    report = load_into(classifier, LITE0)
-    assert report.fresh == () and report.unused == ()
-    return classifier.eval()
 
 
 def test_yolo_lite0_is_yolo_n_on_a_lite0_backbone():
@@ -70,20 +62,13 @@ def test_yolo_lite0_is_yolo_n_on_a_lite0_backbone():
 def test_backbone_maps_are_the_lite0_classifiers_stage_outputs():
     torch.manual_seed(0)
     model = _loaded().eval()
-    classifier = _lite0_classifier()
+    classifier = lite0_classifier()
     stages = [info["module"] for info in classifier.feature_info][2:]  # strides 8, 16, 32
     assert stages == ["blocks.2", "blocks.4", "blocks.6"]
-    seen: list[torch.Tensor] = []
-    hooks = [
-        classifier.get_submodule(s).register_forward_hook(lambda _m, _i, out: seen.append(out))
-        for s in stages
-    ]
     x = torch.randn(2, 3, 96, 128)  # not square: the 'same' padding at every stride
+    seen = stage_outputs(classifier, stages, x)
     with torch.no_grad():
-        classifier(x)
         maps = model.get_submodule(SPEC.pretrained_at)(x)
-    for hook in hooks:
-        hook.remove()
     assert [tuple(m.shape[1:]) for m in maps] == [(40, 12, 16), (112, 6, 8), (320, 3, 4)]
     for ours, theirs in zip(maps, seen, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
