@@ -17,10 +17,9 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from recog.errors import RecogError
 from recog.names import TaskName
+from recog.yaml_text import dump_yaml, load_yaml_file
 
 CONFIG_VERSION = 3
 
@@ -171,14 +170,11 @@ class TrainConfig:
         # imported here: recog.io imports torch, and the CLI parser reads this module
         from recog.io import atomic_write_text
 
-        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(path, dump_yaml(self.to_dict()))
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        try:
-            values = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RecogError(f"{path}: cannot read config ({exc.__class__.__name__})") from exc
+        values = load_yaml_file(Path(path))
         if not isinstance(values, dict):
             raise RecogError(f"{path}: not a recog config (expected a mapping)")
         return cls.from_dict(values, source=str(path))

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from recog.config import TrainConfig
 from recog.deploy.backend import ExportedModel, read_meta
 from recog.errors import RecogError
 from recog.models.factory import get_spec
+from recog.yaml_text import load_yaml_text
 
 if TYPE_CHECKING:
     from recog.models.registry import ModelSpec
@@ -61,9 +60,11 @@ def open_exported(path: Path, *, backend: str | None = None) -> ExportedRun:
     backend = backend or ("openvino" if path.suffix == ".xml" else "onnx")
     meta = read_meta(path)
     try:
-        cfg = TrainConfig.from_dict(yaml.safe_load(meta.values["config"]), source=f"{path}")
+        cfg = TrainConfig.from_dict(
+            load_yaml_text(meta.values["config"], f"{path} (its recog config)"), source=f"{path}"
+        )
         classes = meta.json("classes")
-    except (yaml.YAMLError, ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise RecogError(f"{path}: its recog metadata is damaged ({exc})") from None
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise RecogError(f"{path}: its recog metadata has no list of class names")

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from recog.deploy.backend import TORCHSCRIPT_META, first_line, require
 from recog.deploy.graph import PixelGraph, TrainedRun
@@ -38,6 +37,7 @@ from recog.errors import RecogError
 from recog.io import atomic_write
 from recog.models.export_parts import ExportParts, export_parts
 from recog.version import __version__
+from recog.yaml_text import dump_yaml
 
 FORMATS = ("onnx", "openvino", "torchscript")
 DEFAULT_OPSET = 18
@@ -56,7 +56,7 @@ def metadata(rec: TrainedRun, parts: ExportParts) -> dict[str, str]:
         "outputs": json.dumps(list(parts.outputs)),
         "finish": parts.finish,
         "finish_args": json.dumps(parts.finish_args),
-        "config": yaml.safe_dump(rec.config.to_dict(), sort_keys=False),
+        "config": dump_yaml(rec.config.to_dict()),
     }
 
 

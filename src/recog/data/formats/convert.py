@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from recog.data.formats import DataFormat, segmentation_format
 from recog.data.formats.coco import read_coco_image, read_coco_masks, semantic_mask
@@ -41,6 +40,7 @@ from recog.data.formats.records import DetectionAnnotations, link_or_copy
 from recog.data.splits import split_records
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
+from recog.yaml_text import dump_yaml
 
 
 def convert_detection(
@@ -94,7 +94,7 @@ def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | N
 
 def _write_yaml(out: Path, names: list[str]) -> Path:
     path = out / "data.yaml"
-    atomic_write_text(path, yaml.safe_dump({"classes": names}, sort_keys=False))
+    atomic_write_text(path, dump_yaml({"classes": names}))
     return path
 
 

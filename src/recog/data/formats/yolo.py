@@ -22,8 +22,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from recog.data.formats.records import (
     BoxChecker,
     DetectionAnnotations,
@@ -36,6 +34,7 @@ from recog.data.formats.records import (
 from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
+from recog.yaml_text import dump_yaml, load_yaml_file
 
 _SPLITS = ("train", "val", "test")
 _SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
@@ -43,19 +42,7 @@ _SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "test": "test"
 
 def load_yaml(path: Path) -> Any:
     """The YAML document in `path`; anything wrong with it is a RecogError naming the file."""
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = str(getattr(exc, "problem", None) or exc).split("\n")[0]
-        raise RecogError(f"{path}: malformed YAML{at} ({problem})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecogError(f"{path}: cannot read ({exc.__class__.__name__})") from None
-    except RecursionError:
-        raise RecogError(f"{path}: YAML nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a value the constructors refuse
-        raise RecogError(f"{path}: malformed YAML ({str(exc).split(';')[0][:80]})") from None
+    return load_yaml_file(path)
 
 
 def find_data_yaml(root: Path) -> Path | None:
@@ -296,7 +283,5 @@ def write_yolo(ann: DetectionAnnotations, out_dir: str | Path) -> Path:
         "nc": len(ann.class_names),
         "names": dict(enumerate(ann.class_names)),
     }
-    atomic_write_text(
-        out_dir / "data.yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
-    )
+    atomic_write_text(out_dir / "data.yaml", dump_yaml(cfg))
     return out_dir
