@@ -143,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-images", action="store_true", help="store uploaded images in the history"
     )
     p.add_argument(
+        "--camera-history",
+        action="store_true",
+        help="write every answered camera frame to the history (default: none; /metrics counts them)",
+    )
+    p.add_argument(
         "--api-key", default=None, help="require this key (X-API-Key); default $RECOG_API_KEY"
     )
     p.add_argument("--max-batch", type=int, default=16, help="images per batched forward pass")
@@ -364,6 +369,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
         api_key=ns.api_key or os.environ.get("RECOG_API_KEY") or None,
         cors_origins=tuple(ns.cors_origin),
         keep_images=ns.keep_images,
+        camera_history=ns.camera_history,
         db_url=ns.db,
         history_queue=ns.history_queue,
         limits=limits,

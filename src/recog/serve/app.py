@@ -25,7 +25,16 @@ from recog.serve.batcher import MicroBatcher
 from recog.serve.errors import install_error_handlers
 from recog.serve.metrics import ServerMetrics
 from recog.serve.middleware import add_middleware, api_key_guard
-from recog.serve.routes import attack, explain, history, models, page, predict, prometheus
+from recog.serve.routes import (
+    attack,
+    camera,
+    explain,
+    history,
+    models,
+    page,
+    predict,
+    prometheus,
+)
 from recog.serve.schemas import PredictJSON
 from recog.serve.state import ServeConfig, ServedModel, Serving, unique_names
 from recog.serve.store import Store
@@ -109,6 +118,7 @@ def create_app(
     app.include_router(explain.router, dependencies=protected)
     app.include_router(attack.router, dependencies=protected)
     app.include_router(history.router, dependencies=protected)
+    app.include_router(camera.router)  # checks the key itself: a browser socket has no headers
     add_middleware(app, metrics, config.cors_origins)
     _extend_openapi(app)
     return app

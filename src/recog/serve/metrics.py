@@ -27,6 +27,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from recog.serve.camera import CameraMetrics
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -55,6 +57,7 @@ class ServerMetrics:
             ["route", "error"],
             registry=self.registry,
         )
+        self.camera = CameraMetrics(self.registry)
         self.predictions = Counter(
             "recog_predictions", "images predicted", ["model"], registry=self.registry
         )

@@ -39,6 +39,9 @@ class ServeConfig:
     #: `recog serve --conf --iou --max-det`: what a request that names none keeps
     #: (`Recognizer.predict`'s keywords; unset: each task's defaults)
     selection: dict[str, Any] = field(default_factory=dict)
+    #: `recog serve --camera-history`: write every answered camera frame to the history (off:
+    #: a minute of camera is thousands of rows; the session's counts go to /metrics and the log)
+    camera_history: bool = False
 
 
 @dataclass
