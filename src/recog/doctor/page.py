@@ -113,7 +113,8 @@ def _card(f: Finding, thumbs: Mapping[str, tuple[bytes, tuple[int, int]]]) -> st
         data, size = thumbs.get(name, (b"", (0, 0)))
         caption = ""
         if f.kind == "label-error":
-            caption = f"given: {f.detail['given']} &rarr; suggested: {f.detail['suggested']}"
+            given, suggested = (html.escape(str(f.detail[k])) for k in ("given", "suggested"))
+            caption = f"given: {given} &rarr; suggested: {suggested}"
         elif len(f.files) > 1 and f.kind.startswith(("leak", "duplicate")):
             caption = "copy (a fix drops it)" if k == 0 else "kept"
         box = f.detail.get("box") if k == 0 else None
