@@ -195,6 +195,10 @@ class ModelInfo(BaseModel):
         "says: one class label, labelled boxes, or nothing"
     )
     top_k: bool = Field(description="whether predictions rank the classes (`top_k` applies)")
+    selection: list[Literal["conf", "iou", "max_det"]] = Field(
+        default_factory=list,
+        description="which of conf, iou, max_det the model's predictions take (the Task says)",
+    )
     max_batch: int
     trust: Trust = Field(description="the run's calibration and out-of-distribution rule")
     robustness: Robustness | None = Field(

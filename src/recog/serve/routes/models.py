@@ -74,10 +74,30 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         main_metric=MainMetric(name=main, value=metrics.get(main)),
         correction=rec.task.correction,
         top_k=rec.task.ranks_classes,
+        selection=_selection_options(rec),
         max_batch=max_batch,
         trust=trust,
         robustness=robustness_info(rec),
     )
+
+
+def _selection_options(rec: Recognizer) -> list[str]:
+    """Which of conf, iou, max_det the model's predictions take, as its Task says."""
+    from recog.types import Selection
+
+    probes = {
+        "conf": Selection(conf=0.5),
+        "iou": Selection(iou=0.5),
+        "max_det": Selection(max_det=1),
+    }
+    taken = []
+    for name, probe in probes.items():
+        try:
+            rec.task.check_selection(probe)
+            taken.append(name)
+        except RecogError:
+            pass
+    return taken
 
 
 def robustness_info(rec: Recognizer) -> Robustness | None:
