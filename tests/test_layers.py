@@ -19,7 +19,7 @@ SRC = Path(recog.__file__).resolve().parent
 #: the layers, bottom first; a module may import its own layer's modules and those below.
 #: Each name is a top-level module or sub-package of recog (DESIGN.md, "Habits").
 LAYERS: list[set[str]] = [
-    {"errors", "names", "types", "io", "version", "console", "yaml_text"},
+    {"errors", "names", "types", "io", "version", "console", "yaml_text", "paths"},
     {"config"},
     {"models"},
     {"metrics"},

@@ -89,7 +89,7 @@ def train(
         if {"distill_weight", "distill_temperature"} & set(overrides) and cfg.teacher == NONE:
             raise RecogError("distill_weight and distill_temperature: only with a teacher run")
     if resume is None and cfg.out:
-        _check_out(Path(cfg.out), exist_ok=exist_ok)
+        _check_out(Path(cfg.out), exist_ok=exist_ok, data=cfg.data)
     check_log(cfg.log, cfg.log_uri)  # a tracker's missing package, before anything runs
     ctx = DistContext.from_env(cfg.device)
     try:

@@ -26,7 +26,7 @@ def add_parser(dsub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path,
                    help="where doctor.html and doctor.json go (default: ./doctor-<data name>)")  # fmt: skip
     q.add_argument("--fix", type=Path, metavar="DIR",
-                   help="write a cleaned copy here (hard links; the original is never modified)")  # fmt: skip
+                   help="write a cleaned copy here (copies, never links; the original is never modified)")  # fmt: skip
     q.add_argument("--classes", help="class names of mask values 0, 1, ... (mask folders)")
     q.add_argument("--val-split", type=float, default=0.2,
                    help="the seeded split of data without its own val/ (as `recog train`; default 0.2)")  # fmt: skip
@@ -40,8 +40,10 @@ def add_parser(dsub: argparse._SubParsersAction) -> None:
 def cmd_doctor(ns: argparse.Namespace) -> int:
     import json
 
+    from recog.data.splits import check_split_settings
     from recog.doctor import KINDS, diagnose
 
+    check_split_settings(ns.val_split, ns.seed)  # also for data with its own val/
     d = diagnose(ns.path, run=ns.run, out=ns.out, fix=ns.fix, classes=ns.classes,
                  val_split=ns.val_split, seed=ns.seed, fold_steps=ns.fold_steps)  # fmt: skip
     r = d.result

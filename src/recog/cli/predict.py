@@ -21,6 +21,7 @@ from recog.cli import video
 from recog.cli.deploy import BACKENDS
 from recog.cli.rows import csv_text
 from recog.errors import RecogError
+from recog.paths import refuse_overlap
 
 ENGINES = ("local", "ray")
 
@@ -119,6 +120,7 @@ def _refuse_mismatched(ns: argparse.Namespace) -> None:
 
 def cmd_predict(ns: argparse.Namespace) -> int:
     _refuse_mismatched(ns)
+    _refuse_writing_over(ns, _local_roots(ns.paths))
     if video.videos_named(ns.paths):
         return video.cmd_video(ns)
     if ns.vid_stride is not None:
@@ -148,6 +150,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     from recog.data import find_images
 
     names = [str(f) for f in find_images(list(ns.paths))]
+    _refuse_writing_over(ns, names)
     targets = _save_targets(names, ns.save_dir)
     preds = rec.predict(names, batch_size=ns.batch_size, reject=not ns.no_reject, **selection(ns))
     if ns.format == "coco":
@@ -163,20 +166,70 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _local_roots(paths: list[str]) -> list[Path]:
+    """The files and folders on this machine that `paths` read: a glob's folder before its
+    first wildcard; URLs are no file here."""
+    import glob
+
+    from recog.batch.sources import is_url
+
+    roots = []
+    for item in paths:
+        if is_url(item):
+            continue
+        parts = Path(item).parts
+        magic = [i for i, part in enumerate(parts) if glob.has_magic(part)]
+        roots.append(Path(*parts[: magic[0]]) if magic else Path(item))
+    return roots
+
+
+def _refuse_writing_over(ns: argparse.Namespace, inputs: list[Path] | list[str]) -> None:
+    """`--save-dir` and `--out` apart from every input (a drawing once replaced its photo)."""
+    for flag, out in (("--save-dir", ns.save_dir), ("--out", ns.out)):
+        if out is not None:
+            refuse_overlap(out, inputs, flag=flag)
+
+
 def _save_targets(names: list[str], save_dir: Path | None) -> dict[str, Path]:
-    """Each input's drawn file under `save_dir`, mirroring the input tree (none without it)."""
+    """Each input's drawn file under `save_dir`, mirroring the input tree (none without it).
+
+    A file already there is replaced only when it is an earlier drawing (`_DRAWN`),
+    checked for every target before any image is predicted."""
     if save_dir is None:
         return {}
     from recog.api.results import mirrored_paths
 
-    return {n: save_dir / rel for n, rel in zip(names, mirrored_paths(names), strict=True)}
+    targets = {n: save_dir / rel for n, rel in zip(names, mirrored_paths(names), strict=True)}
+    for target in targets.values():
+        if (target.exists() or target.is_symlink()) and not _drawn_by_recog(target):
+            raise RecogError(
+                f"--save-dir {save_dir}: {target} exists and is not a drawing recog made; "
+                f"give an empty or new folder"
+            )
+    return targets
+
+
+#: the PNG text chunk that marks a drawing as recog's, so a later run may replace it
+_DRAWN = ("Software", "recog predict --save-dir")
+
+
+def _drawn_by_recog(path: Path) -> bool:
+    from PIL import Image
+
+    try:  # only the header and text chunks are read, not the pixels
+        with Image.open(path) as img:
+            return img.format == "PNG" and img.info.get(_DRAWN[0]) == _DRAWN[1]
+    except (OSError, ValueError, SyntaxError):  # not an image, or not a PNG PIL can parse
+        return False
 
 
 def _stream(rec: Any, ns: argparse.Namespace) -> int:
     from recog.batch import job_settings, list_inputs, open_sink, predict_stream
+    from recog.batch.sources import is_url
     from recog.types import Selection
 
     inputs = list_inputs(ns.paths)
+    _refuse_writing_over(ns, [name for name in inputs if not is_url(name)])
     if ns.format == "coco":
         raise RecogError("--format coco: the boxes print on stdout, without --out")
     rec.selection = Selection(**selection(ns))  # every batch of the job, and its settings
@@ -235,7 +288,7 @@ def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
 
 def _save_drawn(rec: Any, name: str, pred: Any, target: Path) -> None:
     """The drawn image at `target` (PNG) and the task's files beside it (a mask PNG)."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     from recog.batch.sources import read_input
     from recog.io import atomic_write_bytes
@@ -243,7 +296,9 @@ def _save_drawn(rec: Any, name: str, pred: Any, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     drawn = rec.task.draw(read_input(name), pred)
     buf = io.BytesIO()
-    Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    mark = PngImagePlugin.PngInfo()
+    mark.add_text(*_DRAWN)
+    Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG", pnginfo=mark)
     atomic_write_bytes(target, buf.getvalue())
     rec.task.save_prediction(pred, target.parent, target.stem)
 

@@ -1,8 +1,8 @@
 """A cleaned copy of a dataset for `recog data doctor --fix DIR`: the kept images, the same layout.
 
-Images are hard links where the file system allows (copies elsewhere:
-`records.link_or_copy`), so a copy costs no space and the original is never
-written to.  Class folders become `DIR/train/<class>/` and `DIR/val/<class>/`
+Images are copies (reflinks where the file system shares blocks copy-on-write:
+`records.link_or_copy`), never hard links, so editing the copy never edits the
+original.  Class folders become `DIR/train/<class>/` and `DIR/val/<class>/`
 (the split the doctor diagnosed, made explicit, so dropping a file does not
 re-draw a seeded split); detection sets are written in their own format by
 the format's writer, with the boxes the doctor kept; mask folders become

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 import torch
 from torch.utils.data import Dataset
 
+from recog.config import TrainConfig
 from recog.errors import RecogError
 from recog.types import TaskName
 
@@ -45,6 +46,7 @@ def seeded_split(
     val_split)` of its items to validation, none of a class with one item (so
     every class is seen in training).
     """
+    check_split_settings(val_split, seed)
     gen = torch.Generator().manual_seed(seed)
     if labels is None:
         groups = [list(range(n))]
@@ -64,6 +66,13 @@ def seeded_split(
         val += [idx[p] for p in perm[:n_val]]
         train += [idx[p] for p in perm[n_val:]]
     return sorted(train), sorted(val)
+
+
+def check_split_settings(val_split: float, seed: int) -> None:
+    """`--val-split` and `--seed` within the limits `recog train` holds them to (`RANGES`):
+    a fraction strictly between 0 and 1 (2 once gave val = train), a seed numpy takes."""
+    for flag, key, value in (("--val-split", "val_split", val_split), ("--seed", "seed", seed)):
+        TrainConfig.from_dict({key: value}, source=flag)
 
 
 class _HasSplit(Protocol):

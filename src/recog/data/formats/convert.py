@@ -4,12 +4,12 @@ Detection: any format `read_detection` reads -> COCO, YOLO or VOC
 (`convert_detection`), optionally with the train/val split `recog train`
 would use (`split_detection`).  Masks: COCO segmentations <-> image/mask
 folders (`convert_masks`):
-- `--to masks` from a COCO JSON with polygons or RLE: `OUT/images/` (links,
-  or copies), `OUT/masks/<stem>.png` class ids (0 = background, later
+- `--to masks` from a COCO JSON with polygons or RLE: `OUT/images/` (copies,
+  `records.link_or_copy`), `OUT/masks/<stem>.png` class ids (0 = background, later
   annotations painted over earlier ones), `OUT/data.yaml` with the classes.
 - `--to masks` from a mask folder (palette, binary 0/255 or grey RGB masks):
   the same layout with plain greyscale class-id PNGs.
-- `--to coco` from a mask folder: `OUT/images/` (links, or copies) and
+- `--to coco` from a mask folder: `OUT/images/` (copies) and
   `OUT/annotations.json` with one COCO instance per connected region of each
   class but the first (background), with an RLE segmentation.
 """
@@ -37,9 +37,10 @@ from recog.data.formats.masks import (
     resolve_classes,
 )
 from recog.data.formats.records import DetectionAnnotations, link_or_copy
-from recog.data.splits import split_records
+from recog.data.splits import check_split_settings, split_records
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
+from recog.paths import refuse_overlap
 from recog.yaml_text import dump_yaml
 
 
@@ -55,6 +56,7 @@ def convert_detection(
         raise RecogError(
             f"unknown annotation format {to!r}; choose one of {', '.join(DETECTION_FORMATS)}"
         )
+    check_out(src, out, to=to)
     return write_detection(read_detection(src, class_names=class_names), out, fmt=to)
 
 
@@ -62,6 +64,8 @@ def split_detection(
     src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int
 ) -> Path:
     """Write `src` as `to` under `out` with the train/val split `recog train` would use."""
+    check_split_settings(val_split, seed)  # also when the source brings its own split
+    check_out(src, out, to=to)
     ann = read_detection(src)
     train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=str(src))
     records = [replace(r, split="train") for r in train] + [replace(r, split="val") for r in val]
@@ -73,6 +77,7 @@ def split_detection(
 def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | None = None) -> Path:
     """Write `src` as `to` ("masks" or "coco") under `out`; returns the main file written."""
     src, out = Path(src), Path(out)
+    check_out(src, out, to=to)
     fmt = segmentation_format(src, among=(DataFormat.COCO, DataFormat.MASK_FOLDERS))
     if to == "masks" and fmt is DataFormat.COCO:
         return _coco_to_masks(src, out)
@@ -90,6 +95,19 @@ def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | N
     if to == "coco":
         return _masks_to_coco(pairs, names, decode, out)
     raise RecogError(f"masks convert to {to!r}: use masks or coco")
+
+
+def check_out(src: str | Path, out: str | Path, *, to: str) -> None:
+    """A converted set goes apart from its source, into a new or empty folder (COCO to a
+    `.json`: a new file, beside no earlier `images/`), so no file of the user's is replaced."""
+    out = Path(out)
+    refuse_overlap(out, [src], flag="output")
+    if to == "coco" and out.suffix.lower() == ".json":
+        if out.exists() or out.is_symlink():
+            raise RecogError(f"output {out}: exists; give a new file name")
+        out = out.parent / "images"  # where images from outside its folder are copied
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RecogError(f"output {out}: exists and is not empty; give a new or empty folder")
 
 
 def _write_yaml(out: Path, names: list[str]) -> Path:

@@ -3,9 +3,9 @@
 Owns `DetectionRecord` and `DetectionAnnotations`, the box checks the readers
 share (`BoxChecker`: clip to the image, drop empty boxes, one warning line per
 problem), number parsing (`finite_number`), and what the writers share
-(`format_coord`, `output_names`, `link_or_copy`); `with_class_names`
-re-indexes labels into a given class order.  The formats themselves live in
-`coco.py`, `voc.py` and `yolo.py`; `detection.py` picks one.
+(`format_coord`, `output_names`, `link_or_copy`: a copy or reflink, never a hard
+link); `with_class_names` re-indexes labels into a given class order.  The
+formats themselves live in `coco.py`, `voc.py` and `yolo.py`; `detection.py` picks one.
 
 Boxes are always `(N, 4)` float32 xyxy in pixel edges of the original image
 (a box covering the whole W x H image is `[0, 0, W, H]`); labels are `(N,)`
@@ -184,28 +184,46 @@ def format_coord(value: float) -> str:
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` as a hard link (a copy where links fail), atomically replacing `dst`.
+    """Place a copy of `src` at `dst`, atomically replacing `dst`: a reflink where the file
+    system shares blocks copy-on-write (Btrfs, XFS), else the bytes copied.
 
+    Never a hard link: editing the copy in place would edit the user's original.
     Not a symbolic link: the readers refuse links that point out of their
     dataset's folder (`recog.data.images.confine`), and a written dataset must
-    read back.  A hard link costs no space and is a file of the new folder.
+    read back.
     """
     src_abs = Path(os.path.abspath(src))
     if dst.exists() and os.path.samefile(src_abs, dst):
         return  # writing into the folder the image already lives in
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)
     try:
-        try:
-            os.link(src_abs.resolve(), tmp)
-        except OSError:
-            shutil.copy2(src_abs, tmp)
+        with open(fd, "wb") as out, open(src_abs, "rb") as source:
+            cloned = _reflink(source.fileno(), out.fileno())
+        if not cloned:
+            shutil.copyfile(src_abs, tmp)
+        shutil.copystat(src_abs, tmp)  # the mode and times a copy of the file keeps
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: Linux's FICLONE ioctl (_IOW(0x94, 9, int)): `dst` shares `src`'s blocks until either is written
+_FICLONE = 0x40049409
+
+
+def _reflink(src_fd: int, dst_fd: int) -> bool:
+    """Whether `dst_fd` became a copy-on-write clone of `src_fd` (False where unsupported)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        return False
+    try:
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+    except OSError:  # ext4, tmpfs, another device: no copy-on-write here
+        return False
+    return True
 
 
 def with_class_names(
