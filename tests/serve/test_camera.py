@@ -37,7 +37,7 @@ def test_latest_frame_keeps_only_the_newest_and_counts_the_rest():
         return [first, await slot.get()], slot.dropped, slot.received
 
     got, dropped, received = asyncio.run(run())
-    assert got == [bytes([4]), None]
+    assert got == [(5, bytes([4])), None]
     assert (dropped, received) == (5, 6)
 
 
@@ -52,7 +52,8 @@ def test_camera_answers_match_predict(make_client):
         with client.websocket_connect(f"/v1/camera?model={model}") as ws:
             ws.send_bytes(frame)
             reply = json.loads(ws.receive_text())
-        assert reply["frame"] == 1 and reply["answered"] == 1 and reply["dropped"] == 0
+        assert reply["frame"] == reply["seq"] == 1
+        assert reply["answered"] == 1 and reply["dropped"] == 0
         assert reply["image"]["width"] == expected["image"]["width"] == 48
         assert reply["result"] == expected["result"], model
 

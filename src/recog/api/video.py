@@ -70,7 +70,7 @@ def _open(path: Path) -> Any:
     return container
 
 
-def _check_pixels(path: Path, width: int, height: int) -> None:
+def check_pixels(path: Path, width: int, height: int) -> None:
     from recog.data.images import MAX_PIXELS
 
     if width < 1 or height < 1:
@@ -94,7 +94,7 @@ def _frames(path: Path, container: Any, stride: int) -> Iterator[tuple[int, floa
             index += 1
             if index % stride:
                 continue
-            _check_pixels(path, frame.width, frame.height)
+            check_pixels(path, frame.width, frame.height)
             seconds = float(frame.time) if frame.time is not None else index / (rate or 1.0)
             rgb = frame.to_ndarray(format="rgb24")
             yield index, seconds, torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
@@ -104,6 +104,13 @@ def _frames(path: Path, container: Any, stride: int) -> Iterator[tuple[int, floa
         raise RecogError(f"{path}: the video has no frames")
 
 
+def pick_codec() -> str:
+    """The first encoder of `_CODECS` this PyAV has."""
+    import av
+
+    return next(c for c in _CODECS if c in av.codecs_available)
+
+
 class _Encoder:
     """The drawn clip: frames in at `rate`, H.264 (or MPEG-4) in an MP4 container."""
 
@@ -111,8 +118,7 @@ class _Encoder:
         import av
 
         self.container = av.open(tmp, mode="w", format="mp4")
-        codec = next(c for c in _CODECS if c in av.codecs_available)
-        self.stream = self.container.add_stream(codec, rate=rate)
+        self.stream = self.container.add_stream(pick_codec(), rate=rate)
         # 4:2:0 chroma needs even sides; an odd one loses its last pixel row or column
         self.stream.width, self.stream.height = width - width % 2, height - height % 2
         self.stream.pix_fmt = "yuv420p"
@@ -151,7 +157,7 @@ def predict_video(
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        _check_pixels(path, stream.codec_context.width, stream.codec_context.height)
+        check_pixels(path, stream.codec_context.width, stream.codec_context.height)
         if save_dir is None:
             return _predict(rec, path, container, stride, batch_size, reject, top_k, None)
         out = Path(save_dir) / f"{path.stem}.mp4"

@@ -92,6 +92,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--vid-stride", type=video.stride, metavar="N",
                    help="videos (.mp4, .mov, ...): predict every N-th frame (default 1, every frame)")  # fmt: skip
+    p.add_argument("--stream", action="store_true",
+                   help="PATH is a live stream (rtsp://, http(s)://...mjpg or .mp4, or a file played "
+                        "at its own speed): predict the newest frame each time the model is free, "
+                        "one JSONL row per frame as it comes; Ctrl-C stops")  # fmt: skip
+    p.add_argument("--max-frames", type=video.stride, metavar="N",
+                   help="--stream: stop after N predicted frames (default: when the stream ends)")  # fmt: skip
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="torch (the run's weights), or the run's export on onnxruntime or OpenVINO (`recog export`)")  # fmt: skip
 
@@ -121,6 +127,10 @@ def _refuse_mismatched(ns: argparse.Namespace) -> None:
 def cmd_predict(ns: argparse.Namespace) -> int:
     _refuse_mismatched(ns)
     _refuse_writing_over(ns, _local_roots(ns.paths))
+    if ns.stream:
+        return video.cmd_stream(ns)
+    if ns.max_frames is not None:
+        raise RecogError("--max-frames: only with --stream")
     if video.videos_named(ns.paths):
         return video.cmd_video(ns)
     if ns.vid_stride is not None:

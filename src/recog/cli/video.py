@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,62 @@ def cmd_video(ns: argparse.Namespace) -> int:
     else:
         sys.stdout.write(_text(rec, records, ns.format))
     return 0
+
+
+def cmd_stream(ns: argparse.Namespace) -> int:
+    """`recog predict RUN SOURCE --stream`: JSONL rows as the frames are predicted."""
+    from recog import api
+    from recog.api.stream import predict_stream
+    from recog.types import Selection
+
+    if len(ns.paths) != 1:
+        raise RecogError(f"--stream: one source at a time, got {len(ns.paths)}")
+    for flag, value in (("--resume", ns.resume), ("--num-workers", ns.num_workers),
+                        ("--engine ray", ns.engine == "ray"), ("--vid-stride", ns.vid_stride)):  # fmt: skip
+        if value not in (None, False):
+            raise RecogError(f"{flag}: not for --stream (the stream's pace decides the frames)")
+    if ns.out is not None and ns.out.suffix != ".jsonl":
+        raise RecogError(f"{ns.out}: --stream writes rows as they come, to a .jsonl file")
+    if ns.out is not None and ns.out.exists():
+        raise RecogError(f"{ns.out}: already exists; --stream never writes over a file")
+    if ns.format not in ("table", "json"):
+        raise RecogError(f"--format {ns.format}: --stream prints JSON lines")
+    chosen = Selection(conf=ns.conf, iou=ns.iou, max_det=ns.max_det)
+    from recog.api.video import require_av
+
+    require_av(ns.paths[0])
+    rec = api.load(ns.run, device=ns.device, backend=ns.backend)
+    rec.task.check_selection(chosen)
+    rec.selection = chosen
+    sink = open(ns.out, "x", encoding="utf-8") if ns.out is not None else sys.stdout  # noqa: SIM115
+
+    def on_row(row: dict[str, Any]) -> None:
+        sink.write(json.dumps(row, allow_nan=False) + "\n")
+        sink.flush()
+
+    # Ctrl-C is how a live stream ends: it stops the loop, and the rows and drawn clip so far
+    # are kept (a second Ctrl-C interrupts at once)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: _stop_once(stop, previous))
+    try:
+        summary = predict_stream(
+            rec, ns.paths[0], on_row=on_row, reject=not ns.no_reject, top_k=ns.top_k,
+            save_dir=ns.save_dir, max_frames=ns.max_frames, stop=stop,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if sink is not sys.stdout:
+            sink.close()
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def _stop_once(stop: threading.Event, previous: Any) -> None:
+    if stop.is_set():
+        signal.signal(signal.SIGINT, previous)
+        raise KeyboardInterrupt
+    print("stopping the stream (Ctrl-C again to interrupt at once)", file=sys.stderr)
+    stop.set()
 
 
 def _csv_rows(rec: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ class LatestFrame:
 
     dropped: int = 0
     received: int = 0
-    _frame: bytes | None = None
+    _frame: tuple[int, bytes] | None = None
     _closed: bool = False
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -41,7 +41,7 @@ class LatestFrame:
         replaced = self._frame is not None
         self.dropped += int(replaced)
         self.received += 1
-        self._frame = frame
+        self._frame = (self.received, frame)
         self._ready.set()
         return replaced
 
@@ -52,8 +52,9 @@ class LatestFrame:
         self._closed = True
         self._ready.set()
 
-    async def get(self) -> bytes | None:
-        """The newest frame, waiting for one; None once closed."""
+    async def get(self) -> tuple[int, bytes] | None:
+        """(its number among the frames received, from 1; the newest frame), waiting for one;
+        None once closed."""
         while self._frame is None and not self._closed:
             self._ready.clear()
             await self._ready.wait()

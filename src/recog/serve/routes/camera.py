@@ -9,8 +9,8 @@ The protocol, for the page's camera mode and any client:
 - send each frame as one binary message (JPEG, PNG or WebP, under the upload
   limits: a frame is read through the same door as an upload);
 - receive one JSON text message per answered frame: `{"frame", "model",
-  "task", "image": {"width", "height"}, "result", "latency_ms", "received",
-  "answered", "dropped"}` (the `image` and `result` of a `/v1/predict`
+  "task", "image": {"width", "height"}, "result", "latency_ms", "seq" (which
+  frame received, from 1, this answers), "received", "answered", "dropped"}` (the `image` and `result` of a `/v1/predict`
   answer), or `{"frame", "error", "detail"}` for a frame that is not an image;
 - a text message `{"conf": 0.5}` (or `top_k`, `reject`) changes the options
   for the frames after it.
@@ -195,7 +195,8 @@ async def _session(
     async def answer() -> None:
         nonlocal answered
         frame = 0
-        while (data := await slot.get()) is not None:
+        while (got := await slot.get()) is not None:
+            seq, data = got
             frame += 1
             reply = await _answer(state, name, served, options, data)
             if "error" in reply:
@@ -205,7 +206,11 @@ async def _session(
                 metrics.frames.labels(name, "answered").inc()
                 metrics.latency.labels(name).observe(reply["latency_ms"] / 1000.0)
             reply.update(
-                frame=frame, received=slot.received, answered=answered, dropped=slot.dropped
+                frame=frame,
+                seq=seq,
+                received=slot.received,
+                answered=answered,
+                dropped=slot.dropped,
             )
             if not await _send(ws, reply):
                 return
