@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
     import supervision as sv
 
     from recog.tasks import Task
+
+#: the error of an image whose answer holds NaN or inf (a diverged model's): never a score
+NON_FINITE = "model produced non-finite scores"
+
+
+def all_finite(value: Any) -> bool:
+    """Whether every number in `value` is finite: a prediction's tensors, or a record as JSON
+    holds it (dicts, lists, floats)."""
+    if isinstance(value, Prediction):
+        value = [getattr(value, f.name) for f in fields(Prediction)]
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        return all(map(all_finite, value))
+    return True
+
+
+def refuse_non_finite(predictions: Sequence[Prediction]) -> None:
+    """A RecogError naming the first image whose answer is not finite (`NON_FINITE`)."""
+    for i, pred in enumerate(predictions):
+        if not all_finite(pred):
+            raise RecogError(f"{pred.path or f'image {i + 1}'}: {NON_FINITE}")
 
 
 @dataclass
@@ -122,6 +149,7 @@ def to_df(predictions: Sequence[Result]) -> pd.DataFrame:
     """
     import pandas as pd
 
+    refuse_non_finite(predictions)
     rows: list[dict[str, Any]] = []
     for pred in predictions:
         task = pred._task() if isinstance(pred, Result) else None
@@ -150,6 +178,7 @@ def to_coco(
     """
     from recog.metrics.segmentation import encode_rle
 
+    refuse_non_finite(predictions)
     out: list[dict[str, Any]] = []
     for i, pred in enumerate(predictions):
         if pred.boxes is None or pred.scores is None:
@@ -235,7 +264,7 @@ def coco_json(
 ) -> str:
     """`to_coco` as the text `recog predict --format coco [--coco-gt FILE]` prints; `ids`:
     what `coco_ids` read from that file."""
-    return json.dumps(to_coco(predictions, *(ids or (None, None))))
+    return json.dumps(to_coco(predictions, *(ids or (None, None))), allow_nan=False)
 
 
 def _parts(name: str) -> tuple[str, ...]:

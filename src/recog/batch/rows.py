@@ -7,7 +7,8 @@ One row per image.  A task fills the columns its predictions have
 segmenter the classes present with their pixel fractions and one COCO RLE
 mask each (`masks`: label, size [h, w], counts; `pycocotools.mask.decode`
 reads them).  `error` holds the one line for an image that could not be read,
-its other prediction columns null.  `model`, `run` (the run directory) and
+its other prediction columns null; so does an image the model answered with NaN or inf
+(`NON_FINITE`: a diverged model's), whose numbers are never written as scores.  `model`, `run` (the run directory) and
 `time` (UTC) say where each answer came from.
 """
 
@@ -17,6 +18,8 @@ import datetime as dt
 from typing import Any
 
 import pyarrow as pa
+
+from recog.api.results import NON_FINITE, all_finite
 
 MASK = pa.struct([("label", pa.string()), ("size", pa.list_(pa.int32())), ("counts", pa.string())])
 
@@ -47,6 +50,8 @@ def make_row(
     unknown = set(columns or {}) - set(PREDICTION_COLUMNS)
     if unknown:  # a task filling a column the schema lacks is a bug, not data
         raise ValueError(f"table_columns gave columns the schema lacks: {sorted(unknown)}")
+    if not all_finite(columns):
+        columns, error = None, f"{path}: {NON_FINITE}"
     row: dict[str, Any] = dict.fromkeys(PREDICTION_COLUMNS)
     row.update(columns or {})
     row.update(path=path, task=task, model=model, run=run, error=error)

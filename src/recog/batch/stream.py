@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from recog.api.results import NON_FINITE, all_finite
 from recog.batch.plan import Plan, plan
 from recog.batch.reader import PreparedBatch, prepared_batches
 from recog.batch.rows import make_row
@@ -73,9 +74,12 @@ def predict_rows(
             preds[i] = pred
     rows = []
     for name, error, pred in zip(batch.names, batch.errors, preds, strict=True):
+        if pred is not None and not all_finite(pred):  # checked before the task's columns,
+            pred, error = None, f"{name}: {NON_FINITE}"  # whose --conf filter drops NaN scores
         columns = None if pred is None else rec.task.table_columns(pred, top_k=top_k)
         rows.append(make_row(name, task=task, model=model, run=run, columns=columns, error=error))
-    return rows, preds
+    # a refused answer (NaN scores) is an error row: nothing to draw either
+    return rows, [None if row["error"] else pred for row, pred in zip(rows, preds, strict=True)]
 
 
 class _PlainProgress:
@@ -142,11 +146,11 @@ def _run(rec: Any, inputs: Sequence[str], todo: list[str], sink: Any, first: Pre
             for batch in _batches(rec, todo, first, split.workers, batch_size):
                 rows, preds = predict_rows(rec, batch, top_k=top_k, reject=reject)
                 sink.write(rows)
-                for error in batch.errors:
-                    if error is not None:
+                for row in rows:  # unreadable files and refused answers alike
+                    if row["error"] is not None:
                         errors += 1
                         if errors <= MAX_WARNINGS:
-                            warn(error)
+                            warn(row["error"])
                 if on_batch is not None:
                     on_batch(batch.names, preds)
                 bar.advance(task, len(batch.names))

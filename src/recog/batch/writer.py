@@ -184,7 +184,8 @@ class JsonlSink:
         return list(self._done)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        self._file.write("".join(json.dumps(json_ready(r)) + "\n" for r in rows))
+        # allow_nan=False: a NaN would be a line no JSON reader takes (make_row keeps them out)
+        self._file.write("".join(json.dumps(json_ready(r), allow_nan=False) + "\n" for r in rows))
         self._file.flush()
 
     def close(self) -> None:

@@ -163,6 +163,9 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     _refuse_writing_over(ns, names)
     targets = _save_targets(names, ns.save_dir)
     preds = rec.predict(names, batch_size=ns.batch_size, reject=not ns.no_reject, **selection(ns))
+    from recog.api.results import refuse_non_finite
+
+    refuse_non_finite(preds)  # a NaN answer is no answer: nothing printed, nothing drawn
     if ns.format == "coco":
         from recog.api.results import coco_json
 
@@ -270,7 +273,7 @@ def _finish(out: Path, summary: Any) -> int:
     )
     if summary.errors:
         print(
-            f"recog: error: {summary.errors} images could not be read; their rows in {out} "
+            f"recog: error: {summary.errors} images have no answer; their rows in {out} "
             "hold the reason (column `error`)",
             file=sys.stderr,
         )
@@ -280,7 +283,7 @@ def _finish(out: Path, summary: Any) -> int:
 
 def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps(records, indent=1))
+        print(json.dumps(records, indent=1, allow_nan=False))
     elif fmt == "csv":
         rows = [row for r in records for row in rec.task.csv_rows(r)]
         sys.stdout.write(csv_text(rows))

@@ -6,11 +6,17 @@ import csv
 import io
 from typing import Any
 
+from recog.api.results import NON_FINITE, all_finite
+from recog.errors import RecogError
+
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
-    """A header of every column any row has (first seen first), then the rows."""
+    """A header of every column any row has (first seen first), then the rows; a row with
+    NaN or inf is refused (csv writes `nan`, which a reader takes for a score)."""
     columns: list[str] = []
     for row in rows:
+        if not all_finite(row):
+            raise RecogError(f"{row.get('path', 'a row')}: {NON_FINITE}")
         columns += [k for k in row if k not in columns]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns or ["path"], lineterminator="\n")

@@ -12,7 +12,10 @@ Three numbers, all on the same validation split:
   over the whole split, through the same evaluator `recog val` uses.
 
 A drop of the metric beyond the tolerance is an error (`ParityError`), not a warning:
-the caller removes the file it wrote.
+the caller removes the file it wrote.  So is an output that is not finite on either side
+(`not_finite_torch`, `not_finite_exported`: images with NaN or inf), which the difference
+cannot measure (NaN compares false: max(0, NaN) is 0) nor the metric see (argmax of NaN is
+a class).
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ class ParityError(RecogError):
 def output_agreement(
     rec: TrainedRun, exported: ExportedModel, dataset: Dataset, *, images: int = 32
 ) -> dict[str, float]:
-    """`max_abs_diff` of the graph outputs and, for class logits, `top1_agreement`."""
+    """`max_abs_diff` of the graph outputs and, for class logits, `top1_agreement`; images
+    with an output not finite are counted apart, for each side."""
     graph, _ = pixel_graph(rec)
     worst, same, seen, unequal = 0.0, 0, 0, 0
+    broken = {"torch": 0, "exported": 0}
     n = min(images, len(dataset))  # type: ignore[arg-type]
     for i in range(n):
         # one image at a time: a task may keep each image's own size
@@ -52,6 +57,8 @@ def output_agreement(
             ours = graph(pixels)
         ours = list(ours) if isinstance(ours, tuple | list) else [ours]
         theirs = exported.raw(pixels)
+        for side, outputs in (("torch", ours), ("exported", theirs)):
+            broken[side] += not all(bool(torch.isfinite(o.float()).all()) for o in outputs)
         if any(a.shape != b.shape for a, b in zip(ours, theirs, strict=True)):
             unequal += 1  # an R-CNN kept another number of detections: noise at a threshold
         else:
@@ -64,6 +71,7 @@ def output_agreement(
     out = {"max_abs_diff": worst, "images_compared": float(seen)}
     if unequal:
         out["outputs_of_another_length"] = float(unequal)
+    out |= {f"not_finite_{side}": float(n) for side, n in broken.items() if n}
     if rec.task.class_logits and seen:
         out["top1_agreement"] = same / seen
     return out
@@ -103,6 +111,20 @@ def check_parity(
         "val_images": len(dataset),  # type: ignore[arg-type]
     }
     record[f"{metric}_before"], record[f"{metric}_after"] = record["before"], record["after"]
+    compared = int(record["images_compared"])
+    if record.get("not_finite_torch"):  # the run itself is broken: no other try can help
+        raise RecogError(
+            f"{rec.run_dir}: the model's outputs are not finite (NaN or inf) on "
+            f"{int(record['not_finite_torch'])} of {compared} validation images; nothing "
+            "exported (its weights diverged: train again, e.g. with a lower --lr)"
+        )
+    if record.get("not_finite_exported"):
+        raise ParityError(
+            f"{exported.session.path}: outputs not finite (NaN or inf) on "
+            f"{int(record['not_finite_exported'])} of {compared} validation images where the "
+            "model's are finite",
+            record,
+        )
     if record["drop"] > tolerance + 1e-12:
         raise ParityError(
             f"{exported.session.path}: {metric} fell from {record['before']:.4f} to "

@@ -28,6 +28,7 @@ import math
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,16 @@ CHECKPOINT_NAME = "last.ckpt"
 WEIGHTS_NAME = "model.safetensors"
 RESULTS_NAME = "results.csv"
 
+#: A loss whose mean over its last BLOWUP_STEPS steps passes BLOWUP times the run's first step's
+#: loss has diverged.  The first loss is the untrained model's (a classifier's is about
+#: ln(classes), a uniform guess), so ten times it is far worse than knowing nothing, which a
+#: merely noisy run never reaches: digits/cnn at --lr 10 hit 160 at step 2 (a 10-step mean of
+#: 58 against a first 2.47) and ended at chance, while at the default rate no step passed 1.04x
+#: its first.  A mean, not one step: a single hard batch does not stop a run.  The first loss
+#: counts as at least 1: a run that starts near 0 (fine-tuning a trained model) must not stop
+#: at a noisy 0.05.
+BLOWUP, BLOWUP_STEPS = 10.0, 10
+
 
 def seed_all(seed: int, *, deterministic: bool = False) -> None:
     random.seed(seed)
@@ -75,6 +86,19 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def _not_finite(model: nn.Module, metrics: dict[str, Any], val_loss: str | None) -> str:
+    """What is not finite after an epoch, '' when nothing: a weight or buffer (a BatchNorm's
+    running variance can overflow while every training loss was finite), else the validation
+    loss (outputs that overflow from finite weights: a model that would answer NaN)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"its weight {name} is not finite (NaN or inf)"
+    value = metrics.get(val_loss) if val_loss else None
+    if isinstance(value, float | int) and not math.isfinite(value):
+        return f"the validation {val_loss} is {value}"
+    return ""
 
 
 @dataclass
@@ -110,6 +134,32 @@ class _State:
     best_extra: dict[str, float] = field(default_factory=dict)  # the objective's columns
     bad_epochs: int = 0
     seconds: float = 0.0
+    first_loss: float | None = None  # the run's first step's loss (BLOWUP)
+
+
+class _LossWatch:
+    """Stops a run whose training loss is not finite or has exploded (`BLOWUP`): a RecogError
+    naming the epoch and step, what is kept, and the learning rate to lower."""
+
+    def __init__(self, state: _State, epoch: int, advice: str) -> None:
+        self.state, self.epoch, self.advice = state, epoch, advice
+        self.recent: deque[float] = deque(maxlen=BLOWUP_STEPS)
+
+    def __call__(self, step: int, loss: torch.Tensor) -> None:
+        value = float(loss)
+        where = f"training diverged at epoch {self.epoch + 1}, step {step + 1}: the loss is"
+        if not math.isfinite(value):
+            raise RecogError(f"{where} {value} (not finite); {self.advice}")
+        if self.state.first_loss is None:
+            self.state.first_loss = value
+        first = self.state.first_loss
+        self.recent.append(value)
+        mean = sum(self.recent) / len(self.recent)
+        if len(self.recent) == BLOWUP_STEPS and mean > BLOWUP * max(first, 1.0):
+            raise RecogError(
+                f"{where} {mean:.4g} (mean of its last {BLOWUP_STEPS} steps), over {BLOWUP:g}x "
+                f"its first step's {first:.4g} (or 1); {self.advice}"
+            )
 
 
 class Trainer:
@@ -255,6 +305,7 @@ class Trainer:
                     if self.run_dir and state.epoch
                     else "no epoch was finished"
                 )
+                advice = f"{kept}; try a lower --lr (now {cfg.lr:g}) or --clip-grad"
                 losses, images = self._train_epoch(
                     net,
                     model,
@@ -266,7 +317,7 @@ class Trainer:
                     bar,
                     bar_id,
                     deadline,
-                    where=(epoch, kept),
+                    watch=_LossWatch(state, epoch, advice),
                 )
                 train_time = time.perf_counter() - start
                 bar.remove_task(bar_id)
@@ -285,6 +336,10 @@ class Trainer:
                 bar.remove_task(val_id)
                 metrics = acc.compute()
                 extra = self.objective.validate(eval_model, task, self.val_loader(), ctx)
+                # rank 0's verdict, so every rank stops together
+                why = ctx.broadcast(_not_finite(eval_model, metrics, task.val_loss))
+                if why:  # before anything of this epoch is saved
+                    raise RecogError(f"training diverged at epoch {epoch + 1}: {why}; {advice}")
                 seconds = time.perf_counter() - start
                 val_seconds = time.perf_counter() - start - train_time
                 score = float({**metrics, **extra}.get(selected, -math.inf))
@@ -371,21 +426,12 @@ class Trainer:
         bar_id,
         deadline=None,
         *,
-        where: tuple[int, str] = (0, ""),
+        watch: _LossWatch,
     ) -> tuple[dict[str, float], int]:
-        """One epoch; a loss that is not finite stops the run (a RecogError naming the epoch
-        and step, and what `where[1]` says is kept)."""
+        """One epoch; a loss that is not finite or has exploded stops the run (`watch`)."""
         cfg, ctx = self.cfg, self.ctx
         # each step's loss is checked one step later, so the device is never waited for
-        pending: tuple[int, torch.Tensor, torch.Tensor] | None = None
-
-        def check(step: int, finite: torch.Tensor, loss: torch.Tensor) -> None:
-            if not bool(finite):
-                raise RecogError(
-                    f"training diverged at epoch {where[0] + 1}, step {step + 1}: the loss is "
-                    f"{float(loss)} (not finite); {where[1]}; try a lower --lr or --clip-grad"
-                )
-
+        pending: tuple[int, torch.Tensor] | None = None
         net.train()
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
@@ -401,9 +447,8 @@ class Trainer:
             ):
                 parts = self.objective.loss(self.task, net, model, batch)
             if pending is not None:
-                check(*pending)
-            loss = parts["loss"].detach()
-            pending = (step, torch.isfinite(loss).all(), loss)
+                watch(*pending)
+            pending = (step, parts["loss"].detach())
             scaler.scale(parts["loss"] / cfg.accumulate).backward()
             if (step + 1) % cfg.accumulate == 0 or step == last:
                 if cfg.clip_grad:
@@ -424,7 +469,7 @@ class Trainer:
                 if ctx.broadcast(bool(deadline())):
                     break
         if pending is not None:
-            check(*pending)
+            watch(*pending)
         losses = {k: ctx.mean(float(v) / max(seen, 1)) for k, v in sums.items()}
         return losses, seen
 

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from recog.api.results import NON_FINITE, all_finite
 from recog.errors import RecogError
 from recog.serve.batcher import QueueFull
 from recog.serve.errors import ApiError, error_responses
@@ -132,6 +133,8 @@ async def predict(
         raise ApiError(503, "busy", "the model's queue is full; retry shortly") from None
     except TimeoutError:
         raise ApiError(504, "timeout", "the model did not answer in time") from None
+    if not all_finite(record):  # a diverged model's NaN: no answer, no history row, no bare 500
+        raise ApiError(422, "non_finite_scores", f"{NON_FINITE} for this image (NaN or inf)")
     latency_ms = round((time.perf_counter() - start) * 1000.0, 3)
     prediction_id = uuid.uuid4().hex
     try:  # only queued: never waits for the database (store.py, writer.py)
