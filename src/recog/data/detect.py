@@ -261,9 +261,10 @@ def load_detection(
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     ann = read_detection(path, class_names=class_names)
+    train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
+    require_boxes(train_recs, spec=spec)
     for line in ann.warnings:
         warn(line)
-    train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
     (train_recs, val_recs), skipped = drop_unreadable(
         [train_recs, val_recs], _record_files, strict=strict, desc="images"
     )
@@ -283,6 +284,16 @@ def load_detection(
 
 def _record_files(record: DetectionRecord) -> tuple[Path]:
     return (record.path,)
+
+
+def require_boxes(train: list[DetectionRecord], *, spec: str) -> None:
+    """A RecogError when the training images hold no box: a detector would train on
+    nothing but background and report mAP 0, as if it had learned."""
+    if not any(len(r.boxes) for r in train):
+        raise RecogError(
+            f"{spec}: its {len(train)} training images hold no box to learn from (no "
+            "annotations, or none of a listed category); annotate objects before training"
+        )
 
 
 def require_both(train: list, val: list, *, spec: str, skipped: list) -> None:

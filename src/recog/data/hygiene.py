@@ -37,7 +37,15 @@ def classification_findings(inv: Inventory) -> list[Finding]:
 
 
 def _reader_finding(line: str) -> Finding:
-    kind = "box-out-of-bounds" if "clip" in line else "box-degenerate"
+    """A reader's warning line: a box clipped or dropped, else one about the annotation
+    file itself (a size it does not record, a folder link not followed, ...)."""
+    kind = (
+        "box-out-of-bounds"
+        if "clipped (first:" in line
+        else "box-degenerate"
+        if ": dropped box [" in line
+        else "annotation"
+    )
     path, _, _ = line.partition(": ")
     return Finding(kind, [path], line)
 

@@ -253,6 +253,14 @@ def image_size(path: Path) -> tuple[int, int]:
         return img.size
 
 
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) once the EXIF orientation is applied, the size `read_image` decodes
+    to, from the header only: what annotations of a phone photo are drawn on."""
+    with open_image(path) as img:
+        height, width = _upright_size(img)
+        return width, height
+
+
 def rgb_array(img: Image.Image) -> np.ndarray:
     """(H, W, 3) uint8 of an opened image, EXIF orientation applied; 16-bit and float
     greyscale are scaled, palette and alpha converted.  Truncated data raises."""

@@ -3,8 +3,9 @@
 One module per format: `class_folders` (class folders and CSV lists),
 `coco` (boxes and masks), `voc`, `yolo`, `masks` (image/mask folders),
 `digits` and `shapes` (built in); `records` holds the detection records the
-detection readers return, `detection` picks a detection reader, `convert`
-writes one format as another.
+detection readers return, `sizes` holds the image sizes COCO and VOC record
+against the files, `detection` picks a detection reader, `convert` writes one
+format as another.
 
 `detect_format(spec, among=...)` looks at a path's name and folder layout (no
 file is parsed, except the YAMLs that may name YOLO classes) and answers with
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
+from recog.data.formats.coco import find_coco_splits
 from recog.data.formats.masks import is_mask_dir
 from recog.data.formats.voc import find_voc_dirs
 from recog.data.formats.yolo import find_data_yaml
@@ -31,7 +33,7 @@ class DataFormat(StrEnum):
     SHAPES = "shapes"  # the procedural scenes, built in: `shapes` or `shapes:TRAIN:VAL`
     CLASS_FOLDERS = "class-folders"  # root/<class>/* or root/{train,val}/<class>/*
     CLASS_CSV = "csv"  # a `path,label` list
-    COCO = "coco"  # a COCO .json: boxes for detection, segmentations for masks
+    COCO = "coco"  # a COCO .json (boxes; segmentations for masks), or COCO's own layout
     VOC = "voc"  # annotations/ (or Annotations/) of Pascal XML
     YOLO = "yolo"  # a data.yaml with labels/, or the .yaml itself
     MASK_FOLDERS = "masks"  # images/ + masks/, or once per split
@@ -64,8 +66,9 @@ _TASK_OF = {
 #: the folders that mark a folder as meant to hold detection annotations
 DETECTION_FOLDERS = ("annotations", "Annotations", "labels")
 NOT_DETECTION = (
-    "not a detection dataset (expected a COCO .json, a YOLO folder with data.yaml, "
-    "images/ and labels/, or a VOC folder with annotations/ or Annotations/ of .xml files)"
+    "not a detection dataset (expected a COCO .json, COCO's own layout "
+    "(annotations/instances_<split>.json beside <split>/ image folders), a YOLO folder with "
+    "data.yaml, images/ and labels/, or a VOC folder with annotations/ or Annotations/ of .xml files)"
 )
 NOT_SEGMENTATION = (
     "not segmentation data (expected images/ and masks/ folders, "
@@ -102,7 +105,9 @@ def _fits(fmt: DataFormat, spec: str, path: Path, among: Sequence[DataFormat]) -
     if fmt is DataFormat.MASK_FOLDERS:
         return is_mask_dir(path)
     if fmt is DataFormat.COCO:
-        return suffix == ".json" and not path.is_dir()
+        if path.is_dir():  # the official layout: annotations/instances_<split>.json + <split>/
+            return bool(find_coco_splits(path))
+        return suffix == ".json"
     if fmt is DataFormat.CLASS_CSV:
         return suffix == ".csv" and path.is_file()
     if fmt is DataFormat.CLASS_FOLDERS:
@@ -133,7 +138,7 @@ def infer_task(data: str) -> TaskName:
     # Kept from infer_task before detect_format (delete to unify): a YOLO .yaml file
     # named directly, and a COCO file whose suffix is not lower-case, implied classify.
     if (fmt is DataFormat.YOLO and path.is_file()) or (
-        fmt is DataFormat.COCO and path.suffix != ".json"
+        fmt is DataFormat.COCO and path.suffix != ".json" and not path.is_dir()
     ):
         return TaskName.CLASSIFY
     return _TASK_OF[fmt] if fmt is not None else TaskName.CLASSIFY

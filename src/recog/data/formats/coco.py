@@ -36,7 +36,8 @@ from recog.data.formats.records import (
     output_names,
     short_repr,
 )
-from recog.data.images import confine, image_size, read_image
+from recog.data.formats.sizes import SizeCheck
+from recog.data.images import confine, read_image
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
 from recog.io import atomic_write_text
@@ -112,19 +113,93 @@ def _is_id(value: object) -> bool:
     return isinstance(value, int | str) and not isinstance(value, bool)
 
 
+def _json_number(value: object, *, where: str) -> float:
+    """A finite JSON number; a string or a boolean is refused, not read as one (COCO
+    tools, pycocotools among them, compute with these values as numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecogError(f"{where}: {short_repr(value)} is not a number")
+    return finite_number(value, where=where)
+
+
 def _bbox(where: str, ann: dict[str, Any]) -> list[float]:
     bbox = ann.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
-        raise RecogError(f"{where}: 'bbox' must be a list [x, y, w, h], got {bbox!r}")
-    x, y, w, h = (finite_number(v, where=f"{where}: bbox") for v in bbox)
+        raise RecogError(f"{where}: 'bbox' must be a list [x, y, w, h], got {short_repr(bbox)}")
+    x, y, w, h = (_json_number(v, where=f"{where}: bbox") for v in bbox)
     return [x, y, x + w, y + h]
+
+
+def _repeated_ids(path: Path, entries: list[Any]) -> list[str]:
+    """A warning when annotation ids repeat (the boxes are kept; tools that look
+    annotations up by id, pycocotools' among them, would lose all but one)."""
+    ids = Counter(a["id"] for a in entries if isinstance(a, dict) and _is_id(a.get("id")))
+    repeated = [i for i, n in ids.items() if n > 1]
+    if not repeated:
+        return []
+    return [
+        f"{path}: annotation 'id' {short_repr(repeated[0])} is used {ids[repeated[0]]} times"
+        + (f" ({len(repeated) - 1} more ids repeat too)" if len(repeated) > 1 else "")
+    ]
+
+
+def _nothing_to_learn(path: Path, data: dict[str, Any]) -> list[str]:
+    """A warning when the file holds no category or no annotation: every image a negative."""
+    empty = [key for key in ("categories", "annotations") if not data.get(key)]
+    if not empty:
+        return []
+    return [
+        f"{path}: {' and '.join(repr(k) for k in empty)} "
+        f"{'are' if len(empty) > 1 else 'is'} empty: no object to learn from"
+    ]
+
+
+def _split_of(folder: str) -> str:
+    """The split an official COCO image folder holds: `train2017` -> train, `val2017` -> val."""
+    return next((s for s in ("train", "val", "test") if folder.startswith(s)), "")
+
+
+def find_coco_splits(root: Path) -> list[tuple[Path, Path]]:
+    """(annotation file, image folder) pairs of the official COCO layout, or []:
+    `root/annotations/instances_<name>.json` beside `root/<name>/`."""
+    ann_dir = root / "annotations"
+    files = sorted(ann_dir.glob("instances_*.json")) if ann_dir.is_dir() else []
+    pairs = [(f, root / f.stem.removeprefix("instances_")) for f in files]
+    return [(f, images) for f, images in pairs if images.is_dir()]
 
 
 def read_coco(
     json_path: str | Path, *, image_root: str | Path | None = None
 ) -> DetectionAnnotations:
-    """Records in the order of the JSON's `images`; images without annotations are negatives."""
+    """Records in the order of the JSON's `images`; images without annotations are negatives.
+
+    `json_path` may also be the root of the official COCO layout (`find_coco_splits`):
+    every annotation file is read with its image folder, and its records carry the
+    split the folder's name says (`train2017` -> train)."""
     path = Path(json_path)
+    splits = find_coco_splits(path) if path.is_dir() else []
+    if not splits:
+        return _read_coco_file(path, image_root=image_root)
+    parts = [
+        _read_coco_file(f, image_root=images, split=_split_of(images.name)) for f, images in splits
+    ]
+    first = splits[0][0]
+    for (f, _), part in zip(splits, parts, strict=True):
+        if part.class_names != parts[0].class_names:
+            raise RecogError(
+                f"{f}: its categories {short_repr(part.class_names, 200)} differ from "
+                f"{first.name}'s {short_repr(parts[0].class_names, 200)}"
+            )
+    return DetectionAnnotations(
+        [r for part in parts for r in part.records],
+        parts[0].class_names,
+        [line for part in parts for line in part.warnings],
+    )
+
+
+def _read_coco_file(
+    path: Path, *, image_root: str | Path | None, split: str = ""
+) -> DetectionAnnotations:
+    """One COCO JSON's records (`read_coco`), each marked with `split`."""
     data = _load(path)
     cat_index, class_names = _categories(path, data["categories"])
     images = _images(path, data["images"])
@@ -140,24 +215,26 @@ def read_coco(
         boxes[ann["image_id"]].append((_bbox(where, ann), cat_index[ann["category_id"]], name))
 
     base = Path(image_root) if image_root is not None else path.parent
-    checker = BoxChecker()
+    checker = BoxChecker(warnings=_repeated_ids(path, data.get("annotations", [])))
+    checker.warnings += _nothing_to_learn(path, data)
+    sizes = SizeCheck()
     records = []
     for image_id, img in images.items():
-        file = confine(base / img["file_name"], base, where=f"{path}: image id {image_id}")
+        where = f"{path}: image id {image_id}"
+        file = confine(base / img["file_name"], base, where=where)
         objects = boxes[image_id]
         if not file.is_file():
             checker.warnings.append(
-                f"{path}: image id {image_id} {img['file_name']!r} not found at {file}; "
+                f"{where} {img['file_name']!r} not found at {file}; "
                 f"skipped with its {len(objects)} annotation(s)"
             )
             continue
-        width, height = img.get("width"), img.get("height")
-        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
-            try:
-                width, height = image_size(file)
-            except RecogError as exc:  # an unreadable image, as a missing one
-                checker.warnings.append(f"{exc}; skipped with its {len(objects)} annotation(s)")
-                continue
+        size = sizes.size(
+            img.get("width"), img.get("height"), file, where=where, fields=("'width'", "'height'")
+        )
+        if size is None:  # an unreadable image, as a missing one
+            continue
+        width, height = size
         kept_boxes, labels = checker.clean(
             [b for b, _, _ in objects],
             [c for _, c, _ in objects],
@@ -166,10 +243,10 @@ def read_coco(
             where=str(path),
             names=[n for _, _, n in objects],
         )
-        records.append(DetectionRecord(file, width, height, kept_boxes, labels))
+        records.append(DetectionRecord(file, width, height, kept_boxes, labels, split))
     if not records:
         raise RecogError(f"{path}: none of its {len(images)} images were found under {base}")
-    warnings = checker.finish()
+    warnings = sizes.finish() + checker.finish()
     if crowd:
         warnings.append(f"{path}: skipped {crowd} crowd annotation(s) (iscrowd=1)")
     return DetectionAnnotations(records, class_names, warnings)
@@ -279,12 +356,15 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
     cat_index, names = _categories(path, data["categories"])
     images = _images(path, data["images"])
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
+    for line in _repeated_ids(path, data.get("annotations", [])) + _nothing_to_learn(path, data):
+        warn(line)
     for _, where, ann in _annotations(path, data, images, cat_index):
         if ann.get("iscrowd", 0):
             continue
         _check_segmentation(where, ann.get("segmentation"))
         anns[ann["image_id"]].append(ann)
     out = []
+    sizes = SizeCheck()
     for image_id, img in images.items():
         where = f"{path}: image id {image_id}"
         file = confine(path.parent / img["file_name"], path.parent, where=where)
@@ -293,14 +373,13 @@ def read_coco_masks(path: Path) -> tuple[list[CocoImage], dict[int, int], list[s
         if not file.is_file():
             warn(f"{file}: not found; skipped")
             continue
-        h, w = img.get("height"), img.get("width")
-        if not (isinstance(h, int) and isinstance(w, int)):
-            try:
-                w, h = image_size(file)
-            except RecogError as exc:  # an unreadable image, as a missing one
-                warn(f"{exc}; skipped")
-                continue
-        out.append(CocoImage(file, h, w, anns[image_id]))
+        size = sizes.size(
+            img.get("width"), img.get("height"), file, where=where, fields=("'width'", "'height'")
+        )
+        if size is not None:  # else an unreadable image, as a missing one
+            out.append(CocoImage(file, size[1], size[0], anns[image_id]))
+    for line in sizes.finish():
+        warn(line)
     if not out:
         raise RecogError(f"{path}: none of its images were found")
     return out, cat_index, names
@@ -317,9 +396,7 @@ def _check_segmentation(where: str, segm: object) -> None:
                     f"got {short_repr(polygon)}"
                 )
             for value in polygon:
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise RecogError(f"{where}: polygon: {short_repr(value)} is not a number")
-                finite_number(value, where=f"{where}: polygon")
+                _json_number(value, where=f"{where}: polygon")
         return
     if isinstance(segm, dict):
         size, counts = segm.get("size"), segm.get("counts")

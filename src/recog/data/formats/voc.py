@@ -3,8 +3,9 @@
 Layouts read: `root/annotations/*.xml` + `root/images/` (as the raccoon set
 ships) and Pascal's own `root/Annotations/*.xml` + `root/JPEGImages/`;
 `write_voc` writes the Pascal one.  An image is found by the XML's
-`<filename>`, else by the XML's stem with a usual image suffix; a filename
-(or a symbolic link) leading out of the dataset folder is an error.
+`<filename>`, else (with a warning) by the XML's stem with a usual image
+suffix; a filename (or a symbolic link) leading out of the dataset folder is
+an error.  `<size>` must be the image's real size (`sizes.SizeCheck`).
 
 Box convention: VOC stores 1-based, inclusive pixel indices, so a box over
 pixels 1..W covers the whole image.  Read: `(xmin, ymin, xmax, ymax)` ->
@@ -29,7 +30,8 @@ from recog.data.formats.records import (
     link_or_copy,
     output_names,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
+from recog.data.formats.sizes import SizeCheck
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 
@@ -58,24 +60,38 @@ def _parse(xml_path: Path) -> ET.Element:
     return root
 
 
-def _find_image(xml_path: Path, root: ET.Element, image_dir: Path, data_root: Path) -> Path | None:
-    """The image `<filename>` names (else the XML's stem with an image suffix), inside `data_root`."""
+def _find_image(
+    xml_path: Path, root: ET.Element, image_dir: Path, data_root: Path, warnings: list[str]
+) -> Path | None:
+    """The image `<filename>` names (else the XML's stem with an image suffix, with a
+    warning: the file did not say so), inside `data_root`."""
     filename = (root.findtext("filename") or "").strip()
     where = f"{xml_path}: <filename>"
-    candidates = [confine(image_dir / filename, data_root, where=where)] if filename else []
-    candidates += [image_dir / f"{xml_path.stem}{suffix}" for suffix in DETECTION_IMAGE_SUFFIXES]
-    found = next((c for c in candidates if c.is_file()), None)
-    return None if found is None else confine(found, data_root, where=str(xml_path))
+    named = confine(image_dir / filename, data_root, where=where) if filename else None
+    if named is not None and named.is_file():
+        return confine(named, data_root, where=str(xml_path))
+    by_stem = (image_dir / f"{xml_path.stem}{suffix}" for suffix in DETECTION_IMAGE_SUFFIXES)
+    found = next((c for c in by_stem if c.is_file()), None)
+    if found is None:
+        return None
+    said = f"{filename!r} is not in {image_dir}" if filename else "is missing"
+    warnings.append(f"{where} {said}; used {found.name}, found by the annotation's name")
+    return confine(found, data_root, where=str(xml_path))
 
 
-def _size(xml_path: Path, root: ET.Element, image: Path) -> tuple[int, int]:
-    """(width, height) from <size>, or from the image header when <size> is absent or zero."""
-    width_text, height_text = root.findtext("size/width"), root.findtext("size/height")
-    if width_text is None or height_text is None:
-        return image_size(image)
-    width = int(finite_number(width_text, where=f"{xml_path}: <size><width>"))
-    height = int(finite_number(height_text, where=f"{xml_path}: <size><height>"))
-    return (width, height) if width > 0 and height > 0 else image_size(image)
+def _size(
+    xml_path: Path, root: ET.Element, image: Path, sizes: SizeCheck
+) -> tuple[int, int] | None:
+    """(width, height) of `image`, checked against <size> (`SizeCheck`); None when the
+    image cannot be read."""
+    width, height = (
+        None if text is None else finite_number(text, where=f"{xml_path}: <size><{tag}>")
+        for tag, text in (
+            ("width", root.findtext("size/width")),
+            ("height", root.findtext("size/height")),
+        )
+    )
+    return sizes.size(width, height, image, where=str(xml_path), fields=("<width>", "<height>"))
 
 
 def _objects(xml_path: Path, root: ET.Element) -> list[tuple[str, list[float]]]:
@@ -107,22 +123,19 @@ def read_voc(root: str | Path, *, class_names: list[str] | None = None) -> Detec
         raise RecogError(f"{root}: no annotations/ or Annotations/ folder of .xml files")
     ann_dir, image_dir = dirs
     checker = BoxChecker()
+    sizes = SizeCheck()
     parsed = []
     for xml_path in sorted(ann_dir.glob("*.xml")):
         tree = _parse(xml_path)
-        image = _find_image(xml_path, tree, image_dir, root)
+        image = _find_image(xml_path, tree, image_dir, root, checker.warnings)
         if image is None:
             wanted = (tree.findtext("filename") or "").strip() or f"{xml_path.stem}.*"
             checker.warnings.append(f"{xml_path}: image {image_dir / wanted} not found; skipped")
             continue
-        try:
-            size = _size(xml_path, tree, image)
-        except RecogError as exc:
-            if not str(exc).startswith(f"{image}: "):
-                raise  # the XML's <size> is wrong, not the image
-            checker.warnings.append(f"{exc}; skipped")  # an unreadable image, as a missing one
-            continue
-        parsed.append((xml_path, image, size, _objects(xml_path, tree)))
+        size = _size(xml_path, tree, image, sizes)
+        if size is not None:  # else an unreadable image, as a missing one
+            parsed.append((xml_path, image, size, _objects(xml_path, tree)))
+    checker.warnings += sizes.finish()
     if not parsed:
         raise RecogError(f"{ann_dir}: none of the annotated images were found in {image_dir}")
 

@@ -31,7 +31,7 @@ from recog.data.formats.records import (
     output_names,
     short_repr,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, image_size
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, upright_size
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 from recog.yaml_text import dump_yaml, load_yaml_file
@@ -80,15 +80,32 @@ def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
     return [str(n) for n in names]
 
 
-def _images_in(source: Path, root: Path) -> list[Path]:
+def _walk(folder: Path, suffixes: tuple[str, ...], warnings: list[str]) -> list[Path]:
+    """The files under `folder` with one of `suffixes`, sorted.  A symbolic link to a
+    folder is not followed (`ln -s . loop` would never end) and is reported instead."""
+    found = []
+    for top, folders, files in os.walk(folder):  # followlinks=False: links are listed only
+        for name in folders:
+            link = Path(top, name)
+            line = _link_warning(link) if link.is_symlink() else ""
+            if line and line not in warnings:  # a folder two splits name is walked twice
+                warnings.append(line)
+        found += [Path(top, f) for f in files if Path(f).suffix.lower() in suffixes]
+    return sorted(found)
+
+
+def _link_warning(link: Path) -> str:
+    target = Path(os.path.realpath(link))
+    if Path(os.path.realpath(link.parent)).is_relative_to(target):
+        return f"{link}: a symbolic link to {target}, a folder that holds it (a loop); not followed"
+    return f"{link}: a symbolic link to the folder {target}; not followed, its files are not read"
+
+
+def _images_in(source: Path, root: Path, warnings: list[str]) -> list[Path]:
     """The images a `train`/`val`/`test` entry names: a folder (searched recursively) or a .txt list."""
     if source.is_dir():
-        found = sorted(
-            p
-            for p in source.rglob("*")
-            if p.suffix.lower() in DETECTION_IMAGE_SUFFIXES and p.is_file()
-        )
-        return [confine(p, root, where=str(source)) for p in found]
+        found = _walk(source, DETECTION_IMAGE_SUFFIXES, warnings)
+        return [confine(p, root, where=str(source)) for p in found if p.is_file()]
     if source.suffix.lower() in DETECTION_IMAGE_SUFFIXES:
         return [source]
     try:
@@ -206,7 +223,8 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
     split_sources = _image_sources(yaml_path, cfg, checker.warnings)
     sources = [source for _, source in split_sources]
     for split, source in split_sources:
-        for image in _images_in(source, yaml_path.parent) if source.exists() else []:
+        found = _images_in(source, yaml_path.parent, checker.warnings) if source.exists() else []
+        for image in found:
             # an image listed by several splits (train and val both `images/`) keeps the first
             images.setdefault(os.path.abspath(image), (image, split))
 
@@ -216,7 +234,8 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
             checker.warnings.append(f"{image}: listed as an image but not found; skipped")
             continue
         try:
-            width, height = image_size(image)
+            # labels are fractions of the upright image, as Ultralytics (exif_size) reads them
+            width, height = upright_size(image)
         except RecogError as exc:  # the image, not the set, is unusable: as a missing one
             checker.warnings.append(f"{exc}; skipped")
             continue
@@ -232,7 +251,7 @@ def read_yolo(root: str | Path) -> DetectionAnnotations:
 
     label_dirs = {_label_path(s / "x").parent for s in sources if s.is_dir()}
     for label_dir in sorted(d for d in label_dirs if d.is_dir()):
-        for label in sorted(label_dir.rglob("*.txt")):
+        for label in _walk(label_dir, (".txt",), checker.warnings):
             if os.path.abspath(label) not in used_labels:
                 checker.warnings.append(f"{label}: no image for these labels; skipped")
     if not records:
