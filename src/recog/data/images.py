@@ -63,6 +63,12 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 120_000_000
 #: frames of an animation (only the first is used; more than this is refused)
 MAX_FRAMES = 100
+#: pixels on one side: JPEG's own maximum (WebP's is 16,383); no camera or scanner writes more
+MAX_SIDE = 65535
+#: the longer side over the shorter: resizing to a model's input scales the short side up to
+#: it, so a 39,000,000 x 1 strip under the pixel cap would become 120 GB of pixels; at 64:1 a
+#: 512 px short side stays under 17 M pixels, and panoramas (4:1 to 10:1) pass
+MAX_ASPECT = 64
 
 # torchvision decodes JPEG (libjpeg-turbo, upright with its EXIF orientation); everything
 # else goes to Pillow.  Not PNG: torchvision 0.29's libpng decoder crashes the process
@@ -74,7 +80,7 @@ class ImageRefused(Exception):
     """An image over a limit or with an unreadable header, before any pixel is decoded.
 
     `code` is the server's stable short name (`too_large`, `too_many_pixels`,
-    `too_many_frames`, `undecodable`); `message` names no file (callers add it).
+    `too_many_frames`, `bad_shape`, `undecodable`); `message` names no file (callers add it).
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -101,6 +107,12 @@ def check_header(
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageRefused("undecodable", f"the {fmt} image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_SIDE or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageRefused(
+            "bad_shape",
+            f"the image is {width}x{height} pixels; recog reads sides up to {MAX_SIDE:,} and "
+            f"aspect ratios up to {MAX_ASPECT}:1",
+        )
     pixels = width * height
     if pixels > max_pixels:
         raise ImageRefused(

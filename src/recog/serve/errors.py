@@ -32,11 +32,15 @@ log = logging.getLogger("recog.serve")
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status, short code, message for people."""
+    """An error answer: HTTP status, short code, message for people (and its headers:
+    Retry-After on a 503)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
+        self.headers = dict(headers or {})
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -47,15 +51,17 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     """Answer every error of `app` as `{"error", "detail"}` JSON and count it in `metrics`."""
 
-    def error(request: Request, status: int, code: str, detail: str) -> JSONResponse:
+    def error(
+        request: Request, status: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         route = getattr(request.scope.get("route"), "path", "unmatched")
         metrics.errors.labels(route, code).inc()
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = dict(headers or {}) | ({"WWW-Authenticate": "Bearer"} if status == 401 else {})
         return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(request, exc.status, exc.code, exc.detail)
+        return error(request, exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(request: Request, exc: StoreUnavailable) -> JSONResponse:

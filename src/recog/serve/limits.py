@@ -69,6 +69,14 @@ class Limits:
     read_timeout_s: float = 30.0
     #: seconds a prediction may wait for the model (queue + inference)
     predict_timeout_s: float = 30.0
+    #: explanations and attacks running at once (`recog.serve.worker.HeavyGate`): one, as
+    #: each already keeps every core busy (torch's threads), so a second only halves both
+    heavy_slots: int = 1
+    #: seconds such a request waits for a slot before its 503
+    heavy_wait_s: float = 5.0
+    #: decoded pixels of an image to explain or attack: 48 MB of RGB (a 16 MP phone photo)
+    #: while it is brought down to the model's input
+    heavy_pixels: int = 16_000_000
 
     @property
     def max_body(self) -> int:
@@ -134,4 +142,4 @@ def decode_upload(data: bytes, limits: Limits) -> DecodedImage:
 
 
 #: HTTP status of each `ImageRefused.code`
-_STATUS = {"too_many_pixels": 413, "too_many_frames": 413, "undecodable": 422}
+_STATUS = {"too_many_pixels": 413, "too_many_frames": 413, "bad_shape": 422, "undecodable": 422}

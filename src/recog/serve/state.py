@@ -21,6 +21,7 @@ from recog.serve.limits import Limits
 from recog.serve.metrics import ServerMetrics
 from recog.serve.schemas import ModelInfo
 from recog.serve.store import DEFAULT_DB_URL, Store
+from recog.serve.worker import HeavyGate
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class Serving:
     models: dict[str, ServedModel]
     store: Store
     metrics: ServerMetrics
+    #: the explanations and attacks running now, of every model (`Limits.heavy_slots`)
+    heavy: HeavyGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = self.config.limits
+        self.heavy = HeavyGate(limits.heavy_slots, limits.heavy_wait_s)
 
     @property
     def default_model(self) -> str:

@@ -1,11 +1,13 @@
 """`POST /v1/attack`: one uploaded image -> its adversarial version and what the model answers on it.
 
-The image goes through the same limits as `/v1/predict`.  With no ground truth, the
+The image goes through the same limits as `/v1/predict` (and the heavy routes' pixel
+cap), brought to the model's size first.  With no ground truth, the
 model's own answer stands in for it (`Task.as_target`): PGD or FGSM push the image
 away from that answer on the task's own loss, `vanish` lowers every detection's score
-(`recog.robust.run.attack_image`).  The attack runs in a worker thread on the
-explanation copy of the model, one request at a time per model (`explain_lock`), so
-its gradients never reach the micro-batcher's forward passes.
+(`recog.robust.run.attack_image`).  The attack runs in a worker thread under the app's
+gate of heavy work (`recog.serve.worker`: 503 when busy, 504 past the time-out, the
+work then cancelled) on the explanation copy of the model, one request at a time per
+model (`explain_lock`), so its gradients never reach the micro-batcher's forward passes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import threading
 import time
 from typing import Any
 
@@ -20,12 +23,11 @@ from fastapi import APIRouter, Query, Request
 
 from recog.errors import RecogError
 from recog.serve.errors import ApiError, error_responses
-from recog.serve.limits import decode_upload
 from recog.serve.routes.predict import PREDICT_BODY
 from recog.serve.schemas import AttackResponse
 from recog.serve.state import ServingDep
 from recog.serve.upload import read_upload
-from recog.serve.worker import in_worker
+from recog.serve.worker import cancellable, heavy_image, in_worker
 
 #: recog.robust.run.IMAGE_ATTACKS, written out so the schema needs no import of torch code
 ATTACKS = ("pgd", "fgsm", "vanish")
@@ -47,7 +49,7 @@ def _png(image: Any) -> str:
     "/v1/attack",
     response_model=AttackResponse,
     openapi_extra={"requestBody": PREDICT_BODY},
-    responses=error_responses(400, 401, 404, 408, 413, 415, 422, 504),
+    responses=error_responses(400, 401, 404, 408, 413, 415, 422, 503, 504),
 )
 async def attack(
     request: Request,
@@ -75,21 +77,22 @@ async def attack(
         raise ApiError(422, "bad_eps", str(exc)) from None
     data = await read_upload(request, limits)
 
-    def work() -> tuple[Any, dict[str, Any]]:
+    def work(cancel: threading.Event) -> tuple[tuple[int, int], dict[str, Any]]:
         import torch
 
         from recog.robust.run import attack_image
 
-        decoded = decode_upload(data, limits)
+        image, size = heavy_image(data, limits, served.recognizer)
         with served.explain_lock:
             rec = served.explaining()
             task = rec.task
-            result = attack_image(task, rec.model, decoded.image, attack=attack, eps=radius,
-                                  steps=steps, device=rec.device)  # fmt: skip
+            with cancellable(rec.model, cancel):
+                result = attack_image(task, rec.model, image, attack=attack, eps=radius,
+                                      steps=steps, device=rec.device)  # fmt: skip
         before, after = task.to_record(result.clean), task.to_record(result.attacked)
         delta = result.adversarial.float() - result.image.float()
         magnified = ((delta / (2 * radius * 255) + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-        return decoded, {
+        return size, {
             "clean": before,
             "adversarial": after,
             "clean_image": _png(task.draw(result.image, result.clean)),
@@ -98,7 +101,7 @@ async def attack(
             "changed": task.summary(before) != task.summary(after),
         }
 
-    decoded, body = await in_worker(work, limits.predict_timeout_s, "attack")
+    (width, height), body = await in_worker(state.heavy, work, limits.predict_timeout_s, "attack")
     return {
         "model": name,
         "task": str(served.recognizer.config.task),
@@ -106,8 +109,8 @@ async def attack(
         "eps": radius,
         "image": {
             "sha256": hashlib.sha256(data).hexdigest(),
-            "width": int(decoded.image.shape[-1]),
-            "height": int(decoded.image.shape[-2]),
+            "width": width,
+            "height": height,
         },
         **body,
         "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),

@@ -1,12 +1,14 @@
 """`POST /v1/explain`: one uploaded image -> heat maps of what the model's answer rests on, with their faithfulness.
 
-The image goes through the same limits as `/v1/predict`.  Explanations run
-in a worker thread, one at a time per model, on a copy of the model
-(`ServedModel.explaining`), so their hooks and gradients never reach the
-micro-batcher's forward passes; a request waits for the model's turn
-within the time-out (504).  Each map comes back as a PNG overlay (the
-heat map over the image the model saw) with its deletion and insertion
-AUC and the random map's on the same image.
+The image goes through the same limits as `/v1/predict` (and the heavy
+routes' pixel cap), brought to the model's size first.  Explanations run in
+a worker thread under the app's gate of heavy work (`recog.serve.worker`:
+503 when no slot frees up, 504 past the time-out, the work then cancelled),
+one at a time per model, on a copy of the model (`ServedModel.explaining`),
+so their hooks and gradients never reach the micro-batcher's forward passes.
+Each map comes back as a PNG overlay (the heat map over the image the model
+saw) with its deletion and insertion AUC and the random map's on the same
+image.
 """
 
 from __future__ import annotations
@@ -14,18 +16,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import threading
 import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
 from recog.serve.errors import ApiError, error_responses
-from recog.serve.limits import decode_upload
 from recog.serve.routes.predict import PREDICT_BODY
 from recog.serve.schemas import ExplainResponse
 from recog.serve.state import ServingDep
 from recog.serve.upload import read_upload
-from recog.serve.worker import in_worker
+from recog.serve.worker import cancellable, heavy_image, in_worker
 
 #: recog.explain.METHODS without the random baseline (every answer carries its scores)
 METHODS = ("gradcam", "gradcam++", "layercam", "eigencam", "ig", "occlusion", "drise")
@@ -45,7 +47,7 @@ def _overlay_png(prepared: Any, explanation: Any) -> str:
     "/v1/explain",
     response_model=ExplainResponse,
     openapi_extra={"requestBody": PREDICT_BODY},
-    responses=error_responses(400, 401, 404, 408, 413, 415, 422, 504),
+    responses=error_responses(400, 401, 404, 408, 413, 415, 422, 503, 504),
 )
 async def explain(
     request: Request,
@@ -65,13 +67,14 @@ async def explain(
         raise ApiError(422, "bad_method", f"method {method!r}: not one of {', '.join(METHODS)}")
     data = await read_upload(request, limits)
 
-    def work() -> tuple[Any, list[dict[str, Any]]]:
-        decoded = decode_upload(data, limits)
+    def work(cancel: threading.Event) -> tuple[tuple[int, int], list[dict[str, Any]]]:
+        image, size = heavy_image(data, limits, served.recognizer)
         with served.explain_lock:
             rec = served.explaining()
-            prepared, _ = rec.task.prepare(decoded.image)
-            maps = rec.explain([decoded.image], methods=[method], target=target, steps=10)
-        return decoded, [
+            with cancellable(rec.model, cancel):
+                prepared, _ = rec.task.prepare(image)
+                maps = rec.explain([image], methods=[method], target=target, steps=10)
+        return size, [
             {
                 "target": e.target.name,
                 "label": e.target.label,
@@ -82,15 +85,17 @@ async def explain(
             for e in maps
         ]
 
-    decoded, maps = await in_worker(work, limits.predict_timeout_s, "explanation")
+    (width, height), maps = await in_worker(
+        state.heavy, work, limits.predict_timeout_s, "explanation"
+    )
     return {
         "model": name,
         "task": str(served.recognizer.config.task),
         "method": method,
         "image": {
             "sha256": hashlib.sha256(data).hexdigest(),
-            "width": int(decoded.image.shape[-1]),
-            "height": int(decoded.image.shape[-2]),
+            "width": width,
+            "height": height,
         },
         "maps": maps,
         "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
