@@ -81,6 +81,9 @@ class TrainConfig:
     device: str = "auto"
     # data
     val_split: float = 0.2
+    #: `--group-by`: metadata columns (`date,location`) or a file-name pattern with a (group)
+    #: that keeps each session whole on one side of the split; "" splits image by image
+    group_by: str = ""
     augment: Augment | None = None
     auto_augment: AutoAugment = "none"
     hflip: float | None = None

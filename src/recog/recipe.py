@@ -495,6 +495,7 @@ def start_block(
         f"  model      {cfg.model} at {cfg.img_size} px",
         f"  data       {facts.name}: {facts.n_train} train / {facts.n_val} val images, "
         f"{facts.num_classes} classes",
+        *([f"  split      {facts.split}"] if facts.split else []),
         f"  budget     {budget}",
         f"  recipe     lr {cfg.lr:g} ({cfg.optimizer}, {cfg.schedule}, "
         f"warm-up {cfg.warmup_epochs:g} epochs), weight decay {cfg.weight_decay:g}, "

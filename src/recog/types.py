@@ -252,6 +252,8 @@ class DataFacts:
     objects_per_image: float = 0.0
     median_box_frac: float = 0.0
     mask_side: int = 0
+    #: how the split was drawn when it says more than the fraction (`--group-by`); "" otherwise
+    split: str = ""
 
     @property
     def num_classes(self) -> int:

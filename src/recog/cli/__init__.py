@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--to", default="yolo", choices=["yolo"])
     q.add_argument("--val-split", type=float, default=0.2)
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--group-by", default="", metavar="PATTERN",
+                   help="keep each session whole on one side: a file-name pattern whose (group) "
+                        "names it, e.g. '^(\\d+)_' (041_066.jpg -> 041)")  # fmt: skip
     doctor.add_parser(dsub)
     q = dsub.add_parser(
         "export-feedback",
@@ -322,8 +325,9 @@ def cmd_data(ns: argparse.Namespace) -> int:
         from recog.data.formats.convert import split_detection
 
         written = split_detection(
-            ns.src, to=ns.to, out=ns.out, val_split=ns.val_split, seed=ns.seed
-        )
+            ns.src, to=ns.to, out=ns.out, val_split=ns.val_split, seed=ns.seed,
+            group_by=ns.group_by,
+        )  # fmt: skip
         print(f"wrote {written}")
         return 0
     from recog.data.formats import infer_task

@@ -31,6 +31,9 @@ def add_parser(dsub: argparse._SubParsersAction) -> None:
     q.add_argument("--val-split", type=float, default=0.2,
                    help="the seeded split of data without its own val/ (as `recog train`; default 0.2)")  # fmt: skip
     q.add_argument("--seed", type=int, default=0, help="the split's and the label check's seed")
+    q.add_argument("--group-by", default="",
+                   help="the grouped split of `recog train --group-by` (metadata columns of a "
+                        "CSV, or a file-name pattern with a (group)): check the split you train on")  # fmt: skip
     q.add_argument("--fold-steps", type=_steps,
                    help="classification without --run: optimizer steps per cross-validation fold "
                         "(default: 200, fewer where 4 folds would take over 100 s here)")  # fmt: skip
@@ -45,7 +48,8 @@ def cmd_doctor(ns: argparse.Namespace) -> int:
 
     check_split_settings(ns.val_split, ns.seed)  # also for data with its own val/
     d = diagnose(ns.path, run=ns.run, out=ns.out, fix=ns.fix, classes=ns.classes,
-                 val_split=ns.val_split, seed=ns.seed, fold_steps=ns.fold_steps)  # fmt: skip
+                 val_split=ns.val_split, seed=ns.seed, fold_steps=ns.fold_steps,
+                 group_by=ns.group_by)  # fmt: skip
     r = d.result
     if ns.json:
         print(json.dumps(r, indent=1, default=str))

@@ -31,7 +31,7 @@ HIDDEN = frozenset({"version", "versions", "pretrained", "mean", "std"})
 
 #: (heading, fields) in the order `recog train --help` shows them
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("data", ("data", "task", "classes", "val_split", "cache", "strict", "balanced")),
+    ("data", ("data", "task", "classes", "val_split", "group_by", "cache", "strict", "balanced")),
     ("model", ("model", "model_args", "weights", "freeze_backbone", "img_size")),
     ("fine-tuning", ("head_epochs", "backbone_lr")),
     (
@@ -87,6 +87,9 @@ HELP = {
     "classes": "comma-separated class names in label order (mask folders: of the values 0, 1, ...)",
     "val_split": "fraction held out for validation when the data has no val/ split "
     "(seeded by --seed, stratified per class)",
+    "group_by": "keep each session whole on one side of the split: metadata columns of a "
+    "path,label,... CSV (date,location) or a file-name pattern whose (group) names the session "
+    "('^(\\d+)_': 041_066.png -> 041)",
     "cache": "decode and resize the images once into memory",
     "strict": "fail on the first corrupt image instead of skipping it",
     "balanced": "sample the classes equally often (classification)",
@@ -291,7 +294,7 @@ def _default_text(f: dataclasses.Field) -> str:
         return "from the data"  # left to the recipe
     if isinstance(value, bool):
         return "on" if value else "off"
-    if value in ({}, []):
+    if value in ({}, [], ""):
         return "none"
     if isinstance(value, float):
         return f"{value:g}"

@@ -275,6 +275,7 @@ def load_classification(
     cache: str = "auto",
     strict: bool = False,
     class_names: list[str] | None = None,
+    group_by: str = "",
 ) -> DataSplits:
     """Train and val datasets for `spec` (digits, a split root, class folders or a CSV).
 
@@ -283,7 +284,9 @@ def load_classification(
     """
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
-    train_list, val_list, names, name = list_splits(spec, val_split=val_split, seed=seed)
+    train_list, val_list, names, name = list_splits(
+        spec, val_split=val_split, seed=seed, group_by=group_by
+    )
     if class_names is not None:  # a run's class order, e.g. to fine-tune on new data
         train_list = _reorder(train_list, names, class_names, spec)
         val_list = _reorder(val_list, names, class_names, spec)

@@ -233,6 +233,7 @@ def load_detection(
     mosaic_off_epochs: int = 0,
     class_names: list[str] | None = None,
     strict: bool = False,
+    group_by: str = "",
 ) -> DataSplits:
     """Train and val datasets; `min_scale`: random scale in [min_scale, 2 - min_scale].
 
@@ -261,7 +262,9 @@ def load_detection(
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     ann = read_detection(path, class_names=class_names)
-    train_recs, val_recs = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
+    train_recs, val_recs = split_records(
+        ann.records, val_split=val_split, seed=seed, spec=spec, group_by=group_by
+    )
     require_boxes(train_recs, spec=spec)
     for line in ann.warnings:
         warn(line)

@@ -38,6 +38,7 @@ class Entry:
     mask: Path | None = None  # segmentation: the mask file
     width: int = 0  # detection: the image's size as the annotation gives it
     height: int = 0
+    meta: dict[str, str] | None = None  # its row of the data's metadata table, if any
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Inventory:
     mask_classes: int = 0
     #: mask folders: 0/255 masks (foreground is 255)
     binary_masks: bool = False
+    #: how a grouped split was drawn (`--group-by`); "" for the given or seeded split
+    split_note: str = ""
 
 
 def _built_in(spec: str, fmt: DataFormat | None) -> None:
@@ -61,21 +64,27 @@ def _built_in(spec: str, fmt: DataFormat | None) -> None:
         raise RecogError(f"{spec}: built-in data is generated, not files; give a dataset folder")
 
 
-def classification_inventory(spec: str, *, val_split: float, seed: int) -> Inventory:
+def classification_inventory(
+    spec: str, *, val_split: float, seed: int, group_by: str = ""
+) -> Inventory:
     fmt = detect_format(spec, among=TASK_FORMATS[TaskName.CLASSIFY])
     _built_in(spec, fmt)
-    train, val, names, _ = list_splits(spec, val_split=val_split, seed=seed)
+    train, val, names, _ = list_splits(spec, val_split=val_split, seed=seed, group_by=group_by)
     path = Path(spec)
     entries = [
-        Entry(Path(item), split, label=label)
+        Entry(Path(item), split, label=label,
+              meta=listing.meta[i] if listing.meta is not None else None)  # fmt: skip
         for split, listing in (("train", train), ("val", val))
-        for item, label in zip(listing.items, listing.labels, strict=True)
+        for i, (item, label) in enumerate(zip(listing.items, listing.labels, strict=True))
     ]
     given = path.is_dir() and (path / "train").is_dir()
-    return Inventory(TaskName.CLASSIFY, fmt, path, names, entries, split_given=given)  # type: ignore[arg-type]
+    return Inventory(TaskName.CLASSIFY, fmt, path, names, entries, split_given=given,  # type: ignore[arg-type]
+                     split_note=train.note)  # fmt: skip
 
 
-def detection_inventory(spec: str, *, val_split: float, seed: int) -> Inventory:
+def detection_inventory(
+    spec: str, *, val_split: float, seed: int, group_by: str = ""
+) -> Inventory:
     fmt = detect_format(spec, among=TASK_FORMATS[TaskName.DETECT])
     _built_in(spec, fmt)
     path = Path(spec)
@@ -85,15 +94,19 @@ def detection_inventory(spec: str, *, val_split: float, seed: int) -> Inventory:
     given = any(r.split == "train" for r in ann.records) and any(
         r.split == "val" for r in ann.records
     )
-    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
+    notes: list[str] = []
+    train, val = split_records(
+        ann.records, val_split=val_split, seed=seed, spec=spec, group_by=group_by, notes=notes
+    )
     entries = [
         Entry(r.path, split, boxes=r.boxes, box_labels=r.labels, width=r.width, height=r.height)
         for split, records in (("train", train), ("val", val))
         for r in records
     ]
     return Inventory(
-        TaskName.DETECT, fmt, path, list(ann.class_names), entries, given, list(ann.warnings)
-    )
+        TaskName.DETECT, fmt, path, list(ann.class_names), entries, given, list(ann.warnings),
+        split_note=notes[0] if notes else "",
+    )  # fmt: skip
 
 
 def segmentation_inventory(

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from recog.config import TrainConfig
+from recog.data.groups import GroupRule, grouped_split
 from recog.errors import RecogError
 from recog.types import TaskName
 
@@ -83,17 +84,32 @@ R = TypeVar("R", bound=_HasSplit)
 
 
 def split_records(
-    records: list[R], *, val_split: float, seed: int, spec: str = ""
-) -> tuple[list[R], list[R]]:
-    """(train, val) annotated images: the source's own split when it has both, else `seeded_split`.
+    records: list[R], *, val_split: float, seed: int, spec: str = "", group_by: str = "",
+    notes: list[str] | None = None,
+) -> tuple[list[R], list[R]]:  # fmt: skip
+    """(train, val) annotated images: the source's own split when it has both, else `seeded_split`,
+    or with `group_by` (a file-name pattern) each group whole on one side, its note added to
+    `notes`.
 
-    records: anything with a `split` attribute ("train", "val", "test" or "").
+    records: anything with a `split` attribute ("train", "val", "test" or "") and a `path`.
     """
     if len(records) < 2:
         raise RecogError(f"{spec}: needs at least 2 annotated images, found {len(records)}")
     given_train = [r for r in records if r.split == "train"]
     given_val = [r for r in records if r.split == "val"]
     if given_train and given_val:
+        if group_by:
+            raise RecogError(
+                f"--group-by: {spec} has its own train and val split; group the images when "
+                "you make it, or remove it to split here"
+            )
         return given_train, given_val
+    if group_by:
+        rule = GroupRule.parse(group_by)
+        groups = rule.groups([str(getattr(r, "path", "")) for r in records], None, spec)
+        split = grouped_split(groups, None, (), val_split=val_split, seed=seed, rule=group_by)
+        if notes is not None:
+            notes.append(split.note)
+        return [records[i] for i in split.train], [records[i] for i in split.val]
     train, val = seeded_split(len(records), val_split, seed)
     return [records[i] for i in train], [records[i] for i in val]

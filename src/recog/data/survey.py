@@ -55,8 +55,10 @@ def _sample(items: list, count: int = SIDE_SAMPLE) -> list:
     return [items[int(i * step)] for i in range(count)]
 
 
-def survey_classification(spec: str, *, val_split: float, seed: int) -> DataFacts:
-    train, val, names, name = list_splits(spec, val_split=val_split, seed=seed)
+def survey_classification(
+    spec: str, *, val_split: float, seed: int, group_by: str = ""
+) -> DataFacts:
+    train, val, names, name = list_splits(spec, val_split=val_split, seed=seed, group_by=group_by)
     sizes = []
     for item in _sample(train.items):
         if isinstance(item, Path):
@@ -67,13 +69,18 @@ def survey_classification(spec: str, *, val_split: float, seed: int) -> DataFact
             sizes.append((int(item.shape[-1]), int(item.shape[-2])))
     short, long = _sides(sizes)
     return DataFacts(
-        TaskName.CLASSIFY, name, len(train.items), len(val.items), tuple(names), short, long
-    )
+        TaskName.CLASSIFY, name, len(train.items), len(val.items), tuple(names), short, long,
+        split=train.note,
+    )  # fmt: skip
 
 
-def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
+def survey_detection(
+    spec: str, *, val_split: float, seed: int, group_by: str = ""
+) -> DataFacts:
     counts = parse_shapes(spec)
     if counts is not None:
+        if group_by:
+            raise RecogError(f"--group-by: {spec} has no sessions to group by")
         shapes = ShapesConfig()
         mean_objects = (1 + shapes.max_objects) / 2
         box = (shapes.min_size + shapes.max_size) / 2
@@ -85,7 +92,10 @@ def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     ann = read_detection(path)
-    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=spec)
+    notes: list[str] = []
+    train, val = split_records(
+        ann.records, val_split=val_split, seed=seed, spec=spec, group_by=group_by, notes=notes
+    )
     short, long = _sides((r.width, r.height) for r in train)
     fracs = [
         float(max(b[2] - b[0], b[3] - b[1])) / max(r.width, r.height, 1)
@@ -102,12 +112,19 @@ def survey_detection(spec: str, *, val_split: float, seed: int) -> DataFacts:
         long,
         sum(int(r.boxes.shape[0]) for r in train) / max(1, len(train)),
         statistics.median(fracs) if fracs else 0.0,
+        split=notes[0] if notes else "",
     )
 
 
 def survey_segmentation(
-    spec: str, *, instance: bool, val_split: float, seed: int, classes: list[str] | None
-) -> DataFacts:
+    spec: str, *, instance: bool, val_split: float, seed: int, classes: list[str] | None,
+    group_by: str = "",
+) -> DataFacts:  # fmt: skip
+    if group_by:  # an honest limit: image/mask pairs and COCO masks split image by image
+        raise RecogError(
+            f"--group-by: {spec}: grouped splits are for classification and detection data; "
+            "split segmentation data into train/ and val/ folders by session yourself"
+        )
     fmt = segmentation_format(spec)
     if fmt is DataFormat.SHAPES:
         counts = parse_shapes(spec)

@@ -25,6 +25,7 @@ from recog.data.inventory import Finding, Inventory
 from recog.doctor import evidence
 from recog.doctor.duplicates import find_duplicates
 from recog.doctor.images import image_findings
+from recog.doctor.metadata import metadata_leaks
 from recog.doctor.page import effects, write_page
 from recog.doctor.scan import scan_files
 from recog.errors import RecogError
@@ -120,6 +121,7 @@ def diagnose(
     val_split: float = 0.2,
     seed: int = 0,
     fold_steps: int | None = None,
+    group_by: str = "",
 ) -> Diagnosis:
     from recog.data.formats import infer_task
     from recog.tasks import TASKS
@@ -128,7 +130,9 @@ def diagnose(
     path = Path(data)
     task_name = infer_task(data)
     task_cls = TASKS[task_name]
-    inv = task_cls.doctor_inventory(data, val_split=val_split, seed=seed, classes=classes)
+    inv = task_cls.doctor_inventory(
+        data, val_split=val_split, seed=seed, classes=classes, group_by=group_by
+    )
     out = Path(out) if out is not None else Path(f"doctor-{path.resolve().stem}")
     _check_out(out, path, "doctor.json")
     if fix is not None:
@@ -213,6 +217,9 @@ def diagnose(
                else "too weak to act on; its suspects are listed for review, --fix keeps them")
         )  # fmt: skip
     counts = {s: sum(1 for e in inv.entries if e.split == s) for s in ("train", "val")}
+    leaks = metadata_leaks(inv.entries, inv.class_names)
+    if any(e.meta for e in inv.entries):
+        checks.append("metadata columns: does a lookup learned on train name the val labels?")
     result: dict[str, Any] = {
         "data": str(data),
         "task": str(task_name),
@@ -220,7 +227,7 @@ def diagnose(
         "classes": inv.class_names,
         "split": "given by the data"
         if inv.split_given
-        else f"seeded (val {val_split}, seed {seed})",
+        else (inv.split_note or f"seeded (val {val_split}, seed {seed})"),
         "images": counts,
         "run": str(run) if run is not None else None,
         "checks": checks,
@@ -229,7 +236,8 @@ def diagnose(
             k: sum(1 for f in findings if f.kind == k)
             for k in dict.fromkeys(f.kind for f in findings)
         },
-        "effects": effects(findings, counts),
+        "effects": effects(findings, counts) + [m["effect"] for m in leaks],
+        "metadata_leaks": leaks,
     }
     out.mkdir(parents=True, exist_ok=True)
     fixed = None

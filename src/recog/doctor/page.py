@@ -70,6 +70,14 @@ def effects(findings: Sequence[Finding], counts: Mapping[str, int]) -> list[str]
                 if val
                 else ""
             )
+            + (
+                # a tenth of val with near copies is sessions (frames of one video, one specimen
+                # photographed twice) split across train and val, not a stray duplicate
+                "; this split measures recall of near copies, not of new images: split by "
+                "session with --group-by (metadata columns or a file-name pattern)"
+                if val and len(val_leaked) >= 0.1 * val
+                else ""
+            )
         )
     dup = by["duplicate-exact"] + by["duplicate-near"]
     if dup:
@@ -161,6 +169,18 @@ def write_page(out: Path, result: Mapping[str, Any], findings: Sequence[Finding]
             f'<div class="cards">{cards}</div>{more}'
         )
     effect = "".join(f"<li>{html.escape(e)}</li>" for e in result.get("effects", []))
+    meta_rows = "".join(
+        f"<tr><td>{html.escape(str(m['column']))}</td><td>{m['values']}</td>"
+        f"<td>{m['val_seen']:.0%}</td><td>{m['lookup_accuracy']:.0%}</td><td>{m['chance']:.0%}</td></tr>"
+        for m in result.get("metadata_leaks", [])
+    )
+    meta = (
+        "<h2>Metadata columns that name the label</h2><table><tr><th>column</th><th>values</th>"
+        "<th>val images whose value is in train</th><th>val labels a train lookup names</th>"
+        f"<th>commonest class</th></tr>{meta_rows}</table>"
+        if meta_rows
+        else ""
+    )
     counts = result.get("images", {})
     page = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>recog data doctor: {html.escape(str(result.get("data", "")))}</title><style>{_STYLE}</style></head>
@@ -169,6 +189,7 @@ def write_page(out: Path, result: Mapping[str, Any], findings: Sequence[Finding]
 &middot; {result.get("seconds", 0)} s</p>
 <h2>Effect</h2><ul class="effects">{effect or "<li>nothing found that changes training or its measurement</li>"}</ul>
 <h2>Findings</h2><table><tr><th>kind</th><th>count</th></tr>{rows or "<tr><td>none</td><td>0</td></tr>"}</table>
+{meta}
 <h2>What was checked</h2><ul>{checks}</ul>
 {"".join(sections)}</body></html>"""
     atomic_write_text(out / "doctor.html", page)

@@ -274,7 +274,7 @@ class Task(ABC):
 
     @staticmethod
     def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None
+        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
     ) -> Inventory:
         """`recog data doctor`: every image of this task's data with its split and annotation."""
         raise RecogError(f"{spec}: the data doctor does not read this task's data")

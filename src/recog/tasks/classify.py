@@ -129,13 +129,16 @@ class ClassifyTask(Task):
             cache=cfg.cache,
             strict=cfg.strict,
             class_names=cfg.classes,
+            group_by=cfg.group_by,
         )
 
     @staticmethod
     def survey(cfg: TrainConfig) -> DataFacts:
         from recog.data.survey import survey_classification
 
-        return survey_classification(cfg.data, val_split=cfg.val_split, seed=cfg.seed)
+        return survey_classification(
+            cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by
+        )
 
     @staticmethod
     def load_reference(cfg: TrainConfig) -> Dataset:
@@ -348,9 +351,9 @@ class ClassifyTask(Task):
 
     @staticmethod
     def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None
+        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
     ) -> Inventory:
-        return classification_inventory(spec, val_split=val_split, seed=seed)
+        return classification_inventory(spec, val_split=val_split, seed=seed, group_by=group_by)
 
     @staticmethod
     def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:

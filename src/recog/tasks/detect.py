@@ -134,13 +134,16 @@ class DetectTask(Task):
             mosaic_off_epochs=int(cfg.mosaic_off_epochs),  # type: ignore[arg-type]
             class_names=cfg.classes,
             strict=cfg.strict,
+            group_by=cfg.group_by,
         )
 
     @staticmethod
     def survey(cfg: TrainConfig) -> DataFacts:
         from recog.data.survey import survey_detection
 
-        return survey_detection(cfg.data, val_split=cfg.val_split, seed=cfg.seed)
+        return survey_detection(
+            cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by
+        )
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
@@ -421,9 +424,9 @@ class DetectTask(Task):
 
     @staticmethod
     def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None
+        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
     ) -> Inventory:
-        return detection_inventory(spec, val_split=val_split, seed=seed)
+        return detection_inventory(spec, val_split=val_split, seed=seed, group_by=group_by)
 
     @staticmethod
     def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:

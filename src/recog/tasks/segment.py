@@ -113,8 +113,9 @@ def survey_segment(cfg: TrainConfig) -> DataFacts:
 
     instance = cfg.model is not None and get_spec(cfg.model).instance
     return survey_segmentation(
-        cfg.data, instance=instance, val_split=cfg.val_split, seed=cfg.seed, classes=cfg.classes
-    )
+        cfg.data, instance=instance, val_split=cfg.val_split, seed=cfg.seed, classes=cfg.classes,
+        group_by=cfg.group_by,
+    )  # fmt: skip
 
 
 def load_segment_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
@@ -408,8 +409,11 @@ class SegmentTask(Task):
 
     @staticmethod
     def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None
+        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
     ) -> Inventory:
+        if group_by:
+            raise RecogError(f"--group-by: {spec}: grouped splits are for classification and "
+                             "detection data")  # fmt: skip
         return segmentation_inventory(spec, val_split=val_split, seed=seed, classes=classes)
 
     @staticmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from recog.data.formats import TASK_FORMATS, DataFormat, detect_format
 from recog.data.formats.digits import digits_images
+from recog.data.groups import GroupRule, grouped_split
 from recog.data.images import confine, is_image_file, walk_files
 from recog.data.splits import seeded_split
 from recog.errors import RecogError
@@ -32,6 +33,11 @@ class Listing:
     labels: list[int]
     ignored: int = 0  # non-image files seen
     names: list[str] | None = None  # what `Sample.path` shows; None: str(item)
+    #: how the split that made this listing was drawn, when it says more than the fraction
+    #: (a grouped split: groups per side, classes val cannot measure); "" otherwise
+    note: str = ""
+    #: each item's row of the data's metadata table (a CSV with path,label,... columns)
+    meta: list[dict[str, str]] | None = None
 
     def name(self, index: int) -> str:
         return self.names[index] if self.names is not None else str(self.items[index])
@@ -63,6 +69,7 @@ def _subset(listing: Listing, indices: list[int]) -> Listing:
         [listing.labels[i] for i in indices],
         listing.ignored,
         None if listing.names is None else [listing.names[i] for i in indices],
+        meta=None if listing.meta is None else [listing.meta[i] for i in indices],
     )
 
 
@@ -73,34 +80,68 @@ def _check_classes(names: list[str], where: str) -> None:
         raise RecogError(f"{where}: needs at least 2 classes, found only {names[0]!r}")
 
 
-def read_csv(path: Path) -> tuple[list[Path], list[str]]:
-    items, labels = [], []
+def read_csv(path: Path) -> tuple[list[Path], list[str], list[dict[str, str]] | None]:
+    """(files, labels, metadata rows) of a CSV list: `path,label` rows (header optional), or a
+    header naming `path` and `label` among other columns, which become each row's metadata
+    (for `--group-by` and the doctor's leak check)."""
     try:
         rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RecogError(f"{path}: cannot read CSV ({exc})") from exc
+    header = [c.strip() for c in rows[0]] if rows else []
+    lower = [c.lower() for c in header]
+    wide = "path" in lower and "label" in lower and len(header) > 2
+    at_path, at_label = (lower.index("path"), lower.index("label")) if wide else (0, 1)
+    if wide and len(set(lower)) != len(lower):
+        raise RecogError(f"{path}, line 1: a column name appears twice ({','.join(header)})")
+    items, labels, metadata = [], [], []
     for n, row in enumerate(rows, start=1):
-        if not row or (n == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
+        if not row or (n == 1 and (wide or lower == ["path", "label"])):
             continue
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise RecogError(f"{path}, line {n}: expected 'path,label', got {','.join(row)!r}")
-        file = Path(row[0].strip())
+        width = len(header) if wide else 2
+        if len(row) != width or not row[at_path].strip() or not row[at_label].strip():
+            expected = ",".join(header) if wide else "path,label"
+            raise RecogError(f"{path}, line {n}: expected {expected!r}, got {','.join(row)!r}")
+        file = Path(row[at_path].strip())
         file = file if file.is_absolute() else path.parent / file
         items.append(confine(file, path.parent, where=f"{path}, line {n}"))
-        labels.append(row[1].strip())
-    return items, labels
+        labels.append(row[at_label].strip())
+        if wide:
+            metadata.append({h: v.strip() for h, v in zip(header, row, strict=True)})
+    return items, labels, (metadata if wide else None)
+
+
+def _split(
+    full: Listing, metadata: list[dict[str, str]] | None, names: list[str], *,
+    val_split: float, seed: int, group_by: str, where: str,
+) -> tuple[Listing, Listing]:  # fmt: skip
+    """The seeded per-class split, or with `group_by` the grouped one (`recog.data.groups`)."""
+    if not group_by:
+        tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
+        return _subset(full, tr), _subset(full, va)
+    rule = GroupRule.parse(group_by)
+    shown = [full.name(i) for i in range(len(full.items))]
+    groups = rule.groups(shown, metadata, where)
+    split = grouped_split(groups, full.labels, names, val_split=val_split, seed=seed,
+                          rule=group_by)  # fmt: skip
+    train = _subset(full, split.train)
+    train.note = split.note
+    return train, _subset(full, split.val)
 
 
 def list_splits(
-    spec: str, *, val_split: float, seed: int
+    spec: str, *, val_split: float, seed: int, group_by: str = ""
 ) -> tuple[Listing, Listing, list[str], str]:
     """(train, val, class names, short name) for any classification source.
 
     Class folders and CSV lists without their own val/ (or test/) split are
-    split per class (`seeded_split` with labels).
+    split per class (`seeded_split` with labels), or with `group_by` keeping
+    each group whole (`recog.data.groups`; the train listing's `note` says how).
     """
     fmt = detect_format(spec, among=TASK_FORMATS[TaskName.CLASSIFY])
     if fmt is DataFormat.DIGITS:
+        if group_by:
+            raise RecogError(f"--group-by: {spec} has no sessions to group by")
         images, labels = digits_images()
         full = Listing(list(images), labels, names=[f"digits[{i}]" for i in range(len(labels))])
         tr, va = seeded_split(len(labels), val_split, seed, labels=labels)
@@ -113,12 +154,13 @@ def list_splits(
     if fmt is None:
         raise RecogError(f"{spec}: not a CSV list or a directory of class folders")
     if fmt is DataFormat.CLASS_CSV:
-        files, names = read_csv(path)
+        files, names, metadata = read_csv(path)
         classes = sorted(set(names))
         _check_classes(classes, spec)
-        full = Listing(files, [classes.index(n) for n in names])
-        tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
-        return _subset(full, tr), _subset(full, va), classes, path.stem
+        full = Listing(files, [classes.index(n) for n in names], meta=metadata)
+        train, val = _split(full, metadata, classes, val_split=val_split, seed=seed,
+                            group_by=group_by, where=spec)  # fmt: skip
+        return train, val, classes, path.stem
     splits = {s: path / s for s in SPLIT_NAMES if (path / s).is_dir()}
     if "train" in splits:
         train_classes, ignored = _scan(splits["train"])
@@ -127,8 +169,14 @@ def list_splits(
         val_dir = splits.get("val") or splits.get("test")
         if val_dir is None:
             full = _listing({n: train_classes[n] for n in names}, names, ignored)
-            tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
-            return _subset(full, tr), _subset(full, va), names, path.name
+            train, val = _split(full, None, names, val_split=val_split, seed=seed,
+                                group_by=group_by, where=spec)  # fmt: skip
+            return train, val, names, path.name
+        if group_by:
+            raise RecogError(
+                f"--group-by: {val_dir} is the dataset's own validation split; "
+                "group the images when you make it, or remove it to split here"
+            )
         val_classes, ignored_val = _scan(val_dir)
         unknown = [n for n, f in val_classes.items() if f and n not in names]
         if unknown:
@@ -145,8 +193,9 @@ def list_splits(
     names = sorted(n for n, f in classes.items() if f)
     _check_classes(names, spec)
     full = _listing({n: classes[n] for n in names}, names, ignored)
-    tr, va = seeded_split(len(full.labels), val_split, seed, labels=full.labels)
-    return _subset(full, tr), _subset(full, va), names, path.name
+    train, val = _split(full, None, names, val_split=val_split, seed=seed, group_by=group_by,
+                        where=spec)  # fmt: skip
+    return train, val, names, path.name
 
 
 def list_eval(spec: str, *, class_names: list[str]) -> Listing:
@@ -159,7 +208,7 @@ def list_eval(spec: str, *, class_names: list[str]) -> Listing:
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     if fmt is not DataFormat.CLASS_FOLDERS:  # a file: read as a CSV whatever its suffix
-        files, names = read_csv(path)
+        files, names, _ = read_csv(path)
         bad = [n for n in names if n not in class_names]
         if bad:
             raise RecogError(f"{spec}: class {bad[0]!r} is not one of the run's classes")

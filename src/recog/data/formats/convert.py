@@ -61,13 +61,20 @@ def convert_detection(
 
 
 def split_detection(
-    src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int
-) -> Path:
-    """Write `src` as `to` under `out` with the train/val split `recog train` would use."""
+    src: str | Path, *, to: DetectionFormat, out: str | Path, val_split: float, seed: int,
+    group_by: str = "",
+) -> Path:  # fmt: skip
+    """Write `src` as `to` under `out` with the train/val split `recog train` would use (with
+    `group_by`, each group of file names whole on one side, as `recog train --group-by`)."""
     check_split_settings(val_split, seed)  # also when the source brings its own split
     check_out(src, out, to=to)
     ann = read_detection(src)
-    train, val = split_records(ann.records, val_split=val_split, seed=seed, spec=str(src))
+    notes: list[str] = []
+    train, val = split_records(
+        ann.records, val_split=val_split, seed=seed, spec=str(src), group_by=group_by, notes=notes
+    )
+    for note in notes:
+        print(note)
     records = [replace(r, split="train") for r in train] + [replace(r, split="val") for r in val]
     return write_detection(
         DetectionAnnotations(records, ann.class_names, ann.warnings), out, fmt=to
