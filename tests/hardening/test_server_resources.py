@@ -7,9 +7,11 @@ trains once per session (a digits classifier, a shapes U-Net).
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,93 @@ def test_timed_out_explanations_stop_and_free_their_threads(make_client):
         time.sleep(0.05)
     assert threading.active_count() <= baseline
     assert not [t for t in threading.enumerate() if t.name == "recog-explanation"]
+
+
+# ------------------------------------------- 5: remote reads capped and time-limited
+class _Hostile(BaseHTTPRequestHandler):
+    """/chunked.png: 200 MB with no Content-Length; /trickle.png: one byte every 0.2 s."""
+
+    protocol_version = "HTTP/1.1"
+    sent = 0
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _head(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        if self.path == "/chunked.png":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", "1000")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self._head()
+
+    def do_GET(self) -> None:
+        self._head()
+        try:
+            if self.path == "/chunked.png":
+                block = b"\x89PNG" + b"\0" * (64 * 1024 - 4)
+                for _ in range(200 * 16):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                    type(self).sent += len(block)
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                for _ in range(1000):
+                    self.wfile.write(b"\0")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def hostile_http():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hostile.sent = 0
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_without_content_length_is_cut_at_the_byte_cap(runs, hostile_http, tmp_path):
+    from recog.data.images import MAX_BYTES
+
+    url, out = f"{hostile_http}/chunked.png", tmp_path / "rows.jsonl"
+    assert main(["predict", str(runs["classify"]), url, "--out", str(out)]) == 1
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["path"] == url
+    assert row["error"] == f"{url}: the image is over {MAX_BYTES:,} bytes (the limit)"
+    assert _Hostile.sent < 1.5 * MAX_BYTES  # it stopped reading, it did not drain 200 MB
+
+
+def test_a_trickling_server_fails_its_image_within_the_time_limit(hostile_http, monkeypatch):
+    from recog.batch import sources
+
+    monkeypatch.setattr(sources, "READ_TIMEOUT_S", 1.0)
+    url = f"{hostile_http}/trickle.png"
+    start = time.monotonic()
+    with pytest.raises(RecogError, match=r"trickle.png: not read within 1 s; refused"):
+        sources.read_input(url)
+    assert time.monotonic() - start < 5
+
+
+# ------------------------------------------------- 6: a resume file that is no file
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/full"])
+def test_resume_refuses_a_device_in_one_line(runs, tmp_path, capsys, device):
+    if not Path(device).exists():
+        pytest.skip(f"no {device}")
+    image = tmp_path / "a.png"
+    image.write_bytes(digit_png(3))
+    out = tmp_path / "rows.jsonl"
+    out.symlink_to(device)
+    code = main(["predict", str(runs["classify"]), str(image), "--out", str(out), "--resume"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"recog: error: {out}: not a regular file (a device, a pipe or a folder); refused"
+    ]
+    assert out.is_symlink() and str(out.readlink()) == device

@@ -6,6 +6,10 @@ for a local file), so a batch job reads through the same limits as training and 
 the size is asked of the file system before the bytes are fetched.  fsspec
 (already a dependency of torch) resolves `file://`, `memory://` and, where the
 user has installed the package (s3fs, gcsfs, adlfs), `s3://`, `gs://`, `az://`.
+A remote image is read in chunks that stop one past the byte cap (a server that
+sends no size, or a wrong one, cannot make us hold more), within `READ_TIMEOUT_S`
+in all (HTTP's total time-out, and a deadline between chunks): a server that
+trickles a byte a second fails its image, not the job.
 An input is named by a string: a local path as given, a URL as fsspec spells it,
 and that string is what each output row's `path` holds.
 """
@@ -13,6 +17,7 @@ and that string is what each output row's `path` holds.
 from __future__ import annotations
 
 import glob
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +25,7 @@ import torch
 
 from recog.data.images import (
     IMAGE_SUFFIXES,
+    MAX_BYTES,
     Decoded,
     DecodeSize,
     byte_problem,
@@ -31,6 +37,11 @@ from recog.errors import RecogError
 
 #: suffixes read as manifests (a list of images), not as images
 MANIFEST_SUFFIXES = (".csv", ".parquet")
+#: seconds one remote image (or listing) may take in all: a socket time-out alone restarts
+#: with every byte, so a server sending one a second held a job for hours
+READ_TIMEOUT_S = 60.0
+#: bytes asked of a remote file at a time
+_CHUNK = 1 << 20
 
 
 def is_url(item: str) -> bool:
@@ -40,8 +51,13 @@ def is_url(item: str) -> bool:
 def _filesystem(url: str):  # noqa: ANN202 - fsspec's AbstractFileSystem, imported lazily
     import fsspec
 
+    options = {}
+    if url.split("://", 1)[0].lower() in ("http", "https"):
+        import aiohttp
+
+        options["client_kwargs"] = {"timeout": aiohttp.ClientTimeout(total=READ_TIMEOUT_S)}
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError) as exc:  # an unknown protocol or its missing package
         raise RecogError(f"{url}: cannot open this URL ({str(exc).splitlines()[0]})") from None
 
@@ -132,9 +148,28 @@ def read_decoded_input(name: str, decode_size: DecodeSize | None = None) -> Deco
         problem = byte_problem(int(size)) if size is not None else None
         if problem:
             raise RecogError(f"{name}: {problem}")
-        data = fs.cat_file(path)
+        data = _read_capped(fs, path, name)
     except FileNotFoundError:
         raise RecogError(f"{name}: no such file") from None
+    except TimeoutError:
+        raise RecogError(f"{name}: not read within {READ_TIMEOUT_S:g} s; refused") from None
     except OSError as exc:
         raise RecogError(f"{name}: cannot read it ({exc})") from None
     return decoded_from_bytes(data, name, decode_size)
+
+
+def _read_capped(fs, path: str, name: str) -> bytes:  # noqa: ANN001 - an fsspec filesystem
+    """The file's bytes, read a chunk at a time, stopping one chunk past `MAX_BYTES` or at
+    `READ_TIMEOUT_S`, whatever size the server declared (or did not)."""
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    chunks: list[bytes] = []
+    size = 0
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise RecogError(f"{name}: the image is over {MAX_BYTES:,} bytes (the limit)")
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            chunks.append(chunk)
+    return b"".join(chunks)

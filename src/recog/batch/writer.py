@@ -43,6 +43,8 @@ def check_out(out: Path) -> None:
         raise RecogError(f"{out}: --out must end in {' or '.join(OUT_SUFFIXES)}")
     if not out.parent.is_dir():
         raise RecogError(f"{out.parent}: no such directory for --out")
+    if out.exists() and not out.is_file():  # /dev/zero to --resume was read until killed
+        raise RecogError(f"{out}: not a regular file (a device, a pipe or a folder); refused")
 
 
 class ParquetSink:
@@ -152,7 +154,8 @@ class JsonlSink:
         self._file = self.out.open("a", encoding="utf-8")
 
     def _keep_whole_batches(self, batch_size: int) -> list[str]:
-        data = self.out.read_bytes()
+        with self.out.open("rb") as f:  # what the file held when opened: a bounded read
+            data = f.read(os.fstat(f.fileno()).st_size)
         complete = data[: data.rfind(b"\n") + 1]
         lines = complete.splitlines(keepends=True)
         paths, errors = [], []
