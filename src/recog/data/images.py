@@ -30,6 +30,7 @@ import glob
 import io
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -176,41 +177,105 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def walk_files(folder: Path) -> list[Path]:
-    """Files under `folder`, sorted, skipping hidden folders (.ipynb_checkpoints, .git)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(".") for part in p.parent.relative_to(folder).parts)
-    )
+def walk_files(folder: Path, loops: list[str] | None = None) -> list[Path]:
+    """Files under `folder`, sorted, skipping hidden folders (.ipynb_checkpoints, .git).
+
+    Symbolic links are the user's own file system (a Hugging Face snapshot, a DVC or
+    git-annex checkout, a split made with `ln -s`): a linked file is listed and a linked
+    folder walked, wherever it points.  A loop of links, a dangling link and a link to
+    something that is neither a file nor a folder are each one RecogError naming it;
+    with `loops`, a loop is a line added there instead and its link is not followed.
+    """
+    found: list[Path] = []
+    seen = {os.path.realpath(folder)}
+    for top, folders, files in os.walk(folder, followlinks=True):
+        kept = []
+        for name in sorted(folders):
+            if name.startswith("."):
+                continue
+            sub = Path(top, name)
+            real = os.path.realpath(sub)
+            if sub.is_symlink():
+                if Path(os.path.realpath(top)).is_relative_to(real):
+                    line = f"{sub}: a symbolic link to {real}, a folder that holds it (a loop)"
+                    if loops is None:
+                        raise RecogError(line)
+                    loops.append(f"{line}; not followed")
+                    continue
+                if real in seen:
+                    continue  # a second link to a folder already walked: its files once
+            seen.add(real)
+            kept.append(name)
+        folders[:] = kept
+        for name in files:
+            path = Path(top, name)
+            if path.is_symlink():
+                _check_link(path)
+            found.append(path)
+    return sorted(found)
+
+
+def _check_link(path: Path) -> None:
+    """A symbolic link a walk found: one line unless it leads to a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise RecogError(
+            f"{path}: a symbolic link to {os.readlink(path)}, which does not exist (a dangling link)"
+        ) from None
+    except OSError as exc:  # ELOOP: a chain of links that comes back to itself
+        raise RecogError(
+            f"{path}: a symbolic link that cannot be followed ({exc.strerror})"
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise RecogError(
+            f"{path}: a symbolic link to {os.path.realpath(path)}, which is not a regular file"
+        )
 
 
 def confine(path: Path, root: Path, *, where: str) -> Path:
-    """`path` when it lies inside `root` with `..` and symbolic links resolved, else a RecogError.
+    """`path` when it lies inside `root`, else a RecogError naming `where`.
 
     where: what named the path (an annotation file and its entry), for the message.
-    A symbolic link inside `root` that points outside is refused as well: an
-    annotation set from elsewhere must not make recog read, link or copy other files.
+    Inside means: after `..` and links are resolved, or, for a symbolic link the
+    user's file system presents inside `root` (a snapshot of links into a blob
+    store, a split made with `ln -s`), named without any `..` from `root` down.
+    So a name in untrusted text (`<filename>../../etc/hostname`, a COCO
+    `file_name`, a CSV row) that leads out is refused, and `linkdir/../x` cannot
+    turn a link into a way out; a link found inside is followed wherever it
+    points, its target read through the same image door and limits.  A loop of
+    links, a dangling link and a link to something other than a regular file or
+    folder (a FIFO, a device) are one line naming it.
     """
     if "\0" in str(path):
         raise RecogError(f"{where}: {_cut(path)!r} is not a file name (it holds a NUL byte)")
+    inside = Path(os.path.realpath(path)).is_relative_to(Path(os.path.realpath(root)))
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    named_inside = lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root))))
+    if not inside and not (named_inside and _descends(path, root)):
+        raise RecogError(f"{where}: {path} lies outside the dataset folder {root}; refused")
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        pass  # the caller says what a missing file means
+        if os.path.islink(path):
+            raise RecogError(
+                f"{where}: {path} is a symbolic link to {os.readlink(path)}, which does not "
+                "exist (a dangling link)"
+            ) from None
+        return path  # the caller says what a missing file means
     except OSError as exc:  # a name too long, a loop of links, no permission
         raise RecogError(f"{where}: {_cut(path)}: {exc.strerror or exc}") from None
-    real_root = Path(os.path.realpath(root))
-    if Path(os.path.realpath(path)).is_relative_to(real_root):
-        return path
-    lexical = Path(os.path.normpath(os.path.abspath(path)))
-    if lexical.is_relative_to(Path(os.path.normpath(os.path.abspath(root)))):
-        raise RecogError(
-            f"{where}: {path} is a symbolic link to {os.path.realpath(path)}, outside the "
-            f"dataset folder {root}; copy the file into the dataset"
-        )
-    raise RecogError(f"{where}: {path} lies outside the dataset folder {root}; refused")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise RecogError(f"{where}: {path} is not a regular file (a device, pipe or socket)")
+    return path
+
+
+def _descends(path: Path, root: Path) -> bool:
+    """Whether `path` names its way down from `root` with no `..` (so a link in the way
+    cannot be climbed back out of)."""
+    parts, top = Path(path).parts, Path(root).parts
+    below = parts[len(top) :] if parts[: len(top)] == top else parts
+    return ".." not in below
 
 
 def _cut(path: Path, limit: int = 160) -> str:

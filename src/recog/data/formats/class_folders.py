@@ -3,7 +3,9 @@
 Layouts: `root/train/<class>/*` with `root/val/<class>/*` (or `test/`);
 `root/<class>/*` split per class by `val_split` with a fixed seed; a CSV of
 `path,label` (header optional; paths relative to the CSV, inside its folder:
-one leading out, or a symbolic link pointing out, is an error); `digits`,
+one leading out is an error; symbolic links inside are followed, `recog.data.images.confine`);
+a header naming `path` and `label` among other columns makes those columns each
+image's metadata (`--group-by`, the doctor's leak check); `digits`,
 scikit-learn's 1,797 handwritten digits (shipped inside scikit-learn).
 Non-image files are ignored; hidden files too.
 """

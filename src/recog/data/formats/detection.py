@@ -59,7 +59,8 @@ def write_detection(ann: DetectionAnnotations, out: str | Path, *, fmt: Detectio
 
     coco: `out` is the JSON file (or a folder, which gets `annotations.json`);
     yolo and voc: `out` is the dataset folder.  Images are referenced (COCO)
-    or symlinked (YOLO, VOC; copied where links fail), never re-encoded.
+    or copied (YOLO, VOC: `records.link_or_copy`, reflinked where possible), never
+    re-encoded.
     """
     out = Path(out)
     if fmt == "coco":

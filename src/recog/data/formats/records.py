@@ -188,9 +188,8 @@ def link_or_copy(src: Path, dst: Path) -> None:
     system shares blocks copy-on-write (Btrfs, XFS), else the bytes copied.
 
     Never a hard link: editing the copy in place would edit the user's original.
-    Not a symbolic link: the readers refuse links that point out of their
-    dataset's folder (`recog.data.images.confine`), and a written dataset must
-    read back.
+    Not a symbolic link: a written dataset must stand on its own (the source may
+    be moved or deleted after the copy).
     """
     src_abs = Path(os.path.abspath(src))
     if dst.exists() and os.path.samefile(src_abs, dst):

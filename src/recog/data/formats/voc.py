@@ -4,8 +4,8 @@ Layouts read: `root/annotations/*.xml` + `root/images/` (as the raccoon set
 ships) and Pascal's own `root/Annotations/*.xml` + `root/JPEGImages/`;
 `write_voc` writes the Pascal one.  An image is found by the XML's
 `<filename>`, else (with a warning) by the XML's stem with a usual image
-suffix; a filename (or a symbolic link) leading out of the dataset folder is
-an error.  `<size>` must be the image's real size (`sizes.SizeCheck`).
+suffix; a filename leading out of the dataset folder is an error (a symbolic
+link inside it is the user's own and is followed: `recog.data.images.confine`).  `<size>` must be the image's real size (`sizes.SizeCheck`).
 
 Box convention: VOC stores 1-based, inclusive pixel indices, so a box over
 pixels 1..W covers the whole image.  Read: `(xmin, ymin, xmax, ymax)` ->
@@ -187,7 +187,7 @@ def _to_xml(record: DetectionRecord, *, filename: str, class_names: list[str]) -
 
 
 def write_voc(ann: DetectionAnnotations, out_dir: str | Path) -> Path:
-    """`out_dir/Annotations/<stem>.xml` per image and `out_dir/JPEGImages/` of symlinks (or copies).
+    """`out_dir/Annotations/<stem>.xml` per image and `out_dir/JPEGImages/` of copies (reflinks where possible).
 
     Files of the same names are replaced; anything else in `out_dir` is left alone.
     """

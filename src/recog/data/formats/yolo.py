@@ -11,8 +11,9 @@ image header).  A line `class x1 y1 x2 y2 ...` (a segmentation polygon of 3+
 points) counts as the box around it.  An image without a label file, or with
 an empty one, is a negative.  The writer emits 6 decimals, as Ultralytics does.
 Everything the YAML names (its `path`, the splits, the lines of image lists)
-must lie inside the YAML's folder, symbolic links resolved: a YAML that
-points elsewhere is refused (Ultralytics' shared `path: ../datasets/x`
+must lie inside the YAML's folder, named from there down (symbolic links
+inside it are followed, `recog.data.images.confine`): a YAML that points
+elsewhere is refused (Ultralytics' shared `path: ../datasets/x`
 YAMLs must be copied into the dataset folder).
 """
 
@@ -31,7 +32,7 @@ from recog.data.formats.records import (
     output_names,
     short_repr,
 )
-from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, upright_size
+from recog.data.images import DETECTION_IMAGE_SUFFIXES, confine, upright_size, walk_files
 from recog.errors import RecogError
 from recog.io import atomic_write_text
 from recog.yaml_text import dump_yaml, load_yaml_file
@@ -81,24 +82,13 @@ def _class_names(path: Path, cfg: dict[str, Any]) -> list[str]:
 
 
 def _walk(folder: Path, suffixes: tuple[str, ...], warnings: list[str]) -> list[Path]:
-    """The files under `folder` with one of `suffixes`, sorted.  A symbolic link to a
-    folder is not followed (`ln -s . loop` would never end) and is reported instead."""
-    found = []
-    for top, folders, files in os.walk(folder):  # followlinks=False: links are listed only
-        for name in folders:
-            link = Path(top, name)
-            line = _link_warning(link) if link.is_symlink() else ""
-            if line and line not in warnings:  # a folder two splits name is walked twice
-                warnings.append(line)
-        found += [Path(top, f) for f in files if Path(f).suffix.lower() in suffixes]
-    return sorted(found)
-
-
-def _link_warning(link: Path) -> str:
-    target = Path(os.path.realpath(link))
-    if Path(os.path.realpath(link.parent)).is_relative_to(target):
-        return f"{link}: a symbolic link to {target}, a folder that holds it (a loop); not followed"
-    return f"{link}: a symbolic link to the folder {target}; not followed, its files are not read"
+    """The files under `folder` with one of `suffixes`, sorted; linked files and folders are
+    followed (`walk_files`; a loop of links is a warning, not followed, so `data check` lists
+    it; a dangling link is one line naming it)."""
+    loops: list[str] = []
+    found = [p for p in walk_files(folder, loops) if p.suffix.lower() in suffixes]
+    warnings += [line for line in loops if line not in warnings]  # a folder two splits name
+    return found
 
 
 def _images_in(source: Path, root: Path, warnings: list[str]) -> list[Path]:
@@ -273,7 +263,7 @@ def _split_keys(names: list[str]) -> dict[str, str]:
 
 
 def write_yolo(ann: DetectionAnnotations, out_dir: str | Path) -> Path:
-    """`out_dir/data.yaml`, `images/` of symlinks (or copies) and `labels/*.txt` (empty for negatives).
+    """`out_dir/data.yaml`, `images/` of copies (reflinks where possible) and `labels/*.txt` (empty for negatives).
 
     Images keep the folders below their common parent, so split folders such as
     `train/` and `val/` survive and become the YAML's `train` and `val`; records
