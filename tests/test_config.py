@@ -23,7 +23,7 @@ from recog.types import TaskName
         ({"epochs": 2.5}, "epochs must be a whole number"),
         ({"epochs": "ten"}, "epochs must be a whole number"),
         ({"epochs": True}, "epochs must be a whole number"),
-        ({"img_size": 10**9}, "img_size must be at least 1 and at most 16384"),
+        ({"img_size": 10**9}, "img_size must be at least 1 and at most 4096"),
         ({"val_split": 1.0}, "val_split must be greater than 0 and less than 1"),
         ({"ema": 1.0}, "ema must be at least 0 and less than 1"),
         ({"weight_decay": float("nan")}, "weight_decay must be a finite number"),

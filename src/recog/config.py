@@ -133,6 +133,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is None:
+                # a field that is never unset (`data: null` in an edited config.yaml)
+                if type(None) not in get_args(hints[f.name]):
+                    raise RecogError(f"{f.name} must be given a value, not null (None)")
                 continue
             setattr(self, f.name, _checked(f.name, value, hints[f.name]))
         # a run is named, never placed, by --name (issue 33: `--name ../../x` left runs/)
@@ -185,7 +188,10 @@ class TrainConfig:
 
 #: allowed ranges of numeric fields: (low, high, low inclusive, high inclusive); None: open
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "img_size": (1, 16384, True, True),
+    # 4096 px: 3x the largest input any recog model is trained at (YOLO's P6 models at
+    # 1280) and the bound `recog export --img-size` keeps; 16384 (3 GB as one float image,
+    # tens of GB of activations) made `recog predict` of an edited config.yaml run out of memory
+    "img_size": (1, 4096, True, True),
     "epochs": (1, None, True, False),
     "steps": (1, None, True, False),
     "time": (0, None, True, False),

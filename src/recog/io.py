@@ -6,10 +6,11 @@ file is created with mode 0o666 and the process umask applied by the OS
 (no module reads the umask by setting it, which would change process-wide
 state).
 
-- `save_weights` / `load_weights`: safetensors (metadata holds the format
-  version and the model name).
+- `save_weights` / `load_weights` / `read_weights`: safetensors (metadata holds
+  the format version and the model name); a tensor holding NaN or inf is refused.
 - `save_checkpoint` / `load_checkpoint`: `torch.save`, read back only with
-  `weights_only=True`, so a hostile file cannot run code.
+  `weights_only=True`, so a hostile file cannot run code; NaN or inf refused too.
+- `read_json`: a run's JSON files, size-capped, one line for anything malformed.
 
 A write that fails (a full disk, a permission) is a `RecogError` naming the
 file and the OS's reason; the temporary file is removed and the old file is
@@ -30,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from recog.errors import RecogError
@@ -135,10 +135,45 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_weights(path)[0]
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors and metadata; every tensor finite, or a RecogError naming it.
+
+    Every weight recog loads comes through here (a run's model, a pretrained start, an OOD
+    bank), so a file holding NaN or inf is refused once for all of them: such a model
+    answers NaN scores that look like predictions (issue 33)."""
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RecogError(f"{path}: not a readable safetensors file ({exc})") from exc
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RecogError(f"{path}: not a readable safetensors file ({first})") from exc
+    bad = _first_not_finite(tensors)
+    if bad:
+        raise RecogError(f"{path}: tensor {bad!r} is not finite (NaN or inf)")
+    return tensors, metadata
+
+
+def _first_not_finite(value: Any, name: str = "") -> str:
+    """The name (`model/fc.weight`) of the first floating tensor in `value`, a tensor or
+    nested dicts, lists and tuples of them, that holds NaN or inf; "" when none does."""
+    if isinstance(value, torch.Tensor):
+        finite = not value.is_floating_point() or bool(torch.isfinite(value).all())
+        return "" if finite else name
+    if isinstance(value, dict):
+        items = [(f"{name}/{key}" if name else str(key), v) for key, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"{name}/{i}" if name else str(i), v) for i, v in enumerate(value)]
+    else:
+        return ""
+    for child, v in items:
+        bad = _first_not_finite(v, child)
+        if bad:
+            return bad
+    return ""
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -155,21 +190,49 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """`last.ckpt` read with weights_only=True (nothing unpickled runs code); every tensor
+    in it finite, or a RecogError naming it (NaN weights or optimizer moments resume a run
+    that can only answer NaN)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise RecogError(f"{path}: no checkpoint to resume from") from exc
     except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
         raise RecogError(
             f"{path}: not a loadable recog checkpoint ({exc.__class__.__name__})"
         ) from exc
+    bad = _first_not_finite(saved)
+    if bad:
+        raise RecogError(f"{path}: tensor {bad!r} is not finite (NaN or inf)")
+    return saved
+
+
+#: the largest JSON file a run holds that recog reads: labels.json for 100,000 classes
+#: (ImageNet-21k has 21,841) at 100 bytes a name is 10 MB; metrics.json and export.json
+#: are a few kB.  Past this, a file is refused before it is read into memory.
+MAX_JSON_BYTES = 16 * 1024 * 1024
 
 
 def read_json(path: Path) -> Any:
-    """A run file's JSON; unreadable or malformed is one RecogError naming the file."""
+    """A run file's JSON, read as at most `MAX_JSON_BYTES` bytes of UTF-8; unreadable,
+    too large, binary, malformed or too deeply nested is one RecogError naming the file."""
     import json
 
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecogError(f"{path}: not readable JSON ({exc})") from None
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise RecogError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise RecogError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MB, not a run's JSON")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RecogError(f"{path}: not a text file (its bytes are not UTF-8)") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RecogError(f"{path}: not readable JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise RecogError(f"{path}: not readable JSON ({first})") from None

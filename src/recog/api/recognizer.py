@@ -9,7 +9,6 @@ exports through its Task.  Its trust methods (explain, calibrate, OOD) are
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,19 +81,8 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
             f"{run_dir / CONFIG_NAME}: not a resolved run config ({', '.join(cfg.unset())} unset); "
             "it was written by an older recog: train it again"
         )
-    try:
-        class_names = json.loads((run_dir / LABELS_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecogError(f"{run_dir / LABELS_NAME}: not a JSON list of class names") from exc
-    if not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names):
-        raise RecogError(f"{run_dir / LABELS_NAME}: not a JSON list of class names")
-    model, spec = build_model(cfg, len(class_names))
-    state = rio.load_weights(run_dir / WEIGHTS_NAME)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).split("\n")[1].strip() if "\n" in str(exc) else str(exc)
-        raise RecogError(f"{run_dir / WEIGHTS_NAME}: does not match {cfg.model} ({first})") from exc
+    class_names = _class_names(run_dir / LABELS_NAME)
+    model, spec = _load_model(run_dir, cfg, len(class_names))
     task = build_task(cfg, class_names, spec)
     dev = pick_device(device)
     return Recognizer(
@@ -107,6 +95,45 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
         device=dev,
         confidence=Confidence.load(run_dir, task),
     )
+
+
+def _class_names(path: Path) -> list[str]:
+    names = rio.read_json(path)
+    if not isinstance(names, list) or not names or not all(isinstance(c, str) for c in names):
+        raise RecogError(f"{path}: not a JSON list of class names")
+    return names
+
+
+def _load_model(run_dir: Path, cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
+    """The model `config.yaml` builds with `model.safetensors` loaded strictly into it.
+
+    A run whose two files disagree (config.yaml edited to another task or model, weights
+    copied from another run) is refused naming both: loading what fits would predict
+    with a model nobody trained (issue 33: a classify run edited to `task: detect`
+    answered with the classifier)."""
+    config, weights = run_dir / CONFIG_NAME, run_dir / WEIGHTS_NAME
+    state, metadata = rio.read_weights(weights)
+    for key, ours in (("model", str(cfg.model)), ("task", str(cfg.task))):
+        if metadata.get(key, ours) != ours:  # runs written by save_weights record both
+            raise RecogError(
+                f"{weights} holds weights of a {metadata[key]} {key}, but {config} says "
+                f"{key} {ours}; the two are not one run"
+            )
+    try:
+        model, spec = build_model(cfg, num_classes)
+    except RecogError as exc:  # its model_args, img_size: the file's values, not flags
+        raise RecogError(f"{config}: {exc}") from None
+    if cfg.task is not None and cfg.task != spec.task:
+        raise RecogError(f"{config}: model {cfg.model} is a {spec.task} model, not {cfg.task}")
+    try:
+        model.load_state_dict(state)  # strict: every key and shape
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = lines[1] if len(lines) > 1 else (lines or [type(exc).__name__])[0]
+        raise RecogError(
+            f"{weights} does not fit the {cfg.model} that {config} builds ({first})"
+        ) from exc
+    return model, spec
 
 
 def upgrade_config(cfg: TrainConfig) -> TrainConfig:

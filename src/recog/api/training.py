@@ -25,6 +25,7 @@ from recog.api.runs import (
 )
 from recog.confidence import CONFIDENCE_FILES
 from recog.config import BUDGET_FIELDS, NONE, TrainConfig, require_resolved
+from recog.engine import checkpoint
 from recog.engine.distributed import DistContext
 from recog.engine.tracking import check_log, open_tracker, tracking_uri
 from recog.engine.trainer import (
@@ -70,10 +71,9 @@ def train(
                 f"{run_dir}: has trained weights ({WEIGHTS_NAME}) but no {CHECKPOINT_NAME} to "
                 f"resume from; train a new run (--out) instead"
             )
-        cfg = TrainConfig.load(run_dir / CONFIG_NAME)
-        if "epochs" in overrides:
-            epochs = int(overrides.pop("epochs"))
-            cfg = dataclasses.replace(cfg, epochs=epochs, steps=None)
+        given = {"data": data, "model": model} if data is not None or model is not None else {}
+        cfg = _resume_config(run_dir, {**given, **overrides}, config=config, exist_ok=exist_ok)
+        overrides = {}
     else:
         cfg = config or TrainConfig()
         if data is not None:
@@ -98,6 +98,45 @@ def train(
         )
     finally:
         ctx.close()
+
+
+#: what a resumed run may be given: a budget that extends it (recorded in its config.yaml).
+#: Anything else would make the run's last epochs another experiment than its first
+#: (`--resume RUN --lr 0.1` was once silently ignored, issue 33).
+RESUMABLE = ("epochs", "steps", "time")
+
+
+def _resume_config(
+    run_dir: Path, overrides: dict[str, Any], *, config: TrainConfig | None, exist_ok: bool
+) -> TrainConfig:
+    """RUN/config.yaml with the budget `overrides` give; any other setting that differs
+    from the run's is refused, naming its flag."""
+    if config is not None or exist_ok:
+        flag = "--config" if config is not None else "--exist-ok"
+        raise RecogError(f"{flag}: not with --resume (a resumed run keeps {run_dir / CONFIG_NAME})")
+    cfg = TrainConfig.load(run_dir / CONFIG_NAME)
+    if (run_dir / WEIGHTS_NAME).is_file():  # the kept epoch's weights: read back at the end
+        rio.read_weights(run_dir / WEIGHTS_NAME)
+    wanted = TrainConfig.from_dict({**cfg.to_dict(), **overrides}, source="command line")
+    for key, value in overrides.items():
+        if key not in RESUMABLE and getattr(wanted, key) != getattr(cfg, key):
+            flag = "--" + key.replace("_", "-")
+            raise RecogError(
+                f"{flag} cannot change on --resume; start a new run with "
+                f"--config {run_dir / CONFIG_NAME} {flag} {_as_flag_value(value)}"
+            )
+    budget = {k: getattr(wanted, k) for k in RESUMABLE if k in overrides}
+    if {"epochs", "steps"} & set(budget):  # one replaces the other, as on a new run
+        budget = {"epochs": None, "steps": None, **budget}
+    return dataclasses.replace(cfg, **budget)
+
+
+def _as_flag_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _train(
@@ -156,6 +195,14 @@ def _train(
         "train",
     )
     resume = resume_dir is not None and (resume_dir / CHECKPOINT_NAME).is_file()
+    if resume:
+        # what the trainer would refuse in last.ckpt, refused before config.yaml is rewritten
+        # and the run's calibration removed below (read twice: a resume is rare, a lost file not)
+        path = run_dir / CHECKPOINT_NAME
+        batch, epochs = int(cfg.batch_size), int(cfg.epochs)  # type: ignore[arg-type]
+        spe = recipe.steps_per_epoch(len(splits.train), batch, cfg.accumulate, ctx.world_size)
+        checkpoint.check(path, rio.load_checkpoint(path), model=model, model_name=str(cfg.model),
+                         epochs=epochs, steps=epochs * spe)  # fmt: skip
     if ctx.is_main:
         if resume:
             rio.remove_stale_temps(run_dir)

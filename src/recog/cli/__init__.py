@@ -189,9 +189,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     overrides = train_options.overrides(ns)
     if ns.resume is not None:
-        rec = api.train(
-            resume=ns.resume, **({"epochs": overrides["epochs"]} if "epochs" in overrides else {})
-        )
+        # every flag goes to train(), which uses a budget and refuses any other change
+        config = TrainConfig.load(ns.config) if ns.config else None
+        rec = api.train(resume=ns.resume, config=config, exist_ok=ns.exist_ok, **overrides)
     else:
         base = TrainConfig.load(ns.config) if ns.config else TrainConfig()
         values = base.to_dict()

@@ -265,6 +265,8 @@ class Trainer:
                 | ({"ema": ema} if ema is not None else {}),
                 state=vars(state),  # the clock reads this same object
                 model_name=str(cfg.model),
+                epochs=int(cfg.epochs),  # type: ignore[arg-type]
+                steps=int(cfg.epochs) * steps_per_epoch,  # type: ignore[arg-type]
             )
             rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)

@@ -12,13 +12,13 @@ temperature and reject rule `recog calibrate` left in the run; and its
 
 from __future__ import annotations
 
-import json
 import math
 
 from fastapi import APIRouter
 
 from recog.api import Recognizer
 from recog.errors import RecogError
+from recog.io import read_json
 from recog.serve.errors import error_responses
 from recog.serve.schemas import (
     MainMetric,
@@ -47,9 +47,9 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
     """The `/v1/models` entry of `rec`, served as `name`."""
     metrics: dict[str, float] = {}
     path = rec.run_dir / "metrics.json"
-    try:
-        raw = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
+    try:  # read_json: binary bytes or a huge file are one RecogError, not a failed server
+        raw = read_json(path) if path.is_file() else {}
+    except RecogError:
         raw = {}
     for key, value in raw.items() if isinstance(raw, dict) else ():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -102,8 +102,6 @@ def _selection_options(rec: Recognizer) -> list[str]:
 
 def robustness_info(rec: Recognizer) -> Robustness | None:
     """The last `recog attack` record of the run (None when absent or unreadable)."""
-    from recog.io import read_json
-
     path = rec.run_dir / "robustness" / "robustness.json"
     if not path.is_file():
         return None
