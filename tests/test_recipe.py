@@ -15,7 +15,7 @@ from PIL import Image
 from recog.api import resolve_config
 from recog.config import TrainConfig, parse_duration
 from recog.errors import RecogError
-from recog.recipe import DEFAULT_TIME_CAP, Probe, resolve, resolve_budget
+from recog.recipe import DEFAULT_TIME_CAP, Probe, resolve, resolve_budget, start_block
 from recog.tasks import ClassifyTask, DetectTask, SegmentTask
 from recog.types import DataFacts, TaskName
 
@@ -128,15 +128,28 @@ def test_detection_given_epochs_takes_a_batch_that_reaches_the_planned_steps():
     assert _resolve(TrainConfig(epochs=30), _facts(245)).config.batch_size == 16
 
 
-def test_the_time_cap_shortens_a_planned_budget_that_would_not_fit():
+def test_the_time_cap_bounds_a_planned_budget_that_would_not_fit_by_the_clock():
     slow = Probe(step_seconds=2.0, val_seconds=5.0)  # 16 steps an epoch: 37 s an epoch
     free = _resolve(TrainConfig(), _facts(245)).config
     capped = _resolve(TrainConfig(), _facts(245), probe=slow)
-    assert capped.config.epochs == DEFAULT_TIME_CAP // 37 < free.epochs
-    assert any("capped" in n for n in capped.notes)
-    # a budget the user gave is never capped
-    given = _resolve(TrainConfig(epochs=500), _facts(245), probe=slow).config
-    assert given.epochs == 500
+    # the plan stays the bound; the cap is a clock the trainer re-plans against each epoch
+    assert capped.config.epochs == free.epochs and capped.config.time == DEFAULT_TIME_CAP
+    fits = DEFAULT_TIME_CAP // 37
+    assert any(f"about {fits} of the {free.epochs} planned epochs" in n for n in capped.notes)
+    assert capped.config.patience > 0  # a planned run keeps its early stop under the cap
+    # cut by more than half: the warning the start block and the summary give
+    assert (
+        f"fits about {fits * 16:,} of the {free.epochs * 16:,} planned steps" in capped.budget_cut
+    )
+    assert "--time" in capped.budget_cut and f"--epochs {free.epochs}" in capped.budget_cut
+    lines = start_block(_facts(245), capped, "runs/x", device="cpu")
+    assert any(line.startswith("  warning    the 15-minute cap") for line in lines)
+    # a budget the user gave is never capped, nor warned about
+    given = _resolve(TrainConfig(epochs=500), _facts(245), probe=slow)
+    assert (given.config.epochs, given.config.time, given.budget_cut) == (500, 0.0, "")
+    # a cut of less than half is said as a note, not a warning
+    mild = _resolve(TrainConfig(), _facts(245), probe=Probe(step_seconds=0.9, val_seconds=1.0))
+    assert mild.config.time == DEFAULT_TIME_CAP and mild.budget_cut == ""
 
 
 def test_what_follows_the_run_length_follows_the_capped_budget():
@@ -144,8 +157,9 @@ def test_what_follows_the_run_length_follows_the_capped_budget():
     facts = _facts(160, side=400, task=TaskName.DETECT)
     free = _resolve(TrainConfig(), facts, DetectTask).config
     capped = _resolve(TrainConfig(), facts, DetectTask, probe=slow).config
-    assert capped.epochs < free.epochs
-    assert capped.mosaic_off_epochs == round(capped.epochs / 6) < free.mosaic_off_epochs
+    fits = DEFAULT_TIME_CAP // 25
+    assert capped.epochs == free.epochs > fits
+    assert capped.mosaic_off_epochs == round(fits / 6) < free.mosaic_off_epochs
     assert capped.ema <= free.ema
     # a value the user gave stays as given
     kept = _resolve(TrainConfig(mosaic_off_epochs=20), facts, DetectTask, probe=slow).config
@@ -272,8 +286,7 @@ def test_amp_auto_on_a_cpu_follows_the_probes_timing():
     fast = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.0))
     assert fast.config.amp == "on" and any("amp on: bf16 steps 1.00 s" in n for n in fast.notes)
     # 16 steps an epoch: 21 s an epoch in bf16 against 37 s, so more epochs fit the cap
-    assert fast.config.epochs == min(DEFAULT_TIME_CAP // 21,
-                                     _resolve(TrainConfig(), facts).config.epochs)  # fmt: skip
+    assert any(f"about {DEFAULT_TIME_CAP // 21} of the" in n for n in fast.notes)
     marginal = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.9))
     assert marginal.config.amp == "off" and any("no faster" in n for n in marginal.notes)
     none = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0))

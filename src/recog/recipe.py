@@ -110,6 +110,9 @@ class Resolution:
     #: the fields the recipe chose (not given by the user): those that follow the run's
     #: length are chosen again when the time cap changes it
     chosen: frozenset[str] = frozenset()
+    #: the time cap's cut, when it fits less than half the planned steps: the warning the
+    #: start block and the final summary give (""; none)
+    budget_cut: str = ""
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,7 @@ def resolve_budget(
     """Epochs, steps and time; then warm-up and patience that follow them."""
     cfg, notes = res.config, list(res.notes)
     values: dict[str, Any] = {}
+    budget_cut = ""
     if cfg.amp == "auto":
         values["amp"], probe, why = _precision(probe)
         notes.append(why)
@@ -410,22 +414,35 @@ def resolve_budget(
         )
     else:
         epochs = res.planned_epochs
+        values["time"] = 0.0
         if not epochs_given and probe is not None:
             fits = max(1, int(DEFAULT_TIME_CAP // max(epoch_seconds, 1e-3)))
             if fits < epochs:
+                # The cap is a clock, not an epoch count fixed by three probe steps: a core
+                # busy with something else during the probe planned 8 of 77 epochs (yolo_n,
+                # issue 34).  The trainer re-plans every epoch from measured epoch times
+                # (as under --time), up to the rule's plan; the schedule follows whichever
+                # ends first, the clock or the plan.
+                values["time"] = float(DEFAULT_TIME_CAP)
                 notes.append(
-                    f"budget capped from {epochs} to {fits} epochs to fit "
-                    f"{DEFAULT_TIME_CAP // 60} min on this machine (give --time or --epochs for more)"
+                    f"budget: {DEFAULT_TIME_CAP // 60} min cap, about {fits} of the {epochs} "
+                    f"planned epochs on this machine now; re-planned each epoch from measured "
+                    f"times (give --time or --epochs for more)"
                 )
-                epochs = fits
+                if fits < epochs / 2:
+                    budget_cut = (
+                        f"the {DEFAULT_TIME_CAP // 60}-minute cap fits about {fits * spe:,} of the "
+                        f"{epochs * spe:,} planned steps on this machine; for the full plan give "
+                        f"--time {_fmt_minutes(epochs * epoch_seconds)} or --epochs {epochs}"
+                    )
         values["epochs"] = epochs
-        values["time"] = 0.0
     epochs = int(values["epochs"])
     if cfg.steps is None or not epochs_given or cfg.time:
         values["steps"] = epochs * spe
     # what follows the run's length follows the capped one (raccoon: capped 76 -> 30
     # epochs kept 13 mosaic-off epochs planned for 76)
-    planned_for = int(cfg.time / max(epoch_seconds, 1e-3)) if cfg.time else epochs
+    budget = cfg.time or values["time"]
+    planned_for = min(epochs, int(budget / max(epoch_seconds, 1e-3))) if budget else epochs
     if "mosaic_off_epochs" in res.chosen:
         values["mosaic_off_epochs"] = mosaic_off_epochs(max(1, planned_for))
     if "ema" in res.chosen and cfg.ema:
@@ -434,12 +451,14 @@ def resolve_budget(
         values["warmup_epochs"] = round(max(WARMUP_FRACTION * planned_for, 1 / spe), 3)
     if cfg.patience is None:
         # under --time the clock ends the run, so the schedule anneals to its end: no early stop
+        # (the cap's clock only bounds a planned run, whose patience stays)
         values["patience"] = (
             0 if cfg.time else max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * planned_for))
         )
+    capped = not cfg.time and bool(values.get("time"))
     cfg = dataclasses.replace(cfg, **values)
     steps = epochs * spe
-    if not cfg.time:
+    if not cfg.time or capped:
         how = (
             "given"
             if epochs_given
@@ -450,7 +469,12 @@ def resolve_budget(
         )
         eta = f", about {_fmt_seconds(epochs * epoch_seconds)} on this machine" if probe else ""
         notes.append(f"budget {steps:,} steps = {epochs} epochs of {spe} steps ({how}){eta}")
-    return Resolution(cfg, notes, res.planned_epochs, res.chosen)
+    return Resolution(cfg, notes, res.planned_epochs, res.chosen, budget_cut)
+
+
+def _fmt_minutes(seconds: float) -> str:
+    """A `--time` value that covers `seconds` (whole minutes, rounded up, at least 1)."""
+    return f"{max(1, math.ceil(seconds / 60))}m"
 
 
 def _precision(probe: Probe | None) -> tuple[str, Probe | None, str]:
@@ -504,6 +528,7 @@ def start_block(
         + (f", patience {cfg.patience}" if cfg.patience else ""),
     ]
     lines += [f"  why        {note}" for note in res.notes]
+    lines += [f"  warning    {res.budget_cut}"] if res.budget_cut else []
     lines += [
         f"  device     {device}, amp {cfg.amp}, seed {cfg.seed}"
         + (", deterministic" if cfg.deterministic else ""),

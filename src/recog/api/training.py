@@ -266,6 +266,9 @@ def _train(
                 "train_seconds": round(result.train_seconds, 3),
                 "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run,
+                # what the run was planned to take and what fitted its time (issue 34)
+                "planned_steps": int(cfg.epochs) * _steps_per_epoch(cfg, splits, ctx),  # type: ignore[arg-type]
+                "fitted_steps": result.steps,
                 "skipped_images": len(splits.skipped),
                 **result.objective_metrics,  # the kept epoch's robust metrics, if any
             },
@@ -296,6 +299,7 @@ def _train(
             },
         )
         tracker.finish(metrics)
+        _say_cut(res, metrics)
     return Recognizer(
         run_dir=run_dir,
         config=cfg,
@@ -305,6 +309,23 @@ def _train(
         task=task,
         device=ctx.device,
     )
+
+
+def _steps_per_epoch(cfg: TrainConfig, splits: Any, ctx: DistContext) -> int:
+    return recipe.steps_per_epoch(len(splits.train), int(cfg.batch_size), cfg.accumulate,  # type: ignore[arg-type]
+                                  ctx.world_size)  # fmt: skip
+
+
+def _say_cut(res: Any, metrics: dict[str, Any]) -> None:
+    """The final summary's warning when the time cap cut the plan by more than half."""
+    planned, fitted = metrics.get("planned_steps", 0), metrics.get("fitted_steps", 0)
+    if res.budget_cut and fitted < planned / 2:
+        from recog.console import warn
+
+        warn(
+            f"the run took {fitted:,} of its {planned:,} planned steps (the "
+            f"{recipe.DEFAULT_TIME_CAP // 60}-minute cap): {res.budget_cut.split('; ', 1)[-1]}"
+        )
 
 
 def _print_start(lines: list[str]) -> None:

@@ -60,7 +60,8 @@ def build_scheduler(
     """Warm-up, then cosine (or constant / one-cycle) over the run's steps.
 
     `progress`, when given, returns the fraction of the time budget used; the
-    cosine follows it instead of the step count (one-cycle then behaves as cosine).
+    cosine follows it, or the step count where that is further along (one-cycle
+    then behaves as cosine).
     """
     total = max(1, int(cfg.epochs) * steps_per_epoch)  # type: ignore[arg-type]
     warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))  # type: ignore[arg-type]
@@ -71,7 +72,9 @@ def build_scheduler(
             warm = (step + 1) / (warmup + 1) if step < warmup else 1.0
             if cfg.schedule == "constant":
                 return warm
-            done = min(1.0, max(0.0, progress()))
+            # whichever ends the run first: the clock, or the epochs (an upper bound under
+            # --time; the rule's plan under the 15-minute cap, which a fast machine reaches)
+            done = min(1.0, max(0.0, progress(), step / total))
             return min(warm, 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * done)))
 
         return LambdaLR(optimizer, _per_group(by_time, body_groups, cfg, steps_per_epoch))

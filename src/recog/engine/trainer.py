@@ -109,6 +109,8 @@ class FitResult:
     train_seconds: float
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: optimizer steps taken (under a time budget, what fitted of `epochs x steps per epoch`)
+    steps: int = 0
     #: the objective's validation columns at the best epoch (robust_top1, ...)
     objective_metrics: dict[str, float] = field(default_factory=dict)
 
@@ -285,7 +287,7 @@ class Trainer:
                     left = ctx.broadcast(budget - state.seconds)
                     if epoch and left < per_epoch / 2:
                         break
-                    planned = round(budget / per_epoch) if per_epoch else epochs
+                    planned = min(epochs, round(budget / per_epoch)) if per_epoch else epochs
                 seed_all(cfg.seed * 1000 + epoch, deterministic=cfg.deterministic)
                 if isinstance(loader.sampler, DistributedSampler):
                     loader.sampler.set_epoch(epoch)
@@ -413,6 +415,7 @@ class Trainer:
             stopped_early=stopped_early,
             history=table.rows,
             objective_metrics=state.best_extra,
+            steps=int(scheduler.last_epoch),  # LambdaLR counts the optimizer steps taken
         )
 
     def _train_epoch(
