@@ -138,6 +138,11 @@ class TrainConfig:
                     raise RecogError(f"{f.name} must be given a value, not null (None)")
                 continue
             setattr(self, f.name, _checked(f.name, value, hints[f.name]))
+        if self.class_weights is not None:
+            parse_class_weights(self.class_weights)
+        for key in {"num_classes", "img_size"} & set(self.model_args):
+            # given to every builder by recog itself (recog.models.arguments checks the rest)
+            raise RecogError(f"model_args: {key} is not a model argument (the data, --img-size)")
         # a run is named, never placed, by --name (issue 33: `--name ../../x` left runs/)
         if not self.data.strip():
             raise RecogError("data must name a dataset, not an empty text")
@@ -186,15 +191,21 @@ class TrainConfig:
         return cls.from_dict(values, source=str(path))
 
 
+#: the largest training budgets: 100,000 epochs is beyond any published schedule (ImageNet
+#: trains 90-600), 10**8 optimizer steps is years on one GPU, and 30 days is a long run
+MAX_EPOCHS, MAX_STEPS, MAX_TIME_S = 100_000, 10**8, 30 * 24 * 3600
+
 #: allowed ranges of numeric fields: (low, high, low inclusive, high inclusive); None: open
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     # 4096 px: 3x the largest input any recog model is trained at (YOLO's P6 models at
     # 1280) and the bound `recog export --img-size` keeps; 16384 (3 GB as one float image,
     # tens of GB of activations) made `recog predict` of an edited config.yaml run out of memory
     "img_size": (1, 4096, True, True),
-    "epochs": (1, None, True, False),
-    "steps": (1, None, True, False),
-    "time": (0, None, True, False),
+    # budgets: bounds far above any real run, below what would only run until killed
+    # (`--epochs 99999999999999999999999` once trained, its lr at 8e-25 by epoch 2)
+    "epochs": (1, MAX_EPOCHS, True, True),
+    "steps": (1, MAX_STEPS, True, True),
+    "time": (0, MAX_TIME_S, True, True),
     "batch_size": (1, 65536, True, True),
     "lr": (0, 10, True, True),  # 0 is a frozen run (a test of early stopping uses it)
     "weight_decay": (0, None, True, False),
@@ -332,7 +343,29 @@ def parse_duration(text: str | float | int) -> float:
         seconds = h * 3600 + m * 60 + sec
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise RecogError(f"--time: must be a positive duration, not {text!r}")
+    if seconds > MAX_TIME_S:
+        raise RecogError(f"--time: at most {MAX_TIME_S // 86400} days ({MAX_TIME_S} s), not {text!r}")
     return seconds
+
+
+def parse_class_weights(text: str, n: int | None = None) -> list[float] | None:
+    """`--class-weights 1,2.5,1` -> finite non-negative numbers, not all 0 (`n` of them when
+    `n` is given); None for "none"."""
+    if text.strip().lower() == NONE:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise RecogError(f"--class-weights: expected comma-separated numbers, not {text!r}") from None
+    if not all(0 <= v < float("inf") for v in values) or not any(values):
+        raise RecogError(
+            f"--class-weights: weights must be finite, non-negative and not all 0, not {text!r}"
+        )
+    if n is not None and len(values) != n:
+        raise RecogError(
+            f"--class-weights: {len(values)} weights given for {n} classes (one per class)"
+        )
+    return values
 
 
 def parse_eps(text: str | float | int, *, flag: str = "--eps", at_most_one: bool = True) -> float:

@@ -69,7 +69,7 @@ def test_cnn_attention_variants():
 
 
 def test_bad_model_argument_is_a_user_error():
-    with pytest.raises(RecogError, match="bad model argument"):
+    with pytest.raises(RecogError, match="--model-args wdith: model cnn has no such argument"):
         create_model("cnn", num_classes=4, img_size=32, wdith=3)
 
 

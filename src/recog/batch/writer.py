@@ -85,8 +85,10 @@ class ParquetSink:
             table = pf.read(columns=["path", "error"])
             paths = table.column("path").to_pylist()
             errors = len(table) - table.column("error").null_count
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        except (pa.ArrowInvalid, OSError, ValueError, KeyError) as exc:
             raise RecogError(f"{path}: not a readable recog output ({exc})") from None
+        if not isinstance(meta, dict) or not all(isinstance(p, str) for p in paths):
+            raise RecogError(f"{path}: not a readable recog output (damaged metadata or paths)")
         changed = [k for k, v in self.settings.items() if meta.get(k) != v]
         if changed:
             k = changed[0]
@@ -163,7 +165,10 @@ class JsonlSink:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                raise RecogError(f"{self.out}:{n}: not a JSON line of recog predict") from None
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("path", ""), str):
+                # valid JSON of another shape ([1, 2], null) once failed inside --resume
+                raise RecogError(f"{self.out}:{n}: not a JSON line of recog predict")
             for key in ("run", "model"):
                 if row.get(key) != str(self.settings[key]):
                     raise RecogError(

@@ -357,10 +357,18 @@ def cmd_data(ns: argparse.Namespace) -> int:
 def cmd_serve(ns: argparse.Namespace) -> int:
     from recog.serve import Limits, ServeConfig, serve
 
-    if ns.max_batch < 1 or ns.max_wait_ms < 0 or ns.max_upload_mb <= 0 or ns.max_pixels < 1:
-        raise RecogError("--max-batch, --max-upload-mb, --max-pixels must be positive")
-    if ns.history_queue < 1:
-        raise RecogError(f"--history-queue {ns.history_queue}: must be at least 1")
+    for flag, value, low, high in (
+        ("--timeout", ns.timeout, 0.001, 3600),  # an hour: past it a client has long gone
+        ("--max-wait-ms", ns.max_wait_ms, 0, 10_000),
+        ("--max-batch", ns.max_batch, 1, 4096),
+        ("--max-upload-mb", ns.max_upload_mb, 0.001, 1024),
+        ("--max-pixels", ns.max_pixels, 1, 1_000_000_000),
+        ("--history-queue", ns.history_queue, 1, 10_000_000),
+    ):
+        if not value >= low:  # NaN too: it is in no range
+            raise RecogError(f"{flag} {value}: must be at least {low}")
+        if value > high:
+            raise RecogError(f"{flag} {value}: must be at most {high}")
     limits = Limits(
         max_bytes=int(ns.max_upload_mb * 1024 * 1024),
         max_pixels=ns.max_pixels,

@@ -125,6 +125,8 @@ def _refuse_mismatched(ns: argparse.Namespace) -> None:
 
 
 def cmd_predict(ns: argparse.Namespace) -> int:
+    if ns.top_k < 1:
+        raise RecogError(f"--top-k: must be at least 1, not {ns.top_k}")
     _refuse_mismatched(ns)
     _refuse_writing_over(ns, _local_roots(ns.paths))
     if ns.stream:
@@ -157,6 +159,7 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     rec.task.check_selection(chosen)
     if ns.out is not None:
         return _stream(rec, ns)
+    _refuse_batch_inputs(ns.paths)
     from recog.data import find_images
 
     names = [str(f) for f in find_images(list(ns.paths))]
@@ -177,6 +180,18 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         if targets:
             _save_drawn(rec, name, pred, targets[name])
     return 0
+
+
+def _refuse_batch_inputs(paths: list[str]) -> None:
+    """URLs and manifests are read by a batch job only (a file "no such file" was the answer)."""
+    from recog.batch.sources import MANIFEST_SUFFIXES, is_url
+
+    for item in paths:
+        if is_url(item) or item.lower().endswith(MANIFEST_SUFFIXES):
+            raise RecogError(
+                f"{item}: a URL or a manifest is read by a batch job; add --out FILE.jsonl "
+                f"(or FILE.parquet)"
+            )
 
 
 def _local_roots(paths: list[str]) -> list[Path]:

@@ -93,7 +93,34 @@ def read_meta(path: Path) -> ExportMeta:
     missing = [k for k in META_KEYS if k not in values]
     if missing:
         raise RecogError(f"{path}: not exported by recog (no {missing[0]} in its metadata)")
+    for key, fits in _META_SHAPES.items():  # once here, not a JSONDecodeError at first use
+        try:
+            value = json.loads(values[key])
+        except ValueError:
+            value = None
+        if not fits(value):
+            raise RecogError(f"{path}: its recog metadata is damaged ({key} {values[key][:60]!r})")
     return ExportMeta(values)
+
+
+def _numbers(value: Any, *, positive: bool) -> bool:
+    """Three finite numbers (per channel), each above 0 when `positive`."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        and all(abs(v) < float("inf") and (v > 0 or not positive) for v in value)
+    )
+
+
+#: the JSON metadata values and the shape each must have
+_META_SHAPES = {
+    "classes": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+    "mean": lambda v: _numbers(v, positive=False),
+    "std": lambda v: _numbers(v, positive=True),
+    "outputs": lambda v: isinstance(v, list) and all(isinstance(o, str) for o in v),
+    "finish_args": lambda v: isinstance(v, dict),
+}
 
 
 def _torchscript_meta(path: Path) -> dict[str, str]:

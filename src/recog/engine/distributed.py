@@ -15,15 +15,43 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from recog.errors import RecogError
+
+
+def _mps() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def devices() -> list[str]:
+    """The devices this machine has, as `--device` names them."""
+    cuda = (
+        [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    return ["cpu", *cuda, *(["mps"] if _mps() else [])]
+
 
 def pick_device(preference: str = "auto") -> torch.device:
+    """The device `preference` names (auto: cuda, then mps, then cpu), or a RecogError
+    naming the devices this machine has (issue 33: `--device cuda` without a GPU failed
+    deep inside torch, after the run directory was written)."""
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(preference)
+        return torch.device("mps" if _mps() else "cpu")
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError):
+        device = None
+    have = devices()
+    known = device is not None and (
+        device.type == "cpu" or str(device) in have or f"{device}:0" in have
+    )
+    if not known:
+        raise RecogError(
+            f"--device {preference}: not a device of this machine, which has "
+            f"{', '.join(have)} (or auto)"
+        )
+    return device
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
+import urllib.parse
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -43,6 +45,12 @@ AUTO = "auto"
 #: MLflow 3 caps a parameter value at 6,000 characters; config.yaml (an artifact) keeps all
 _PARAM_CHARS = 6000
 TAG_RUN_DIR = "recog.run_dir"
+#: the stores MLflow's tracking client opens (mlflow.tracking._tracking_service.utils)
+_STORE_SCHEMES = frozenset(
+    {"sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+)
+#: seconds a tracking server has to accept a connection before the run is refused
+_CONNECT_TIMEOUT_S = 3.0
 
 
 class Tracker(Protocol):
@@ -68,6 +76,55 @@ def check_log(log: str, log_uri: str) -> None:
             raise RecogError(
                 f"--log {name}: the {package} package is not installed (pip install 'recog[{extra}]')"
             )
+    if "mlflow" in names:
+        if log_uri not in (AUTO, "none"):
+            check_store(log_uri, f"--log-uri {log_uri}")
+        elif os.environ.get("MLFLOW_TRACKING_URI"):
+            uri = os.environ["MLFLOW_TRACKING_URI"]
+            check_store(uri, f"MLFLOW_TRACKING_URI={uri}")
+
+
+def check_store(uri: str, where: str) -> None:
+    """RecogError (naming `where`) unless `uri` is a tracking store MLflow can open now.
+
+    Checked once before anything is trained: MLflow itself fails only once the run
+    is under way, and against a server that refuses connections it retries for
+    minutes (issue 33: `http://127.0.0.1:9` hung the run).
+    """
+    scheme = urllib.parse.urlsplit(uri).scheme.split("+")[0]  # postgresql+psycopg2
+    if scheme in ("", "file"):
+        # MLflow 3 refuses its file store (maintenance mode) unless told otherwise
+        raise RecogError(f"{where}: MLflow's file store is retired; use sqlite:///PATH/mlflow.db")
+    if scheme == "sqlite":
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+        if path and path != ":memory:" and not Path(path).parent.is_dir():
+            # never created for the user: a typo would leave folders anywhere
+            raise RecogError(f"{where}: the folder {Path(path).parent} does not exist")
+    elif scheme in ("http", "https"):
+        _reachable(uri, where)
+    elif scheme not in _STORE_SCHEMES:
+        raise RecogError(
+            f"{where}: not a tracking URI MLflow knows (sqlite:///PATH, http(s)://HOST, "
+            f"{', '.join(s + '://' for s in sorted(_STORE_SCHEMES - {'sqlite', 'http', 'https'}))})"
+        )
+
+
+def _reachable(uri: str, where: str) -> None:
+    """A plain TCP connect to the server, with a short timeout (MLflow's own client retries)."""
+    parts = urllib.parse.urlsplit(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise RecogError(f"{where}: not a valid port") from None
+    if not parts.hostname:
+        raise RecogError(f"{where}: names no server")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RecogError(
+            f"{where}: no MLflow server answers at {parts.hostname}:{port} ({reason})"
+        ) from None
 
 
 def tracking_uri(log: str, log_uri: str, run_dir: Path) -> str:
@@ -190,9 +247,9 @@ class MlflowTracker:
 
             from mlflow.exceptions import MlflowException
 
-            self.client = MlflowClient(tracking_uri=uri)
             self.uri, self.run_dir = uri, run_dir
             try:
+                self.client = MlflowClient(tracking_uri=uri)
                 self.run_id, self.resumed = self._open(f"recog-{task}")
             except MlflowException as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -9,7 +9,7 @@ fit the classifier to the number of classes and the input size.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 import timm
 import torchvision.models as tvm
@@ -17,7 +17,7 @@ from torch import nn
 
 from recog.errors import RecogError
 from recog.models.hub import timm_weights
-from recog.models.registry import ModelSpec, register_model
+from recog.models.registry import ModelSpec, Range, register_model
 from recog.types import TaskName
 
 CLASSIFY = TaskName.CLASSIFY
@@ -88,7 +88,12 @@ def _vit_patch(img_size: int) -> int:
     hub_weights=timm_weights("vit_tiny_patch16_224"),
 )
 def vit_tiny(
-    *, num_classes: int, img_size: int, patch_size: int | None = None, **kwargs: Any
+    *,
+    num_classes: int,
+    img_size: int,
+    # below 2 px a patch is a pixel (a 224 px image: 50,176 tokens); ViT's are 14 to 32
+    patch_size: Annotated[int, Range(2, 64)] | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     patch = int(patch_size or _vit_patch(img_size))
     if img_size % patch:

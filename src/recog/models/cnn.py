@@ -11,14 +11,15 @@ visible and named.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from timm.layers.cbam import CbamModule
 from timm.layers.squeeze_excite import SEModule
 from torch import nn
 
-from recog.models.registry import register_model
+from recog.errors import RecogError
+from recog.models.registry import Range, register_model
 from recog.types import TaskName
 
 
@@ -81,20 +82,30 @@ class SimpleCNN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+#: the widest stage `cnn` builds: VGG's widest is 512; at 2048 one 3x3 conv already holds
+#: 38 million weights, far beyond what this teaching network is for
+WIDEST = 2048
+
+
 @register_model("cnn", task=TaskName.CLASSIFY, default_img_size=64, min_img_size=16, head=("head",))
 def cnn(
     *,
     num_classes: int,
     img_size: int,
-    width: int = 32,
-    depth: int = 3,
-    convs_per_stage: int = 2,
+    width: Annotated[int, Range(1, 512)] = 32,
+    depth: Annotated[int, Range(1, 8)] = 3,
+    convs_per_stage: Annotated[int, Range(1, 8)] = 2,
     attention: Literal["none", "se", "cbam"] = "none",
-    dropout: float = 0.2,
+    dropout: Annotated[float, Range(0, 0.9)] = 0.2,  # at 1 the head would see only zeros
 ) -> SimpleCNN:
     """CNN from its parts: conv/batch-norm/ReLU blocks, max-pooling, global pooling, FC head."""
     if img_size < 2**depth:
-        raise ValueError(f"img_size {img_size} too small for depth {depth}")
+        raise RecogError(f"model cnn: depth {depth} halves {img_size} px below 1 px (--img-size)")
+    if width * 2 ** (depth - 1) > WIDEST:
+        raise RecogError(
+            f"model cnn: width {width} doubled over depth {depth} is "
+            f"{width * 2 ** (depth - 1)} channels, above {WIDEST}"
+        )
     return SimpleCNN(
         num_classes=num_classes,
         width=int(width),

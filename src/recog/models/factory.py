@@ -18,6 +18,7 @@ from recog.errors import RecogError
 
 # each family registers its models when imported (the reason for importing them here)
 from recog.models import classify, cnn, detect, segment, yolo, yolo_pretrained  # noqa: F401
+from recog.models.arguments import check_model_args
 from recog.models.registry import ModelSpec, registered
 from recog.types import TaskName
 
@@ -53,7 +54,14 @@ def create_model(
         raise RecogError(
             f"model {name} needs images of at least {spec.min_img_size} px, not {size}"
         )
+    check_model_args(name, spec.builder, kwargs)
     try:
         return spec.builder(num_classes=num_classes, img_size=size, **kwargs)
-    except TypeError as exc:
-        raise RecogError(f"model {name}: bad model argument ({exc})") from exc
+    except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as exc:
+        if not kwargs:
+            raise  # no argument of the user's: a bug of recog's
+        # what the library a builder passes arguments on to (torchvision, timm, smp) says,
+        # cut short: smp's unknown-encoder error lists all its encoders
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+        args = " ".join(f"{k}={v}" for k, v in kwargs.items())
+        raise RecogError(f"--model-args {args}: model {name} refused them ({first})") from exc

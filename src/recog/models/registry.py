@@ -54,6 +54,15 @@ class ModelSpec:
     torchvision_name: str = ""
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a builder's number argument, as `Annotated[int, Range(1, 512)]`
+    (`recog.models.arguments` checks `--model-args` against it); `low` and `high` included."""
+
+    low: float
+    high: float
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 
 

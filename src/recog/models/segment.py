@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ from torch import nn
 from recog.errors import RecogError
 from recog.models.detect import TorchvisionDetector
 from recog.models.hub import smp_file, timm_weights
-from recog.models.registry import register_model
+from recog.models.registry import Range, register_model
 from recog.types import TaskName
 
 
@@ -249,7 +249,9 @@ def fcn(*, num_classes: int, img_size: int) -> SemanticSegmenter:
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
     **_SEMANTIC,
 )
-def fcn_resnet18(*, num_classes: int, img_size: int, output_stride: int = 16) -> SemanticSegmenter:
+def fcn_resnet18(
+    *, num_classes: int, img_size: int, output_stride: Literal[8, 16, 32] = 16
+) -> SemanticSegmenter:
     return SemanticSegmenter(_TimmFCN("resnet18", num_classes, output_stride), stride=32)
 
 
@@ -312,7 +314,9 @@ class InstanceSegmenter(TorchvisionDetector):
     task=TaskName.SEGMENT,
     min_img_size=64,
 )
-def mask_rcnn(*, num_classes: int, img_size: int, rois_per_image: int = 32) -> InstanceSegmenter:
+def mask_rcnn(
+    *, num_classes: int, img_size: int, rois_per_image: Annotated[int, Range(1, 512)] = 32
+) -> InstanceSegmenter:
     """Anchors scale with the input size (torchvision's 32..512 px are for 800 px images).
 
     `rois_per_image` RoIs are sampled per training image for the box and mask heads

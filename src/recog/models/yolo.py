@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +38,7 @@ from torch import nn
 from torchvision.ops import batched_nms, box_iou, complete_box_iou_loss
 
 from recog.models.export_parts import ExportParts
-from recog.models.registry import register_model
+from recog.models.registry import Range, register_model
 from recog.types import TaskName
 
 REG_MAX = 16
@@ -455,7 +456,14 @@ class YOLOLoss:
 TRAIN_DEFAULTS = {"lr": 0.002, "weight_decay": 0.0005, "mosaic": 1.0}
 
 
-def _build(*, num_classes: int, img_size: int, width: float, depth: float) -> YOLO:
+def _build(
+    *,
+    num_classes: int,
+    img_size: int,
+    # multiples of YOLOv8's channels and C2f depths: its scales run n (0.25, 0.33) to x (1.25, 1)
+    width: Annotated[float, Range(0.0625, 1.25)],
+    depth: Annotated[float, Range(0.1, 1.0)],
+) -> YOLO:
     return YOLO(num_classes=num_classes, width=width, depth=depth, img_size=img_size)
 
 

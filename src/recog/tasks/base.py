@@ -60,6 +60,8 @@ class Task(ABC):
     correction: ClassVar[Literal["label", "boxes"] | None] = None
     #: whether a prediction ranks the classes (so a caller may ask for the top k)
     ranks_classes: ClassVar[bool] = False
+    #: whether the loss takes a weight per class (`--class-weights`); elsewhere it is refused
+    weighs_classes: ClassVar[bool] = False
     #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
     headline_metrics: ClassVar[tuple[MetricName, ...]]
     #: the validation metric that is a loss (lower is better), where the task's metrics

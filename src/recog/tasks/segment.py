@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
-from recog.config import NONE, require_resolved
+from recog.config import parse_class_weights, require_resolved
 from recog.data.check import mask_report
 from recog.data.fixed_copy import write_mask_folders
 from recog.data.formats.convert import convert_masks
@@ -74,19 +74,8 @@ def png_b64(mask: torch.Tensor) -> str:
 
 
 def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
-    if not text or text == NONE:
-        return None
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise RecogError(
-            f"--class-weights: expected {n} comma-separated numbers, got {text!r}"
-        ) from None
-    if len(values) != n or any(v < 0 for v in values):
-        raise RecogError(
-            f"--class-weights: expected {n} non-negative numbers (one per class), got {text!r}"
-        )
-    return torch.tensor(values, dtype=torch.float32)
+    values = parse_class_weights(text, n) if text else None
+    return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
 def load_segment_splits(cfg: TrainConfig) -> DataSplits:
@@ -136,6 +125,7 @@ class SegmentTask(Task):
     name: ClassVar[TaskName] = TaskName.SEGMENT
     primary_metric: ClassVar[MetricName] = MetricName.MIOU
     keeps_image_size: ClassVar[bool] = True
+    weighs_classes: ClassVar[bool] = True
     headline_metrics: ClassVar[tuple[MetricName, ...]] = (
         MetricName.MIOU,
         MetricName.DICE,

@@ -31,6 +31,11 @@ SHAPE_CLASSES = ("circle", "square", "triangle", "star", "hexagon")
 SHAPES_TRAIN, SHAPES_VAL = 2000, 300
 
 
+#: the most scenes `shapes:TRAIN:VAL` generates: 100,000 scenes of 128 px are 4.9 GB decoded
+#: (`shapes:999999999999:1` once asked for 8 TB); a set past it is a set on disk
+MAX_SCENES = 100_000
+
+
 def parse_shapes(spec: str) -> tuple[int, int] | None:
     """`shapes` or `shapes:TRAIN:VAL` (scene counts) -> (train, val); None for other specs."""
     if detect_format(spec, among=(DataFormat.SHAPES,)) is None:
@@ -38,6 +43,8 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
     parts = spec.split(":")
     if len(parts) == 1:
         return SHAPES_TRAIN, SHAPES_VAL
+    if len(parts) > 3:
+        raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts")
     try:
         train, val = (
             (int(p) for p in parts[1:3])
@@ -48,6 +55,8 @@ def parse_shapes(spec: str) -> tuple[int, int] | None:
         raise RecogError(f"{spec}: expected shapes or shapes:TRAIN:VAL with scene counts") from exc
     if train < 1 or val < 1:
         raise RecogError(f"{spec}: scene counts must be positive")
+    if train + val > MAX_SCENES:
+        raise RecogError(f"{spec}: at most {MAX_SCENES} scenes in all, not {train + val}")
     return train, val
 
 
