@@ -281,3 +281,31 @@ def test_a_url_as_data(capsys, tmp_path, tiny_run):
         assert f"{item}: a URL or a manifest is read by a batch job; add --out" in _refused(
             capsys, "predict", str(tiny_run), item
         )
+
+
+def test_explain_and_attack_bounds_hold_in_the_python_api_too(tmp_path):
+    """The CLI's bounds are the API's (`recog.api.trust`): a huge value is one RecogError
+    before any work, whichever door it came through."""
+    import pytest
+
+    import recog
+    from recog.errors import RecogError
+
+    rec = recog.train("digits", "cnn", epochs=1, model_args={"width": 8}, img_size=16,
+                      out=str(tmp_path / "run"))  # fmt: skip
+    for call, flag in (
+        (lambda: rec.score_explanations(images=999_999_999), "--images 999999999"),
+        (lambda: rec.score_explanations(steps=10**9), "--steps 1000000000"),
+        (lambda: rec.explain([torch_image()], steps=1), "--steps 1"),
+        (lambda: rec.attack(steps=10**9), "--steps 1000000000"),
+        (lambda: rec.attack(images=0), "--images 0"),
+        (lambda: rec.attack(batch_size=-1), "--batch-size -1"),
+    ):
+        with pytest.raises(RecogError, match=flag):
+            call()
+
+
+def torch_image():
+    import torch
+
+    return torch.zeros(3, 16, 16, dtype=torch.uint8)

@@ -19,6 +19,20 @@ from recog.api.images import ImageInput, _as_image_list, _to_tensor
 from recog.confidence import DEFAULT_SCORE, Calibration, Confidence, OODRule
 from recog.errors import RecogError
 
+#: bounds of what finishes in hours (a huge value ran until killed, issue 33), the same for the
+#: CLI and the API.  Explanations: every image costs (methods x steps) forward passes, and a
+#: curve of 1,000 points is finer than any deletion/insertion AUC needs (RISE, Petsiuk et al.
+#: 2018, deletes 224 px a step at 224 px).  Attacks: AutoAttack's Square runs 5,000 queries,
+#: PGD rarely past 1,000 steps; 100,000 images is ImageNet's validation set twice.
+EXPLAIN_IMAGES, EXPLAIN_STEPS = 10_000, 1_000
+ATTACK_IMAGES, ATTACK_STEPS, ATTACK_BATCH = 100_000, 10_000, 65_536
+
+
+def check_bound(flag: str, value: Any, low: int, high: int) -> None:
+    """`value` a whole number in [low, high], else a RecogError naming `flag`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RecogError(f"{flag} {value}: must be from {low} to {high}")
+
 
 class TrustMethods:
     """Explanations and confidence for a loaded run (mixed into `Recognizer`)."""
@@ -57,6 +71,7 @@ class TrustMethods:
         PNGs, the raw `.npy` maps and their scores there."""
         from recog.explain.run import explain_images
 
+        check_bound("--steps", steps, 2, EXPLAIN_STEPS)
         self.require_torch("explanations")
         items = _as_image_list(images)
         named = [(str(x) if isinstance(x, str | Path) else f"image{i}", _to_tensor(x))
@@ -81,6 +96,8 @@ class TrustMethods:
         (default RUN/explain) and an explanations section in the run's report.html."""
         from recog.explain.run import score_methods
 
+        check_bound("--images", images, 1, EXPLAIN_IMAGES)
+        check_bound("--steps", steps, 2, EXPLAIN_STEPS)
         self.require_torch("explanations")
 
         dataset = self._dataset(data)
@@ -221,6 +238,11 @@ class TrustMethods:
         from recog.robust import DEFAULT_EPS, AttackPlan
         from recog.robust.run import attack_run
 
+        check_bound("--images", images, 1, ATTACK_IMAGES)
+        if steps is not None:
+            check_bound("--steps", steps, 1, ATTACK_STEPS)
+        if batch_size is not None:
+            check_bound("--batch-size", batch_size, 1, ATTACK_BATCH)
         self.require_torch("attacks")
 
         radii = DEFAULT_EPS if eps is None else (eps,) if isinstance(eps, int | float) else eps

@@ -40,12 +40,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
-#: bounds of what finishes in hours (a huge --steps ran until killed, issue 33): AutoAttack's
-#: Square runs 5,000 queries, PGD rarely past 1,000 steps; 100,000 images is ImageNet's
-#: validation set twice; a batch as TrainConfig's batch_size allows
-MAX_IMAGES, MAX_STEPS, MAX_BATCH = 100_000, 10_000, 65_536
-
-
 def cmd_attack(ns: argparse.Namespace) -> int:
     from recog import api
     from recog.config import parse_eps
@@ -58,12 +52,13 @@ def cmd_attack(ns: argparse.Namespace) -> int:
     if not eps:
         raise RecogError("--eps: give one or more radii, e.g. 1/255,2/255")
     alpha = None if ns.alpha is None else parse_eps(ns.alpha, flag="--alpha", at_most_one=linf)
-    if not 1 <= ns.num_images <= MAX_IMAGES:
-        raise RecogError(f"--images {ns.num_images}: must be from 1 to {MAX_IMAGES}")
-    if ns.steps is not None and not 1 <= ns.steps <= MAX_STEPS:
-        raise RecogError(f"--steps {ns.steps}: must be from 1 to {MAX_STEPS}")
-    if ns.batch_size is not None and not 1 <= ns.batch_size <= MAX_BATCH:
-        raise RecogError(f"--batch-size {ns.batch_size}: must be from 1 to {MAX_BATCH}")
+    from recog.api.trust import ATTACK_BATCH, ATTACK_IMAGES, ATTACK_STEPS, check_bound
+
+    check_bound("--images", ns.num_images, 1, ATTACK_IMAGES)
+    if ns.steps is not None:
+        check_bound("--steps", ns.steps, 1, ATTACK_STEPS)
+    if ns.batch_size is not None:
+        check_bound("--batch-size", ns.batch_size, 1, ATTACK_BATCH)
     rec = api.load(ns.run, device=ns.device)
     record = rec.attack(
         ns.data, attack=ns.attack, eps=eps, norm=ns.norm, steps=ns.steps, alpha=alpha,

@@ -52,12 +52,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
 
 
-#: bounds of what finishes in hours (a huge value ran until killed, issue 33): every image
-#: costs (methods x steps) forward passes, and a curve of 1,000 points is finer than any
-#: deletion/insertion AUC needs (RISE, Petsiuk et al. 2018, deletes 224 px a step at 224 px)
-MAX_IMAGES, MAX_STEPS = 10_000, 1_000
-
-
 def cmd_explain(ns: argparse.Namespace) -> int:
     from recog import api
     from recog.errors import RecogError
@@ -66,10 +60,11 @@ def cmd_explain(ns: argparse.Namespace) -> int:
     methods = every if "all" in (ns.method or []) else (ns.method or ["gradcam"])
     if not ns.images and not ns.score:
         raise RecogError("recog explain: give IMAGE paths, or --score to measure faithfulness")
-    if not 1 <= ns.num_images <= MAX_IMAGES:
-        raise RecogError(f"--images {ns.num_images}: must be from 1 to {MAX_IMAGES}")
-    if ns.steps is not None and not 2 <= ns.steps <= MAX_STEPS:
-        raise RecogError(f"--steps {ns.steps}: must be from 2 to {MAX_STEPS}")
+    from recog.api.trust import EXPLAIN_IMAGES, EXPLAIN_STEPS, check_bound
+
+    check_bound("--images", ns.num_images, 1, EXPLAIN_IMAGES)
+    if ns.steps is not None:
+        check_bound("--steps", ns.steps, 2, EXPLAIN_STEPS)
     rec = api.load(ns.run, device=ns.device)
     save_dir = ns.save_dir or (ns.run / "explain")
     if ns.images:
