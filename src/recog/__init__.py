@@ -12,7 +12,17 @@ The names below are imported on first use (PEP 562): `import recog` alone, as
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+# OpenMP threads that wait by spinning hold up every barrier when another process takes one
+# of their cores: a 2-thread run beside one busy process trained 3-14x slower than alone,
+# where sleeping waiters train at one core's speed (bench/shared_cores.py, docs/training.md).
+# libgomp reads this when torch loads, so only when recog is imported first; a value the
+# user set is kept.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from recog.errors import RecogError
 from recog.version import __version__

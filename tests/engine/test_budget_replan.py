@@ -48,3 +48,20 @@ def test_a_busy_probe_is_replanned_upward_and_the_cut_is_said(tmp_path, monkeypa
     assert metrics["fitted_steps"] > 2 * fits * spe  # re-planned upward from measured epochs
     said = "recog: warning: the run took" in err  # the end of the run says a cut of over half
     assert said == (metrics["fitted_steps"] < metrics["planned_steps"] / 2)
+
+
+def test_recog_makes_waiting_openmp_threads_sleep_unless_told_otherwise():
+    """OMP_WAIT_POLICY=PASSIVE when recog is imported before torch (bench/shared_cores.py: 2.0x
+    the images/s beside a busy core, the same alone); a value the user set is kept."""
+    import os
+    import subprocess
+    import sys
+
+    show = "import os, recog, torch; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda code, **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True
+    ).stdout.strip()
+    assert run(show) == "PASSIVE"
+    assert run(show, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert run("import os, torch, recog; print(os.environ.get('OMP_WAIT_POLICY'))") == "None"
