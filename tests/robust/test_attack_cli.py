@@ -35,7 +35,7 @@ def test_attack_prints_the_curve_and_writes_robustness_json(digits, tmp_path, ca
         (["--eps", "2"], "--eps: must be greater than 0 and at most 1"),
         (["--attack", "cw", "--norm", "linf"], "takes --norm l2"),
         (["--targeted", "nine"], "not a class of this model"),
-        (["--images", "0"], "--images 0: must be at least 1"),
+        (["--images", "0"], "--images 0: must be from 1 to 100000"),
     ],
 )
 def test_bad_attack_input_is_one_line(digits, tmp_path, capsys, args, message):
