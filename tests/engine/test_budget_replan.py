@@ -65,3 +65,4 @@ def test_recog_makes_waiting_openmp_threads_sleep_unless_told_otherwise():
     assert run(show) == "PASSIVE"
     assert run(show, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
     assert run("import os, torch, recog; print(os.environ.get('OMP_WAIT_POLICY'))") == "None"
+
