@@ -1,11 +1,14 @@
 """The time cap is a clock the trainer re-plans against each epoch, not an epoch count fixed by the
-probe: a probe taken while the machine was busy (here: a probe that reports slow steps) plans
-one epoch, the run re-plans upward from its measured epochs, and the cut is said at the start,
-at the end and in metrics.json."""
+probe: a probe taken while the machine was busy plans few epochs, the run re-plans upward from its
+measured epochs, and the cut is said at the start, at the end and in metrics.json.  The default
+suite simulates the busy probe (one that reports slow steps); the slow test runs the real probe
+and first epochs beside four busy processes that stop 10 s in."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 import recog
 from recog import recipe
@@ -66,3 +69,42 @@ def test_recog_makes_waiting_openmp_threads_sleep_unless_told_otherwise():
     assert run(show, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
     assert run("import os, torch, recog; print(os.environ.get('OMP_WAIT_POLICY'))") == "None"
 
+
+@pytest.mark.slow
+def test_the_plan_grows_when_a_load_present_at_the_start_ends(tmp_path, monkeypatch, capsys):
+    """Four busy processes hold the cores through the probe and the first seconds of training,
+    then stop: the epochs' own plan (the `k/N` of the epoch table) grows once they are gone."""
+    import re
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import recog.engine.probe as probe_module
+
+    real_probe = probe_module.probe
+
+    def loaded_probe(*args, **kwargs):
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+
+        def stop() -> None:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+
+        time.sleep(0.5)
+        threading.Timer(10.0, stop).start()  # the load lasts into the first epochs, then ends
+        return real_probe(*args, **kwargs)
+
+    monkeypatch.setattr(probe_module, "probe", loaded_probe)
+    monkeypatch.setattr(recipe, "DEFAULT_TIME_CAP", 40)
+    rec = recog.train("digits", "cnn", model_args={"width": 8}, out=str(tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert rec.config.time == 40, "the loaded probe fitted the whole plan: nothing to re-plan"
+    # the first epoch shows the plan's bound (nothing measured yet); from the second on, the plan
+    # is re-made from measured epochs: small while loaded, larger once the load has gone
+    plans = [int(n) for n in re.findall(r"^ *\d+/(\d+) ", err, flags=re.M)][1:]
+    assert len(plans) > 2 and max(plans) > plans[0], plans
+    fits = int(re.search(r"about (\d+) of the \d+ planned epochs", err).group(1))
+    cut = "  warning    the 0-minute cap fits about" in err
+    assert cut == (fits < rec.config.epochs / 2)
