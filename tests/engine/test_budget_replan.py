@@ -108,3 +108,12 @@ def test_the_plan_grows_when_a_load_present_at_the_start_ends(tmp_path, monkeypa
     fits = int(re.search(r"about (\d+) of the \d+ planned epochs", err).group(1))
     cut = "  warning    the 0-minute cap fits about" in err
     assert cut == (fits < rec.config.epochs / 2)
+
+
+def test_steps_train_that_many_steps_not_the_epochs_they_round_up_to(tmp_path):
+    """`--steps 5` on 45 steps an epoch: 5 optimizer steps, recorded as given, and the
+    schedule ends at the fifth (it once trained the whole epoch, config.yaml saying 5)."""
+    rec = recog.train("digits", "cnn", model_args={"width": 8}, steps=5, out=str(tmp_path / "r"))
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert (rec.config.steps, rec.config.epochs) == (5, 1)
+    assert metrics["fitted_steps"] == 5 == metrics["planned_steps"]

@@ -267,7 +267,8 @@ def _train(
                 "best_epoch": result.best_epoch,
                 "epochs_run": result.epochs_run,
                 # what the run was planned to take and what fitted its time (issue 34)
-                "planned_steps": int(cfg.epochs) * _steps_per_epoch(cfg, splits, ctx),  # type: ignore[arg-type]
+                "planned_steps": min(int(cfg.epochs) * _steps_per_epoch(cfg, splits, ctx),  # type: ignore[arg-type]
+                                     int(cfg.steps or 10**18)),  # fmt: skip
                 "fitted_steps": result.steps,
                 "skipped_images": len(splits.skipped),
                 **result.objective_metrics,  # the kept epoch's robust metrics, if any

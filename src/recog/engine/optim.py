@@ -63,7 +63,8 @@ def build_scheduler(
     cosine follows it, or the step count where that is further along (one-cycle
     then behaves as cosine).
     """
-    total = max(1, int(cfg.epochs) * steps_per_epoch)  # type: ignore[arg-type]
+    total = int(cfg.epochs) * steps_per_epoch  # type: ignore[arg-type]
+    total = max(1, min(total, int(cfg.steps or total)))  # `--steps` ends inside an epoch
     warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))  # type: ignore[arg-type]
     body_groups = [bool(g.get("body")) for g in optimizer.param_groups]
     if progress is not None:

@@ -274,12 +274,16 @@ class Trainer:
         table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
         stopped_early = False
         epochs = int(cfg.epochs)  # type: ignore[arg-type]
+        # `--steps N` trains N optimizer steps, not the whole epochs they round up to
+        limit = int(cfg.steps or 0) if int(cfg.steps or 0) < epochs * steps_per_epoch else 0
         val_seconds = 0.0
         lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
         selected = self.objective.selects(str(task.primary_metric))  # the best epoch's column
         with progress_bar(enabled=ctx.is_main) as bar:
             out = bar.console  # prints above the live bars; a console of its own writes over them
             for epoch in range(state.epoch, epochs):
+                if limit and scheduler.last_epoch >= limit:  # --steps reached (a resume, too)
+                    break
                 planned = epochs
                 if budget:
                     per_epoch = state.seconds / max(1, epoch) if epoch else 0.0
@@ -302,8 +306,13 @@ class Trainer:
                     total=len(self.train_set),
                     info="",
                 )  # type: ignore[arg-type]
-                # under a time budget an epoch's training stops where its validation still fits
-                deadline = (lambda v=val_seconds: clock() >= budget - v) if budget else None
+
+                # under a time budget an epoch's training stops where its validation still fits;
+                # a `--steps` budget stops at its step, inside the last epoch
+                def deadline(v: float = val_seconds) -> bool:
+                    over_time = bool(budget) and clock() >= budget - v
+                    return over_time or bool(limit) and scheduler.last_epoch >= limit
+
                 kept = (
                     f"{self.run_dir / CHECKPOINT_NAME} keeps epoch {state.epoch}"
                     if self.run_dir and state.epoch
@@ -320,7 +329,7 @@ class Trainer:
                     ema,
                     bar,
                     bar_id,
-                    deadline,
+                    deadline if budget or limit else None,
                     watch=_LossWatch(state, epoch, advice),
                 )
                 train_time = time.perf_counter() - start
