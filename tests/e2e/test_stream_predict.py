@@ -115,5 +115,11 @@ def test_an_unreachable_stream_and_an_existing_out_are_one_line(
     out.write_text("mine\n")
     code = main(["predict", str(digits.run_dir), str(long_clip), "--stream", "--out", str(out)])
     assert code == 2 and out.read_text() == "mine\n"
+    (tmp_path / "drawn").mkdir()
+    (tmp_path / "drawn" / "live.mp4").write_bytes(b"the user's own clip")
+    code = main(["predict", str(digits.run_dir), str(long_clip), "--stream",
+                 "--save-dir", str(tmp_path / "drawn")])  # fmt: skip
+    assert code == 2 and (tmp_path / "drawn" / "live.mp4").read_bytes() == b"the user's own clip"
+    assert "never writes over a file" in capsys.readouterr().err
     code = main(["predict", str(digits.run_dir), str(long_clip), "--max-frames", "2"])
     assert code == 2 and "--max-frames: only with --stream" in capsys.readouterr().err

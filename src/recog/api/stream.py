@@ -191,8 +191,8 @@ def predict_stream(
             _run(rec, source, container, summary, on_row, reject, top_k, None, max_frames, stop)
             return summary
         out = Path(save_dir) / f"{_stem(source)}.mp4"
-        if not is_stream_url(source) and out.resolve() == Path(source).resolve():
-            raise RecogError(f"{out}: --save-dir would overwrite the input video")
+        if out.exists() or out.is_symlink():  # a clip of the user's, or a stream's before
+            raise RecogError(f"{out}: already exists; --stream never writes over a file")
 
         def write(tmp: str) -> None:
             encoder = _TimedEncoder(tmp, stream.codec_context.width, stream.codec_context.height)

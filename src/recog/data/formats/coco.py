@@ -1,4 +1,6 @@
-"""COCO JSON: boxes (`read_coco`, `write_coco`) and masks (`read_coco_masks`, `read_coco_image`).
+"""COCO JSON: boxes and masks (one job: one file format, whose boxes and masks share its images, categories and checks).
+
+Boxes: `read_coco`, `write_coco`; masks: `read_coco_masks`, `read_coco_image`.
 
 A COCO `bbox` is `[x, y, w, h]` in pixels (top-left corner and size), read as
 xyxy `(x, y, x + w, y + h)`.  Category ids may be any integers: they map to
