@@ -32,29 +32,51 @@ class FacetTable(Generic[F]):
     or a function that imports one: the table is built at import time, the
     implementations when first asked).  `declined` is the RecogError's text
     for a task that gives none, with `{task}` for its name.
+
+    `by_class` maps a Task class to a factory, looked up (through the task's
+    class hierarchy) before its name: Mask R-CNN's `InstanceSegmentTask` is
+    named "segment" but answers as a detector, so a name alone cannot tell it
+    from semantic segmentation.  A lookup by name alone never sees it.
     """
 
-    def __init__(self, declined: str, by_task: Mapping[TaskName, Callable[[], F]]):
+    def __init__(
+        self,
+        declined: str,
+        by_task: Mapping[TaskName, Callable[[], F]],
+        *,
+        by_class: Mapping[type, Callable[[], F]] | None = None,
+    ):
         self.declined = declined
         self._factories = dict(by_task)
-        self._made: dict[TaskName, F] = {}
+        self._by_class = dict(by_class or {})
+        self._made: dict[Callable[[], F], F] = {}
 
     def has(self, task: object) -> bool:
         """Whether `task` (a Task, its class or its name) gives this facet."""
-        return _task_name(task) in self._factories
+        return self._factory(task) is not None
 
     def of(self, task: object) -> F:
         """The facet `task` gives, or a RecogError saying that it gives none."""
-        name = _task_name(task)
-        if name not in self._factories:
-            raise RecogError(self.declined.format(task=name))
-        if name not in self._made:
-            self._made[name] = self._factories[name]()
-        return self._made[name]
+        factory = self._factory(task)
+        if factory is None:
+            raise RecogError(self.declined.format(task=_task_name(task)))
+        if factory not in self._made:
+            self._made[factory] = factory()
+        return self._made[factory]
 
     def tasks(self) -> list[TaskName]:
         """The tasks that give this facet."""
         return list(self._factories)
+
+    def _factory(self, task: object) -> Callable[[], F] | None:
+        """The factory for `task`: its class's (or an ancestor's) in `by_class`, else its
+        name's, else None."""
+        if not isinstance(task, str):
+            cls = task if isinstance(task, type) else type(task)
+            for klass in cls.__mro__:
+                if klass in self._by_class:
+                    return self._by_class[klass]
+        return self._factories.get(_task_name(task))
 
 
 def _task_name(task: object) -> TaskName:
