@@ -21,16 +21,17 @@ import torch
 from torch import nn
 
 from recog.config import TrainConfig
-from recog.engine.distributed import DistContext
+from recog.engine.objective import TaskObjective
 from recog.errors import RecogError
 from recog.tasks.base import Task
 from recog.types import Batch
 
 
-class DistillObjective:
+class DistillObjective(TaskObjective):
     """The task's losses with `loss` the blend of its own total and the distillation term;
     `task_loss` and `kd` (and the task's `kd_*` parts) ride along, detached, as the
-    epoch row's `train_*` columns."""
+    epoch row's `train_*` columns.  Validation and the best epoch's column are plain
+    training's (`TaskObjective`)."""
 
     def __init__(self, teacher_model: nn.Module, task: Task, weight: float, temperature: float):
         if not 0 < weight <= 1 or not temperature > 0:
@@ -55,14 +56,6 @@ class DistillObjective:
         own = parts["loss"]
         blend = (1.0 - self.weight) * own + self.weight * kd
         return {**parts, "loss": blend, "task_loss": own.detach(), "kd": kd.detach()}
-
-    def validate(
-        self, model: nn.Module, task: Task, loader: Any, ctx: DistContext
-    ) -> dict[str, float]:
-        return {}
-
-    def selects(self, primary: str) -> str:
-        return primary
 
 
 def distill_objective(

@@ -67,45 +67,25 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str,
-    *,
-    task: TaskName,
-    default_img_size: int = 224,
-    min_img_size: int = 32,
-    head: tuple[str, ...] = (),
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225),
-    description: str = "",
-    train_defaults: dict[str, Any] | None = None,
-    encoder: str = "",
-    instance: bool = False,
-    hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None,
-    pretrained: str = "",
-    pretrained_at: str = "",
-    torchvision_name: str = "",
+    name: str, *, task: TaskName, train_defaults: Mapping[str, Any] | None = None, **fields: Any
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`."""
+    """Decorator adding a builder `fn(*, num_classes, img_size, **kwargs)` under `name`.
+
+    `fields` are `ModelSpec`'s other fields (`default_img_size=`, `head=`, ...): their types
+    and defaults are described there, once; a misspelt one fails at import.  The
+    description defaults to the first line of the builder's docstring."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
+        description = fields.pop("description", "") or (fn.__doc__ or "").strip().splitlines()[0]
         _REGISTRY[name] = ModelSpec(
             name=name,
             task=task,
             builder=fn,
-            default_img_size=default_img_size,
-            min_img_size=min_img_size,
-            head=head,
-            mean=mean,
-            std=std,
             train_defaults=dict(train_defaults or {}),
-            encoder=encoder,
-            instance=instance,
-            hub_weights=hub_weights,
-            pretrained=pretrained,
-            pretrained_at=pretrained_at,
-            torchvision_name=torchvision_name,
-            description=description or (fn.__doc__ or "").strip().splitlines()[0],
+            description=description,
+            **fields,
         )
         return fn
 
