@@ -36,7 +36,7 @@ IGNORE_INDEX = 255
 
 
 #: the human names of metrics.json's keys (the report's cards, columns and run facts);
-#: a task may rename one (`Task.metric_labels`: `per_class` is each task's own metric)
+#: a task may rename one (`TaskScores.labels`: `per_class` is each task's own metric)
 METRIC_LABELS: dict[str, str] = {
     "top1": "top-1 accuracy",
     "top5": "top-5 accuracy",
@@ -79,6 +79,27 @@ METRIC_LABELS: dict[str, str] = {
     "skipped_images": "unreadable images skipped",
     "data": "data",
 }
+
+
+@dataclass(frozen=True)
+class TaskScores:
+    """How a task's metrics are read and named: the one record the engine, the report,
+    the CLI and the server ask (`Task.scores`)."""
+
+    #: the metric that selects the best checkpoint and drives early stopping (higher is better)
+    primary: MetricName
+    #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
+    headline: tuple[MetricName, ...]
+    #: the validation metric that is a loss (lower is better), where the task's metrics
+    #: compute one: the epoch table's val column beside the training loss
+    val_loss: str | None = None
+    #: the task's own names for metrics.json keys (over `METRIC_LABELS`); `per_class`
+    #: names the per-class column's metric ("F1", "AP", "IoU")
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def label(self, key: str) -> str:
+        """The human name of metrics.json's `key` ("top-1 accuracy", "mAP@0.5"); else `key`."""
+        return self.labels.get(key) or METRIC_LABELS.get(key, key)
 
 
 @dataclass

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
 
-#: the per-class column's heading each task gives (Task.metric_labels["per_class"])
+#: the per-class column's heading each task gives (Task.scores.labels["per_class"])
 PER_CLASS = {"classify": "F1", "detect": "AP", "segment": "IoU"}
 #: a metric card each report names in words
 CARD = {"classify": "top-1 accuracy", "detect": "mAP@0.5", "segment": "mIoU"}

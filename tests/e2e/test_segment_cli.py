@@ -110,7 +110,7 @@ def test_mask_rcnn_on_tiny_shapes_reports_mask_map_and_writes_rle_json(tmp_path)
     assert "detections" in record and record["segmentation"]["width"] == 70
     (written,) = loaded.task.save_prediction(pred, tmp_path, "scene")
     assert isinstance(json.loads(written.read_text()), list)
-    assert rec.task.primary_metric == "mask_map"
+    assert rec.task.scores.primary == "mask_map"
 
 
 def test_bad_mask_is_one_clear_line(tmp_path):

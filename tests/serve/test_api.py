@@ -67,7 +67,7 @@ def _as_run(rec, run_dir, run_task, **config):
 
 
 def test_models_report_the_main_metric_their_task_defines(recognizers, tmp_path, tmp_path_factory):
-    """`main_metric` is the run's `Task.primary_metric` and its metrics.json value, for each task."""
+    """`main_metric` is the run's `Task.scores.primary` and its metrics.json value, for each task."""
     import json
 
     from fastapi.testclient import TestClient
@@ -95,7 +95,7 @@ def test_models_report_the_main_metric_their_task_defines(recognizers, tmp_path,
     assert main == {"digits": "top1", "shapes": "map", "cells": "miou", "masks": "mask_map"}
     for name, rec in served.items():
         saved = json.loads((rec.run_dir / "metrics.json").read_text())
-        assert main[name] == rec.task.primary_metric
+        assert main[name] == rec.task.scores.primary
         assert models[name]["main_metric"]["value"] == saved[main[name]], name
     assert models["masks"]["main_metric"] == {"name": "mask_map", "value": 0.25}
     assert models["masks"]["task"] == "segment" and models["masks"]["architecture"] == "mask_rcnn"

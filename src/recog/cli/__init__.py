@@ -219,7 +219,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _end_block(rec: Any, metrics: dict[str, Any]) -> list[str]:
     """What a finished run says: its best epoch, its numbers, where it is, what to do next."""
-    primary = rec.task.primary_metric
+    primary = rec.task.scores.primary
     run = rec.run_dir
     score = float(metrics.get(primary, 0.0))
     lines = [
@@ -254,7 +254,7 @@ def _is_main() -> bool:
 
 
 def _headline(task: Any, metrics: dict[str, Any]) -> str:
-    keys = (*task.headline_metrics, "train_seconds")
+    keys = (*task.scores.headline, "train_seconds")
     return "  ".join(
         f"{k} {metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), int | float)
     )

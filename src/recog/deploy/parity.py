@@ -97,7 +97,7 @@ def check_parity(
     before: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The parity record of `exported` (see the module docstring); `ParityError` past `tolerance`."""
-    metric = str(rec.task.primary_metric)
+    metric = str(rec.task.scores.primary)
     if before is None:
         before = metric_of(rec, rec.model, dataset)
     after = metric_of(rec, exported, dataset)

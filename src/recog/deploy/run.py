@@ -140,7 +140,7 @@ def _int8(
                 "kept_float": keep, "tries": tries}  # fmt: skip
     out.unlink(missing_ok=True)
     best = max(tries, key=lambda t: t["after"]) if tries else {"after": float("nan")}
-    metric = str(rec.task.primary_metric)
+    metric = str(rec.task.scores.primary)
     raise RecogError(
         f"{rec.run_dir}: no int8 model keeps {metric} within {max_drop} of "
         f"{before[metric]:.4f} (best {best['after']:.4f}, keeping "

@@ -277,8 +277,8 @@ class Trainer:
         # `--steps N` trains N optimizer steps, not the whole epochs they round up to
         limit = int(cfg.steps or 0) if int(cfg.steps or 0) < epochs * steps_per_epoch else 0
         val_seconds = 0.0
-        lines = EpochTable(task.primary_metric, val_loss=task.val_loss, epochs=epochs)
-        selected = self.objective.selects(str(task.primary_metric))  # the best epoch's column
+        lines = EpochTable(task.scores.primary, val_loss=task.scores.val_loss, epochs=epochs)
+        selected = self.objective.selects(str(task.scores.primary))  # the best epoch's column
         with progress_bar(enabled=ctx.is_main) as bar:
             out = bar.console  # prints above the live bars; a console of its own writes over them
             for epoch in range(state.epoch, epochs):
@@ -350,7 +350,7 @@ class Trainer:
                 metrics = acc.compute()
                 extra = self.objective.validate(eval_model, task, self.val_loader(), ctx)
                 # rank 0's verdict, so every rank stops together
-                why = ctx.broadcast(_not_finite(eval_model, metrics, task.val_loss))
+                why = ctx.broadcast(_not_finite(eval_model, metrics, task.scores.val_loss))
                 if why:  # before anything of this epoch is saved
                     raise RecogError(f"training diverged at epoch {epoch + 1}: {why}; {advice}")
                 seconds = time.perf_counter() - start

@@ -53,7 +53,7 @@ def write_outputs(
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    labels = {k: task.metric_label(k) for k in {*METRIC_LABELS, *metrics, "per_class"}}
+    labels = {k: task.scores.label(k) for k in {*METRIC_LABELS, *metrics, "per_class"}}
     curves, curve_panels = None, []
     if results_csv is not None and results_csv.is_file():
         curves = plot_curves(results_csv, plots_dir / "curves.png", labels=labels)

@@ -142,7 +142,7 @@ class Robustness:
 
 def metric_names(task: Task) -> list[str]:
     """The task's headline metrics that an attack can lower (ECE is not one)."""
-    return [str(m) for m in task.headline_metrics if str(m) != "ece"]
+    return [str(m) for m in task.scores.headline if str(m) != "ece"]
 
 
 def objective_for(task: Task, model: nn.Module, plan: AttackPlan, batch: Batch) -> Objective:
@@ -272,7 +272,7 @@ def measure(
     loader = DataLoader(subset, batch_size=batch_size, collate_fn=task.collate)
     ctx = DistContext(device=device)
     names = metric_names(task)
-    metric = str(task.primary_metric)
+    metric = str(task.scores.primary)
     first = next(iter(loader)).to(device)
     seed_all(plan.seed)
     gradient = gradient_problem(objective_for(task, model, plan, first), first.images.float() / 255)

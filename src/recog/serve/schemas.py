@@ -114,7 +114,7 @@ class PredictJSON(BaseModel):
 
 
 class MainMetric(BaseModel):
-    """A run's main metric: the one its Task selects the best checkpoint by (`Task.primary_metric`)."""
+    """A run's main metric: the one its Task selects the best checkpoint by (`Task.scores.primary`)."""
 
     name: str = Field(
         description="its name in metrics.json, as the run's Task defines it: e.g. `map` "

@@ -20,16 +20,15 @@ from torch import nn
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator, Figure
 from recog.types import (
-    METRIC_LABELS,
     Batch,
     DataFacts,
     ExplainTarget,
-    MetricName,
     Prediction,
     Sample,
     Selection,
     Target,
     TaskName,
+    TaskScores,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +52,9 @@ class Task(ABC):
     """A recognition task as the engine sees it."""
 
     name: ClassVar[TaskName]
-    #: metric that selects the best checkpoint and drives early stopping (higher is better)
-    primary_metric: ClassVar[MetricName]
+    #: how the task's metrics are read and named: the main one (best checkpoint, early
+    #: stopping), the headline ones, the validation loss, the task's own labels
+    scores: ClassVar[TaskScores]
     #: what a user may correct on a wrong answer (the web page's feedback form):
     #: "label" (one class), "boxes" (labelled boxes) or None (no correction form)
     correction: ClassVar[Literal["label", "boxes"] | None] = None
@@ -62,11 +62,6 @@ class Task(ABC):
     ranks_classes: ClassVar[bool] = False
     #: whether the loss takes a weight per class (`--class-weights`); elsewhere it is refused
     weighs_classes: ClassVar[bool] = False
-    #: the metrics a one-line summary shows, in order (`recog train` / `recog val`)
-    headline_metrics: ClassVar[tuple[MetricName, ...]]
-    #: the validation metric that is a loss (lower is better), where the task's metrics
-    #: compute one: the epoch table's val column beside the training loss
-    val_loss: ClassVar[str | None] = None
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
     #: whether the model answers one row of class logits per image (`logits`), so
@@ -75,9 +70,6 @@ class Task(ABC):
     #: whether `prepare` keeps each image's own size (an exported graph's spatial axes
     #: are then dynamic) rather than bringing it to `img_size`
     keeps_image_size: ClassVar[bool] = False
-    #: the task's own names for metrics.json keys (over `recog.types.METRIC_LABELS`);
-    #: `per_class` names the per-class column's metric ("F1", "AP", "IoU")
-    metric_labels: ClassVar[dict[str, str]] = {}
     #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
     #: what a row shows when it is more than one sample
     sample_columns: ClassVar[int] = 6
@@ -326,10 +318,6 @@ class Task(ABC):
         show (drawn on), its title, and whether it is right (None: not a yes/no
         question); default none."""
         return []
-
-    def metric_label(self, key: str) -> str:
-        """The human name of metrics.json's `key` ("top-1 accuracy", "mAP@0.5"); else `key`."""
-        return self.metric_labels.get(key) or METRIC_LABELS.get(key, key)
 
     def label_figures(self, splits: DataSplits) -> list[Figure]:
         """The training split's label statistics as report figures (`labels`, drawn by

@@ -40,6 +40,7 @@ from recog.types import (
     Selection,
     Target,
     TaskName,
+    TaskScores,
 )
 
 if TYPE_CHECKING:
@@ -53,21 +54,18 @@ if TYPE_CHECKING:
 
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
-    primary_metric: ClassVar[MetricName] = MetricName.TOP1
     correction: ClassVar[Literal["label", "boxes"] | None] = "label"
     ranks_classes: ClassVar[bool] = True
-    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
-        MetricName.TOP1,
-        MetricName.TOP5,
-        MetricName.MACRO_F1,
-        MetricName.ECE,
+    scores: ClassVar[TaskScores] = TaskScores(
+        primary=MetricName.TOP1,
+        headline=(MetricName.TOP1, MetricName.TOP5, MetricName.MACRO_F1, MetricName.ECE),
+        # the cross-entropy of the validation images (`metrics.classification`'s nll)
+        val_loss="nll",
+        labels={"per_class": "F1"},
     )
-    #: the cross-entropy of the validation images (`metrics.classification`'s nll)
-    val_loss: ClassVar[str | None] = "nll"
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
     class_logits: ClassVar[bool] = True
-    metric_labels: ClassVar[dict[str, str]] = {"per_class": "F1"}
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
         models=((64, "cnn"), (1 << 30, "resnet18")),
         size_cap_cpu=128,

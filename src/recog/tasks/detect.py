@@ -45,6 +45,7 @@ from recog.types import (
     Selection,
     Target,
     TaskName,
+    TaskScores,
 )
 
 if TYPE_CHECKING:
@@ -58,10 +59,11 @@ if TYPE_CHECKING:
 
 class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
-    primary_metric: ClassVar[MetricName] = MetricName.MAP
     correction: ClassVar[Literal["label", "boxes"] | None] = "boxes"
-    headline_metrics: ClassVar[tuple[MetricName, ...]] = (MetricName.MAP, MetricName.MAP50)
-    metric_labels: ClassVar[dict[str, str]] = {"per_class": "AP"}
+    scores: ClassVar[TaskScores] = TaskScores(
+        primary=MetricName.MAP, headline=(MetricName.MAP, MetricName.MAP50),
+        labels={"per_class": "AP"},
+    )  # fmt: skip
     # yolo_n letterboxed to the images' longer side (320 px cap on CPU), batch 16 and an EMA of
     # the weights: raccoon 0.83 mAP50 where batch 32 without EMA gave 0.28 (docs/recipe.md)
     recipe: ClassVar[TaskRecipe] = TaskRecipe(

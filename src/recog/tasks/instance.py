@@ -33,6 +33,7 @@ from recog.types import (
     Sample,
     Target,
     TaskName,
+    TaskScores,
 )
 
 if TYPE_CHECKING:
@@ -45,21 +46,18 @@ class InstanceSegmentTask(DetectTask):
     """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    primary_metric: ClassVar[MetricName] = MetricName.MASK_MAP
     # the page's box form corrects detections; its corrections of instances are not exported
     correction: ClassVar[Literal["label", "boxes"] | None] = None
-    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
-        MetricName.MASK_MAP,
-        MetricName.MASK_MAP50,
-        MetricName.MAP,
-        MetricName.MAP50,
+    scores: ClassVar[TaskScores] = TaskScores(
+        primary=MetricName.MASK_MAP,
+        headline=(MetricName.MASK_MAP, MetricName.MASK_MAP50, MetricName.MAP, MetricName.MAP50),
+        labels={
+            "per_class": "mask AP",
+            "map": "box mAP@[.5:.95]",
+            "map50": "box mAP@0.5",
+            "map75": "box mAP@0.75",
+        },
     )
-    metric_labels: ClassVar[dict[str, str]] = {
-        "per_class": "mask AP",
-        "map": "box mAP@[.5:.95]",
-        "map50": "box mAP@0.5",
-        "map75": "box mAP@0.75",
-    }
     mask_threshold: ClassVar[float] = 0.5
 
     @classmethod

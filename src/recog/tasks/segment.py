@@ -53,6 +53,7 @@ from recog.types import (
     Sample,
     Target,
     TaskName,
+    TaskScores,
 )
 
 if TYPE_CHECKING:
@@ -123,15 +124,13 @@ class SegmentTask(Task):
     """Semantic segmentation: one class per pixel."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    primary_metric: ClassVar[MetricName] = MetricName.MIOU
     keeps_image_size: ClassVar[bool] = True
     weighs_classes: ClassVar[bool] = True
-    headline_metrics: ClassVar[tuple[MetricName, ...]] = (
-        MetricName.MIOU,
-        MetricName.DICE,
-        MetricName.PIXEL_ACC,
+    scores: ClassVar[TaskScores] = TaskScores(
+        primary=MetricName.MIOU,
+        headline=(MetricName.MIOU, MetricName.DICE, MetricName.PIXEL_ACC),
+        labels={"per_class": "IoU"},
     )
-    metric_labels: ClassVar[dict[str, str]] = {"per_class": "IoU"}
     #: a sample is shown as image, truth, prediction
     sample_columns: ClassVar[int] = 3
     sample_caption: ClassVar[str] = (

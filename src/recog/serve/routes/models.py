@@ -3,7 +3,7 @@
 `model_info` is computed once per model when the app is built: the run's
 task, architecture, classes, input size, the numbers of its `metrics.json`
 (a missing or unreadable file gives no metrics, not an error) and its main
-metric, named by the run's Task (`Task.primary_metric`: Mask R-CNN's
+metric, named by the run's Task (`Task.scores.primary`: Mask R-CNN's
 `mask_map` is not a semantic model's `miou`), so no client keeps its own
 table of which metric matters for which task; and its `trust`: the
 temperature and reject rule `recog calibrate` left in the run; and its
@@ -54,7 +54,7 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
     for key, value in raw.items() if isinstance(raw, dict) else ():
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics[key] = float(value)
-    main = rec.task.primary_metric
+    main = rec.task.scores.primary
     confidence = rec.confidence
     calibration = confidence.calibration if confidence is not None else None
     rule = confidence.rule if confidence is not None else None
