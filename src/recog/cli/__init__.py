@@ -311,14 +311,9 @@ def cmd_data(ns: argparse.Namespace) -> int:
             print(f"{name}: {json.dumps(info)}")
         return 0
     if ns.data_command == "convert":
-        from recog.data.formats import DataFormat, infer_task
-        from recog.tasks import TASKS
+        from recog.data.formats.convert import convert_data
 
-        # the target format says the task when it is masks; else the source does
-        task = TASKS[
-            TaskName.SEGMENT if ns.to == DataFormat.MASK_FOLDERS else infer_task(str(ns.src))
-        ]
-        written = task.convert_data(str(ns.src), to=ns.to, out=str(ns.out), classes=ns.classes)
+        written = convert_data(str(ns.src), to=ns.to, out=str(ns.out), classes=ns.classes)
         print(f"wrote {written}")
         return 0
     if ns.data_command == "split":
@@ -330,10 +325,9 @@ def cmd_data(ns: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"wrote {written}")
         return 0
-    from recog.data.formats import infer_task
-    from recog.tasks import TASKS
+    from recog.data.check import data_report
 
-    report = TASKS[infer_task(str(ns.path))].data_report(str(ns.path), classes=ns.classes)
+    report = data_report(str(ns.path), classes=ns.classes)
     problems = report.get("problems", [])
     found = 1 if ns.data_command == "check" and problems else 0  # check: exit 1 on problems
     if ns.json:

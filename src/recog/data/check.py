@@ -1,6 +1,6 @@
 """`recog data check|stats`: what is in a dataset and what is wrong with it, per task.
 
-Each task's `data_report` (recog.tasks) calls its own: class folders
+`data_report` picks the report of the task the data holds: class folders
 (`check_dataset`: image headers give sizes and modes), detection annotation
 sets (`detection_stats`: counts, box sizes) and mask folders (`mask_report`:
 pixel shares).  Every image is decoded in full through the one door
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from recog.data.formats import TASK_FORMATS, DataFormat, detect_format
+from recog.data.formats import TASK_FORMATS, DataFormat, detect_format, infer_task
 from recog.data.formats.class_folders import SPLIT_NAMES
 from recog.data.formats.detection import read_detection
 from recog.data.formats.masks import all_pairs, load_pair, resolve_classes
@@ -195,3 +195,14 @@ def mask_report(path: str | Path, *, classes: str | None = None) -> dict[str, An
         report["width"] = {"min": min(ws), "max": max(ws)}
         report["height"] = {"min": min(hs), "max": max(hs)}
     return report
+
+
+def data_report(path: str, *, classes: str | None = None) -> dict[str, Any]:
+    """What `recog data check|stats PATH` prints (with `problems`): the report of the task
+    the data holds (`classes` names a mask folder's classes; the others have theirs)."""
+    reports = {
+        TaskName.CLASSIFY: lambda: check_dataset(path),
+        TaskName.DETECT: lambda: detection_stats(path),
+        TaskName.SEGMENT: lambda: mask_report(path, classes=classes),
+    }
+    return reports[infer_task(path)]()

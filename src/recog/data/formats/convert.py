@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
-from recog.data.formats import DataFormat, segmentation_format
+from recog.data.formats import DataFormat, infer_task, segmentation_format
 from recog.data.formats.coco import read_coco_image, read_coco_masks, semantic_mask
 from recog.data.formats.detection import (
     DETECTION_FORMATS,
@@ -41,6 +42,7 @@ from recog.data.splits import check_split_settings, split_records
 from recog.errors import RecogError
 from recog.io import atomic_write_bytes, atomic_write_text
 from recog.paths import refuse_overlap
+from recog.types import TaskName
 from recog.yaml_text import dump_yaml
 
 
@@ -79,6 +81,16 @@ def split_detection(
     return write_detection(
         DetectionAnnotations(records, ann.class_names, ann.warnings), out, fmt=to
     )
+
+
+def convert_data(src: str, *, to: str, out: str, classes: str | None = None) -> Path:
+    """`recog data convert SRC --to FORMAT --out OUT`; the main file written.  Masks are
+    converted as masks (`--to masks`, or a source that holds masks); anything else,
+    class folders included, meets the detection reader."""
+    masks = {TaskName.SEGMENT: lambda: convert_masks(src, to=to, out=out, classes=classes)}
+    # the target format says the task when it is masks; else the source does
+    task = TaskName.SEGMENT if to == DataFormat.MASK_FOLDERS else infer_task(src)
+    return masks.get(task, lambda: convert_detection(src, to=cast(DetectionFormat, to), out=out))()
 
 
 def convert_masks(src: str | Path, *, to: str, out: str | Path, classes: str | None = None) -> Path:
