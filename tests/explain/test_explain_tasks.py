@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from recog.explain.explainer import Explainer
+from recog.explain.facet import EXPLAIN
 from recog.explain.methods import METHODS
 from recog.models.factory import create_model, get_spec
 from recog.tasks import task_class
@@ -71,7 +72,7 @@ def test_a_box_score_reaches_the_input_and_gives_maps(name, size):
     spec, model, task = _detector(name, size)
     x = torch.rand(1, 3, size, size, requires_grad=True)
     box = ExplainTarget(name="a #1", label=0, box=torch.tensor([8.0, 8.0, 40.0, 40.0]))
-    score = task.explain_score(model, x, box, gradient=True)
+    score = EXPLAIN.of(task).score(task, model, x, box, gradient=True)
     assert score.shape == (1,) and float(score.detach()) > 0
     score.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0

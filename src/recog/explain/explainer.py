@@ -1,8 +1,8 @@
 """`Explainer`: maps for a model's predictions, and the faithfulness table of the methods on a dataset.
 
 It asks the task what each prediction's targets are (a class, a box, a
-region: `Task.explain_targets`) and what their score is
-(`Task.explain_score`), so one loop serves every task.  Images arrive as
+region) and what their score is, through the explain facet
+(`recog.explain.facet.EXPLAIN`), so one loop serves every task.  Images arrive as
 the model sees them: uint8 (3, H, W) at the input size (`Task.prepare`, or
 a dataset's samples), and every map is at that size.
 """
@@ -19,6 +19,7 @@ from torch import nn
 from recog.console import progress_bar
 from recog.errors import RecogError
 from recog.explain import faithfulness as faith
+from recog.explain.facet import EXPLAIN
 from recog.explain.methods import CAM_METHODS, METHODS, MapInputs, normalized, saliency
 from recog.explain.target import TargetModel, cam_layer, score_fn
 from recog.tasks.base import Task
@@ -77,7 +78,7 @@ class Explainer:
     def targets(self, image: torch.Tensor, *, label: int | None = None) -> list[ExplainTarget]:
         """The targets of the model's prediction on one uint8 (3, H, W) input-size image."""
         pred = self.task.predict(self.model, image[None].to(self.device))[0]
-        return self.task.explain_targets(pred, label=label)
+        return EXPLAIN.of(self.task).targets(self.task, pred, label=label)
 
     def _inputs(
         self, model: nn.Module, image: torch.Tensor, target: ExplainTarget, method: str, seed: int

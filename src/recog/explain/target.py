@@ -3,8 +3,8 @@
 `TargetModel` turns (task, model, target) into an `nn.Module` mapping float
 images in [0, 1] to a (B, 1) score, so pytorch-grad-cam and Captum, which
 explain classifiers, explain a box of a detector or a region of a
-segmenter the same way (the task says what the score is:
-`Task.explain_score`).  Normalization happens inside, so maps and
+segmenter the same way (the task's explain facet says what the score is:
+`recog.explain.facet`).  Normalization happens inside, so maps and
 perturbations live in pixel space.
 
 `cam_layer` picks the layer a class-activation map reads by a rule that
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from recog.errors import RecogError
+from recog.explain.facet import EXPLAIN
 from recog.tasks.base import Task
 from recog.types import ExplainTarget
 
@@ -41,16 +42,19 @@ class TargetModel(nn.Module):
         self.task, self.model, self.target, self.gradient = task, model, target, gradient
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        score = self.task.explain_score(self.model, images, self.target, gradient=self.gradient)
+        facet = EXPLAIN.of(self.task)
+        score = facet.score(self.task, self.model, images, self.target, gradient=self.gradient)
         return score.reshape(-1, 1)
 
 
 def score_fn(task: Task, model: nn.Module, target: ExplainTarget) -> Callable[..., torch.Tensor]:
     """(B, 3, H, W) in [0, 1] -> (B,) probability-like scores, without gradients."""
 
+    facet = EXPLAIN.of(task)
+
     @torch.no_grad()
     def score(images: torch.Tensor) -> torch.Tensor:
-        return task.explain_score(model, images, target).float().cpu()
+        return facet.score(task, model, images, target).float().cpu()
 
     return score
 

@@ -22,7 +22,6 @@ from recog.metrics.base import Accumulator, Figure
 from recog.types import (
     Batch,
     DataFacts,
-    ExplainTarget,
     Prediction,
     Sample,
     Selection,
@@ -168,30 +167,6 @@ class Task(ABC):
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
         """(3, H, W) uint8 image with the prediction drawn on it."""
-
-    # ------------------------------------------------------------- explaining
-    def explain_targets(
-        self, prediction: Prediction, *, label: int | None = None
-    ) -> list[ExplainTarget]:
-        """What an explanation of `prediction` (made at the model's input size, `meta` None)
-        is about, one `ExplainTarget` each; with `label`, only that class's."""
-        raise RecogError(f"{self.name} models have no explanations")
-
-    def explain_score(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        target: ExplainTarget,
-        *,
-        gradient: bool = False,
-    ) -> torch.Tensor:
-        """(B,) the model's score for `target` on float images in [0, 1] at the input size.
-
-        A probability-like value in [0, 1] (what deletion and insertion curves
-        trace); with `gradient`, the evidence gradient methods follow (a
-        logit where the task has one), differentiable with respect to `images`.
-        """
-        raise RecogError(f"{self.name} models have no explanations")
 
     # ---------------------------------------------------------------- attacks
     def attack_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:

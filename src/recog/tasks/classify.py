@@ -30,7 +30,6 @@ from recog.tasks.drawing import banner
 from recog.types import (
     Batch,
     DataFacts,
-    ExplainTarget,
     MetricName,
     Prediction,
     Sample,
@@ -284,23 +283,6 @@ class ClassifyTask(Task):
         if target is not None and target.labels is not None:
             text += f" (true: {self.class_names[int(target.labels)]})"
         return banner(image, text)
-
-    def explain_targets(
-        self, prediction: Prediction, *, label: int | None = None
-    ) -> list[ExplainTarget]:
-        k = int(prediction.labels) if label is None else int(label)
-        return [ExplainTarget(name=self.class_names[k], label=k)]
-
-    def explain_score(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        target: ExplainTarget,
-        *,
-        gradient: bool = False,
-    ) -> torch.Tensor:
-        logits = model(self.normalize_float(images)).float()
-        return logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
 
     def _title(self, prediction: Prediction) -> str:
         """`cat 93%`, or `unknown (cat 41%)` for an image the run's rule rejected."""

@@ -35,7 +35,6 @@ from recog.tasks.drawing import draw_boxes
 from recog.types import (
     Batch,
     DataFacts,
-    ExplainTarget,
     MetricName,
     Prediction,
     Sample,
@@ -313,51 +312,6 @@ class DetectTask(Task):
             out = draw_bounding_boxes(out, target.boxes, colors="white", width=1)
         return draw_boxes(out, prediction.boxes[keep], prediction.labels[keep], labels,
                           self.num_classes)  # fmt: skip
-
-    #: boxes explained per image at most (the highest-scoring shown ones)
-    explain_max_boxes: ClassVar[int] = 20
-
-    def explain_targets(
-        self, prediction: Prediction, *, label: int | None = None
-    ) -> list[ExplainTarget]:
-        """One target per shown box (score >= the display threshold), best first."""
-        keep = self._shown(prediction)
-        if label is not None:
-            keep &= prediction.labels == int(label)
-        order = prediction.scores[keep].argsort(descending=True)[: self.explain_max_boxes]
-        boxes, labels, scores = (
-            t[keep][order] for t in (prediction.boxes, prediction.labels, prediction.scores)
-        )
-        return [
-            ExplainTarget(
-                name=f"{self.class_names[int(c)]} {float(s):.2f} #{i + 1}", label=int(c), box=b
-            )
-            for i, (b, c, s) in enumerate(zip(boxes, labels, scores, strict=True))
-        ]
-
-    def explain_score(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        target: ExplainTarget,
-        *,
-        gradient: bool = False,
-    ) -> torch.Tensor:
-        """D-RISE's similarity (Petsiuk et al. 2021), for one class: the best
-        IoU x score among the detections of the target's class; differentiable
-        through the detector's kept scores and boxes."""
-        from torchvision.ops import box_iou
-
-        out = []
-        for det in model(self.normalize_float(images)):
-            same = det["labels"] == target.label
-            if not bool(same.any()):
-                out.append(det["scores"].sum() * 0.0)  # nothing of that class: 0, still a graph
-                continue
-            box = target.box.to(det["boxes"].device, torch.float32)[None]
-            iou = box_iou(box, det["boxes"][same].float())[0]
-            out.append((iou * det["scores"][same].float()).max())
-        return torch.stack(out)
 
     def as_target(self, prediction: Prediction) -> Target:
         """The shown boxes (and their masks, for instances)."""

@@ -45,7 +45,6 @@ from recog.types import (
     IGNORE_INDEX,
     Batch,
     DataFacts,
-    ExplainTarget,
     MetricName,
     Prediction,
     Sample,
@@ -306,34 +305,6 @@ class SegmentTask(Task):
         return draw_segmentation_masks(
             image.cpu(), masks.cpu(), alpha=0.45, colors=[colours[k] for k in classes]
         )
-
-    def explain_targets(
-        self, prediction: Prediction, *, label: int | None = None
-    ) -> list[ExplainTarget]:
-        """One target per class found in the mask (or `label`'s, found or not)."""
-        found = [int(k) for k in prediction.mask.unique() if int(k) < self.num_classes]
-        wanted = found if label is None else [int(label)]
-        return [
-            ExplainTarget(name=self.class_names[k], label=k, region=prediction.mask == k)
-            for k in wanted
-        ]
-
-    def explain_score(
-        self,
-        model: nn.Module,
-        images: torch.Tensor,
-        target: ExplainTarget,
-        *,
-        gradient: bool = False,
-    ) -> torch.Tensor:
-        """The class's mean logit (gradient) or probability over its predicted region
-        (the whole image where the class was not found)."""
-        logits = model(self.normalize_float(images)).float()
-        region = target.region.to(logits.device, torch.float32)
-        if region.shape != logits.shape[-2:] or not bool(region.any()):
-            region = torch.ones(logits.shape[-2:], device=logits.device)
-        values = logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
-        return (values * region).sum((-2, -1)) / region.sum()
 
     def as_target(self, prediction: Prediction) -> Target:
         return Target(mask=prediction.mask.clone().long())
