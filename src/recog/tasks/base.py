@@ -229,6 +229,13 @@ class Task(ABC):
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """One image's values in `recog predict --out`'s table (`recog.batch.rows`' one
+        schema for every task): any of `labels` and `scores` (lists), `boxes` (x1, y1, x2,
+        y2 in pixels), `masks` ({"label", "size": [h, w], "counts": COCO RLE}), `unknown`,
+        `ood_score`; unset columns stay null."""
+        raise RecogError(f"{self.name} predictions have no table columns")
+
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -259,6 +266,15 @@ class Task(ABC):
     ) -> Path:
         """`--fix DIR`: the kept images (and their annotations, less `drop_boxes`) under `out`."""
         raise RecogError(f"{inventory.root}: no cleaned copy for this task's data")
+
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """`recog predict --format csv` rows for one `to_record` (with its `path`):
+        by default one row of its plain values."""
+        return [{k: v for k, v in record.items() if not isinstance(v, list | dict)}]
+
+    def summary(self, record: dict[str, Any]) -> str:
+        """The result column of `recog predict`'s table for one `to_record`."""
+        return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

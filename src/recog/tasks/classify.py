@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recog.config import require_resolved
 from recog.data.fixed_copy import write_class_folders
 from recog.data.hygiene import classification_findings
 from recog.data.inventory import Finding, Inventory, classification_inventory
@@ -310,6 +311,18 @@ class ClassifyTask(Task):
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
 
+    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
+        """The top-k classes and scores; `unknown` and `ood_score` where the run has a rule."""
+        values, indices = self._top(prediction, top_k)
+        columns: dict[str, Any] = {
+            "labels": [self.class_names[int(i)] for i in indices],
+            "scores": [float(v) for v in values],
+        }
+        if prediction.ood_score is not None:
+            columns["unknown"] = bool(prediction.unknown)
+            columns["ood_score"] = float(prediction.ood_score)
+        return columns
+
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -327,6 +340,17 @@ class ClassifyTask(Task):
     @staticmethod
     def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
         return write_class_folders(inventory, kept, out)
+
+    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        row = super().csv_rows(record)[0]
+        row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
+        return [row]
+
+    def summary(self, record: dict[str, Any]) -> str:
+        ranked = ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
+        if record.get("unknown"):
+            return f"unknown (ood score {record['ood_score']:.4g}); nearest: {ranked}"
+        return ranked
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]
