@@ -1,4 +1,4 @@
-"""Each task's row in `recog predict --out`: what `Task.table_columns` writes is the prediction."""
+"""Each task's row in `recog predict --out`: what the task's `OUTPUT.columns` writes is the prediction."""
 
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ def test_detect_rows_hold_the_shown_boxes(shapes, tmp_path):
 def test_instance_rows_hold_each_shown_mask_as_rle():
     import torch
 
+    from recog.api.facet import OUTPUT
     from recog.batch.rows import make_row, to_table
     from recog.tasks.instance import InstanceSegmentTask
     from recog.types import Prediction
@@ -82,7 +83,7 @@ def test_instance_rows_hold_each_shown_mask_as_rle():
         masks=masks,
         scores=torch.tensor([0.9, 0.7, 0.2]),  # the third is below the display threshold
     )
-    columns = task.table_columns(pred)
+    columns = OUTPUT.of(task).columns(task, pred)
     assert columns["labels"] == ["cell", "nucleus"]
     assert columns["scores"] == pytest.approx([0.9, 0.7])
     assert columns["boxes"] == [[3.0, 2.0, 9.0, 8.0], [0.0, 10.0, 30.0, 18.0]]

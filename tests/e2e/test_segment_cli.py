@@ -95,6 +95,7 @@ def test_mask_folder_infers_segment_and_data_tools_work(tmp_path):
 def test_mask_rcnn_on_tiny_shapes_reports_mask_map_and_writes_rle_json(tmp_path):
     """In-process (the API under the CLI) to keep the instance path cheap to test."""
     import recog
+    from recog.api.facet import OUTPUT
 
     out = tmp_path / "mrcnn"
     rec = recog.train(
@@ -108,7 +109,7 @@ def test_mask_rcnn_on_tiny_shapes_reports_mask_map_and_writes_rle_json(tmp_path)
     assert pred.masks.shape[-2:] == (50, 70) and len(pred.masks) == len(pred.boxes)
     record = loaded.task.to_record(pred)
     assert "detections" in record and record["segmentation"]["width"] == 70
-    (written,) = loaded.task.save_prediction(pred, tmp_path, "scene")
+    (written,) = OUTPUT.of(loaded.task).save(loaded.task, pred, tmp_path, "scene")
     assert isinstance(json.loads(written.read_text()), list)
     assert rec.task.scores.primary == "mask_map"
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from recog.api.facet import OUTPUT
 from recog.tasks.instance import InstanceSegmentTask
 from recog.tasks.segment import SegmentTask
 from recog.types import IGNORE_INDEX, Prediction, Sample, Target
@@ -103,7 +104,7 @@ def test_semantic_record_draw_and_saved_mask(tmp_path):
     assert (decode_png(seg["mask_png"]) == mask.numpy()).all()
     drawn = t.draw(torch.zeros((3, 6, 10), dtype=torch.uint8), pred)
     assert drawn.shape == (3, 6, 10) and drawn[:, :, :5].sum() == 0 and drawn[:, :, 5:].sum() > 0
-    (written,) = t.save_prediction(pred, tmp_path, "img")
+    (written,) = OUTPUT.of(t).save(t, pred, tmp_path, "img")
     assert written.name == "img_mask.png"
     assert (np.asarray(Image.open(written)) == mask.numpy()).all()
 
@@ -126,7 +127,7 @@ def test_instance_record_and_coco_json(tmp_path):
     index = decode_png(record["segmentation"]["mask_png"])
     assert index.shape == (8, 12)
     assert (index[:4, :4] == 1).all() and (index[4:, 6:] == 2).all() and index[6, 2] == 0
-    (written,) = t.save_prediction(pred, tmp_path, "img")
+    (written,) = OUTPUT.of(t).save(t, pred, tmp_path, "img")
     results = json.loads(written.read_text())
     assert len(results) == 3 and results[1]["category"] == "dog"
     assert results[1]["bbox"] == [6.0, 4.0, 6.0, 4.0] and "counts" in results[1]["segmentation"]
@@ -179,5 +180,5 @@ def test_mask_rcnn_runs_show_only_confident_instances(tmp_path):
         masks=masks,
     )
     assert [d["label"] for d in t.to_record(pred)["detections"]] == ["cat"]
-    (written,) = t.save_prediction(pred, tmp_path, "x")
+    (written,) = OUTPUT.of(t).save(t, pred, tmp_path, "x")
     assert [r["category"] for r in json.loads(written.read_text())] == ["cat", "dog"]

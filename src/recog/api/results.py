@@ -149,13 +149,15 @@ def to_df(predictions: Sequence[Result]) -> pd.DataFrame:
     """
     import pandas as pd
 
+    from recog.api.facet import OUTPUT
+
     refuse_non_finite(predictions)
     rows: list[dict[str, Any]] = []
     for pred in predictions:
         task = pred._task() if isinstance(pred, Result) else None
         if task is None:
             raise RecogError("to_df takes the predictions Recognizer.predict returns")
-        rows += task.csv_rows({"path": pred.path, **task.to_record(pred)})
+        rows += OUTPUT.of(task).csv_rows({"path": pred.path, **task.to_record(pred)})
     return pd.DataFrame(rows)
 
 

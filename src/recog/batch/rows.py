@@ -1,7 +1,7 @@
 """The one table `recog predict --out` writes, for every task and both engines.
 
 One row per image.  A task fills the columns its predictions have
-(`Task.table_columns`): a classifier its top-k `labels` and `scores` (and
+(`recog.api.facet.OUTPUT`'s `columns`): a classifier its top-k `labels` and `scores` (and
 `unknown`, `ood_score` where the run has a reject rule), a detector its shown
 `labels`, `scores` and `boxes` (x1, y1, x2, y2 in pixels of the image), a
 segmenter the classes present with their pixel fractions and one COCO RLE
@@ -39,7 +39,7 @@ SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-#: the columns a task may fill (`Task.table_columns`)
+#: the columns a task may fill (`recog.api.facet.OutputFacet.columns`)
 PREDICTION_COLUMNS = ("labels", "scores", "boxes", "masks", "unknown", "ood_score")
 
 
@@ -49,7 +49,7 @@ def make_row(
 ) -> dict[str, Any]:  # fmt: skip
     unknown = set(columns or {}) - set(PREDICTION_COLUMNS)
     if unknown:  # a task filling a column the schema lacks is a bug, not data
-        raise ValueError(f"table_columns gave columns the schema lacks: {sorted(unknown)}")
+        raise ValueError(f"the task's columns gave columns the schema lacks: {sorted(unknown)}")
     if not all_finite(columns):
         columns, error = None, f"{path}: {NON_FINITE}"
     row: dict[str, Any] = dict.fromkeys(PREDICTION_COLUMNS)

@@ -2,7 +2,7 @@
 
 The local engine of `recog predict --out`: `reader.prepared_batches` decodes in
 worker processes, the model runs here on a batch of equal-sized images at a time
-(a task may keep each image's own size), `Task.table_columns` makes the rows and
+(a task may keep each image's own size), the task's `OUTPUT.columns` make the rows and
 the sink (`writer`) writes them.  Nothing grows with the number of images but
 the list of their names.  A file that cannot be read becomes a row with its
 `error` and one warning line; the caller exits non-zero when any did.
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from recog.api.facet import OUTPUT
 from recog.api.results import NON_FINITE, all_finite
 from recog.batch.plan import Plan, plan
 from recog.batch.reader import PreparedBatch, prepared_batches
@@ -76,7 +77,7 @@ def predict_rows(
     for name, error, pred in zip(batch.names, batch.errors, preds, strict=True):
         if pred is not None and not all_finite(pred):  # checked before the task's columns,
             pred, error = None, f"{name}: {NON_FINITE}"  # whose --conf filter drops NaN scores
-        columns = None if pred is None else rec.task.table_columns(pred, top_k=top_k)
+        columns = None if pred is None else OUTPUT.of(rec.task).columns(rec.task, pred, top_k=top_k)
         rows.append(make_row(name, task=task, model=model, run=run, columns=columns, error=error))
     # a refused answer (NaN scores) is an error row: nothing to draw either
     return rows, [None if row["error"] else pred for row, pred in zip(rows, preds, strict=True)]

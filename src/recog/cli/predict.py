@@ -297,10 +297,12 @@ def _finish(out: Path, summary: Any) -> int:
 
 
 def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
+    from recog.api.facet import OUTPUT
+
     if fmt == "json":
         print(json.dumps(records, indent=1, allow_nan=False))
     elif fmt == "csv":
-        rows = [row for r in records for row in rec.task.csv_rows(r)]
+        rows = [row for r in records for row in OUTPUT.of(rec.task).csv_rows(r)]
         sys.stdout.write(csv_text(rows))
     else:
         from rich.console import Console
@@ -310,7 +312,7 @@ def _print_records(rec: Any, records: list[dict[str, Any]], fmt: str) -> None:
         table.add_column("image")
         table.add_column("result")
         for r in records:
-            table.add_row(r["path"], rec.task.summary(r))
+            table.add_row(r["path"], OUTPUT.of(rec.task).summary(r))
         Console(width=160).print(table)
 
 
@@ -318,6 +320,7 @@ def _save_drawn(rec: Any, name: str, pred: Any, target: Path) -> None:
     """The drawn image at `target` (PNG) and the task's files beside it (a mask PNG)."""
     from PIL import Image, PngImagePlugin
 
+    from recog.api.facet import OUTPUT
     from recog.batch.sources import read_input
     from recog.io import atomic_write_bytes
 
@@ -328,7 +331,7 @@ def _save_drawn(rec: Any, name: str, pred: Any, target: Path) -> None:
     mark.add_text(*_DRAWN)
     Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(buf, format="PNG", pnginfo=mark)
     atomic_write_bytes(target, buf.getvalue())
-    rec.task.save_prediction(pred, target.parent, target.stem)
+    OUTPUT.of(rec.task).save(rec.task, pred, target.parent, target.stem)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"predict": cmd_predict}

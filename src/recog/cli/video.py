@@ -135,10 +135,12 @@ def _stop_once(stop: threading.Event, previous: Any) -> None:
 
 def _csv_rows(rec: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The task's CSV rows of each frame, led by its file, frame index and time."""
+    from recog.api.facet import OUTPUT
+
     rows = []
     for r in records:
         lead = {"path": r["path"], "frame": r["frame"], "time_s": r["time_s"]}
-        rows += [{**lead, **row} for row in rec.task.csv_rows(r)]
+        rows += [{**lead, **row} for row in OUTPUT.of(rec.task).csv_rows(r)]
     return rows
 
 
@@ -167,10 +169,13 @@ def _table(rec: Any, records: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from recog.api.facet import OUTPUT
+
+    output = OUTPUT.of(rec.task)
     table = Table(title=f"{len(records)} frames, {rec.config.model}")
     for column in ("video", "frame", "time s", "result"):
         table.add_column(column)
     for r in records:
         shown = {k: v for k, v in r.items() if k not in ("frame", "time_s")}
-        table.add_row(r["path"], str(r["frame"]), f"{r['time_s']:.3f}", rec.task.summary(shown))
+        table.add_row(r["path"], str(r["frame"]), f"{r['time_s']:.3f}", output.summary(shown))
     Console(width=160).print(table)

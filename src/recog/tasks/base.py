@@ -8,7 +8,6 @@ this protocol in their own module.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -229,13 +228,6 @@ class Task(ABC):
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
 
-    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        """One image's values in `recog predict --out`'s table (`recog.batch.rows`' one
-        schema for every task): any of `labels` and `scores` (lists), `boxes` (x1, y1, x2,
-        y2 in pixels), `masks` ({"label", "size": [h, w], "counts": COCO RLE}), `unknown`,
-        `ood_score`; unset columns stay null."""
-        raise RecogError(f"{self.name} predictions have no table columns")
-
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -267,15 +259,6 @@ class Task(ABC):
         """`--fix DIR`: the kept images (and their annotations, less `drop_boxes`) under `out`."""
         raise RecogError(f"{inventory.root}: no cleaned copy for this task's data")
 
-    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        """`recog predict --format csv` rows for one `to_record` (with its `path`):
-        by default one row of its plain values."""
-        return [{k: v for k, v in record.items() if not isinstance(v, list | dict)}]
-
-    def summary(self, record: dict[str, Any]) -> str:
-        """The result column of `recog predict`'s table for one `to_record`."""
-        return json.dumps({k: v for k, v in record.items() if k != "path"})[:120]
-
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]
     ) -> list[tuple[torch.Tensor, str, bool | None]]:
@@ -298,10 +281,6 @@ class Task(ABC):
     def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
         """(class name, RGB colour) of what `draw` colours by class (segmentation masks), for
         the report's legend; default none."""
-        return []
-
-    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
-        """Files `predict --save-dir` writes beside the drawn image (mask PNGs, JSON); default none."""
         return []
 
     @classmethod

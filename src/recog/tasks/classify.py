@@ -311,18 +311,6 @@ class ClassifyTask(Task):
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
 
-    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        """The top-k classes and scores; `unknown` and `ood_score` where the run has a rule."""
-        values, indices = self._top(prediction, top_k)
-        columns: dict[str, Any] = {
-            "labels": [self.class_names[int(i)] for i in indices],
-            "scores": [float(v) for v in values],
-        }
-        if prediction.ood_score is not None:
-            columns["unknown"] = bool(prediction.unknown)
-            columns["ood_score"] = float(prediction.ood_score)
-        return columns
-
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -340,17 +328,6 @@ class ClassifyTask(Task):
     @staticmethod
     def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
         return write_class_folders(inventory, kept, out)
-
-    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        row = super().csv_rows(record)[0]
-        row["top_k"] = ";".join(f"{t['label']}:{t['score']:.4f}" for t in record["top_k"])
-        return [row]
-
-    def summary(self, record: dict[str, Any]) -> str:
-        ranked = ", ".join(f"{t['label']} {t['score']:.3f}" for t in record["top_k"])
-        if record.get("unknown"):
-            return f"unknown (ood score {record['ood_score']:.4g}); nearest: {ranked}"
-        return ranked
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

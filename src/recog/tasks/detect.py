@@ -363,15 +363,6 @@ class DetectTask(Task):
             ]
         }
 
-    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        """The detections above the display threshold (as drawn): labels, scores, boxes."""
-        keep = self._shown(prediction)
-        return {
-            "labels": [self.class_names[int(c)] for c in prediction.labels[keep]],
-            "scores": [float(s) for s in prediction.scores[keep]],
-            "boxes": [[float(v) for v in b] for b in prediction.boxes[keep]],
-        }
-
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -389,30 +380,6 @@ class DetectTask(Task):
     @staticmethod
     def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
         return write_detection_copy(inventory, kept, out, drop_boxes)
-
-    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        """One row per detection (x1, y1, x2, y2 in pixels); a bare row when none."""
-        return [
-            {
-                "path": record["path"],
-                "label": d["label"],
-                "score": d["score"],
-                "x1": d["box"][0],
-                "y1": d["box"][1],
-                "x2": d["box"][2],
-                "y2": d["box"][3],
-            }
-            for d in record["detections"]
-        ] or [{"path": record["path"]}]
-
-    def summary(self, record: dict[str, Any]) -> str:
-        found = record["detections"]
-        shown = ", ".join(f"{d['label']} {d['score']:.2f}" for d in found[:6])
-        return (
-            f"{len(found)} found"
-            + (f": {shown}" if shown else "")
-            + (" ..." if len(found) > 6 else "")
-        )
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

@@ -9,7 +9,6 @@ loading is the segment task's (`recog.tasks.segment`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -20,7 +19,6 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import require_resolved
-from recog.io import atomic_write_text
 from recog.metrics.base import Accumulator, Figure
 from recog.tasks.base import normalization
 from recog.tasks.detect import DetectTask
@@ -145,47 +143,6 @@ class InstanceSegmentTask(DetectTask):
             index[masks[j]] = j + 1
         record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": png_b64(index)}
         return record
-
-    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        """The shown detections' columns and each one's mask as a COCO RLE."""
-        from recog.metrics.segmentation import encode_rle
-
-        columns = super().table_columns(prediction, top_k=top_k)
-        keep = self._shown(prediction)
-        labels = prediction.labels[keep]
-        columns["masks"] = [
-            {"label": self.class_names[int(c)], "size": [int(v) for v in rle["size"]],
-             "counts": rle["counts"]}
-            for c, rle in zip(labels, encode_rle(prediction.masks[keep]), strict=True)
-        ]  # fmt: skip
-        return columns
-
-    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
-        """`<stem>.json`: COCO-style results with RLE masks (all detections kept)."""
-        from recog.metrics.segmentation import encode_rle
-
-        rles = encode_rle(prediction.masks)
-        results = [
-            {
-                "file_name": stem,
-                "category_id": int(c) + 1,
-                "category": self.class_names[int(c)],
-                "bbox": [
-                    round(float(b[0]), 2),
-                    round(float(b[1]), 2),
-                    round(float(b[2] - b[0]), 2),
-                    round(float(b[3] - b[1]), 2),
-                ],
-                "score": round(float(s), 6),
-                "segmentation": rle,
-            }
-            for b, c, s, rle in zip(
-                prediction.boxes, prediction.labels, prediction.scores, rles, strict=True
-            )
-        ]
-        out = save_dir / f"{stem}.json"
-        atomic_write_text(out, json.dumps(results))
-        return [out]
 
     def label_figures(self, splits: DataSplits) -> list[Figure]:
         from recog.data.label_stats import instance_labels

@@ -34,13 +34,12 @@ from recog.data.formats.masks import encode_png
 from recog.data.hygiene import segmentation_findings
 from recog.data.inventory import Finding, Inventory, segmentation_inventory
 from recog.errors import RecogError
-from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator, Figure
 from recog.models.factory import get_spec
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.doctoring import segment_label_findings
-from recog.tasks.drawing import palette, palette_png
+from recog.tasks.drawing import palette
 from recog.types import (
     IGNORE_INDEX,
     Batch,
@@ -328,39 +327,6 @@ class SegmentTask(Task):
             }
         }
 
-    def table_columns(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        """The classes present, their fraction of the pixels, and one COCO RLE mask each."""
-        from recog.metrics.segmentation import encode_rle
-
-        mask = prediction.mask
-        counts = self._pixel_counts(mask)
-        present = [k for k in range(self.num_classes) if counts[k] > 0]
-        regions = (
-            torch.stack([mask == k for k in present])
-            if present
-            else torch.zeros((0, *mask.shape), dtype=torch.bool)
-        )
-        total = max(1, mask.numel())
-        return {
-            "labels": [self.class_names[k] for k in present],
-            "scores": [float(counts[k]) / total for k in present],
-            "masks": [
-                {
-                    "label": self.class_names[k],
-                    "size": [int(v) for v in rle["size"]],
-                    "counts": rle["counts"],
-                }
-                for k, rle in zip(present, encode_rle(regions), strict=True)
-            ],  # fmt: skip
-        }
-
-    def save_prediction(self, prediction: Prediction, save_dir: Path, stem: str) -> list[Path]:
-        """`<stem>_mask.png`: the class id of every pixel, as a palette PNG that shows each
-        class in its drawing colour (`recog.tasks.drawing.palette_png`)."""
-        out = save_dir / f"{stem}_mask.png"
-        atomic_write_bytes(out, palette_png(prediction.mask, self.num_classes))
-        return [out]
-
     @staticmethod
     def doctor_inventory(
         spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
@@ -381,18 +347,6 @@ class SegmentTask(Task):
     @staticmethod
     def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
         return write_mask_folders(inventory, kept, out)
-
-    def csv_rows(self, record: dict[str, Any]) -> list[dict[str, Any]]:
-        """One row per image: its size and the fraction of pixels of each class."""
-        row = super().csv_rows(record)[0]
-        seg = record["segmentation"]
-        row |= {"width": seg["width"], "height": seg["height"]}
-        row |= {f"fraction_{k}": v for k, v in seg.get("pixel_fraction", {}).items()}
-        return [row]
-
-    def summary(self, record: dict[str, Any]) -> str:
-        shares = sorted(record["segmentation"]["pixel_fraction"].items(), key=lambda kv: -kv[1])
-        return ", ".join(f"{name} {share:.1%}" for name, share in shares[:6] if share > 0)
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

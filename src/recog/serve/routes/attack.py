@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from recog.api.facet import OUTPUT
 from recog.errors import RecogError
 from recog.serve.errors import ApiError, error_responses
 from recog.serve.routes.predict import PREDICT_BODY
@@ -98,7 +99,7 @@ async def attack(
             "clean_image": _png(task.draw(result.image, result.clean)),
             "adversarial_image": _png(task.draw(result.adversarial, result.attacked)),
             "perturbation": _png(magnified),
-            "changed": task.summary(before) != task.summary(after),
+            "changed": OUTPUT.of(task).summary(before) != OUTPUT.of(task).summary(after),
         }
 
     (width, height), body = await in_worker(state.heavy, work, limits.predict_timeout_s, "attack")
