@@ -10,7 +10,8 @@ read the database cannot answer (`StoreUnavailable`) is a 503 with its code.
 A bug is answered by `_CatchBugs`, inside the app, not by Starlette's
 outermost `ServerErrorMiddleware`: that one answers too but then re-raises,
 and uvicorn drops the client's keep-alive connection without a word (the
-next request on it is a broken pipe).
+next request on it is a broken pipe).  `HttpMiddleware` is the pure-ASGI base it
+shares with `recog.serve.middleware.Observe`.
 """
 
 from __future__ import annotations
@@ -88,16 +89,30 @@ def install_error_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
     app.add_middleware(_CatchBugs, answer=_bug)
 
 
-class _CatchBugs:
-    """Pure ASGI: an exception no handler answered becomes `answer`'s response here."""
+class HttpMiddleware:
+    """Pure ASGI: `http` sees each HTTP request; websockets and lifespan pass straight through."""
 
-    def __init__(self, app: ASGIApp, answer: Any) -> None:
-        self.app, self.answer = app, answer
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class _CatchBugs(HttpMiddleware):
+    """An exception no handler answered becomes `answer`'s response here."""
+
+    def __init__(self, app: ASGIApp, answer: Any) -> None:
+        super().__init__(app)
+        self.answer = answer
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracked(message: Message) -> None:

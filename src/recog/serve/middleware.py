@@ -18,11 +18,11 @@ from fastapi import FastAPI, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recog.serve.errors import ApiError
+from recog.serve.errors import ApiError, HttpMiddleware
 from recog.serve.metrics import ServerMetrics
 
 
-class Observe:
+class Observe(HttpMiddleware):
     """Pure-ASGI middleware: request metrics and security headers on every response."""
 
     _HEADERS = [
@@ -37,12 +37,10 @@ class Observe:
     ]
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
-        self.app, self.metrics = app, metrics
+        super().__init__(app)
+        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
 
