@@ -36,3 +36,21 @@ def run_cli(
         timeout=timeout,
         env=full_env,
     )
+
+
+#: a run record's values where a test needs a whole record and says only what it is about
+_RECORD = {
+    "task": "classify", "classes": ["a", "b"], "model": "cnn", "weights": "none", "img_size": 32,
+    "head_epochs": 0.0, "backbone_lr": 1.0, "epochs": 1, "steps": 1, "time": 0.0,
+    "batch_size": 8, "lr": 1e-3, "weight_decay": 0.0, "schedule": "cosine",
+    "warmup_epochs": 0.0, "clip_grad": 0.0, "ema": 0.0, "patience": 0, "label_smoothing": 0.0,
+    "class_weights": "none", "augment": "none", "hflip": 0.0, "min_scale": 1.0, "crop_pct": 1.0,
+    "mosaic": 0.0, "mosaic_off_epochs": 0, "elastic": 0.0, "mean": [0.5] * 3, "std": [0.5] * 3,
+}  # fmt: skip
+
+
+def record(**values):
+    """A whole run record (`recog.config.TrainConfig`) with `values` and plain others."""
+    from recog.config import TrainConfig
+
+    return TrainConfig.from_dict({**_RECORD, **values}, source="test")

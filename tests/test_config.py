@@ -1,4 +1,4 @@
-"""TrainConfig refuses a value of the wrong type or out of range, naming it (recog.config)."""
+"""A TrainRequest refuses a value of the wrong type or out of range, naming it (recog.config)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from recog.config import TrainConfig
+from recog.config import TrainRequest
 from recog.errors import RecogError
 from recog.types import TaskName
 
@@ -36,12 +36,12 @@ from recog.types import TaskName
 )
 def test_bad_values_are_refused_with_their_name(values, message):
     with pytest.raises(RecogError, match=message) as info:
-        TrainConfig.from_dict(values, source="run/config.yaml")
+        TrainRequest.from_dict(values, source="run/config.yaml")
     assert str(info.value).startswith("run/config.yaml: ")
 
 
 def test_good_values_are_used_as_given():
-    cfg = TrainConfig.from_dict(
+    cfg = TrainRequest.from_dict(
         {"lr": 1, "task": "detect", "hflip": 0, "weight_decay": "1e-4", "classes": ["a"]}
     )
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
@@ -67,10 +67,10 @@ def test_a_config_file_of_the_wrong_type_is_one_line_and_exit_2(tmp_path):
 def test_a_run_name_is_a_name_not_a_path(name):
     """Issue 33: `--name ../../escaped_name` put the run outside runs/."""
     with pytest.raises(RecogError, match="name must be a plain folder name"):
-        TrainConfig(name=name)
+        TrainRequest(name=name)
 
 
 def test_empty_data_is_refused_not_the_current_folder():
     """Issue 33: `recog train --data ""` trained on the current directory."""
     with pytest.raises(RecogError, match="data must name a dataset"):
-        TrainConfig(data="  ")
+        TrainRequest(data="  ")

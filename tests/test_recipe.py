@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from recog.api import resolve_config
-from recog.config import TrainConfig, parse_duration
+from recog.config import TrainRequest, parse_duration
 from recog.errors import RecogError
 from recog.recipe import DEFAULT_TIME_CAP, Probe, resolve, resolve_budget, start_block
 from recog.tasks import ClassifyTask, DetectTask, SegmentTask
@@ -33,7 +33,7 @@ class _Defaults:
 
 
 def _resolve(
-    cfg: TrainConfig,
+    cfg: TrainRequest,
     facts: DataFacts,
     task=ClassifyTask,
     probe: Probe | None = None,
@@ -43,22 +43,21 @@ def _resolve(
     """The resolved config; `scratch` (the rules these tests pin) unless weights are given:
     the pretrained start has tests of its own (test_pretrained_start_*)."""
     if scratch and cfg.weights is None:
-        cfg = dataclasses.replace(cfg, weights="none")
+        cfg = cfg.replace(weights="none")
     res = resolve(cfg, facts, task.recipe, device_type="cpu", data_defaults=_Defaults())
     return resolve_budget(res, facts, probe=probe)
 
 
 def test_no_flag_resolution_leaves_no_field_unset():
-    res = _resolve(TrainConfig(data="somewhere"), _facts(245))
+    res = _resolve(TrainRequest(data="somewhere"), _facts(245))
     cfg = dataclasses.replace(res.config, out="runs/x", name="x")
-    assert cfg.unset() == []
     assert all(v is not None for v in cfg.to_dict().values())
     assert cfg.versions["torch"] == str(torch.__version__)
 
 
 def test_small_sets_get_more_epochs_and_the_budget_is_counted_in_steps():
-    small = _resolve(TrainConfig(), _facts(40)).config
-    big = _resolve(TrainConfig(), _facts(20_000)).config
+    small = _resolve(TrainRequest(), _facts(40)).config
+    big = _resolve(TrainRequest(), _facts(20_000)).config
     assert small.epochs > 50 > big.epochs
     # the step budget grows with the data, but far slower than the data
     assert small.steps < big.steps < small.steps * math.sqrt(20_000 / 40) * 1.1
@@ -67,9 +66,9 @@ def test_small_sets_get_more_epochs_and_the_budget_is_counted_in_steps():
 
 
 def test_batch_follows_the_data_and_the_learning_rate_follows_the_batch():
-    tiny = _resolve(TrainConfig(), _facts(40)).config
-    mid = _resolve(TrainConfig(), _facts(245)).config
-    big = _resolve(TrainConfig(), _facts(5000)).config
+    tiny = _resolve(TrainRequest(), _facts(40)).config
+    mid = _resolve(TrainRequest(), _facts(245)).config
+    big = _resolve(TrainRequest(), _facts(5000)).config
     assert (tiny.batch_size, mid.batch_size, big.batch_size) == (8, 16, 32)
     # square-root scaling from 2e-3 at batch 32
     assert big.lr == pytest.approx(2e-3)
@@ -78,7 +77,7 @@ def test_batch_follows_the_data_and_the_learning_rate_follows_the_batch():
 
 
 def test_given_values_are_used_never_replaced():
-    cfg = TrainConfig(
+    cfg = TrainRequest(
         model="resnet18", img_size=96, epochs=7, batch_size=4, lr=0.1, weight_decay=0.0,
         schedule="constant", label_smoothing=0.0, augment="none", patience=0, ema=0.0,
     )  # fmt: skip
@@ -90,24 +89,24 @@ def test_given_values_are_used_never_replaced():
 
 
 def test_steps_set_the_epochs_and_a_disagreeing_pair_is_refused():
-    out = _resolve(TrainConfig(steps=100, batch_size=16), _facts(160)).config
+    out = _resolve(TrainRequest(steps=100, batch_size=16), _facts(160)).config
     assert (out.epochs, out.steps) == (10, 100)
     with pytest.raises(RecogError, match="disagree"):
-        _resolve(TrainConfig(steps=100, epochs=3, batch_size=16), _facts(160))
+        _resolve(TrainRequest(steps=100, epochs=3, batch_size=16), _facts(160))
 
 
 def test_input_size_and_model_come_from_the_images():
-    photos = _resolve(TrainConfig(), _facts(245, side=375)).config
+    photos = _resolve(TrainRequest(), _facts(245, side=375)).config
     assert (photos.model, photos.img_size) == ("resnet18", 128)  # capped on CPU
-    small = _resolve(TrainConfig(), _facts(245, side=100)).config
+    small = _resolve(TrainRequest(), _facts(245, side=100)).config
     assert (small.model, small.img_size) == ("resnet18", 96)
-    tiny = _resolve(TrainConfig(), _facts(500, side=28)).config
+    tiny = _resolve(TrainRequest(), _facts(500, side=28)).config
     assert (tiny.model, tiny.img_size) == ("cnn", 32)
     # detection letterboxes the longer side; segmentation crops at most 256 on CPU
-    det = _resolve(TrainConfig(), _facts(160, side=400, task=TaskName.DETECT), DetectTask).config
+    det = _resolve(TrainRequest(), _facts(160, side=400, task=TaskName.DETECT), DetectTask).config
     assert (det.model, det.img_size, det.batch_size) == ("yolo_n", 320, 16)
     assert det.ema >= 0.99 and det.mosaic == 1.0
-    seg = _resolve(TrainConfig(), _facts(24, side=512, task=TaskName.SEGMENT), SegmentTask).config
+    seg = _resolve(TrainRequest(), _facts(24, side=512, task=TaskName.SEGMENT), SegmentTask).config
     assert (seg.model, seg.img_size, seg.batch_size, seg.augment) == ("unet", 256, 8, "strong")
 
 
@@ -115,23 +114,23 @@ def test_detection_given_epochs_takes_a_batch_that_reaches_the_planned_steps():
     """raccoon's 160 images: 760 steps planned; 60 epochs of batch 16 are 600, of 8 are 1,200
     (mAP 0.347 against 0.392, docs/recipe.md); enough epochs keep the batch rule's 16."""
     facts = _facts(160, side=400, task=TaskName.DETECT)
-    short = _resolve(TrainConfig(epochs=60), facts, DetectTask)
+    short = _resolve(TrainRequest(epochs=60), facts, DetectTask)
     assert (short.config.batch_size, short.config.steps) == (8, 1200)
     assert any("reach the 759 steps planned" in n for n in short.notes)
-    long = _resolve(TrainConfig(epochs=76), facts, DetectTask).config
+    long = _resolve(TrainRequest(epochs=76), facts, DetectTask).config
     assert (long.batch_size, long.steps) == (16, 760)
     # never below the task's smallest batch, never over a batch the user gave
-    assert _resolve(TrainConfig(epochs=2), facts, DetectTask).config.batch_size == 8
-    given = _resolve(TrainConfig(epochs=60, batch_size=16), facts, DetectTask).config
+    assert _resolve(TrainRequest(epochs=2), facts, DetectTask).config.batch_size == 8
+    given = _resolve(TrainRequest(epochs=60, batch_size=16), facts, DetectTask).config
     assert given.batch_size == 16
     # classification keeps its batch rule (not measured there)
-    assert _resolve(TrainConfig(epochs=30), _facts(245)).config.batch_size == 16
+    assert _resolve(TrainRequest(epochs=30), _facts(245)).config.batch_size == 16
 
 
 def test_the_time_cap_bounds_a_planned_budget_that_would_not_fit_by_the_clock():
     slow = Probe(step_seconds=2.0, val_seconds=5.0)  # 16 steps an epoch: 37 s an epoch
-    free = _resolve(TrainConfig(), _facts(245)).config
-    capped = _resolve(TrainConfig(), _facts(245), probe=slow)
+    free = _resolve(TrainRequest(), _facts(245)).config
+    capped = _resolve(TrainRequest(), _facts(245), probe=slow)
     # the plan stays the bound; the cap is a clock the trainer re-plans against each epoch
     assert capped.config.epochs == free.epochs and capped.config.time == DEFAULT_TIME_CAP
     fits = DEFAULT_TIME_CAP // 37
@@ -145,30 +144,30 @@ def test_the_time_cap_bounds_a_planned_budget_that_would_not_fit_by_the_clock():
     lines = start_block(_facts(245), capped, "runs/x", device="cpu")
     assert any(line.startswith("  warning    the 15-minute cap") for line in lines)
     # a budget the user gave is never capped, nor warned about
-    given = _resolve(TrainConfig(epochs=500), _facts(245), probe=slow)
+    given = _resolve(TrainRequest(epochs=500), _facts(245), probe=slow)
     assert (given.config.epochs, given.config.time, given.budget_cut) == (500, 0.0, "")
     # a cut of less than half is said as a note, not a warning
-    mild = _resolve(TrainConfig(), _facts(245), probe=Probe(step_seconds=0.9, val_seconds=1.0))
+    mild = _resolve(TrainRequest(), _facts(245), probe=Probe(step_seconds=0.9, val_seconds=1.0))
     assert mild.config.time == DEFAULT_TIME_CAP and mild.budget_cut == ""
 
 
 def test_what_follows_the_run_length_follows_the_capped_budget():
     slow = Probe(step_seconds=2.0, val_seconds=5.0)  # 10 steps an epoch: 25 s an epoch
     facts = _facts(160, side=400, task=TaskName.DETECT)
-    free = _resolve(TrainConfig(), facts, DetectTask).config
-    capped = _resolve(TrainConfig(), facts, DetectTask, probe=slow).config
+    free = _resolve(TrainRequest(), facts, DetectTask).config
+    capped = _resolve(TrainRequest(), facts, DetectTask, probe=slow).config
     fits = DEFAULT_TIME_CAP // 25
     assert capped.epochs == free.epochs > fits
     assert capped.mosaic_off_epochs == round(fits / 6) < free.mosaic_off_epochs
     assert capped.ema <= free.ema
     # a value the user gave stays as given
-    kept = _resolve(TrainConfig(mosaic_off_epochs=20), facts, DetectTask, probe=slow).config
+    kept = _resolve(TrainRequest(mosaic_off_epochs=20), facts, DetectTask, probe=slow).config
     assert kept.mosaic_off_epochs == 20
 
 
 def test_time_budget_sets_a_bound_and_the_clock_schedule():
     probe = Probe(step_seconds=0.5, val_seconds=2.0)  # 10 s an epoch
-    out = _resolve(TrainConfig(time=300.0), _facts(245), probe=probe).config
+    out = _resolve(TrainRequest(time=300.0), _facts(245), probe=probe).config
     assert out.time == 300.0
     assert out.epochs >= 60  # an upper bound: the clock stops the run
     assert out.patience == 0  # the clock ends the run, once the rate has annealed
@@ -190,11 +189,11 @@ def test_bad_durations_are_refused(text):
 @pytest.mark.parametrize("key", ["epochs", "batch_size", "img_size", "steps"])
 def test_zero_is_refused_not_replaced(key, tmp_path):
     with pytest.raises(RecogError, match="at least 1"):
-        resolve_config(TrainConfig(data="digits", **{key: 0}))
+        resolve_config(TrainRequest(data="digits", **{key: 0}))
 
 
 def test_survey_measures_the_real_data(tiny_folder):
-    res, facts, task = resolve_config(TrainConfig(data=str(tiny_folder)))
+    res, facts, task = resolve_config(TrainRequest(data=str(tiny_folder)))
     assert task is ClassifyTask
     assert (facts.n_train, facts.n_val, facts.num_classes) == (24, 8, 2)
     assert (facts.median_side, facts.median_long_side) == (40, 48)
@@ -283,17 +282,17 @@ def test_amp_auto_on_a_cpu_follows_the_probes_timing():
     """bf16 where the probe measured it faster by the margin, float32 otherwise; the epoch
     estimate (and so the time cap) uses the chosen precision's steps."""
     facts = _facts(245)
-    fast = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.0))
+    fast = _resolve(TrainRequest(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.0))
     assert fast.config.amp == "on" and any("amp on: bf16 steps 1.00 s" in n for n in fast.notes)
     # 16 steps an epoch: 21 s an epoch in bf16 against 37 s, so more epochs fit the cap
     assert any(f"about {DEFAULT_TIME_CAP // 21} of the" in n for n in fast.notes)
-    marginal = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.9))
+    marginal = _resolve(TrainRequest(), facts, probe=Probe(2.0, 5.0, bf16_step_seconds=1.9))
     assert marginal.config.amp == "off" and any("no faster" in n for n in marginal.notes)
-    none = _resolve(TrainConfig(), facts, probe=Probe(2.0, 5.0))
+    none = _resolve(TrainRequest(), facts, probe=Probe(2.0, 5.0))
     assert none.config.amp == "off" and any("no native bf16" in n for n in none.notes)
     # a value the user gave is used as given, with no probe consulted
     for given in ("on", "off"):
-        cfg = _resolve(TrainConfig(amp=given), facts, probe=Probe(2.0, 5.0, 1.0)).config
+        cfg = _resolve(TrainRequest(amp=given), facts, probe=Probe(2.0, 5.0, 1.0)).config
         assert cfg.amp == given
     # no field is left unset, even without a probe (amp off, float32)
-    assert _resolve(TrainConfig(), facts).config.amp == "off"
+    assert _resolve(TrainRequest(), facts).config.amp == "off"

@@ -1,17 +1,26 @@
-"""Typed run configuration (`TrainConfig`) and its YAML round-trip.
+"""The options of `recog train`, declared once; what a user asks (`TrainRequest`) and what
+a run used (`TrainConfig`, its config.yaml).
 
-A `TrainConfig` as the user writes it may leave fields unset (None): those
-are left to the recipe (`recog.recipe.resolve`), which fills every one of
-them from facts about the data, the model and the machine.  A run's
-`config.yaml` is exactly the resolved `TrainConfig.to_dict()`, with no unset
-field; `require_resolved` is how the engine, tasks and loaders insist on it.
-Options that are off hold their off value (0, "none"), never None.
+Each option is one field of `TrainConfig` with its type, and an `Opt` beside
+it: the help text, the `recog train --help` heading it stands under, its
+range, its unit and its default rule (a fixed value, or what the recipe
+chooses it from).  Everything else is generated from that declaration: the
+CLI's flags, groups, help and checks (`recog.cli.train_options`), the YAML
+load and its checks (`TrainRequest.from_dict`, `TrainConfig.load`).
+
+Two types, because "left to the recipe" must never reach a run:
+- `TrainRequest`: the options a user gave (CLI, YAML, Python API), each
+  checked against its declaration; an option left out reads as its fixed
+  default, or None where the recipe decides (`request.img_size is None`).
+- `TrainConfig`: the resolved record, typed without Optional; `recog.recipe`
+  makes it from a request, once.  Off values are their off value (0, "none").
 Fixed vocabularies are `Literal`s here, once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
@@ -37,145 +46,335 @@ Log = Literal["none", "tensorboard", "mlflow", "tensorboard,mlflow", "mlflow,ten
 #: the value of an optional feature that is off (weights, class_weights)
 NONE = "none"
 
+#: the largest training budgets: 100,000 epochs is beyond any published schedule (ImageNet
+#: trains 90-600), 10**8 optimizer steps is years on one GPU, and 30 days is a long run
+MAX_EPOCHS, MAX_STEPS, MAX_TIME_S = 100_000, 10**8, 30 * 24 * 3600
 
-@dataclass
+#: the headings of `recog train --help`, in order; each option names one
+GROUPS = (
+    "data",
+    "model",
+    "fine-tuning",
+    "schedule",
+    "loss",
+    "augmentation",
+    "hardware and reproducibility",
+    "robustness (adversarial training)",
+    "distillation",
+    "output and tracking",
+)
+
+#: the default rule of an option the recipe chooses, unless its `Opt` says more
+FROM_THE_DATA = "from the data"
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a number: `low`/`high` (None: open), each inclusive or not."""
+
+    low: float | None = None
+    high: float | None = None
+    low_in: bool = True
+    high_in: bool = True
+
+    def holds(self, value: float) -> bool:
+        low, high = self.low, self.high
+        below = low is not None and (value < low or (value == low and not self.low_in))
+        above = high is not None and (value > high or (value == high and not self.high_in))
+        return not (below or above)
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'at least' if self.low_in else 'greater than'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'at most' if self.high_in else 'less than'} {self.high:g}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class Opt:
+    """What one option is, beside its field: everything but its type and fixed default."""
+
+    group: str
+    help: str
+    #: the default as `--help` says it, where the field's fixed value does not say it all;
+    #: for an option the recipe chooses, what it chooses it from ("from the data: ...")
+    rule: str = ""
+    range: Range | None = None
+    unit: str = ""
+    metavar: str = ""
+    #: given as text and turned into the field's value (`10m` -> 600.0, `8/255`)
+    parse: str = ""
+    #: the recipe chooses it when the user does not (the request reads None)
+    chosen: bool = False
+
+
+#: fields of the record that are never options (what the run ran on, what it loaded)
+RECORD_ONLY = frozenset({"version", "versions", "pretrained", "mean", "std"})
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    group: str,
+    help: str,
+    rule: str = "",
+    range: Range | None = None,
+    unit: str = "",
+    metavar: str = "",
+    parse: str = "",
+) -> Any:
+    """A field of the record and its `Opt`.  Without a default, the recipe chooses it."""
+    chosen = default is dataclasses.MISSING and factory is dataclasses.MISSING
+    if group not in GROUPS:
+        raise ValueError(f"option group {group!r} is not one of GROUPS")
+    meta = {"option": Opt(group, help, rule or (FROM_THE_DATA if chosen else ""), range, unit,
+                          metavar, parse, chosen)}  # fmt: skip
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    if chosen:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _record(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
+    """A field of the record that is no option (filled by the recipe or recog itself)."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory)
+    return field(default=default) if default is not dataclasses.MISSING else field()
+
+
+_FRACTION = Range(0, 1, True, False)
+_POSITIVE = Range(0, None, True, False)
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
-    """Everything `recog train` needs; defaults are what a user gets without flags."""
+    """What a run used: every option resolved (config.yaml), typed without Optional.
 
-    data: str = "digits"
-    task: TaskName | None = None  # None: inferred from the data or the model
-    model: str | None = None  # None: the recipe's choice for the task and data
-    model_args: dict[str, Any] = field(default_factory=dict)
-    # None: the model's ImageNet weights where their file is on this machine (the recipe),
-    # "imagenet": those, "none": from scratch; or a file, or torchvision / timm / smp caches
-    weights: str | None = None
-    freeze_backbone: bool = False
-    # fine-tuning (recog.engine.optim): epochs that train the new head alone before the whole
-    # network (0: off), and the rate of every layer but the head, as a fraction of lr
-    head_epochs: float | None = None
-    backbone_lr: float | None = None
-    img_size: int | None = None
-    # budget: give at most one of epochs / steps; time bounds the wall clock
-    epochs: int | None = None
-    steps: int | None = None  # optimizer steps in all
-    time: float | None = None  # seconds of training (0: no limit); `--time 10m`
-    batch_size: int | None = None
-    optimizer: Optimizer = "adamw"
-    lr: float | None = None  # peak learning rate
-    weight_decay: float | None = None
-    momentum: float = 0.9
-    schedule: Schedule | None = None
-    warmup_epochs: float | None = None
-    label_smoothing: float | None = None
-    amp: Amp = "auto"
-    # BatchNorm statistics over the global batch under torchrun (SyncBatchNorm; CUDA only):
-    # auto is on for CUDA with more than one process
-    sync_bn: Amp = "auto"
-    accumulate: int = 1
-    clip_grad: float | None = None  # 0: off
-    ema: float | None = None  # EMA decay of the weights, e.g. 0.999; 0: off
-    patience: int | None = None  # early stopping, epochs without improvement; 0: off
-    seed: int = 0
-    deterministic: bool = False
-    workers: int = 0
-    device: str = "auto"
-    # data
-    val_split: float = 0.2
-    #: `--group-by`: metadata columns (`date,location`) or a file-name pattern with a (group)
-    #: that keeps each session whole on one side of the split; "" splits image by image
-    group_by: str = ""
-    augment: Augment | None = None
-    auto_augment: AutoAugment = "none"
-    hflip: float | None = None
-    min_scale: float | None = None  # smallest crop / scale of the training augmentation
-    crop_pct: float | None = None  # classification: centre-crop fraction at evaluation
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    balanced: bool = False
-    mosaic: float | None = None  # detection: chance of a 4-image mosaic
-    mosaic_off_epochs: int | None = None  # detection: the last epochs train without mosaic
-    cache: Cache = "auto"
-    strict: bool = False
-    classes: list[str] | None = None  # class names in label order (mask values for masks)
-    # segmentation
-    seg_loss: SegLoss = "ce_dice"
-    class_weights: str | None = None  # comma-separated per-class loss weights; "none": equal
-    elastic: float | None = None  # probability of an elastic deformation (cells, membranes)
-    # adversarial training (recog.robust.training): the attack each training batch meets
-    adv_train: AdvTrain = "none"
-    adv_eps: float = 8 / 255  # L-inf radius in [0, 1] pixel units; `--adv-eps 8/255`
-    adv_steps: int = 10  # PGD / TRADES steps (fgsm-rs takes one)
-    adv_mix: float = 0.0  # weight of the clean images' loss (0: attacked only, Madry et al.)
-    # knowledge distillation (recog.distill): a trained run of the same task and classes
-    teacher: str = NONE  # the teacher's run directory; "none": no distillation
-    distill_weight: float = 0.5  # loss = (1 - w) * task loss + w * distillation term
-    distill_temperature: float = 4.0  # softens classify logits and detection DFL bins
-    # output
-    out: str | None = None
-    name: str | None = None
-    # experiment tracking (recog.engine.tracking): RUN/tensorboard/, an MLflow run
-    log: Log = "none"
-    # MLflow tracking URI; auto: MLFLOW_TRACKING_URI, else sqlite beside the run (recorded resolved)
-    log_uri: str = "auto"
-    # input normalization, per channel: the pretrained file's own (recog.models.pretrained),
-    # else the model's; every task, export and server reads it from the run's config
-    mean: list[float] | None = None
-    std: list[float] | None = None
+    Made by `recog.recipe.resolve` from a `TrainRequest`, or read back from a
+    run's config.yaml (`load`).  `out` and `name` are "" only between the
+    recipe and the run's placement (`recog.api.training`), which fills them.
+    """
+
+    # ---------------------------------------------------------------- data
+    data: str = option("digits", group="data", metavar="PATH",
+        help="digits, shapes:..., a class-folder root (train/ + val/, or <class>/ split by "
+        "--val-split), a path,label CSV, or a COCO / VOC / YOLO / mask-folder set")  # fmt: skip
+    task: TaskName = option(group="data", help="what to recognize",
+                            rule="inferred from the data or the model")  # fmt: skip
+    classes: list[str] = option(group="data", metavar="A,B,...", parse="names",
+        help="comma-separated class names in label order (mask folders: of the values 0, 1, ...)")  # fmt: skip
+    val_split: float = option(0.2, group="data", range=Range(0, 1, False, False),
+        help="fraction held out for validation when the data has no val/ split "
+        "(seeded by --seed, stratified per class)")  # fmt: skip
+    #: metadata columns (`date,location`) or a file-name pattern with a (group) that keeps
+    #: each session whole on one side of the split; "" splits image by image
+    group_by: str = option("", group="data",
+        help="keep each session whole on one side of the split: metadata columns of a "
+        "path,label,... CSV (date,location) or a file-name pattern whose (group) names the "
+        "session ('^(\\d+)_': 041_066.png -> 041)")  # fmt: skip
+    cache: Cache = option("auto", group="data", rule="auto: on for up to 20,000 images",
+                          help="decode and resize the images once into memory")  # fmt: skip
+    strict: bool = option(False, group="data",
+                          help="fail on the first corrupt image instead of skipping it")  # fmt: skip
+    balanced: bool = option(False, group="data",
+                            help="sample the classes equally often (classification)")  # fmt: skip
+    # --------------------------------------------------------------- model
+    model: str = option(group="model", metavar="NAME",
+        rule="from the data: the task's default model for the images' size",
+        help="registry name or timm:<name>; `recog models` lists them with their task and size")  # fmt: skip
+    model_args: dict[str, Any] = option(factory=dict, group="model", metavar="KEY=VALUE",
+        parse="pairs", help="builder options as key=value, e.g. width=64 depth=4")  # fmt: skip
+    #: "imagenet": the model's ImageNet file from its package, "none": from scratch; or a
+    #: file, or the torchvision / timm / smp caches
+    weights: str = option(group="model", metavar="WEIGHTS",
+        rule="from the data: imagenet where the model has ImageNet weights on this machine "
+        "(the task's default model does), else none, from scratch",
+        help="imagenet: the model's ImageNet file from its pip package (`recog weights` lists "
+        "them); none: from scratch; a local file (safetensors or state dict); or `torchvision`, "
+        "`timm`, `smp` for the library's file in the local torch / Hugging Face cache; nothing "
+        "is downloaded")  # fmt: skip
+    freeze_backbone: bool = option(False, group="model",
+                                   help="train the head only (with --weights)")  # fmt: skip
+    img_size: int = option(group="model", unit="px", help="input size in pixels",
+        # 4096 px: 3x the largest input any recog model is trained at (YOLO's P6 models at
+        # 1280) and the bound `recog export --img-size` keeps; 16384 (3 GB as one float image,
+        # tens of GB of activations) made `recog predict` of an edited config.yaml run out of
+        # memory
+        range=Range(1, 4096),
+        rule="from the data: the images' median size, capped per task and device")  # fmt: skip
+    # ---------------------------------------------------------- fine-tuning
+    head_epochs: float = option(group="fine-tuning", unit="epochs", range=Range(0, 1000),
+        rule="from the data: 1 when fine-tuning pretrained weights, else 0, off",
+        help="fine-tuning: epochs that train the new head alone before the whole network "
+        "(0: off)")  # fmt: skip
+    backbone_lr: float = option(group="fine-tuning", range=Range(0, 1),
+        rule="from the data: 1, the same rate as the head",
+        help="fine-tuning: the rate of every layer but the head, as a fraction of --lr")  # fmt: skip
+    # ------------------------------------------------------------ schedule
+    # budgets: bounds far above any real run, below what would only run until killed
+    # (`--epochs 99999999999999999999999` once trained, its lr at 8e-25 by epoch 2)
+    epochs: int = option(group="schedule", unit="epochs", range=Range(1, MAX_EPOCHS),
+        rule="from the data: a budget in steps planned from the data size, capped to fit "
+        "15 min on this machine", help="training epochs")  # fmt: skip
+    steps: int = option(group="schedule", unit="steps", range=Range(1, MAX_STEPS),
+        rule="from --epochs", help="training budget in optimizer steps, instead of --epochs")  # fmt: skip
+    time: float = option(group="schedule", unit="s", range=Range(0, MAX_TIME_S), rule="no limit",
+        metavar="DURATION", parse="duration",
+        help="fit the run into this much training time, e.g. 90s, 10m, 1h "
+        "(the schedule follows the clock)")  # fmt: skip
+    batch_size: int = option(group="schedule", unit="images", range=Range(1, 65536),
+        rule="from the data: >= 8 steps an epoch, at most the task's 16 or 32",
+        help="images per step (per process under torchrun)")  # fmt: skip
+    optimizer: Optimizer = option("adamw", group="schedule", help="the optimizer")
+    # 0 is a frozen run (a test of early stopping uses it)
+    lr: float = option(group="schedule", range=Range(0, 10),
+        rule="from the data: the model's, else the task's, square-root scaled to the batch",
+        help="peak learning rate")  # fmt: skip
+    weight_decay: float = option(group="schedule", range=_POSITIVE,
+        rule="the model's, else the task's (0.05 classify, 5e-4 detect, 1e-4 segment)",
+        help="decoupled weight decay (AdamW) or L2 (SGD)")  # fmt: skip
+    momentum: float = option(0.9, group="schedule", range=_FRACTION, help="SGD momentum")
+    schedule: Schedule = option(group="schedule", rule="cosine",
+                                help="learning-rate schedule after the warm-up")  # fmt: skip
+    warmup_epochs: float = option(group="schedule", unit="epochs", range=_POSITIVE,
+        rule="from the data: 5%% of the run's steps",
+        help="linear warm-up, in epochs (fractions allowed)")  # fmt: skip
+    accumulate: int = option(1, group="schedule", range=Range(1, 4096),
+                             help="gradient accumulation: batches per optimizer step")  # fmt: skip
+    clip_grad: float = option(group="schedule", range=_POSITIVE, rule="0, off",
+                              help="clip the gradient norm at this value (0: off)")  # fmt: skip
+    ema: float = option(group="schedule", range=_FRACTION,
+        rule="from the data for detection (a tenth of the run's steps), else 0, off",
+        help="keep an exponential moving average of the weights with this decay, e.g. 0.999 "
+        "(0: off)")  # fmt: skip
+    patience: int = option(group="schedule", unit="epochs", range=_POSITIVE,
+        rule="from the data: half the epochs, at least 5; off under --time",
+        help="stop after this many epochs without improvement (0: off)")  # fmt: skip
+    # ---------------------------------------------------------------- loss
+    label_smoothing: float = option(group="loss", range=_FRACTION,
+        rule="the task's (0.1 classify, else 0)", help="label smoothing of the classification loss")  # fmt: skip
+    seg_loss: SegLoss = option("ce_dice", group="loss",
+                               help="segmentation loss: cross-entropy, Dice, or their sum")  # fmt: skip
+    #: comma-separated per-class loss weights; "none": equal
+    class_weights: str = option(group="loss", rule="none, equal weights",
+                                help="segmentation: comma-separated loss weight per class")  # fmt: skip
+    # -------------------------------------------------------- augmentation
+    augment: Augment = option(group="augmentation",
+        rule="from the data: strong for segmentation sets under 100 images, else standard",
+        help="strength of the training augmentation")  # fmt: skip
+    auto_augment: AutoAugment = option("none", group="augmentation",
+        help="an automatic augmentation policy on top (classification)")  # fmt: skip
+    hflip: float = option(group="augmentation", range=Range(0, 1),
+        rule="from the data: 0.5; 0 for digits", help="horizontal-flip probability")  # fmt: skip
+    min_scale: float = option(group="augmentation", range=Range(0, 1, False, True),
+        rule="from the data: per dataset and --augment",
+        help="smallest crop (classification) or scale (detection) of the augmentation, "
+        "as a fraction")  # fmt: skip
+    crop_pct: float = option(group="augmentation", range=Range(0, 1, False, True),
+        rule="from the data: per dataset", help="classification: centre-crop fraction at evaluation")  # fmt: skip
+    mixup: float = option(0.0, group="augmentation", range=_POSITIVE,
+                          help="MixUp alpha (classification; 0: off)")  # fmt: skip
+    cutmix: float = option(0.0, group="augmentation", range=_POSITIVE,
+                           help="CutMix alpha (classification; 0: off)")  # fmt: skip
+    mosaic: float = option(group="augmentation", range=Range(0, 1),
+        rule="the model's own (YOLO: 1), else 0, off",
+        help="detection: probability of a 4-image mosaic")  # fmt: skip
+    mosaic_off_epochs: int = option(group="augmentation", unit="epochs", range=_POSITIVE,
+        rule="from the data: a sixth of the epochs",
+        help="detection: the last epochs train without mosaic")  # fmt: skip
+    elastic: float = option(group="augmentation", range=Range(0, 1), rule="0, off",
+        help="segmentation: probability of an elastic deformation (cells, membranes)")  # fmt: skip
+    # ---------------------------------------------- hardware and reproducibility
+    device: str = option("auto", group="hardware and reproducibility", metavar="DEVICE",
+        rule="auto: cuda, then mps, then cpu", help="auto, cpu, cuda, cuda:N or mps")  # fmt: skip
+    amp: Amp = option("auto", group="hardware and reproducibility",
+        rule="auto: on for CUDA; on a CPU, bf16 where the timing probe measures it faster",
+        help="mixed precision (training only; every validation runs in float32)")  # fmt: skip
+    # SyncBatchNorm is CUDA only: auto is on for CUDA with more than one process
+    sync_bn: Amp = option("auto", group="hardware and reproducibility",
+        rule="auto: on for CUDA with more than one process",
+        help="BatchNorm statistics over the global batch under torchrun (CUDA only)")  # fmt: skip
+    workers: int = option(0, group="hardware and reproducibility", range=Range(0, 256),
+        help="data-loading worker processes (0: in the training process)")  # fmt: skip
+    seed: int = option(0, group="hardware and reproducibility", range=Range(0, 2**32 - 1),
+                       help="seed of the split, the data order and the initialization")  # fmt: skip
+    deterministic: bool = option(False, group="hardware and reproducibility",
+        help="deterministic algorithms (slower; a rerun repeats the metrics)")  # fmt: skip
+    # ------------------------------------------ adversarial training (recog.robust.training)
+    adv_train: AdvTrain = option("none", group="robustness (adversarial training)",
+        help="adversarial training: every batch is attacked first "
+        "(pgd; fgsm-rs, one random-start step; trades)")  # fmt: skip
+    adv_eps: float = option(8 / 255, group="robustness (adversarial training)",
+        range=Range(0, 1, False, True), rule="8/255", metavar="EPS", parse="eps",
+        help="adversarial training radius, L-inf in [0, 1] pixels, e.g. 8/255")  # fmt: skip
+    adv_steps: int = option(10, group="robustness (adversarial training)", range=Range(1, 1000),
+                            help="attack steps per training batch for pgd and trades")  # fmt: skip
+    adv_mix: float = option(0.0, group="robustness (adversarial training)", range=_FRACTION,
+        help="weight of the clean images' loss beside the attacked ones' for pgd and "
+        "fgsm-rs (0: attacked only, Madry et al.; 0.5: half each, Goodfellow et al.)")  # fmt: skip
+    # ------------------------------------------- knowledge distillation (recog.distill)
+    teacher: str = option(NONE, group="distillation", metavar="RUN",
+        help="knowledge distillation: a trained run of the same task and classes teaches "
+        "this one")  # fmt: skip
+    distill_weight: float = option(0.5, group="distillation", range=Range(0, 1, False, True),
+        help="distillation: loss = (1 - W) * task loss + W * distillation term")  # fmt: skip
+    distill_temperature: float = option(4.0, group="distillation", range=Range(0, 100, False),
+        help="distillation: softens classify logits and YOLO box bins")  # fmt: skip
+    # ----------------------------------------------------- output and tracking
+    out: str = option("", group="output and tracking", metavar="DIR",
+                      rule="runs/<task>/<data>-<model>, numbered when taken", help="run directory")  # fmt: skip
+    name: str = option("", group="output and tracking", rule="<data>-<model>",
+                       help="name of the run directory under runs/<task>/")  # fmt: skip
+    log: Log = option("none", group="output and tracking",
+        help="experiment tracking: TensorBoard event files in RUN/tensorboard/, an MLflow run, "
+        "or both")  # fmt: skip
+    # auto: MLFLOW_TRACKING_URI, else sqlite beside the run (recorded resolved)
+    log_uri: str = option("auto", group="output and tracking",
+        rule="auto: MLFLOW_TRACKING_URI, else sqlite:///RUN/../mlflow.db",
+        help="--log mlflow: the tracking URI")  # fmt: skip
+    # ------------------------------------------------------ the run's own records
+    #: input normalization, per channel: the pretrained file's own (recog.models.pretrained),
+    #: else the model's; every task, export and server reads it from here.  [] only in runs
+    #: written before config version 3 (`recog.tasks.base.normalization` takes the model's)
+    mean: list[float] = _record()
+    std: list[float] = _record()
     #: the pretrained file the run started from: name, source, path, sha256 ({}: none)
-    pretrained: dict[str, str] = field(default_factory=dict)
+    pretrained: dict[str, str] = _record(factory=dict)
     #: what the run ran on (filled by the recipe, never by the user)
-    versions: dict[str, str] = field(default_factory=dict)
-    version: int = CONFIG_VERSION
+    versions: dict[str, str] = _record(factory=dict)
+    version: int = _record(CONFIG_VERSION)
 
     def __post_init__(self) -> None:
         """Every value is of its field's type and in its range, or a RecogError naming it."""
-        hints = get_type_hints(type(self))
+        hints = _hints()
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                # a field that is never unset (`data: null` in an edited config.yaml)
-                if type(None) not in get_args(hints[f.name]):
-                    raise RecogError(f"{f.name} must be given a value, not null (None)")
-                continue
-            setattr(self, f.name, _checked(f.name, value, hints[f.name]))
-        if self.class_weights is not None:
-            parse_class_weights(self.class_weights)
-        for key in {"num_classes", "img_size"} & set(self.model_args):
-            # given to every builder by recog itself (recog.models.arguments checks the rest)
-            raise RecogError(f"model_args: {key} is not a model argument (the data, --img-size)")
-        # a run is named, never placed, by --name (issue 33: `--name ../../x` left runs/)
-        if not self.data.strip():
-            raise RecogError("data must name a dataset, not an empty text")
-        if self.name is not None and (
-            not self.name.strip()
-            or self.name in (".", "..")
-            or any(c in self.name for c in "/\\\0")
-        ):
-            raise RecogError(
-                f"name must be a plain folder name (no '/', '\\', '.' or '..'), not {self.name!r}"
-            )
+            setattr(self, f.name, _checked(f.name, getattr(self, f.name), hints[f.name]))
+        _check_together(self.to_dict(), placed=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (YAML-safe): the task as its name."""
         values = dataclasses.asdict(self)
-        if values["task"] is not None:
-            values["task"] = str(values["task"])
+        values["task"] = str(values["task"])
         return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise RecogError(f"{source}: unknown setting {unknown[0]!r}")
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
+        """A record from a run's values (all of them), or a RecogError naming `source`."""
+        values = _migrated(dict(values))
+        _refuse_unknown(values, source)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]  # fmt: skip
         try:
+            if missing:
+                raise RecogError(f"{missing[0]} must be given a value (a run records every one)")
             return cls(**values)
         except RecogError as exc:
             raise RecogError(f"{source}: {exc}") from None
-
-    def unset(self) -> list[str]:
-        """Names of the fields left to the recipe (None)."""
-        return [k for k, v in self.to_dict().items() if v is None]
 
     def save(self, path: Path) -> None:
         # imported here: recog.io imports torch, and the CLI parser reads this module
@@ -185,56 +384,154 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        values = load_yaml_file(Path(path))
-        if not isinstance(values, dict):
-            raise RecogError(f"{path}: not a recog config (expected a mapping)")
-        return cls.from_dict(values, source=str(path))
+        """A run's config.yaml, as the record it is."""
+        return cls.from_dict(_load_mapping(path), source=str(path))
 
 
-#: the largest training budgets: 100,000 epochs is beyond any published schedule (ImageNet
-#: trains 90-600), 10**8 optimizer steps is years on one GPU, and 30 days is a long run
-MAX_EPOCHS, MAX_STEPS, MAX_TIME_S = 100_000, 10**8, 30 * 24 * 3600
+def options() -> Iterator[tuple[dataclasses.Field, Opt]]:
+    """Every option of `recog train`, with its declaration, in `--help` order."""
+    declared = [(f, f.metadata["option"]) for f in dataclasses.fields(TrainConfig)
+                if "option" in f.metadata]  # fmt: skip
+    for group in GROUPS:
+        yield from ((f, opt) for f, opt in declared if opt.group == group)
 
-#: allowed ranges of numeric fields: (low, high, low inclusive, high inclusive); None: open
-RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    # 4096 px: 3x the largest input any recog model is trained at (YOLO's P6 models at
-    # 1280) and the bound `recog export --img-size` keeps; 16384 (3 GB as one float image,
-    # tens of GB of activations) made `recog predict` of an edited config.yaml run out of memory
-    "img_size": (1, 4096, True, True),
-    # budgets: bounds far above any real run, below what would only run until killed
-    # (`--epochs 99999999999999999999999` once trained, its lr at 8e-25 by epoch 2)
-    "epochs": (1, MAX_EPOCHS, True, True),
-    "steps": (1, MAX_STEPS, True, True),
-    "time": (0, MAX_TIME_S, True, True),
-    "batch_size": (1, 65536, True, True),
-    "lr": (0, 10, True, True),  # 0 is a frozen run (a test of early stopping uses it)
-    "weight_decay": (0, None, True, False),
-    "momentum": (0, 1, True, False),
-    "warmup_epochs": (0, None, True, False),
-    "label_smoothing": (0, 1, True, False),
-    "accumulate": (1, 4096, True, True),
-    "clip_grad": (0, None, True, False),
-    "ema": (0, 1, True, False),
-    "patience": (0, None, True, False),
-    "seed": (0, 2**32 - 1, True, True),
-    "workers": (0, 256, True, True),
-    "val_split": (0, 1, False, False),
-    "hflip": (0, 1, True, True),
-    "min_scale": (0, 1, False, True),
-    "crop_pct": (0, 1, False, True),
-    "mixup": (0, None, True, False),
-    "cutmix": (0, None, True, False),
-    "mosaic": (0, 1, True, True),
-    "mosaic_off_epochs": (0, None, True, False),
-    "elastic": (0, 1, True, True),
-    "adv_eps": (0, 1, False, True),
-    "adv_steps": (1, 1000, True, True),
-    "adv_mix": (0, 1, True, False),
-    "distill_weight": (0, 1, False, True),
-    "distill_temperature": (0, 100, False, True),
-    "head_epochs": (0, 1000, True, True),
-    "backbone_lr": (0, 1, True, True),
+
+def fixed_default(f: dataclasses.Field) -> Any:
+    """What a left-out option is when the recipe does not choose it."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+class TrainRequest:
+    """What a user asked of `recog train`: the options given, each checked; nothing chosen.
+
+    `request.img_size` is the value given, else the option's fixed default,
+    else None: the recipe decides (`recog.recipe.resolve`).
+    """
+
+    def __init__(self, **given: Any) -> None:
+        hints = _hints()
+        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        _refuse_unknown(given, "")
+        checked: dict[str, Any] = {}
+        for key, value in given.items():
+            if value is None:
+                if "option" in fields[key].metadata and fields[key].metadata["option"].chosen:
+                    continue  # `epochs: null`: left to the recipe
+                raise RecogError(f"{key} must be given a value, not null (None)")
+            checked[key] = _checked(key, value, hints[key])
+        _check_together(checked)
+        self._given = checked
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        if key not in fields:
+            raise AttributeError(f"TrainRequest has no option {key!r}")
+        if key in self._given:
+            return self._given[key]
+        f = fields[key]
+        return (
+            None if f.metadata.get("option", Opt("", "", chosen=True)).chosen else fixed_default(f)
+        )
+
+    def given(self) -> dict[str, Any]:
+        """The options the user gave, as given (checked)."""
+        return dict(self._given)
+
+    def unset(self) -> list[str]:
+        """Names of the options left to the recipe."""
+        return [f.name for f, opt in options() if opt.chosen and f.name not in self._given]
+
+    def replace(self, **values: Any) -> TrainRequest:
+        """The same request with `values` given as well (None: taken back, left to the recipe)."""
+        given = {**self._given, **values}
+        return TrainRequest(**{k: v for k, v in given.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The given options, YAML-safe."""
+        values = dict(self._given)
+        if "task" in values:
+            values["task"] = str(values["task"])
+        return values
+
+    def __repr__(self) -> str:
+        return f"TrainRequest({', '.join(f'{k}={v!r}' for k, v in self._given.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrainRequest) and self._given == other._given
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> TrainRequest:
+        """A request from YAML or keyword values, or a RecogError naming `source`."""
+        try:
+            return cls(**dict(values))
+        except RecogError as exc:
+            raise RecogError(f"{source}: {exc}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> TrainRequest:
+        """A YAML file of options (a run's config.yaml gives every one of them)."""
+        return cls.from_dict(_migrated(_load_mapping(path)), source=str(path))
+
+
+def _load_mapping(path: Path) -> dict[str, Any]:
+    values = load_yaml_file(Path(path))
+    if not isinstance(values, dict):
+        raise RecogError(f"{path}: not a recog config (expected a mapping)")
+    return values
+
+
+def _refuse_unknown(values: Mapping[str, Any], source: str) -> None:
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise RecogError(f"{source + ': ' if source else ''}unknown setting {unknown[0]!r}")
+
+
+#: what runs written before config version 3 lack (recog 0.x): read as "from scratch, the
+#: model's own normalization" (`recog.tasks.base.normalization`)
+_BEFORE_V3 = {"head_epochs": 0.0, "backbone_lr": 1.0, "mean": [], "std": [], "pretrained": {}}
+
+
+def _migrated(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's values as this version records them (a run of version 2 lacks five)."""
+    version = values.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version >= 3:
+        return values  # the current version, or a wrong one that the checks name
+    return {**_BEFORE_V3, **values, "weights": values.get("weights") or NONE}
+
+
+def _hints() -> dict[str, Any]:
+    return get_type_hints(TrainConfig)
+
+
+#: each option's range, from its declaration
+_RANGES: dict[str, Range] = {
+    f.name: f.metadata["option"].range
+    for f in dataclasses.fields(TrainConfig)
+    if "option" in f.metadata and f.metadata["option"].range is not None
 }
+
+
+def _check_together(values: Mapping[str, Any], *, placed: bool = True) -> None:
+    """What one option alone cannot say: checks across options and of text's contents."""
+    if values.get("class_weights") is not None:
+        parse_class_weights(values["class_weights"])
+    for key in {"num_classes", "img_size"} & set(values.get("model_args") or {}):
+        # given to every builder by recog itself (recog.models.arguments checks the rest)
+        raise RecogError(f"model_args: {key} is not a model argument (the data, --img-size)")
+    # a run is named, never placed, by --name (issue 33: `--name ../../x` left runs/)
+    if "data" in values and not values["data"].strip():
+        raise RecogError("data must name a dataset, not an empty text")
+    name = values.get("name")
+    if name is None or (name == "" and not placed):
+        return  # a record's run not placed yet
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise RecogError(
+            f"name must be a plain folder name (no '/', '\\', '.' or '..'), not {name!r}"
+        )
 
 
 def _checked(key: str, value: Any, hint: Any) -> Any:
@@ -268,12 +565,9 @@ def _checked(key: str, value: Any, hint: Any) -> Any:
             )
         if value != value or value in (float("inf"), float("-inf")):
             raise RecogError(f"{key} must be a finite number, not {value!r}")
-        if key in RANGES:
-            low, high, low_in, high_in = RANGES[key]
-            below = low is not None and (value < low or (value == low and not low_in))
-            above = high is not None and (value > high or (value == high and not high_in))
-            if below or above:
-                raise RecogError(f"{key} must be {_describe_range(RANGES[key])}, not {value!r}")
+        rule = _RANGES.get(key)
+        if rule is not None and not rule.holds(value):
+            raise RecogError(f"{key} must be {rule.describe()}, not {value!r}")
         return float(value) if kind is float else value
     if kind is str:
         if not isinstance(value, str):
@@ -281,7 +575,10 @@ def _checked(key: str, value: Any, hint: Any) -> Any:
         return value
     origin = get_origin(kind)
     if origin is list and get_args(kind) == (float,):
-        # a normalization: three finite numbers (std > 0), as run configs and flags give them
+        # a normalization: three finite numbers (std > 0), as run configs give them; [] in a
+        # run from before config version 3
+        if value == []:
+            return []
         ok = isinstance(value, list) and len(value) == 3
         ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
         ok = ok and all(v == v and abs(v) < 1e6 for v in value)
@@ -297,33 +594,6 @@ def _checked(key: str, value: Any, hint: Any) -> Any:
             raise RecogError(f"{key} must be a mapping, not {value!r}")
         return value
     return value
-
-
-def _describe_range(rule: tuple[float | None, float | None, bool, bool]) -> str:
-    low, high, low_in, high_in = rule
-    parts = []
-    if low is not None:
-        parts.append(f"{'at least' if low_in else 'greater than'} {low:g}")
-    if high is not None:
-        parts.append(f"{'at most' if high_in else 'less than'} {high:g}")
-    return " and ".join(parts)
-
-
-#: the fields settled last: the budget, after timing real steps (`recipe.resolve_budget`),
-#: and the run directory
-BUDGET_FIELDS = frozenset({"epochs", "steps", "time", "warmup_epochs", "patience", "out", "name"})
-
-
-def require_resolved(cfg: TrainConfig, where: str, *, budget: bool = True) -> TrainConfig:
-    """`cfg` itself, after checking that the recipe left no field unset.
-
-    `budget=False` allows the budget fields to be still open (data loading and
-    model building happen before the budget is timed).
-    """
-    missing = [k for k in cfg.unset() if budget or k not in BUDGET_FIELDS]
-    if missing:
-        raise RecogError(f"{where}: the run config is not resolved ({', '.join(missing)} unset)")
-    return cfg
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -344,7 +614,9 @@ def parse_duration(text: str | float | int) -> float:
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise RecogError(f"--time: must be a positive duration, not {text!r}")
     if seconds > MAX_TIME_S:
-        raise RecogError(f"--time: at most {MAX_TIME_S // 86400} days ({MAX_TIME_S} s), not {text!r}")
+        raise RecogError(
+            f"--time: at most {MAX_TIME_S // 86400} days ({MAX_TIME_S} s), not {text!r}"
+        )
     return seconds
 
 
@@ -356,7 +628,9 @@ def parse_class_weights(text: str, n: int | None = None) -> list[float] | None:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise RecogError(f"--class-weights: expected comma-separated numbers, not {text!r}") from None
+        raise RecogError(
+            f"--class-weights: expected comma-separated numbers, not {text!r}"
+        ) from None
     if not all(0 <= v < float("inf") for v in values) or not any(values):
         raise RecogError(
             f"--class-weights: weights must be finite, non-negative and not all 0, not {text!r}"

@@ -41,9 +41,10 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from recog.config import NONE, TrainConfig
+from recog.config import NONE, TrainConfig, TrainRequest
 from recog.errors import RecogError
 from recog.models.factory import get_spec
+from recog.models.pretrained import PretrainedWeights
 from recog.models.registry import ModelSpec
 from recog.recipe_start import FineTune, choose_start, pretrained_record
 from recog.types import DataFacts
@@ -62,6 +63,9 @@ BF16_GAIN = 1.15
 PATIENCE_FRACTION = 0.5
 MIN_PATIENCE = 5
 MOSAIC_OFF_FRACTION = 1 / 6  # raccoon: the last 10 of 60 epochs measured best (bench/README.md)
+#: what `resolve_budget` may change that the data loaders read (the detection dataset turns
+#: its mosaic off for the last epochs): the data is read again where one of them changed
+LOADER_FIELDS = ("mosaic_off_epochs",)
 
 
 @dataclass(frozen=True)
@@ -101,18 +105,22 @@ class TaskRecipe:
 
 @dataclass
 class Resolution:
-    """The resolved config and the reasons for each choice."""
+    """The resolved record and the reasons for each choice."""
 
+    #: every option resolved: the plan (`resolve`), then fitted to this machine's time
+    #: (`resolve_budget`)
     config: TrainConfig
     notes: list[str] = field(default_factory=list)
     #: epochs the step rule planned, before the time cap
     planned_epochs: int = 0
-    #: the fields the recipe chose (not given by the user): those that follow the run's
+    #: the options the recipe chose (not given by the user): those that follow the run's
     #: length are chosen again when the time cap changes it
     chosen: frozenset[str] = frozenset()
     #: the time cap's cut, when it fits less than half the planned steps: the warning the
     #: start block and the final summary give (""; none)
     budget_cut: str = ""
+    #: what the user asked (the budget they gave decides how the time cap applies)
+    request: TrainRequest = field(default_factory=lambda: TrainRequest())
 
 
 @dataclass(frozen=True)
@@ -160,8 +168,30 @@ def choose_model(facts: DataFacts, recipe: TaskRecipe) -> str:
     return recipe.models[-1][1]
 
 
+class _Choices:
+    """What the user gave, what the recipe has chosen so far, and why (the notes)."""
+
+    def __init__(self, request: TrainRequest):
+        self.request = request
+        self.values: dict[str, Any] = {}
+        self.notes: list[str] = []
+        #: the budget the step rule plans, which `resolve_budget` fits to the machine's time
+        self.plan_budget: set[str] = set()
+
+    def get(self, key: str) -> Any:
+        """The value given, chosen, or fixed by default; None while still open."""
+        return self.values[key] if key in self.values else getattr(self.request, key)
+
+    def choose(self, key: str, value: Any, why: str = "") -> None:
+        """`value` for `key`, where the user gave none and nothing was chosen yet."""
+        if self.get(key) is None:
+            self.values[key] = value
+            if why:
+                self.notes.append(why)
+
+
 def resolve(
-    cfg: TrainConfig,
+    request: TrainRequest,
     facts: DataFacts,
     recipe: TaskRecipe,
     *,
@@ -169,24 +199,33 @@ def resolve(
     data_defaults: Any,
     world_size: int = 1,
 ) -> Resolution:
-    """Every unset field but the time-capped budget; see the module docstring for the rules."""
-    notes: list[str] = []
-    given = set(cfg.to_dict()) - set(cfg.unset())
-    values: dict[str, Any] = {}
+    """The run's plan: every option resolved, with the budget the step rule plans; the time
+    cap on this machine is `resolve_budget`'s, after the probe.  The rules: module docstring."""
+    ch = _Choices(request)
+    recipe, spec, record = _start(ch, facts, recipe)
+    _input_size(ch, facts, recipe, spec, record, device_type, data_defaults)
+    batch = _batch(ch, facts, recipe, world_size)
+    _optimizer(ch, recipe, batch * ch.get("accumulate") * world_size)
+    _augmentation(ch, facts, recipe, data_defaults)
+    planned = _planned_budget(ch, facts, recipe, batch, world_size)
+    _machine(ch, facts, device_type, world_size)
+    chosen = frozenset(ch.values) - ch.plan_budget
+    values = {f.name: ch.get(f.name) for f in dataclasses.fields(TrainConfig)}
+    plan = TrainConfig.from_dict({k: v for k, v in values.items() if v is not None},
+                                 source="the recipe")  # fmt: skip
+    return Resolution(plan, ch.notes, planned, chosen, request=request)
 
-    def choose(key: str, value: Any, why: str = "") -> None:
-        if key not in given and key not in values:
-            values[key] = value
-            if why:
-                notes.append(why)
 
+def _start(
+    ch: _Choices, facts: DataFacts, recipe: TaskRecipe
+) -> tuple[TaskRecipe, ModelSpec, PretrainedWeights | None]:
+    """Model, weights, normalization and the model's own settings; the recipe a fine-tuning
+    run follows."""
     model, weights, record = choose_start(
-        cfg, facts, recipe.finetune, lambda: choose_model(facts, recipe), notes
+        ch.request, facts, recipe.finetune, lambda: choose_model(facts, recipe), ch.notes
     )
-    if cfg.model is None:
-        values["model"] = model
-    if cfg.weights is None:
-        values["weights"] = weights
+    ch.choose("model", model)
+    ch.choose("weights", weights)
     spec: ModelSpec = get_spec(model)
     fine = recipe.finetune if weights != NONE else None
     if fine is not None:
@@ -199,30 +238,36 @@ def resolve(
             size_floor=fine.size_floor,
         )
     mean, std = (record.mean, record.std) if record is not None else (spec.mean, spec.std)
-    values["mean"], values["std"] = list(mean), list(std)
-    values["pretrained"] = pretrained_record(weights, record)
+    ch.values["mean"], ch.values["std"] = list(mean), list(std)
+    ch.values["pretrained"] = pretrained_record(weights, record)
     # the model's own measured settings come first (mask_rcnn: batch 4, lr 5e-4, bf16)
     for key, value in spec.train_defaults.items():
-        if getattr(cfg, key) in (None, "auto") and key not in values:
-            values[key] = value
-            notes.append(f"{key} {value}: {model}'s own setting")
-    spec_chosen = set(values)
-    cfg = dataclasses.replace(cfg, **values)
-    values = {}
-    given = set(cfg.to_dict()) - set(cfg.unset())
+        if ch.get(key) in (None, "auto"):
+            ch.values[key] = value
+            ch.notes.append(f"{key} {value}: {model}'s own setting")
+    return recipe, spec, record if fine is not None else None
 
-    # -- input size
+
+def _input_size(
+    ch: _Choices,
+    facts: DataFacts,
+    recipe: TaskRecipe,
+    spec: ModelSpec,
+    record: PretrainedWeights | None,
+    device_type: str,
+    data_defaults: Any,
+) -> None:
+    """The data's median side rounded to 32, between the task's floor and the cap for the
+    device (or the weights' own size when fine-tuning)."""
     side = facts.median_side if recipe.size_side == "short" else facts.median_long_side
     cap = recipe.size_cap_gpu if device_type == "cuda" else recipe.size_cap_cpu
+    fine = recipe.finetune
     if data_defaults.img_size:
-        choose(
-            "img_size",
-            data_defaults.img_size,
-            f"{data_defaults.img_size} px: {cfg.data}'s own size",
-        )
+        why = f"{data_defaults.img_size} px: {ch.get('data')}'s own size"
+        ch.choose("img_size", data_defaults.img_size, why)
     elif side and record is not None and fine is not None and fine.size_from_weights:
         size = min(record.input_size, max(recipe.size_floor, spec.min_img_size, _round32(side)))
-        choose(
+        ch.choose(
             "img_size",
             size,
             f"{size} px: the weights' own {record.input_size} px"
@@ -230,69 +275,71 @@ def resolve(
         )
     elif side:
         size = min(cap, max(recipe.size_floor, spec.min_img_size, _round32(side)))
-        choose(
-            "img_size",
-            size,
-            f"{size} px: median image {side} px, capped at {cap} px on {device_type}",
-        )
+        why = f"{size} px: median image {side} px, capped at {cap} px on {device_type}"
+        ch.choose("img_size", size, why)
     else:
-        choose("img_size", spec.default_img_size, f"{spec.default_img_size} px: {model}'s default")
-    if (cfg.img_size or values["img_size"]) < spec.min_img_size:
+        why = f"{spec.default_img_size} px: {spec.name}'s default"
+        ch.choose("img_size", spec.default_img_size, why)
+    if ch.get("img_size") < spec.min_img_size:
         raise RecogError(
-            f"model {model} needs images of at least {spec.min_img_size} px, "
-            f"not {cfg.img_size or values['img_size']}"
+            f"model {spec.name} needs images of at least {spec.min_img_size} px, "
+            f"not {ch.get('img_size')}"
         )
 
-    # -- batch: at least 8 steps an epoch
+
+def _batch(ch: _Choices, facts: DataFacts, recipe: TaskRecipe, world_size: int) -> int:
+    """At least 8 steps an epoch; for detection with --epochs, small enough to reach the plan."""
     batch = min(recipe.batch_max, max(recipe.batch_min, _pow2_floor(facts.n_train / 8)))
     why = (
         f"batch {batch}: {facts.n_train} training images (the largest power of two in "
         f"[{recipe.batch_min}, {recipe.batch_max}] with >= 8 steps an epoch where the data allows)"
     )
-    if recipe.batch_for_budget and cfg.epochs is not None and not (cfg.steps or cfg.time):
-        smaller = batch_for_epochs(facts, recipe, batch, cfg.epochs, cfg.accumulate, world_size)
+    epochs, accumulate = ch.request.epochs, ch.get("accumulate")
+    if recipe.batch_for_budget and epochs is not None and not (ch.request.steps or ch.request.time):
+        smaller = batch_for_epochs(facts, recipe, batch, epochs, accumulate, world_size)
         if smaller < batch:
-            spe = steps_per_epoch(facts.n_train, smaller, cfg.accumulate, world_size)
-            batch, why = (
-                smaller,
-                (
-                    f"batch {smaller}: --epochs {cfg.epochs} of {spe} steps reach the "
-                    f"{planned_steps(facts, recipe):,.0f} steps planned from {facts.n_train} images"
-                ),
-            )
-    choose("batch_size", batch, why)  # a batch the user (or the model) gave is kept
-    batch = int(cfg.batch_size or values["batch_size"])
-    effective = batch * cfg.accumulate * world_size
+            spe = steps_per_epoch(facts.n_train, smaller, accumulate, world_size)
+            batch, why = smaller, (
+                f"batch {smaller}: --epochs {epochs} of {spe} steps reach the "
+                f"{planned_steps(facts, recipe):,.0f} steps planned from {facts.n_train} images"
+            )  # fmt: skip
+    ch.choose("batch_size", batch, why)  # a batch the user (or the model) gave is kept
+    return int(ch.get("batch_size"))
 
-    # -- optimizer
-    if cfg.optimizer == "sgd":
+
+def _optimizer(ch: _Choices, recipe: TaskRecipe, effective: int) -> None:
+    """The rate for the effective batch (square-root for AdamW, linear for SGD)."""
+    if ch.get("optimizer") == "sgd":
         lr = recipe.sgd_lr * max(effective / 64, 0.25)
-        choose("lr", float(f"{lr:.3g}"), f"lr {lr:.3g}: SGD {recipe.sgd_lr} x batch {effective}/64")
+        ch.choose(
+            "lr", float(f"{lr:.3g}"), f"lr {lr:.3g}: SGD {recipe.sgd_lr} x batch {effective}/64"
+        )
     else:
         lr = recipe.lr * math.sqrt(effective / recipe.lr_batch)
-        choose(
+        ch.choose(
             "lr",
             float(f"{lr:.3g}"),
             f"lr {lr:.3g}: AdamW {recipe.lr:g} at batch {recipe.lr_batch}, "
             f"square-root scaled to batch {effective}",
         )
-    choose("weight_decay", recipe.weight_decay)
-    choose("schedule", "cosine")
-    choose("label_smoothing", recipe.label_smoothing)
+    ch.choose("weight_decay", recipe.weight_decay)
+    ch.choose("schedule", "cosine")
+    ch.choose("label_smoothing", recipe.label_smoothing)
 
-    # -- augmentation
+
+def _augmentation(ch: _Choices, facts: DataFacts, recipe: TaskRecipe, data_defaults: Any) -> None:
+    """Augmentation by data size, and the fine-tuning schedule where weights are loaded."""
     if recipe.strong_below and facts.n_train < recipe.strong_below:
-        choose(
-            "augment", "strong", f"augment strong: fewer than {recipe.strong_below} training images"
-        )
+        why = f"augment strong: fewer than {recipe.strong_below} training images"
+        ch.choose("augment", "strong", why)
     else:
-        choose("augment", "standard")
-    choose("hflip", data_defaults.hflip if data_defaults.hflip is not None else recipe.hflip)
-    choose("crop_pct", data_defaults.crop_pct)
-    augment = cfg.augment or values["augment"]
-    if fine is not None and fine.min_scale is not None and cfg.augment is None:
-        choose("min_scale", data_defaults.min_scale or fine.min_scale)
-    choose("min_scale", data_defaults.min_scale or recipe.min_scales[augment])
+        ch.choose("augment", "standard")
+    ch.choose("hflip", data_defaults.hflip if data_defaults.hflip is not None else recipe.hflip)
+    ch.choose("crop_pct", data_defaults.crop_pct)
+    fine = recipe.finetune if ch.get("weights") != NONE else None
+    if fine is not None and fine.min_scale is not None and ch.request.augment is None:
+        ch.choose("min_scale", data_defaults.min_scale or fine.min_scale)
+    ch.choose("min_scale", data_defaults.min_scale or recipe.min_scales[ch.get("augment")])
     # fine-tuning: the new head alone first, then the whole network
     if fine is not None:
         first = (
@@ -300,52 +347,67 @@ def resolve(
             if fine.head_epochs
             else ""
         )
-        choose(
-            "head_epochs",
-            fine.head_epochs,
-            f"fine-tuning: {first}the pretrained layers at {fine.backbone_lr:g}x the rate",
-        )
-        choose("backbone_lr", fine.backbone_lr)
+        why = f"fine-tuning: {first}the pretrained layers at {fine.backbone_lr:g}x the rate"
+        ch.choose("head_epochs", fine.head_epochs, why)
+        ch.choose("backbone_lr", fine.backbone_lr)
         # a fine-tuning run is short (10 epochs on hymenoptera) and its best epochs come at
         # the cosine's low-rate end: no early stop
-        choose("patience", 0)
-    choose("head_epochs", 0.0)
-    choose("backbone_lr", 1.0)
-    choose("elastic", 0.0)
-    choose("mosaic", 0.0)
+        ch.choose("patience", 0)
+    ch.choose("head_epochs", 0.0)
+    ch.choose("backbone_lr", 1.0)
+    ch.choose("elastic", 0.0)
+    ch.choose("mosaic", 0.0)
 
-    # -- planned budget (steps rule), before the time cap
-    spe = steps_per_epoch(facts.n_train, batch, cfg.accumulate, world_size)
-    planned = _planned_epochs(cfg, facts, recipe, spe)
-    choose("mosaic_off_epochs", mosaic_off_epochs(planned))
+
+def _planned_budget(
+    ch: _Choices, facts: DataFacts, recipe: TaskRecipe, batch: int, world_size: int
+) -> int:
+    """The step rule's epochs (before the time cap), and what follows the run's length."""
+    spe = steps_per_epoch(facts.n_train, batch, ch.get("accumulate"), world_size)
+    planned = _planned_epochs(ch.request, facts, recipe, spe)
+    ch.choose("mosaic_off_epochs", mosaic_off_epochs(planned))
     if recipe.ema:
         decay = ema_decay(planned * spe)
-        choose("ema", decay, f"EMA of the weights, decay {decay:.4f} (a tenth of the run)")
+        ch.choose("ema", decay, f"EMA of the weights, decay {decay:.4f} (a tenth of the run)")
     else:
-        choose("ema", 0.0)
+        ch.choose("ema", 0.0)
+    # the plan's budget, until `resolve_budget` fits it to this machine
+    plan = {
+        "epochs": planned,
+        "steps": planned * spe,
+        "time": 0.0,
+        "warmup_epochs": round(max(WARMUP_FRACTION * planned, 1 / spe), 3),
+        "patience": max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * planned)),
+    }
+    for key, value in plan.items():
+        if ch.get(key) is None:
+            ch.values[key] = value
+            ch.plan_budget.add(key)
+    return planned
 
-    # -- off values, machine, bookkeeping
-    choose("clip_grad", 0.0)
-    choose("class_weights", NONE)
-    choose("classes", list(facts.class_names))
-    if cfg.amp == "auto" and device_type != "cpu":
-        values["amp"] = "on" if device_type == "cuda" else "off"
+
+def _machine(ch: _Choices, facts: DataFacts, device_type: str, world_size: int) -> None:
+    """Off values, the machine's settings, and the record of what the run ran on."""
+    ch.choose("clip_grad", 0.0)
+    ch.choose("class_weights", NONE)
+    ch.choose("classes", list(facts.class_names))
+    if ch.get("amp") == "auto" and device_type != "cpu":
+        ch.values["amp"] = "on" if device_type == "cuda" else "off"
     # on a CPU, `auto` stays for `resolve_budget`: the probe times float32 against bf16
-    if cfg.sync_bn == "auto":
-        values["sync_bn"] = "on" if device_type == "cuda" and world_size > 1 else "off"
-    elif cfg.sync_bn == "on" and world_size > 1 and device_type != "cuda":
+    sync_bn = ch.get("sync_bn")
+    if sync_bn == "auto":
+        ch.values["sync_bn"] = "on" if device_type == "cuda" and world_size > 1 else "off"
+    elif sync_bn == "on" and world_size > 1 and device_type != "cuda":
         # torch's SyncBatchNorm syncs CUDA tensors only (ValueError on CPU): refuse up front
         raise RecogError(f"--sync-bn on: needs CUDA devices (this job trains on {device_type})")
-    if cfg.device == "auto":
-        values["device"] = device_type
-    if cfg.cache == "auto":
+    if ch.get("device") == "auto":
+        ch.values["device"] = device_type
+    if ch.get("cache") == "auto":
         from recog.data.classify import CACHE_AUTO_LIMIT
 
-        values["cache"] = "on" if facts.n_train + facts.n_val <= CACHE_AUTO_LIMIT else "off"
-    values["versions"] = versions()
-    values["task"] = str(facts.task)
-    chosen = frozenset(values) | frozenset(spec_chosen)
-    return Resolution(dataclasses.replace(cfg, **values), notes, planned, chosen)
+        ch.values["cache"] = "on" if facts.n_train + facts.n_val <= CACHE_AUTO_LIMIT else "off"
+    ch.values["versions"] = versions()
+    ch.values["task"] = str(facts.task)
 
 
 def mosaic_off_epochs(epochs: int) -> int:
@@ -377,99 +439,111 @@ def batch_for_epochs(
     return max(batch, recipe.batch_min)
 
 
-def _planned_epochs(cfg: TrainConfig, facts: DataFacts, recipe: TaskRecipe, spe: int) -> int:
-    if cfg.epochs is not None and cfg.steps is not None and cfg.steps != cfg.epochs * spe:
+def _planned_epochs(req: TrainRequest, facts: DataFacts, recipe: TaskRecipe, spe: int) -> int:
+    if req.epochs is not None and req.steps is not None and req.steps != req.epochs * spe:
         raise RecogError(
-            f"--epochs {cfg.epochs} and --steps {cfg.steps} disagree "
-            f"({cfg.epochs} epochs are {cfg.epochs * spe} steps here); give one of them"
+            f"--epochs {req.epochs} and --steps {req.steps} disagree "
+            f"({req.epochs} epochs are {req.epochs * spe} steps here); give one of them"
         )
-    if cfg.epochs is not None:
-        return cfg.epochs
-    if cfg.steps is not None:
-        return max(1, math.ceil(cfg.steps / spe))
+    if req.epochs is not None:
+        return int(req.epochs)
+    if req.steps is not None:
+        return max(1, math.ceil(req.steps / spe))
     return max(1, round(planned_steps(facts, recipe) / spe))
 
 
 def resolve_budget(
     res: Resolution, facts: DataFacts, *, probe: Probe | None, world_size: int = 1
 ) -> Resolution:
-    """Epochs, steps and time; then warm-up and patience that follow them."""
-    cfg, notes = res.config, list(res.notes)
+    """The plan fitted to this machine: epochs, steps and time (`--time`, else the cap), the
+    precision the probe chose, and what follows the run's length (warm-up, patience, EMA,
+    the mosaic-off epochs)."""
+    plan, req, notes = res.config, res.request, list(res.notes)
     values: dict[str, Any] = {}
-    budget_cut = ""
-    if cfg.amp == "auto":
+    if plan.amp == "auto":
         values["amp"], probe, why = _precision(probe)
         notes.append(why)
-    spe = steps_per_epoch(facts.n_train, int(cfg.batch_size or 1), cfg.accumulate, world_size)
-    epochs_given = cfg.epochs is not None or cfg.steps is not None
+    spe = steps_per_epoch(facts.n_train, plan.batch_size, plan.accumulate, world_size)
+    epochs_given = req.epochs is not None or req.steps is not None
     epoch_seconds = (probe.step_seconds * spe + probe.val_seconds) if probe else 0.0
-    if cfg.time:
-        # the schedule follows the clock; epochs is only an upper bound
-        bound = cfg.epochs or max(1, math.ceil(3 * cfg.time / max(epoch_seconds, 1e-3)) + 2)
-        values["epochs"] = bound
-        est = cfg.time / max(epoch_seconds, 1e-3)
-        notes.append(
-            f"--time {_fmt_seconds(cfg.time)}: the schedule follows the clock "
-            f"(about {est:.0f} epochs of {epoch_seconds:.1f} s on this machine)"
-        )
+    budget_cut = ""
+    if req.time:
+        values.update(_clock_budget(req, epoch_seconds, notes))
     else:
-        epochs = res.planned_epochs
-        values["time"] = 0.0
+        values["epochs"], values["time"] = res.planned_epochs, 0.0
         if not epochs_given and probe is not None:
-            fits = max(1, int(DEFAULT_TIME_CAP // max(epoch_seconds, 1e-3)))
-            if fits < epochs:
-                # The cap is a clock, not an epoch count fixed by three probe steps: a core
-                # busy with something else during the probe planned 8 of 77 epochs (yolo_n,
-                # issue 34).  The trainer re-plans every epoch from measured epoch times
-                # (as under --time), up to the rule's plan; the schedule follows whichever
-                # ends first, the clock or the plan.
-                values["time"] = float(DEFAULT_TIME_CAP)
-                notes.append(
-                    f"budget: {DEFAULT_TIME_CAP // 60} min cap, about {fits} of the {epochs} "
-                    f"planned epochs on this machine now; re-planned each epoch from measured "
-                    f"times (give --time or --epochs for more)"
-                )
-                if fits < epochs / 2:
-                    budget_cut = (
-                        f"the {DEFAULT_TIME_CAP // 60}-minute cap fits about {fits * spe:,} of the "
-                        f"{epochs * spe:,} planned steps on this machine; for the full plan give "
-                        f"--time {_fmt_minutes(epochs * epoch_seconds)} or --epochs {epochs}"
-                    )
-        values["epochs"] = epochs
+            values["time"], budget_cut = _capped(res.planned_epochs, spe, epoch_seconds, notes)
     epochs = int(values["epochs"])
-    if cfg.steps is None or not epochs_given or cfg.time:
+    if req.steps is None or not epochs_given or req.time:
         values["steps"] = epochs * spe
-    # what follows the run's length follows the capped one (raccoon: capped 76 -> 30
-    # epochs kept 13 mosaic-off epochs planned for 76)
-    budget = cfg.time or values["time"]
+    values.update(_following(res, epochs, spe, epoch_seconds, req.time or values["time"]))
+    capped = not req.time and bool(values.get("time"))
+    if not req.time or capped:
+        how = "given" if epochs_given else f"{res.planned_epochs * spe} steps planned from " \
+            f"{facts.n_train} images"  # fmt: skip
+        eta = f", about {_fmt_seconds(epochs * epoch_seconds)} on this machine" if probe else ""
+        notes.append(f"budget {epochs * spe:,} steps = {epochs} epochs of {spe} steps ({how}){eta}")
+    config = dataclasses.replace(plan, **values)
+    return dataclasses.replace(res, config=config, notes=notes, budget_cut=budget_cut)
+
+
+def _clock_budget(req: TrainRequest, epoch_seconds: float, notes: list[str]) -> dict[str, Any]:
+    """`--time`: the schedule follows the clock; epochs is only an upper bound."""
+    time = float(req.time)
+    bound = req.epochs or max(1, math.ceil(3 * time / max(epoch_seconds, 1e-3)) + 2)
+    est = time / max(epoch_seconds, 1e-3)
+    notes.append(
+        f"--time {_fmt_seconds(time)}: the schedule follows the clock "
+        f"(about {est:.0f} epochs of {epoch_seconds:.1f} s on this machine)"
+    )
+    return {"epochs": bound}
+
+
+def _capped(epochs: int, spe: int, epoch_seconds: float, notes: list[str]) -> tuple[float, str]:
+    """The cap's clock where the plan does not fit it, and the warning when it cuts more than
+    half (time 0.0: the plan fits)."""
+    fits = max(1, int(DEFAULT_TIME_CAP // max(epoch_seconds, 1e-3)))
+    if fits >= epochs:
+        return 0.0, ""
+    # The cap is a clock, not an epoch count fixed by three probe steps: a core busy with
+    # something else during the probe planned 8 of 77 epochs (yolo_n, issue 34).  The
+    # trainer re-plans every epoch from measured epoch times (as under --time), up to the
+    # rule's plan; the schedule follows whichever ends first, the clock or the plan.
+    notes.append(
+        f"budget: {DEFAULT_TIME_CAP // 60} min cap, about {fits} of the {epochs} "
+        f"planned epochs on this machine now; re-planned each epoch from measured "
+        f"times (give --time or --epochs for more)"
+    )
+    if fits >= epochs / 2:
+        return float(DEFAULT_TIME_CAP), ""
+    return float(DEFAULT_TIME_CAP), (
+        f"the {DEFAULT_TIME_CAP // 60}-minute cap fits about {fits * spe:,} of the "
+        f"{epochs * spe:,} planned steps on this machine; for the full plan give "
+        f"--time {_fmt_minutes(epochs * epoch_seconds)} or --epochs {epochs}"
+    )
+
+
+def _following(
+    res: Resolution, epochs: int, spe: int, epoch_seconds: float, budget: float
+) -> dict[str, Any]:
+    """What follows the run's length follows the capped one (raccoon: capped 76 -> 30 epochs
+    kept 13 mosaic-off epochs planned for 76)."""
+    plan, req = res.config, res.request
     planned_for = min(epochs, int(budget / max(epoch_seconds, 1e-3))) if budget else epochs
+    values: dict[str, Any] = {}
     if "mosaic_off_epochs" in res.chosen:
         values["mosaic_off_epochs"] = mosaic_off_epochs(max(1, planned_for))
-    if "ema" in res.chosen and cfg.ema:
+    if "ema" in res.chosen and plan.ema:
         values["ema"] = ema_decay(max(1, planned_for) * spe)
-    if cfg.warmup_epochs is None:
+    if req.warmup_epochs is None:
         values["warmup_epochs"] = round(max(WARMUP_FRACTION * planned_for, 1 / spe), 3)
-    if cfg.patience is None:
-        # under --time the clock ends the run, so the schedule anneals to its end: no early stop
-        # (the cap's clock only bounds a planned run, whose patience stays)
+    if "patience" not in res.chosen and req.patience is None:
+        # under --time the clock ends the run, so the schedule anneals to its end: no early
+        # stop (the cap's clock only bounds a planned run, whose patience stays)
         values["patience"] = (
-            0 if cfg.time else max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * planned_for))
+            0 if req.time else max(MIN_PATIENCE, math.ceil(PATIENCE_FRACTION * planned_for))
         )
-    capped = not cfg.time and bool(values.get("time"))
-    cfg = dataclasses.replace(cfg, **values)
-    steps = epochs * spe
-    if not cfg.time or capped:
-        how = (
-            "given"
-            if epochs_given
-            else (
-                f"{res.planned_epochs * spe if not epochs_given else steps} steps planned from "
-                f"{facts.n_train} images"
-            )
-        )
-        eta = f", about {_fmt_seconds(epochs * epoch_seconds)} on this machine" if probe else ""
-        notes.append(f"budget {steps:,} steps = {epochs} epochs of {spe} steps ({how}){eta}")
-    return Resolution(cfg, notes, res.planned_epochs, res.chosen, budget_cut)
+    return values
 
 
 def _fmt_minutes(seconds: float) -> str:
@@ -502,7 +576,7 @@ def start_block(
     """The lines a run prints before its first epoch: what trains on what, for how long, where,
     and why (one `why` line per choice the recipe made)."""
     cfg = res.config
-    spe = steps_per_epoch(facts.n_train, int(cfg.batch_size or 1), cfg.accumulate, world_size)
+    spe = steps_per_epoch(facts.n_train, cfg.batch_size, cfg.accumulate, world_size)
     per_step = f"batch {cfg.batch_size}" + (f" x {world_size} processes" if world_size > 1 else "")
     if cfg.accumulate > 1:
         per_step += f", {cfg.accumulate} batches a step"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recog.config import NONE, TrainConfig
+from recog.config import NONE, TrainRequest
 from recog.errors import RecogError
 from recog.models import pretrained
 from recog.models.factory import get_spec
@@ -52,7 +52,7 @@ class FineTune:
 
 
 def choose_start(
-    cfg: TrainConfig,
+    cfg: TrainRequest,
     facts: DataFacts,
     fine: FineTune | None,
     scratch_model: Callable[[], str],

@@ -7,7 +7,7 @@ asks the task for a survey of the data and hands the facts to `recog.recipe`.
 from __future__ import annotations
 
 from recog import recipe
-from recog.config import NONE, TrainConfig, parse_class_weights
+from recog.config import NONE, TrainRequest, parse_class_weights
 from recog.data.formats import TASK_FORMATS, DataFormat, detect_format, infer_task
 from recog.engine.distributed import pick_device
 from recog.errors import RecogError
@@ -20,7 +20,7 @@ from recog.types import DataFacts, TaskName
 BUILT_IN = (DataFormat.DIGITS, DataFormat.SHAPES)
 
 
-def _task_class(cfg: TrainConfig) -> type[Task]:
+def _task_class(cfg: TrainRequest) -> type[Task]:
     if "://" in cfg.data:  # before a loader answers "no such file" (issue 33)
         raise RecogError(
             f"--data {cfg.data}: training reads data on this machine; copy it here first "
@@ -49,18 +49,13 @@ def _check_built_in(data: str, model: str, task: TaskName) -> None:
 
 
 def resolve_config(
-    cfg: TrainConfig, *, device_type: str | None = None, world_size: int = 1
+    cfg: TrainRequest, *, device_type: str | None = None, world_size: int = 1
 ) -> tuple[recipe.Resolution, DataFacts, type[Task]]:
-    """The recipe's first step (everything but the timed budget), from a survey of the data."""
+    """The run's plan (everything but the timed budget), from a survey of the data: the
+    request's task, its survey and `recipe.resolve`."""
     from recog.data import data_defaults
 
     task_cls = _task_class(cfg)
-    if cfg.time is not None and cfg.time < 0:
-        raise RecogError(f"--time must be positive, not {cfg.time}")
-    for key in ("epochs", "steps", "batch_size", "img_size"):
-        value = getattr(cfg, key)
-        if value is not None and value < 1:
-            raise RecogError(f"--{key.replace('_', '-')} must be at least 1, not {value}")
     facts = task_cls.survey(cfg)
     _check_class_weights(cfg, task_cls, facts)
     device = device_type or (cfg.device if cfg.device != "auto" else pick_device("auto").type)
@@ -78,7 +73,7 @@ def resolve_config(
     return res, facts, task_cls
 
 
-def _check_class_weights(cfg: TrainConfig, task_cls: type[Task], facts: DataFacts) -> None:
+def _check_class_weights(cfg: TrainRequest, task_cls: type[Task], facts: DataFacts) -> None:
     """`--class-weights` is used or refused, before anything is written (issue 33: a
     classification run trained on, ignoring them)."""
     if cfg.class_weights in (None, NONE):

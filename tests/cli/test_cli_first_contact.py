@@ -17,6 +17,7 @@ import termios
 from pathlib import Path
 
 import pytest
+from helpers import record
 
 from recog import cli
 from recog.cli import train_options
@@ -105,12 +106,13 @@ def test_python_m_recog_help_imports_no_torch():
 
 # ------------------------------------------------------------------ train --help
 def test_train_help_is_grouped_and_every_option_explains_itself_and_its_default():
+    from recog.config import GROUPS, RECORD_ONLY
+
     parser = _train_parser()
     text = parser.format_help()
-    for title, _ in train_options.GROUPS:
+    for title in GROUPS:
         assert f"\n{title}:\n" in text, title
-    assert train_options.FALLBACK_GROUP not in text  # every field of today has a heading
-    config_dests = {f.name for f in dataclasses.fields(TrainConfig)} - train_options.HIDDEN
+    config_dests = {f.name for f in dataclasses.fields(TrainConfig)} - RECORD_ONLY
     seen = set()
     for action in parser._actions:
         assert action.help and action.help != argparse.SUPPRESS, action.option_strings
@@ -152,22 +154,26 @@ def test_an_unknown_task_is_refused_by_the_parser_with_exit_2(capsys):
     assert "invalid choice: 'classfy'" in err and "classify" in err
 
 
-def test_a_field_added_later_still_gets_a_flag_with_its_default():
-    """A field no group names (another helper's, say) lands under "other options"."""
+def test_every_field_is_an_option_with_a_heading_or_a_record_of_the_run():
+    """An option is declared once, in recog.config: a field with no declaration (no help, no
+    heading) is a record of the run, and those are named; an unknown heading is refused."""
+    from recog.config import RECORD_ONLY, option
 
-    @dataclasses.dataclass
-    class Later(TrainConfig):
-        later_option: str = "none"
+    undeclared = {f.name for f in dataclasses.fields(TrainConfig) if "option" not in f.metadata}
+    assert undeclared == RECORD_ONLY
+    with pytest.raises(ValueError, match="not one of GROUPS"):
+        option(0, group="no such heading", help="x")
 
-    parser = argparse.ArgumentParser()
-    train_options.add_arguments(parser, Later)
-    groups = {g.title: g for g in parser._action_groups}
-    other = [a.dest for a in groups[train_options.FALLBACK_GROUP]._group_actions]
-    assert other == ["later_option"]
-    ns = parser.parse_args(["--later-option", "tensorboard", "--epochs", "3"])
-    assert train_options.overrides(ns, Later) == {"later_option": "tensorboard", "epochs": 3}
-    action = next(a for a in parser._actions if a.dest == "later_option")
-    assert action.help.endswith("(default: none)")
+
+def test_the_flags_are_the_declarations():
+    """What --help says of an option is what recog.config declares of it."""
+    from recog.config import options
+
+    helps = {a.dest: a.help for a in _train_parser()._actions}
+    for f, opt in options():
+        assert helps[f.name].startswith(opt.help), f.name
+        if opt.rule:
+            assert helps[f.name].endswith(f"(default: {opt.rule})"), f.name
 
 
 def test_confidence_choices_match_the_library():
@@ -359,9 +365,9 @@ def test_the_start_block_states_a_time_budget_and_the_global_batch():
 
     facts = DataFacts(task=TaskName.CLASSIFY, name="mushrooms", n_train=1000, n_val=250,
                       class_names=("a", "b", "c"), median_side=300, median_long_side=400)  # fmt: skip
-    cfg = TrainConfig(model="resnet18", img_size=128, batch_size=16, accumulate=2, time=600.0,
-                      epochs=40, steps=640, lr=0.001, weight_decay=0.05, schedule="cosine",
-                      warmup_epochs=1.0, augment="standard", label_smoothing=0.1)  # fmt: skip
+    cfg = record(model="resnet18", img_size=128, batch_size=16, accumulate=2, time=600.0,
+                 epochs=40, steps=640, lr=0.001, weight_decay=0.05, schedule="cosine",
+                 warmup_epochs=1.0, augment="standard", label_smoothing=0.1)  # fmt: skip
     lines = start_block(facts, Resolution(cfg, ["a reason"], 40, frozenset()), "runs/x",
                         device="cuda", world_size=2)  # fmt: skip
     block = dict((line[2:13].strip(), line[13:]) for line in lines[1:])

@@ -24,7 +24,7 @@ import torch
 from recog import api, cli
 from recog import io as rio
 from recog.api.runs import _run_dir
-from recog.config import TrainConfig
+from recog.config import TrainConfig, TrainRequest
 from recog.engine.logging import ResultsTable
 
 TINY = [
@@ -129,7 +129,7 @@ def test_out_naming_a_file_is_one_line_before_any_training(tmp_path, capsys, mon
 
 def test_default_run_name_takes_a_new_numbered_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = TrainConfig(task="classify", model="cnn")
+    cfg = TrainRequest(task="classify", model="cnn")
     first = _run_dir(cfg, "digits")
     assert first == Path("runs/classify/digits-cnn")
     first.mkdir(parents=True)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from recog.cli.train_options import _parse_value
-from recog.config import TrainConfig
+from recog.config import TrainRequest
 from recog.errors import RecogError
 from recog.models.factory import create_model, get_spec
 
@@ -88,7 +88,7 @@ def test_model_args_build_or_refuse(name, budget):
         args = {key: _parse_value(raw) for key, raw in texts.items()}  # as `--model-args` does
         try:
             # as every path builds: the run config first (CLI, API, config.yaml), then the model
-            cfg = TrainConfig(model=name, model_args=args)
+            cfg = TrainRequest(model=name, model_args=args)
             model = create_model(name, num_classes=3, img_size=size, **cfg.model_args)
         except RecogError as exc:
             assert "\n" not in str(exc)

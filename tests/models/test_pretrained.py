@@ -13,7 +13,7 @@ import torch
 from helpers import shared_dataset
 
 from recog.api import resolve_config
-from recog.config import TrainConfig
+from recog.config import TrainConfig, TrainRequest
 from recog.errors import RecogError
 from recog.models import pretrained
 from recog.models.factory import create_model, get_spec, list_models
@@ -190,14 +190,14 @@ class _Defaults:
     min_scale = None
 
 
-def _resolved(cfg: TrainConfig, facts: DataFacts) -> TrainConfig:
+def _resolved(cfg: TrainRequest, facts: DataFacts) -> TrainConfig:
     res = resolve(cfg, facts, ClassifyTask.recipe, device_type="cpu", data_defaults=_Defaults())
     return resolve_budget(res, facts, probe=None).config
 
 
 @needs_lite0
 def test_pretrained_start_with_no_flags_names_the_weights_and_their_checksum():
-    cfg = _resolved(TrainConfig(data="x"), _facts())
+    cfg = _resolved(TrainRequest(data="x"), _facts())
     assert cfg.model == "efficientnet_lite0" and cfg.weights == "imagenet"
     assert cfg.pretrained["name"] == "efficientnet_lite0.imagenet"
     assert cfg.pretrained["sha256"] == pretrained.sha256_of(Path(cfg.pretrained["file"]))
@@ -205,26 +205,26 @@ def test_pretrained_start_with_no_flags_names_the_weights_and_their_checksum():
     assert cfg.mean == cfg.std == [0.5, 0.5, 0.5]
     assert cfg.img_size == LITE0.input_size and cfg.head_epochs == 1.0
     # from scratch: today's default, ImageNet's normalization of the model, no head phase
-    scratch = _resolved(TrainConfig(data="x", weights="none"), _facts())
+    scratch = _resolved(TrainRequest(data="x", weights="none"), _facts())
     assert scratch.model == "resnet18" and scratch.pretrained == {}
     assert scratch.mean == [0.485, 0.456, 0.406] and scratch.head_epochs == 0.0
     # tiny images train from scratch, as before (digits)
-    tiny = _resolved(TrainConfig(data="x"), _facts(side=8))
+    tiny = _resolved(TrainRequest(data="x"), _facts(side=8))
     assert tiny.model == "cnn" and tiny.weights == "none"
 
 
 def test_pretrained_start_without_the_package_trains_from_scratch_and_says_so(monkeypatch):
     gone = dataclasses.replace(LITE0, package="not-installed-here")
     monkeypatch.setitem(pretrained.TABLE, LITE0.name, gone)
-    res = resolve(TrainConfig(data="x"), _facts(), ClassifyTask.recipe, device_type="cpu",
+    res = resolve(TrainRequest(data="x"), _facts(), ClassifyTask.recipe, device_type="cpu",
                   data_defaults=_Defaults())  # fmt: skip
     assert res.config.model == "resnet18" and res.config.weights == "none"
     assert any("not-installed-here is not installed" in n for n in res.notes)
     # asked for by name, it is an error naming the package
     with pytest.raises(RecogError, match="not-installed-here is not installed"):
-        _resolved(TrainConfig(data="x", weights="imagenet"), _facts())
+        _resolved(TrainRequest(data="x", weights="imagenet"), _facts())
     with pytest.raises(RecogError, match="model resnet18 has no ImageNet weights"):
-        _resolved(TrainConfig(data="x", model="resnet18", weights="imagenet"), _facts())
+        _resolved(TrainRequest(data="x", model="resnet18", weights="imagenet"), _facts())
 
 
 @needs_lite0
@@ -259,7 +259,7 @@ def test_a_no_flag_run_config_yaml_names_the_weights_and_checksum(tmp_path):
 
 def test_the_config_refuses_a_malformed_normalization():
     with pytest.raises(RecogError, match="std must be three finite numbers"):
-        TrainConfig(std=[0.5, 0.0, 0.5])
+        TrainRequest(std=[0.5, 0.0, 0.5])
     with pytest.raises(RecogError, match="mean must be three finite numbers"):
-        TrainConfig(mean=[0.5, "x", 0.5])  # type: ignore[list-item]
+        TrainRequest(mean=[0.5, "x", 0.5])  # type: ignore[list-item]
     assert resolve_config  # the public door stays importable

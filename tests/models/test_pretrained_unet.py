@@ -14,13 +14,14 @@ import json
 import pytest
 import timm
 import torch
+from helpers import record
 from lite0 import lite0_classifier, stage_outputs
 
 import recog
 from recog import io as rio
 from recog import recipe
 from recog.api import CONFIG_NAME, LABELS_NAME
-from recog.config import TrainConfig, require_resolved
+from recog.config import TrainRequest
 from recog.engine.optim import build_optimizer
 from recog.engine.trainer import WEIGHTS_NAME
 from recog.models.factory import create_model, get_spec
@@ -142,14 +143,12 @@ def test_a_run_of_unet_lite0_exports_with_any_image_size(tmp_path):
 
     torch.manual_seed(0)
     run_dir = tmp_path / "run"
-    cfg = TrainConfig(
+    cfg = TrainRequest(
         data="shapes", task="segment", model="unet_lite0", weights="none", img_size=64, epochs=1
     )
     res, facts, _ = resolve_config(cfg, device_type="cpu")
     res = recipe.resolve_budget(res, facts, probe=None)
-    cfg = require_resolved(
-        dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name), "train"
-    )
+    cfg = dataclasses.replace(res.config, out=str(run_dir), name=run_dir.name)
     names = list(cfg.classes)
     model = create_model("unet_lite0", num_classes=len(names), img_size=64)
     run_dir.mkdir()
@@ -187,7 +186,7 @@ def test_fine_tuning_holds_the_pretrained_encoder_alone():
     """Head-first training: the optimizer's body groups are the encoder's parameters; the
     fresh decoder and segmentation head train from the first step."""
     model = create_model("unet_lite0", num_classes=CLASSES, img_size=64)
-    cfg = TrainConfig(model="unet_lite0", lr=0.001, weight_decay=0.0001, head_epochs=1)
+    cfg = record(model="unet_lite0", lr=0.001, weight_decay=0.0001, head_epochs=1.0)
     optimizer = build_optimizer(cfg, model, head=SPEC.head)
     in_body = {id(p) for g in optimizer.param_groups if g["body"] for p in g["params"]}
     assert in_body == {id(p) for p in model.get_submodule(SPEC.pretrained_at).parameters()}
@@ -195,7 +194,7 @@ def test_fine_tuning_holds_the_pretrained_encoder_alone():
 
 def test_weights_none_keeps_the_from_scratch_default_model():
     res, _, _ = resolve_config(
-        TrainConfig(data="shapes", task="segment", weights="none"), device_type="cpu"
+        TrainRequest(data="shapes", task="segment", weights="none"), device_type="cpu"
     )
     cfg = res.config
     assert (cfg.model, cfg.weights, cfg.pretrained) == ("unet", "none", {})
@@ -205,7 +204,7 @@ def test_weights_none_keeps_the_from_scratch_default_model():
 
 @needs_lite0
 def test_with_the_package_segmentation_fine_tunes_unet_lite0():
-    res, _, _ = resolve_config(TrainConfig(data="shapes", task="segment"), device_type="cpu")
+    res, _, _ = resolve_config(TrainRequest(data="shapes", task="segment"), device_type="cpu")
     cfg = res.config
     fine = SegmentTask.recipe.finetune
     assert (cfg.model, cfg.weights, cfg.pretrained["name"]) == (
@@ -232,10 +231,10 @@ def test_the_fine_tuning_input_size_comes_from_the_data(device, size):
     """Segmentation trains on crops at the image's own scale: membrane's 512 px images crop
     as from scratch (256 on a CPU, 512 on CUDA), not at the weights' 224 px."""
     facts = DataFacts(TaskName.SEGMENT, "m", 24, 6, ("background", "membrane"), 512, 512)
-    given = TrainConfig(data="m", task="segment")
+    given = TrainRequest(data="m", task="segment")
     fine = resolve(given, facts, SegmentTask.recipe, device_type=device, data_defaults=_Defaults())
     scratch = resolve(
-        dataclasses.replace(given, weights="none"),
+        given.replace(weights="none"),
         facts,
         SegmentTask.recipe,
         device_type=device,

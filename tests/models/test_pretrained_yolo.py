@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import record
 from lite0 import lite0_classifier, stage_outputs
 
-from recog.config import TrainConfig
 from recog.engine.optim import build_optimizer
 from recog.models.factory import create_model, get_spec
 from recog.models.pretrained import TABLE, load_into
@@ -111,7 +111,7 @@ def test_fine_tuning_holds_the_pretrained_body_alone():
     """Head-first training: the optimizer's body groups are the pretrained network's
     parameters; the fresh adapters, neck and head train from the first step."""
     model = create_model("yolo_lite0", num_classes=CLASSES, img_size=64)
-    cfg = TrainConfig(model="yolo_lite0", lr=0.001, weight_decay=0.0005, head_epochs=1)
+    cfg = record(model="yolo_lite0", lr=0.001, weight_decay=0.0005, head_epochs=1.0)
     optimizer = build_optimizer(cfg, model, head=SPEC.head)
     in_body = {id(p) for g in optimizer.param_groups if g["body"] for p in g["params"]}
     body = model.get_submodule(SPEC.pretrained_at)

@@ -75,10 +75,10 @@ def test_bad_model_argument_is_a_user_error():
 
 def test_model_training_defaults_fill_only_what_the_user_left_unset():
     from recog.api import resolve_config
-    from recog.config import TrainConfig
+    from recog.config import TrainRequest
 
     def resolved(**kw):
-        return resolve_config(TrainConfig(**kw))[0].config
+        return resolve_config(TrainRequest(**kw))[0].config
 
     unet = resolved(data="shapes", task="segment", model="unet")
     assert (unet.lr, unet.weight_decay) == (2e-3, 1e-4)  # unet's own

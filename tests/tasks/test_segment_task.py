@@ -162,11 +162,11 @@ def test_mask_rcnn_runs_show_only_confident_instances(tmp_path):
     """Mask R-CNN's other-class echoes of an object (score ~0.3) stay out of the pictures and
     the served record, but stay in the COCO results that mAP is computed from."""
     from recog.api import resolve_config
-    from recog.config import TrainConfig
+    from recog.config import TrainRequest
     from recog.models.factory import get_spec
 
     res, _, task_cls = resolve_config(
-        TrainConfig(data="shapes", task="segment", model="mask_rcnn", img_size=64)
+        TrainRequest(data="shapes", task="segment", model="mask_rcnn", img_size=64)
     )
     assert task_cls is InstanceSegmentTask
     t = task_cls.from_config(res.config, ["cat", "dog"], get_spec("mask_rcnn"))

@@ -76,11 +76,6 @@ def load(run_dir: str | Path, *, device: str = "auto", backend: str = "torch") -
             f"{run_dir}: incomplete run directory, missing {', '.join(missing)} (did training finish?)"
         )
     cfg = upgrade_config(TrainConfig.load(run_dir / CONFIG_NAME))
-    if cfg.unset():
-        raise RecogError(
-            f"{run_dir / CONFIG_NAME}: not a resolved run config ({', '.join(cfg.unset())} unset); "
-            "it was written by an older recog: train it again"
-        )
     class_names = _class_names(run_dir / LABELS_NAME)
     model, spec = _load_model(run_dir, cfg, len(class_names))
     task = build_task(cfg, class_names, spec)
@@ -137,8 +132,9 @@ def _load_model(run_dir: Path, cfg: TrainConfig, num_classes: int) -> tuple[nn.M
 
 
 def upgrade_config(cfg: TrainConfig) -> TrainConfig:
-    """A run written by config version 2 (before the run recorded its normalization and
-    fine-tuning): the model's normalization, which it was trained with, and no fine-tuning."""
+    """A run written by config version 2 (before the run recorded its normalization; its
+    fine-tuning fields read as none, `recog.config`): the model's normalization, which it
+    was trained with."""
     if cfg.version >= 3:
         return cfg
     from recog.models.factory import get_spec

@@ -185,22 +185,21 @@ def _version() -> str:
 # -------------------------------------------------------------- subcommands
 def cmd_train(ns: argparse.Namespace) -> int:
     from recog import api
-    from recog.config import TrainConfig
+    from recog.config import TrainRequest
 
     overrides = train_options.overrides(ns)
     if ns.resume is not None:
         # every flag goes to train(), which uses a budget and refuses any other change
-        config = TrainConfig.load(ns.config) if ns.config else None
+        config = TrainRequest.load(ns.config) if ns.config else None
         rec = api.train(resume=ns.resume, config=config, exist_ok=ns.exist_ok, **overrides)
     else:
-        base = TrainConfig.load(ns.config) if ns.config else TrainConfig()
-        values = base.to_dict()
+        base = TrainRequest.load(ns.config) if ns.config else TrainRequest()
         # a budget given on the command line replaces the config's whole budget
         if {"epochs", "steps"} & set(overrides):
-            values |= {"epochs": None, "steps": None}
+            base = base.replace(epochs=None, steps=None)
         if ns.config and "out" not in overrides:
-            values |= {"out": None, "name": None}  # a new run directory, never the old one's
-        cfg = TrainConfig.from_dict({**values, **overrides}, source="command line")
+            base = base.replace(out=None, name=None)  # a new run directory, never the old one's
+        cfg = TrainRequest.from_dict({**base.given(), **overrides}, source="command line")
         given = sorted({"adv_eps", "adv_steps", "adv_mix"} & set(overrides))
         if given and cfg.adv_train == "none":
             flags = " and ".join("--" + k.replace("_", "-") for k in given)

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 import torch
 from torch.utils.data import Dataset
 
-from recog.config import TrainConfig
+from recog.config import TrainRequest
 from recog.data.groups import GroupRule, grouped_split
 from recog.errors import RecogError
 from recog.types import TaskName
@@ -70,10 +70,10 @@ def seeded_split(
 
 
 def check_split_settings(val_split: float, seed: int) -> None:
-    """`--val-split` and `--seed` within the limits `recog train` holds them to (`RANGES`):
+    """`--val-split` and `--seed` within the limits `recog train` holds them to (their declarations in `recog.config`):
     a fraction strictly between 0 and 1 (2 once gave val = train), a seed numpy takes."""
     for flag, key, value in (("--val-split", "val_split", val_split), ("--seed", "seed", seed)):
-        TrainConfig.from_dict({key: value}, source=flag)
+        TrainRequest.from_dict({key: value}, source=flag)
 
 
 class _HasSplit(Protocol):
