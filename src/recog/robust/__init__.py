@@ -1,7 +1,9 @@
 """Adversarial robustness for every task: attacks, the robustness curve, adversarial training.
 
-- `objective`: what an attack differentiates (the Task seam's `attack_loss` and
-  `vanish_loss`, the model in its loss mode) and the gradient check;
+- `facet`: what an attack asks of each task (`ROBUST`: the attacked loss, the model's
+  answer as a ground truth, a detector's vanish objective);
+- `objective`: what an attack differentiates (the facet's losses, the model in its loss
+  mode) and the gradient check;
 - `attacks`: recog's own FGSM and PGD on any objective (detectors, segmenters,
   adversarial training);
 - `square`: recog's own Square (no gradients, L-inf) on any objective, for detectors and

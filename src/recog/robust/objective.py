@@ -2,8 +2,8 @@
 pixels, and the check that a gradient reaches the input at all.
 
 recog's own code, because no attack library covers it: the detectors' and segmenters'
-objective is the task's own training loss against the ground truth (the Task seam's
-`attack_loss`), and torchvision's detectors return their losses only in train mode.
+objective is the task's own training loss against the ground truth (the robust facet's
+`attack_loss`, `recog.robust.facet`), and torchvision's detectors return their losses only in train mode.
 `loss_mode` therefore puts the model in train mode with every layer whose train-mode
 behaviour is random or batch-dependent (batch norm, dropout, drop-path) in eval mode,
 so the loss is a deterministic, per-image function of the input, as an attack needs.
@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
 from recog.errors import RecogError
+from recog.robust.facet import ROBUST
 from recog.tasks.base import Task
 from recog.types import Batch
 
@@ -69,23 +70,27 @@ def with_images(batch: Batch, images: torch.Tensor) -> Batch:
 def loss_objective(task: Task, model: nn.Module, batch: Batch) -> Objective:
     """The task's own loss against `batch`'s ground truth (untargeted attacks)."""
 
+    facet = ROBUST.of(task)
+
     def objective(images: torch.Tensor) -> torch.Tensor:
         with loss_mode(model):
-            return task.attack_loss(model, with_images(batch, images))
+            return facet.attack_loss(task, model, with_images(batch, images))
 
     return objective
 
 
 def vanish_objective(task: Task, model: nn.Module) -> Objective:
-    """Minus (the detector's loss against an empty ground truth, `Task.vanish_loss`, plus
-    its kept boxes' squared scores, `Task.vanish_score`): raising it makes the objects
+    """Minus (the detector's loss against an empty ground truth, `vanish_loss`, plus
+    its kept boxes' squared scores, `vanish_score`, the robust facet's): raising it makes the objects
     vanish.  The loss reaches every candidate before NMS; the scores are what is shown."""
+
+    facet = ROBUST.of(task)
 
     def objective(images: torch.Tensor) -> torch.Tensor:
         with loss_mode(model):
-            empty_truth = task.vanish_loss(model, images)
+            empty_truth = facet.vanish_loss(task, model, images)
         with eval_mode(model):
-            shown = task.vanish_score(model, images).sum()
+            shown = facet.vanish_score(task, model, images).sum()
         return -(empty_truth + shown)
 
     return objective

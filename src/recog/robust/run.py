@@ -64,8 +64,9 @@ def attack_image(
     device: torch.device | str = "cpu",
 ) -> AttackedImage:  # fmt: skip
     """`image` (decoded, any size) attacked with the model's own answer as its ground truth
-    (`Task.as_target`; `vanish` needs none): what the model answers once it is perturbed."""
+    (the robust facet's `as_target`; `vanish` needs none): what the model answers once it is perturbed."""
     from recog.robust import attacks
+    from recog.robust.facet import ROBUST
     from recog.robust.objective import loss_objective, vanish_objective
 
     if attack not in IMAGE_ATTACKS:
@@ -75,7 +76,8 @@ def attack_image(
     x = prepared[None].to(device)
     with torch.inference_mode():
         clean = task.predict(model, x)[0]
-    sample = Sample(prepared, task.as_target(clean), orig_size=tuple(prepared.shape[-2:]))
+    truth = ROBUST.of(task).as_target(task, clean)
+    sample = Sample(prepared, truth, orig_size=tuple(prepared.shape[-2:]))
     sample.meta = {"scale": 1.0, "truth": sample.target}
     batch = task.collate([sample]).to(device)
     clean01 = x.float() / 255

@@ -167,28 +167,6 @@ class Task(ABC):
     ) -> torch.Tensor:
         """(3, H, W) uint8 image with the prediction drawn on it."""
 
-    # ---------------------------------------------------------------- attacks
-    def attack_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """The scalar an untargeted attack raises: the task's own training loss against the
-        ground truth, on `batch.images` as float in [0, 1] (differentiable with respect to
-        them).  The attacker puts the model in its loss mode (`recog.robust.objective`)."""
-        return self.loss(model, batch)["loss"]
-
-    def as_target(self, prediction: Prediction) -> Target:
-        """The model's own answer (at the input size) taken as the ground truth: what an
-        attack on an unlabelled image (the web page's) moves the model away from."""
-        raise RecogError(f"{self.name} predictions cannot stand in for a ground truth")
-
-    def vanish_loss(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """The scalar the "vanish" attack lowers on float images in [0, 1]: how much the
-        model still finds objects (the model in its loss mode); only for detectors."""
-        raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
-
-    def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """(B,) how confident the model's answers are (the model in eval mode), the vanish
-        attack's second term; only for detectors."""
-        raise RecogError(f"{self.name} models find no objects to make vanish (a detector's attack)")
-
     # ----------------------------------------------------------- distillation
     def check_teacher(
         self,

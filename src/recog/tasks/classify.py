@@ -230,14 +230,6 @@ class ClassifyTask(Task):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return {"loss": loss, "kd": softened_kl(logits, target, temperature)}
 
-    def attack_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """Plain cross-entropy on the true labels (no smoothing, no mixing): the objective
-        of the field's PGD (Madry et al. 2018) and of torchattacks."""
-        return F.cross_entropy(model(self.normalize(batch.images)).float(), batch.targets)
-
-    def as_target(self, prediction: Prediction) -> Target:
-        return Target(labels=prediction.labels.clone())
-
     @torch.no_grad()
     def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model(self.normalize(images)).float()

@@ -314,37 +314,6 @@ class DetectTask(Task):
         return draw_boxes(out, prediction.boxes[keep], prediction.labels[keep], labels,
                           self.num_classes)  # fmt: skip
 
-    def as_target(self, prediction: Prediction) -> Target:
-        """The shown boxes (and their masks, for instances)."""
-        keep = self._shown(prediction)
-        masks = None if prediction.masks is None else prediction.masks[keep]
-        return Target(boxes=prediction.boxes[keep].clone(), labels=prediction.labels[keep].clone(),
-                      masks=masks)  # fmt: skip
-
-    def vanish_loss(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """The detector's own training loss against an empty ground truth (TOG-vanishing,
-        Chow et al. 2020): every candidate, before NMS, is trained as background, so
-        lowering it makes the objects vanish.  Summing the kept boxes' scores instead was
-        dominated by the hundreds of faint ones down to 0.0025 and left raccoon mAP where
-        it was at 8/255 (issue 13's note); this gradient reaches every candidate."""
-        h, w = images.shape[-2:]
-        empty = Target(labels=torch.zeros(0, dtype=torch.long, device=images.device),
-                       boxes=images.new_zeros((0, 4)),
-                       masks=torch.zeros((0, h, w), dtype=torch.uint8, device=images.device))  # fmt: skip
-        # collate stacks the float images again, differentiably: the gradient reaches them
-        return self.loss(model, self.collate([Sample(image=i, target=empty) for i in images]))[
-            "loss"
-        ]
-
-    def vanish_score(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """(B,) the sum of the squared scores of the kept detections (the model in eval mode):
-        squared, the confident boxes that decide mAP outweigh the many faint ones.  The
-        second half of the vanish objective: SSD's loss mines negatives in proportion to
-        the objects, so against an empty truth it is 0 with no gradient at all."""
-        return torch.stack(
-            [det["scores"].float().square().sum() for det in model(self.normalize_float(images))]
-        )
-
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         keep = self._shown(prediction)
         return {

@@ -305,9 +305,6 @@ class SegmentTask(Task):
             image.cpu(), masks.cpu(), alpha=0.45, colors=[colours[k] for k in classes]
         )
 
-    def as_target(self, prediction: Prediction) -> Target:
-        return Target(mask=prediction.mask.clone().long())
-
     def _pixel_counts(self, mask: torch.Tensor) -> torch.Tensor:
         """Pixels of each class id (ignored pixels counted at IGNORE_INDEX)."""
         return torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)
