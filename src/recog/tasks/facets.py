@@ -79,7 +79,7 @@ class FacetTable(Generic[F]):
         return self._factories.get(_task_name(task))
 
 
-def _task_name(task: object) -> TaskName:
+def _task_name(task: Any) -> TaskName:
     """A task name from a Task, a Task class or a name."""
     if isinstance(task, str):  # a TaskName too (its enum `.name` is "CLASSIFY")
         return TaskName(task)
