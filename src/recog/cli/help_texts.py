@@ -1,6 +1,6 @@
 """What every subcommand's `--help` says about the options that recur across them.
 
-`recog train` writes its own help from `TrainConfig` (`train_options.py`); the
+`recog train` writes its own help from the options `recog.config` declares; the
 other subcommands declare their options where they are parsed, and `finish`
 then walks the whole parser once: an option declared without help gets the
 common text for its name here, and every option with a real default says it
