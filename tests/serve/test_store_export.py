@@ -123,16 +123,16 @@ def test_export_without_feedback_is_a_clear_error(db_url, tmp_path):
 
 
 def test_export_asks_the_task_and_segmentation_corrections_are_not_exported(db_url, tmp_path):
-    """What a task's corrections become is `Task.export_corrections`; its default writes nothing."""
+    """What a task's corrections become is its serving facet's `export`; segmentation (semantic
+    and instance) gives none, and nothing is written."""
     import hashlib
 
     from recog.serve.export import export_feedback
-    from recog.tasks import ClassifyTask, DetectTask, SegmentTask, Task
+    from recog.serve.facet import SERVE
+    from recog.tasks import ClassifyTask, DetectTask, InstanceSegmentTask, SegmentTask
 
-    default = Task.export_corrections.__func__
-    assert SegmentTask.export_corrections.__func__ is default
-    assert ClassifyTask.export_corrections.__func__ is not default
-    assert DetectTask.export_corrections.__func__ is not default
+    assert not SERVE.has(SegmentTask) and not SERVE.has(InstanceSegmentTask)
+    assert SERVE.has(ClassifyTask) and SERVE.has(DetectTask)
     db = db_url
     image = png_bytes(30, 20)
     store = Store(db)

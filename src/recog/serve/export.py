@@ -1,7 +1,7 @@
 """`recog data export-feedback`: user corrections from the history store -> a training set.
 
-What a task's corrections become is the Task's to say
-(`Task.export_corrections`): classification writes a class-folder root
+What a task's corrections become is the task's serving facet's to say
+(`recog.serve.facet.SERVE`): classification writes a class-folder root
 (`OUT/<label>/<sha>.jpg`, trainable with `recog train --data OUT`, split by
 `--val-split`), detection COCO (`OUT/annotations.json` + `OUT/images/`),
 the others nothing (the summary says so).  Only predictions whose image
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from recog.errors import RecogError
+from recog.serve.facet import SERVE
 from recog.serve.store import Store
-from recog.tasks import TASKS
-from recog.types import CorrectedExample, TaskName, safe_file_name
+from recog.types import CorrectedExample, safe_file_name
 
 
 def export_feedback(db_url: str, out: str | Path, *, model: str | None = None) -> dict[str, Any]:
@@ -54,9 +54,9 @@ def _export_model(examples: list[CorrectedExample], folder: Path) -> dict[str, A
         "without_image": len(examples) - len(kept),
     }
     try:
-        exporter = TASKS[TaskName(task)]
-    except (KeyError, ValueError):  # a history written by a recog that knew another task
+        serving = SERVE.of(task)
+    except (RecogError, ValueError):  # declined (segment), or a task this recog does not know
         info.update(format=None, images=0, note=f"corrections of {task} models are not exported")
     else:
-        info.update(exporter.export_corrections(kept, folder))
+        info.update(serving.export(kept, folder))
     return info

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
-    from recog.types import CorrectedExample
 
 
 def normalization(cfg: TrainConfig, spec: ModelSpec) -> tuple[list[float], list[float]]:
@@ -53,11 +52,6 @@ class Task(ABC):
     #: how the task's metrics are read and named: the main one (best checkpoint, early
     #: stopping), the headline ones, the validation loss, the task's own labels
     scores: ClassVar[TaskScores]
-    #: what a user may correct on a wrong answer (the web page's feedback form):
-    #: "label" (one class), "boxes" (labelled boxes) or None (no correction form)
-    correction: ClassVar[Literal["label", "boxes"] | None] = None
-    #: whether a prediction ranks the classes (so a caller may ask for the top k)
-    ranks_classes: ClassVar[bool] = False
     #: whether the loss takes a weight per class (`--class-weights`); elsewhere it is refused
     weighs_classes: ClassVar[bool] = False
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
@@ -260,20 +254,3 @@ class Task(ABC):
         """(class name, RGB colour) of what `draw` colours by class (segmentation masks), for
         the report's legend; default none."""
         return []
-
-    @classmethod
-    def export_corrections(
-        cls, examples: Sequence[CorrectedExample], folder: Path
-    ) -> dict[str, Any]:
-        """Write users' corrections of this task's predictions under `folder` as a training set.
-
-        `examples` are the corrections whose image was kept, one per image
-        (its newest).  Returns the export's summary: `format`, `images` and
-        what else a user should see.  Default: nothing is written, and the
-        summary says the task's corrections are not exported.
-        """
-        return {
-            "format": None,
-            "images": 0,
-            "note": f"corrections of {cls.name} models are not exported",
-        }

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +45,10 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
-    from recog.types import CorrectedExample
 
 
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
-    correction: ClassVar[Literal["label", "boxes"] | None] = "label"
-    ranks_classes: ClassVar[bool] = True
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.TOP1,
         headline=(MetricName.TOP1, MetricName.TOP5, MetricName.MACRO_F1, MetricName.ECE),
@@ -344,21 +340,3 @@ class ClassifyTask(Task):
 
         return mixed_panels(batch, self.class_names, normalize=self.normalize, mean=self.mean,
                             std=self.std, mix=self.batch_mix)  # fmt: skip
-
-    @classmethod
-    def export_corrections(
-        cls, examples: Sequence[CorrectedExample], folder: Path
-    ) -> dict[str, Any]:
-        """Class folders, `folder/<label>/<sha>.<ext>`: trainable with `recog train --data folder`."""
-        from recog.io import atomic_write_bytes
-        from recog.types import safe_file_name
-
-        written = 0
-        for ex in examples:
-            if ex.label is None:
-                continue
-            path = folder / safe_file_name(ex.label) / ex.file_name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, ex.image or b"")
-            written += 1
-        return {"format": "class folders", "images": written}

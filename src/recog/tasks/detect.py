@@ -13,20 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from recog.config import require_resolved
 from recog.data.fixed_copy import write_detection_copy
-from recog.data.formats.coco import write_coco
-from recog.data.formats.records import DetectionAnnotations, DetectionRecord
 from recog.data.hygiene import detection_findings
 from recog.data.inventory import Finding, Inventory, detection_inventory
 from recog.errors import RecogError
-from recog.io import atomic_write_bytes
 from recog.metrics.base import Accumulator, Figure
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
@@ -51,12 +47,10 @@ if TYPE_CHECKING:
     from recog.config import TrainConfig
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
-    from recog.types import CorrectedExample
 
 
 class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
-    correction: ClassVar[Literal["label", "boxes"] | None] = "boxes"
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MAP, headline=(MetricName.MAP, MetricName.MAP50),
         labels={"per_class": "AP"},
@@ -376,34 +370,3 @@ class DetectTask(Task):
         from recog.tasks.report_views import box_panels
 
         return box_panels(batch, self.class_names, palette(self.num_classes))
-
-    @classmethod
-    def export_corrections(
-        cls, examples: Sequence[CorrectedExample], folder: Path
-    ) -> dict[str, Any]:
-        """COCO, `folder/annotations.json` and `folder/images/`, classes named by the corrections."""
-
-        examples = [ex for ex in examples if ex.boxes is not None]
-        names = sorted({b["label"] for ex in examples for b in ex.boxes or []})
-        index = {n: i for i, n in enumerate(names)}
-        records = []
-        for ex in examples:
-            path = folder / "images" / ex.file_name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, ex.image or b"")
-            boxes = ex.boxes or []
-            xyxy = torch.tensor([b["box"] for b in boxes], dtype=torch.float32).reshape(-1, 4)
-            labels = torch.tensor([index[b["label"]] for b in boxes], dtype=torch.int64)
-            records.append(
-                DetectionRecord(
-                    path=path, width=ex.width, height=ex.height, boxes=xyxy, labels=labels
-                )
-            )
-        folder.mkdir(parents=True, exist_ok=True)
-        write_coco(DetectionAnnotations(records, names), folder / "annotations.json")
-        return {
-            "format": "coco",
-            "images": len(records),
-            "boxes": sum(len(ex.boxes or []) for ex in examples),
-            "classes": names,
-        }

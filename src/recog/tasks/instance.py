@@ -10,8 +10,7 @@ loading is the segment task's (`recog.tasks.segment`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +43,6 @@ class InstanceSegmentTask(DetectTask):
     """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    # the page's box form corrects detections; its corrections of instances are not exported
-    correction: ClassVar[Literal["label", "boxes"] | None] = None
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MASK_MAP,
         headline=(MetricName.MASK_MAP, MetricName.MASK_MAP50, MetricName.MAP, MetricName.MAP50),

@@ -20,6 +20,7 @@ from recog.api import Recognizer
 from recog.errors import RecogError
 from recog.io import read_json
 from recog.serve.errors import error_responses
+from recog.serve.facet import SERVE
 from recog.serve.schemas import (
     MainMetric,
     ModelInfo,
@@ -55,6 +56,7 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             metrics[key] = float(value)
     main = rec.task.scores.primary
+    serving = SERVE.of(rec.task) if SERVE.has(rec.task) else None
     confidence = rec.confidence
     calibration = confidence.calibration if confidence is not None else None
     rule = confidence.rule if confidence is not None else None
@@ -72,8 +74,8 @@ def model_info(name: str, rec: Recognizer, max_batch: int) -> ModelInfo:
         input_size=rec.img_size,
         metrics=metrics,
         main_metric=MainMetric(name=main, value=metrics.get(main)),
-        correction=rec.task.correction,
-        top_k=rec.task.ranks_classes,
+        correction=serving.correction if serving else None,
+        top_k=bool(serving and serving.ranks_classes),
         selection=_selection_options(rec),
         max_batch=max_batch,
         trust=trust,
