@@ -9,7 +9,7 @@ from conftest import scene
 from PIL import Image
 
 from recog.data.hygiene import detection_findings, segmentation_findings
-from recog.tasks import TASKS
+from recog.doctor.facet import DOCTOR
 from recog.types import TaskName
 
 
@@ -46,7 +46,7 @@ def _voc_set(tmp_path):
 
 def test_box_problems_are_found_each_once(tmp_path):
     root = _voc_set(tmp_path)
-    inv = TASKS[TaskName.DETECT].doctor_inventory(str(root), val_split=0.2, seed=0)
+    inv = DOCTOR.of(TaskName.DETECT).inventory(str(root), val_split=0.2, seed=0)
     found = detection_findings(inv)
     kinds = Counter(f.kind for f in found)
     assert kinds == Counter(
@@ -83,7 +83,7 @@ def test_mask_problems_are_found(tmp_path):
     masks["blank"] = base.copy()
     root = tmp_path / "masks"
     _mask_set(root, masks, classes="background,a,b")
-    inv = TASKS[TaskName.SEGMENT].doctor_inventory(str(root), val_split=0.25, seed=0)
+    inv = DOCTOR.of(TaskName.SEGMENT).inventory(str(root), val_split=0.25, seed=0)
     found = segmentation_findings(inv)
     kinds = Counter(f.kind for f in found)
     assert kinds == Counter({"mask-values": 1, "unannotated": 1})
@@ -103,7 +103,7 @@ def test_a_rare_class_is_reported_with_its_ratio(tmp_path):
         masks[f"m{i}"] = m
     root = tmp_path / "rare"
     _mask_set(root, masks, classes="background,a,b")
-    inv = TASKS[TaskName.SEGMENT].doctor_inventory(str(root), val_split=0.2, seed=0)
+    inv = DOCTOR.of(TaskName.SEGMENT).inventory(str(root), val_split=0.2, seed=0)
     rare = [f for f in segmentation_findings(inv) if f.kind == "class-imbalance"]
     assert len(rare) == 1 and rare[0].detail["class"] == "b" and rare[0].detail["count"] == 1
 
@@ -114,9 +114,9 @@ def test_the_cleaned_copy_of_a_voc_set_reads_back_without_the_doubled_box(tmp_pa
     root = _voc_set(tmp_path)
     d = diagnose(str(root), out=tmp_path / "report", fix=tmp_path / "clean")
     assert "needs --run" in " ".join(d.result["checks"])  # no run: no box-error check
-    copy = TASKS[TaskName.DETECT].doctor_inventory(str(tmp_path / "clean"), val_split=0.2, seed=0)
+    copy = DOCTOR.of(TaskName.DETECT).inventory(str(tmp_path / "clean"), val_split=0.2, seed=0)
     boxes = {e.path.name: e.boxes.shape[0] for e in copy.entries}
     assert boxes["twice.jpg"] == 2 and boxes["plain0.jpg"] == 2 and len(boxes) == 12
     assert d.result["fix"]["dropped_boxes"] == 1
-    original = TASKS[TaskName.DETECT].doctor_inventory(str(root), val_split=0.2, seed=0)
+    original = DOCTOR.of(TaskName.DETECT).inventory(str(root), val_split=0.2, seed=0)
     assert {e.path.name: e.boxes.shape[0] for e in original.entries}["twice.jpg"] == 3

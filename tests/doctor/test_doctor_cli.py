@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from recog.cli import main
-from recog.tasks import TASKS
+from recog.doctor.facet import DOCTOR
 from recog.types import TaskName
 
 
@@ -52,7 +52,7 @@ def test_doctor_writes_its_page_and_a_clean_copy_leaving_the_original(
     copies = {str(src) for src, _ in planted_folders["exact"] + planted_folders["near"]}
     assert copies <= dropped  # the training copies of val images go; val stays as it was
     assert log["kept_images"] + log["dropped_images"] == 37
-    kept = TASKS[TaskName.CLASSIFY].doctor_inventory(str(fix), val_split=0.2, seed=0)
+    kept = DOCTOR.of(TaskName.CLASSIFY).inventory(str(fix), val_split=0.2, seed=0)
     assert len(kept.entries) == log["kept_images"]
     names = {e.path.name for e in kept.entries}
     assert {"copy0.jpg", "copy1.jpg", "near0.jpg", "near1.jpg"} <= names

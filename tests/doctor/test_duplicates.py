@@ -6,13 +6,13 @@ import numpy as np
 
 from recog.data.inventory import Entry
 from recog.doctor.duplicates import NEAR_BITS, find_duplicates, near_limit
+from recog.doctor.facet import DOCTOR
 from recog.doctor.scan import scan_file, scan_files
-from recog.tasks import TASKS
 from recog.types import TaskName
 
 
 def _inventory(root):
-    return TASKS[TaskName.CLASSIFY].doctor_inventory(str(root), val_split=0.2, seed=0)
+    return DOCTOR.of(TaskName.CLASSIFY).inventory(str(root), val_split=0.2, seed=0)
 
 
 def test_every_planted_pair_is_found_and_nothing_else(planted_folders):

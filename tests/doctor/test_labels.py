@@ -1,4 +1,4 @@
-"""Likely label errors: cleanlab's finders through the Task seam, on evidence with known answers."""
+"""Likely label errors: cleanlab's finders through the doctor's facet, on evidence with known answers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from conftest import scene
 from PIL import Image
 
 from recog.data.inventory import Entry, Inventory
+from recog.doctor.facet import DOCTOR
 from recog.metrics.label_issues import detection_issues, mask_iou_outliers
-from recog.tasks import TASKS
 from recog.types import Prediction, TaskName
 
 
@@ -30,7 +30,7 @@ def test_classification_flags_the_images_the_out_of_fold_model_contradicts():
     inv = Inventory(
         TaskName.CLASSIFY, "class-folders", entries[0].path.parent, ["ant", "bee"], entries, True
     )
-    found, how = TASKS[TaskName.CLASSIFY].doctor_label_findings(
+    found, how = DOCTOR.of(TaskName.CLASSIFY).label_findings(
         inv, cross_validated=lambda: probs, predict=None
     )
     assert {int(f.files[0].split("/")[-1].split(".")[0]) for f in found} == flipped
@@ -91,20 +91,20 @@ def test_segmentation_asks_the_run_and_flags_the_mask_it_contradicts(tmp_path):
         scene(i, (32, 32)).save(root / "images" / f"m{i}.png")
         wrong = 255 - m if i == 5 else m  # image 5's mask painted inverted
         Image.fromarray(wrong, mode="L").save(root / "masks" / f"m{i}.png")
-    task = TASKS[TaskName.SEGMENT]
-    inv = task.doctor_inventory(str(root), val_split=0.25, seed=0)
+    task = DOCTOR.of(TaskName.SEGMENT)
+    inv = task.inventory(str(root), val_split=0.25, seed=0)
 
     def predict(paths):
         return [
             Prediction(mask=torch.from_numpy((truth[p.stem] > 0).astype(np.int64))) for p in paths
         ]
 
-    found, _ = task.doctor_label_findings(
+    found, _ = task.label_findings(
         inv, cross_validated=lambda: pytest.fail("not asked"), predict=predict
     )
     assert [f.files[0].split("/")[-1] for f in found] == ["m5.png"]
     assert found[0].kind == "mask-iou-outlier" and found[0].detail["iou"] == 0.0
-    none, why = task.doctor_label_findings(inv, cross_validated=lambda: None, predict=None)
+    none, why = task.label_findings(inv, cross_validated=lambda: None, predict=None)
     assert none == [] and "--run" in why
 
 

@@ -1,13 +1,13 @@
 """`recog data doctor PATH`: one pass over a dataset, every check, the page, and the cleaned copy.
 
-The order: the task's inventory (`Task.doctor_inventory`: the files training
-would read, with their splits), one scan of every file (`scan`: hashes,
-header facts, thumbnail), then the checks: duplicates and leaks
-(`duplicates`), image facts (`images`), the annotations (`Task.
-doctor_annotation_findings`) and likely label errors (`Task.
-doctor_label_findings`, with the evidence of `evidence`: out-of-fold
+The order: the task's inventory (`DoctorFacet.inventory`, `recog.doctor.facet`:
+the files training would read, with their splits), one scan of every file
+(`scan`: hashes, header facts, thumbnail), then the checks: duplicates and
+leaks (`duplicates`), image facts (`images`), the annotations
+(`DoctorFacet.annotation_findings`) and likely label errors
+(`DoctorFacet.label_findings`, with the evidence of `evidence`: out-of-fold
 probabilities, or the run's predictions).  The page and JSON go to `out`;
-`fix` writes the cleaned copy (`Task.doctor_write_fixed`) and `changes.json`,
+`fix` writes the cleaned copy (`DoctorFacet.write_fixed`) and `changes.json`,
 the log of every change.  The dataset itself is only read.
 """
 
@@ -24,6 +24,7 @@ from recog.console import progress_bar
 from recog.data.inventory import Finding, Inventory
 from recog.doctor import evidence
 from recog.doctor.duplicates import find_duplicates
+from recog.doctor.facet import DOCTOR, DoctorFacet
 from recog.doctor.images import image_findings
 from recog.doctor.metadata import metadata_leaks
 from recog.doctor.page import effects, write_page
@@ -63,7 +64,7 @@ def _check_out(out: Path, data: Path, name: str | None) -> None:
 
 
 def _fix(
-    task: Any, inv: Inventory, findings: Sequence[Finding], fix: Path, trust_labels: bool
+    task: DoctorFacet, inv: Inventory, findings: Sequence[Finding], fix: Path, trust_labels: bool
 ) -> dict[str, Any]:
     changes: list[dict[str, Any]] = []
     drop: set[str] = set()
@@ -103,7 +104,7 @@ def _fix(
         changes.append({"action": "reader", "why": line})
     kept = [e for e in inv.entries if str(e.path) not in drop]
     fix.mkdir(parents=True, exist_ok=True)
-    written = task.doctor_write_fixed(inv, kept, fix, drop_boxes)
+    written = task.write_fixed(inv, kept, fix, drop_boxes)
     log = {"source": str(inv.root), "copy": str(written), "kept_images": len(kept),
            "dropped_images": len(drop), "dropped_boxes": sum(map(len, drop_boxes.values())),
            "changes": changes}  # fmt: skip
@@ -124,13 +125,12 @@ def diagnose(
     group_by: str = "",
 ) -> Diagnosis:
     from recog.data.formats import infer_task
-    from recog.tasks import TASKS
 
     start = time.perf_counter()
     path = Path(data)
     task_name = infer_task(data)
-    task_cls = TASKS[task_name]
-    inv = task_cls.doctor_inventory(
+    doctor = DOCTOR.of(task_name)
+    inv = doctor.inventory(
         data, val_split=val_split, seed=seed, classes=classes, group_by=group_by
     )
     out = Path(out) if out is not None else Path(f"doctor-{path.resolve().stem}")
@@ -161,7 +161,7 @@ def diagnose(
     findings = find_duplicates(inv.entries, scans, embeddings)
     findings += image_findings(inv.entries, scans)
     clean_inv = replace(inv, entries=[inv.entries[i] for i in readable])
-    findings += task_cls.doctor_annotation_findings(clean_inv)
+    findings += doctor.annotation_findings(clean_inv)
     label_how: dict[str, Any] = {}
 
     def cross_validated() -> Any:
@@ -205,8 +205,8 @@ def diagnose(
             # every candidate, low scores too: cleanlab's box check weighs them all
             return recognizer.predict(list(files), reject=False, keep_all=True)
 
-    labels, how = task_cls.doctor_label_findings(clean_inv, cross_validated=cross_validated,
-                                             predict=predict)  # fmt: skip
+    labels, how = doctor.label_findings(clean_inv, cross_validated=cross_validated,
+                                        predict=predict)  # fmt: skip
     findings += labels
     checks.append(how + (f" ({label_how['how']})" if label_how.get("how") else ""))
     if "trusted" in label_how:
@@ -243,7 +243,7 @@ def diagnose(
     fixed = None
     if fix is not None:
         trusted = bool(label_how.get("trusted", True))
-        result["fix"] = _fix(task_cls, inv, findings, Path(fix), trusted)
+        result["fix"] = _fix(doctor, inv, findings, Path(fix), trusted)
         fixed = Path(fix)
     result["seconds"] = round(time.perf_counter() - start, 1)
     thumbs = {str(s.path): (s.thumb, (s.width, s.height)) for s in scans}

@@ -9,7 +9,7 @@ this protocol in their own module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from recog.config import TrainConfig
-    from recog.data.inventory import Entry, Finding, Inventory
     from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
@@ -199,37 +198,6 @@ class Task(ABC):
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
-
-    @staticmethod
-    def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
-    ) -> Inventory:
-        """`recog data doctor`: every image of this task's data with its split and annotation."""
-        raise RecogError(f"{spec}: the data doctor does not read this task's data")
-
-    @staticmethod
-    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
-        """What is wrong with the annotations themselves (no model asked)."""
-        return []
-
-    @staticmethod
-    def doctor_label_findings(
-        inventory: Inventory,
-        *,
-        cross_validated: Callable[[], Any],
-        predict: Callable[[Sequence[Path]], list[Prediction]] | None,
-    ) -> tuple[list[Finding], str]:
-        """Likely label errors, and one line saying how they were found (or why not):
-        `cross_validated()` gives out-of-fold class probabilities, `predict` the run's
-        predictions (None without a run); a task asks the one its evidence needs."""
-        return [], "no label check for this task"
-
-    @staticmethod
-    def doctor_write_fixed(
-        inventory: Inventory, kept: Sequence[Entry], out: Path, drop_boxes: dict[str, list[int]]
-    ) -> Path:
-        """`--fix DIR`: the kept images (and their annotations, less `drop_boxes`) under `out`."""
-        raise RecogError(f"{inventory.root}: no cleaned copy for this task's data")
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

@@ -17,15 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from recog.config import require_resolved
-from recog.data.fixed_copy import write_class_folders
-from recog.data.hygiene import classification_findings
-from recog.data.inventory import Finding, Inventory, classification_inventory
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator, Figure
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.distill import softened_kl
-from recog.tasks.doctoring import classify_label_findings
 from recog.tasks.drawing import banner
 from recog.types import (
     Batch,
@@ -298,24 +294,6 @@ class ClassifyTask(Task):
             record["unknown"] = bool(prediction.unknown)
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
-
-    @staticmethod
-    def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
-    ) -> Inventory:
-        return classification_inventory(spec, val_split=val_split, seed=seed, group_by=group_by)
-
-    @staticmethod
-    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
-        return classification_findings(inventory)
-
-    @staticmethod
-    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
-        return classify_label_findings(inventory, cross_validated)
-
-    @staticmethod
-    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
-        return write_class_folders(inventory, kept, out)
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

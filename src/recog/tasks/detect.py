@@ -19,15 +19,11 @@ import torch
 from torch import nn
 
 from recog.config import require_resolved
-from recog.data.fixed_copy import write_detection_copy
-from recog.data.hygiene import detection_findings
-from recog.data.inventory import Finding, Inventory, detection_inventory
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator, Figure
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.distill import bins_kl, sigmoid_kl
-from recog.tasks.doctoring import detect_label_findings
 from recog.tasks.drawing import draw_boxes
 from recog.types import (
     Batch,
@@ -325,24 +321,6 @@ class DetectTask(Task):
                 )
             ]
         }
-
-    @staticmethod
-    def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
-    ) -> Inventory:
-        return detection_inventory(spec, val_split=val_split, seed=seed, group_by=group_by)
-
-    @staticmethod
-    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
-        return detection_findings(inventory)
-
-    @staticmethod
-    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
-        return detect_label_findings(inventory, predict)
-
-    @staticmethod
-    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
-        return write_detection_copy(inventory, kept, out, drop_boxes)
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

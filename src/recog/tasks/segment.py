@@ -28,16 +28,12 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import parse_class_weights, require_resolved
-from recog.data.fixed_copy import write_mask_folders
 from recog.data.formats.masks import encode_png
-from recog.data.hygiene import segmentation_findings
-from recog.data.inventory import Finding, Inventory, segmentation_inventory
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator, Figure
 from recog.models.factory import get_spec
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
-from recog.tasks.doctoring import segment_label_findings
 from recog.tasks.drawing import palette
 from recog.types import (
     IGNORE_INDEX,
@@ -322,27 +318,6 @@ class SegmentTask(Task):
                 },
             }
         }
-
-    @staticmethod
-    def doctor_inventory(
-        spec: str, *, val_split: float, seed: int, classes: str | None = None, group_by: str = ""
-    ) -> Inventory:
-        if group_by:
-            raise RecogError(f"--group-by: {spec}: grouped splits are for classification and "
-                             "detection data")  # fmt: skip
-        return segmentation_inventory(spec, val_split=val_split, seed=seed, classes=classes)
-
-    @staticmethod
-    def doctor_annotation_findings(inventory: Inventory) -> list[Finding]:
-        return segmentation_findings(inventory)
-
-    @staticmethod
-    def doctor_label_findings(inventory, *, cross_validated, predict):  # type: ignore[no-untyped-def]
-        return segment_label_findings(inventory, predict)
-
-    @staticmethod
-    def doctor_write_fixed(inventory, kept, out, drop_boxes):  # type: ignore[no-untyped-def]
-        return write_mask_folders(inventory, kept, out)
 
     def sample_panels(
         self, samples: Sequence[tuple[Sample, Prediction]]

@@ -1,13 +1,13 @@
-"""Each task's likely label errors, as findings for `recog data doctor` (the Task seam's part).
+"""Likely label errors, as findings for `recog data doctor`: each task's finder.
 
-The doctor (recog.doctor) hands a task two ways to ask a model, and each
-task uses the one its evidence needs: classification calls `cross_validated`
-(out-of-fold class probabilities for every image: a model never scores an
-image it trained on); detection and segmentation call `predict` (the run's
-predictions, every candidate box kept) and compare them with the
-annotations.  Without a run those two say what is missing instead.  The
-scoring itself is `recog.metrics.label_issues` (cleanlab's finders, and IoU
-outliers for masks).
+The doctor hands each finder two ways to ask a model (`recog.doctor.facet`'s
+`label_findings`), and each task uses the one its evidence needs:
+classification calls `cross_validated` (out-of-fold class probabilities for
+every image: a model never scores an image it trained on); detection and
+segmentation call `predict` (the run's predictions, every candidate box
+kept) and compare them with the annotations.  Without a run those two say
+what is missing instead.  The scoring itself is `recog.metrics.label_issues`
+(cleanlab's finders, and IoU outliers for masks).
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from recog.types import IGNORE_INDEX, Prediction
 
 CrossValidated = Callable[[], np.ndarray]
 Predict = Callable[[Sequence[Path]], list[Prediction]]
+#: every finder's signature: the two ways to ask a model; each task asks the one its
+#: evidence needs (`predict` is None without a run)
+LabelFinder = Callable[..., tuple[list[Finding], str]]
 
 NEEDS_RUN = "needs --run RUN (a model trained on this data) to compare the annotations with"
 
 
 def classify_label_findings(
-    inv: Inventory, cross_validated: CrossValidated
+    inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
 ) -> tuple[list[Finding], str]:
     probs = cross_validated()
     labels = [int(e.label) for e in inv.entries]  # type: ignore[arg-type]
@@ -57,7 +60,9 @@ def _box(values: Sequence[float]) -> list[float]:
     return [round(float(v), 1) for v in values]
 
 
-def detect_label_findings(inv: Inventory, predict: Predict | None) -> tuple[list[Finding], str]:
+def detect_label_findings(
+    inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
+) -> tuple[list[Finding], str]:
     if predict is None:
         return [], f"box errors: {NEEDS_RUN}"
     preds = predict([e.path for e in inv.entries])
@@ -119,7 +124,9 @@ def _image_iou(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> flo
     return float(np.mean(ious)) if ious else 1.0
 
 
-def segment_label_findings(inv: Inventory, predict: Predict | None) -> tuple[list[Finding], str]:
+def segment_label_findings(
+    inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
+) -> tuple[list[Finding], str]:
     if predict is None:
         return [], f"mask errors: {NEEDS_RUN}"
     preds = predict([e.path for e in inv.entries])
