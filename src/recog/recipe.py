@@ -95,6 +95,8 @@ class TaskRecipe:
     #: epochs: batch 16, 600 steps, mAP 0.347; batch 8, 1,200 steps, 0.392; docs/recipe.md)
     batch_for_budget: bool = False
     hflip: float = 0.5
+    #: whether the task's loss takes a weight per class (`--class-weights`; refused elsewhere)
+    weighs_classes: bool = False
     #: starting from pretrained weights: its own defaults (None: from scratch only)
     finetune: FineTune | None = None
     #: augment level -> smallest scale of the training augmentation (crop area or zoom)

@@ -78,7 +78,7 @@ def _check_class_weights(cfg: TrainRequest, task_cls: type[Task], facts: DataFac
     classification run trained on, ignoring them)."""
     if cfg.class_weights in (None, NONE):
         return
-    if not task_cls.weighs_classes:
+    if not task_cls.recipe.weighs_classes:
         raise RecogError(
             f"--class-weights: a {task_cls.name} model's loss takes no class weights "
             f"(semantic segmentation only)"

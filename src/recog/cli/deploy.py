@@ -93,6 +93,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(ns: argparse.Namespace) -> int:
     from recog import api
     from recog.deploy.bench import bench, write_bench
+    from recog.deploy.facet import EXPORT
     from recog.errors import RecogError
 
     try:
@@ -112,7 +113,7 @@ def cmd_bench(ns: argparse.Namespace) -> int:
         # an exported file: its own runtimes (an .xml is OpenVINO's alone)
         backends = ("openvino",) if ns.run.suffix == ".xml" else ("onnxruntime", "openvino")
     rec = api.load(ns.run, device="cpu")
-    if ns.img_size is not None and rec.task.keeps_image_size is False and ns.img_size % 32:
+    if ns.img_size is not None and not EXPORT.of(rec.task).keeps_image_size and ns.img_size % 32:
         raise RecogError(f"--img-size {ns.img_size}: must be a multiple of 32")
     record = bench(rec, batches=batches, img_size=ns.img_size, backends=backends,
                    progress=lambda b: print(f"timing {b} ...", flush=True))  # fmt: skip

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from recog.deploy.backend import first_line
+from recog.deploy.facet import EXPORT
 from recog.deploy.graph import TrainedRun
 from recog.errors import RecogError
 
@@ -112,7 +113,7 @@ def _files(rec: TrainedRun, work: Path, size: int, backends: set[str]) -> dict[s
     from recog.deploy.run import calibration_batches
 
     export = rec.run_dir / "export"
-    if size != rec.img_size and not rec.task.keeps_image_size:
+    if size != rec.img_size and not EXPORT.of(rec.task).keeps_image_size:
         export = work  # the run's files take only its own size
     fp32 = export / "model.onnx"
     if not fp32.is_file():
@@ -167,7 +168,7 @@ def bench(
         if not set(backends) <= {"onnxruntime", "openvino"}:
             raise RecogError(f"{rec.model.session.path}: an exported file is timed on "
                              "onnxruntime and openvino; torch rows need the run directory")  # fmt: skip
-        if size != rec.img_size and not rec.task.keeps_image_size:
+        if size != rec.img_size and not EXPORT.of(rec.task).keeps_image_size:
             raise RecogError(f"--img-size {size}: this file takes {rec.img_size} px only")
     graph, parts = pixel_graph(_architecture(rec) if exported else rec)
     flops = flops_per_image(graph, size)

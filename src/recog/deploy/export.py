@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from recog.deploy.backend import TORCHSCRIPT_META, first_line, require
+from recog.deploy.facet import EXPORT
 from recog.deploy.graph import PixelGraph, TrainedRun
 from recog.errors import RecogError
 from recog.io import atomic_write
@@ -104,7 +105,7 @@ def write_onnx(
     axes: dict[int, Any] = {}
     if dynamic_batch:
         axes[0] = torch.export.Dim("batch", min=1, max=4096)
-    if rec.task.keeps_image_size:
+    if EXPORT.of(rec.task).keeps_image_size:
         stride = 32  # the segmenters pad to it; any size the task hands them passes
         axes[2] = torch.export.Dim("height", min=stride, max=16384)
         axes[3] = torch.export.Dim("width", min=stride, max=16384)

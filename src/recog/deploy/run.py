@@ -38,6 +38,7 @@ from recog.deploy.export import (
     write_openvino,
     write_torchscript,
 )
+from recog.deploy.facet import EXPORT
 from recog.deploy.graph import TrainedRun
 from recog.deploy.quantize import (
     ov_weighted_nodes,
@@ -77,13 +78,14 @@ def calibration_batches(
         raise RecogError(f"{rec.config.data}: no training images to calibrate int8 on")
     picks = np.linspace(0, n - 1, num=min(count, n)).round().astype(int)
     tensors = [dataset[int(i)].image for i in dict.fromkeys(picks.tolist())]
-    if size is not None and size != rec.img_size and not rec.task.keeps_image_size:
+    own_size = EXPORT.of(rec.task).keeps_image_size
+    if size is not None and size != rec.img_size and not own_size:
         from torchvision.transforms.v2.functional import resize
 
         tensors = [resize(t, [size, size], antialias=True) for t in tensors]
     images = [t.numpy() for t in tensors]
     # images of their own sizes, or a graph that takes one image: batches of one
-    batch = 1 if rec.task.keeps_image_size or not batch_is_dynamic(rec, None) else 8
+    batch = 1 if own_size or not batch_is_dynamic(rec, None) else 8
     return [np.stack(images[i : i + batch]) for i in range(0, len(images), batch)]
 
 

@@ -51,16 +51,11 @@ class Task(ABC):
     #: how the task's metrics are read and named: the main one (best checkpoint, early
     #: stopping), the headline ones, the validation loss, the task's own labels
     scores: ClassVar[TaskScores]
-    #: whether the loss takes a weight per class (`--class-weights`); elsewhere it is refused
-    weighs_classes: ClassVar[bool] = False
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
     #: whether the model answers one row of class logits per image (`logits`), so
     #: temperature scaling and out-of-distribution scores apply (recog.confidence)
     class_logits: ClassVar[bool] = False
-    #: whether `prepare` keeps each image's own size (an exported graph's spatial axes
-    #: are then dynamic) rather than bringing it to `img_size`
-    keeps_image_size: ClassVar[bool] = False
     #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
     #: what a row shows when it is more than one sample
     sample_columns: ClassVar[int] = 6

@@ -115,8 +115,6 @@ class SegmentTask(Task):
     """Semantic segmentation: one class per pixel."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
-    keeps_image_size: ClassVar[bool] = True
-    weighs_classes: ClassVar[bool] = True
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MIOU,
         headline=(MetricName.MIOU, MetricName.DICE, MetricName.PIXEL_ACC),
@@ -139,6 +137,7 @@ class SegmentTask(Task):
         lr_batch=16,
         weight_decay=1e-4,
         strong_below=100,
+        weighs_classes=True,
         min_scales={"none": 1.0, "light": 1.0, "standard": 0.75, "strong": 0.5},
         # from the ImageNet encoder (unet_lite0): the decoder and head start fresh (0.83 M of
         # 3.8 M parameters) and keep the from-scratch unet's measured rate, 2e-3 at batch 8;
