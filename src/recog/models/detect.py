@@ -191,6 +191,9 @@ class _SSDDecoded(nn.Module):
 
 
 _COMMON: dict[str, Any] = {"weights": None, "weights_backbone": None}
+#: the same score threshold and detection count under each family's keyword names; the
+#: R-CNNs also resize to the run's image size (an SSD's input size is fixed by its anchors)
+_SSD: dict[str, Any] = {"score_thresh": 0.001, "detections_per_img": 300}
 _EVAL: dict[str, Any] = {"box_score_thresh": 0.001, "box_detections_per_img": 300}
 _DETECT = {
     "task": TaskName.DETECT,
@@ -200,69 +203,38 @@ _DETECT = {
 }
 
 
-@register_model(
-    "ssdlite",
-    torchvision_name="ssdlite320_mobilenet_v3_large",
-    default_img_size=320,
-    head=("model.head.classification_head",),
-    description="torchvision SSDlite320 MobileNetV3-Large",
-    encoder="model.backbone.features",
-    **_DETECT,
-)
-def ssdlite(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionSSD(
-        tvd.ssdlite320_mobilenet_v3_large(
-            num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
-        )
+def _register_torchvision(
+    name: str, torchvision_name: str, default_img_size: int, description: str
+) -> None:
+    """Registers torchvision's detector `torchvision_name` as `name`: one builder for the
+    four, the SSDs' head and settings or the R-CNNs' by the wrapper they need."""
+    ssd = torchvision_name.startswith("ssd")
+    wrap = TorchvisionSSD if ssd else TorchvisionDetector
+
+    @register_model(
+        name,
+        torchvision_name=torchvision_name,
+        default_img_size=default_img_size,
+        head=("model.head.classification_head",) if ssd else ("model.roi_heads.box_predictor",),
+        description=description,
+        encoder="model.backbone.features" if ssd else "model.backbone.body",
+        **_DETECT,
     )
+    def build(*, num_classes: int, img_size: int) -> TorchvisionDetector:
+        sized = _SSD if ssd else {"min_size": img_size, "max_size": img_size, **_EVAL}
+        network = getattr(tvd, torchvision_name)
+        return wrap(network(num_classes=num_classes + 1, **sized, **_COMMON))
 
 
-@register_model(
-    "ssd300",
-    torchvision_name="ssd300_vgg16",
-    default_img_size=300,
-    head=("model.head.classification_head",),
-    description="torchvision SSD300 VGG16",
-    encoder="model.backbone.features",
-    **_DETECT,
-)
-def ssd300(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionSSD(
-        tvd.ssd300_vgg16(
-            num_classes=num_classes + 1, score_thresh=0.001, detections_per_img=300, **_COMMON
-        )
-    )
-
-
-@register_model(
-    "faster_rcnn",
-    torchvision_name="fasterrcnn_resnet50_fpn_v2",
-    default_img_size=512,
-    head=("model.roi_heads.box_predictor",),
-    description="torchvision Faster R-CNN ResNet-50 FPN v2",
-    encoder="model.backbone.body",
-    **_DETECT,
-)
-def faster_rcnn(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(
-        tvd.fasterrcnn_resnet50_fpn_v2(
-            num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON
-        )
-    )
-
-
-@register_model(
-    "faster_rcnn_mobilenet",
-    torchvision_name="fasterrcnn_mobilenet_v3_large_fpn",
-    default_img_size=320,
-    head=("model.roi_heads.box_predictor",),
-    description="torchvision Faster R-CNN MobileNetV3-Large FPN",
-    encoder="model.backbone.body",
-    **_DETECT,
-)
-def faster_rcnn_mobilenet(*, num_classes: int, img_size: int) -> TorchvisionDetector:
-    return TorchvisionDetector(
-        tvd.fasterrcnn_mobilenet_v3_large_fpn(
-            num_classes=num_classes + 1, min_size=img_size, max_size=img_size, **_EVAL, **_COMMON
-        )
-    )
+for _row in (
+    ("ssdlite", "ssdlite320_mobilenet_v3_large", 320, "torchvision SSDlite320 MobileNetV3-Large"),
+    ("ssd300", "ssd300_vgg16", 300, "torchvision SSD300 VGG16"),
+    ("faster_rcnn", "fasterrcnn_resnet50_fpn_v2", 512, "torchvision Faster R-CNN ResNet-50 FPN v2"),
+    (
+        "faster_rcnn_mobilenet",
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        320,
+        "torchvision Faster R-CNN MobileNetV3-Large FPN",
+    ),
+):
+    _register_torchvision(*_row)

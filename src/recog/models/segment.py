@@ -220,23 +220,41 @@ def unet_lite0(
     )
 
 
-@register_model(
-    "fcn",
-    torchvision_name="fcn_resnet50",
-    default_img_size=256,
-    head=("model.classifier.4",),
-    encoder="model.backbone",
-    description="torchvision FCN ResNet-50",
-    train_defaults={"lr": 1e-3, "weight_decay": 1e-4},
-    **_SEMANTIC,
-)
-def fcn(*, num_classes: int, img_size: int) -> SemanticSegmenter:
-    from torchvision.models.segmentation import fcn_resnet50
+def _register_torchvision(
+    name: str,
+    torchvision_name: str,
+    *,
+    stride: int,
+    description: str,
+    train_defaults: dict[str, Any],
+) -> None:
+    """Registers torchvision's semantic segmenter `torchvision_name` (FCN, DeepLabV3: the
+    same head and backbone names, no auxiliary head) as `name`, padded to `stride`."""
 
-    return SemanticSegmenter(
-        fcn_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False),
-        stride=8,
+    @register_model(
+        name,
+        torchvision_name=torchvision_name,
+        default_img_size=256,
+        head=("model.classifier.4",),
+        encoder="model.backbone",
+        description=description,
+        train_defaults=train_defaults,
+        **_SEMANTIC,
     )
+    def build(*, num_classes: int, img_size: int) -> SemanticSegmenter:
+        from torchvision.models import segmentation
+
+        network = getattr(segmentation, torchvision_name)
+        return SemanticSegmenter(
+            network(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False),
+            stride=stride,
+        )
+
+
+_register_torchvision(
+    "fcn", "fcn_resnet50", stride=8, description="torchvision FCN ResNet-50",
+    train_defaults={"lr": 1e-3, "weight_decay": 1e-4},
+)  # fmt: skip
 
 
 @register_model(
@@ -255,27 +273,13 @@ def fcn_resnet18(
     return SemanticSegmenter(_TimmFCN("resnet18", num_classes, output_stride), stride=32)
 
 
-@register_model(
-    "deeplabv3",
-    torchvision_name="deeplabv3_mobilenet_v3_large",
-    default_img_size=256,
-    head=("model.classifier.4",),
-    encoder="model.backbone",
+_register_torchvision(
+    "deeplabv3", "deeplabv3_mobilenet_v3_large", stride=32,
     description="torchvision DeepLabV3 MobileNetV3-Large",
     # from scratch it predicts only background for 3 epochs, then learns: shapes mIoU
     # 0.71 after 12 epochs of batch 16 (9 minutes on 2 CPU cores)
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4, "epochs": 12, "batch_size": 16},
-    **_SEMANTIC,
-)
-def deeplabv3(*, num_classes: int, img_size: int) -> SemanticSegmenter:
-    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large
-
-    return SemanticSegmenter(
-        deeplabv3_mobilenet_v3_large(
-            weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
-        ),
-        stride=32,
-    )
+)  # fmt: skip
 
 
 # ------------------------------------------------------------------ instances
