@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recog import io as rio
 from recog.api.images import ImageInput, _as_image_list, _to_tensor
 from recog.confidence import DEFAULT_SCORE, Calibration, Confidence, OODRule
+from recog.confidence.facet import CONFIDENCE
 from recog.errors import RecogError
+
+if TYPE_CHECKING:
+    from recog.confidence.fitting import ModelAt
 
 #: bounds of what finishes in hours (a huge value ran until killed, issue 33), the same for the
 #: CLI and the API.  Explanations: every image costs (methods x steps) forward passes, and a
@@ -110,6 +114,12 @@ class TrustMethods:
 
     # ---------------------------------------- confidence: calibrate, fit_ood, ood_report
     # (the logic is recog.confidence's; these pick the data and keep the results in the run)
+    def _model_at(self) -> ModelAt:
+        """This run's model as `recog.confidence.fitting` measures with it."""
+        from recog.confidence.fitting import ModelAt
+
+        return ModelAt(self.task, self.model, self.spec, self.device, batch_size=self._batch())
+
     def _held_out(self, data: str | None) -> tuple[Any, str]:
         """Labelled held-out images: `data`, or the run's own validation split."""
         from recog.confidence.features import require_class_logits
@@ -128,15 +138,7 @@ class TrustMethods:
 
         self.require_torch("calibration and out-of-distribution rules")
         dataset, name = self._held_out(data)
-        calibration = fitting.calibrate(
-            self.task,
-            self.model,
-            self.spec,
-            dataset,
-            self.device,
-            data=name,
-            batch_size=self._batch(),
-        )
+        calibration = fitting.calibrate(self._model_at(), dataset, data=name)
         if save:
             calibration.save(self.run_dir)
         self.confidence = Confidence(calibration, self.confidence.rule if self.confidence else None)
@@ -160,12 +162,9 @@ class TrustMethods:
         fitting.check_tpr(tpr)
         dataset, name = self._held_out(data)
         rule = fitting.fit_rule(
-            self.task,
-            self.model,
-            self.spec,
+            self._model_at(),
             dataset,
-            lambda: type(self.task).load_reference(self.config),
-            self.device,
+            lambda: CONFIDENCE.of(self.task).load_reference(self.config),
             score_name=score,
             tpr=tpr,
             data=name,
@@ -187,7 +186,7 @@ class TrustMethods:
         default: the validation split) from the out-of-distribution images `out`.  Written as
         `ood.json` in `save_dir` (default: the run)."""
         from recog.confidence import fitting
-        from recog.confidence.features import collect_dataset, collect_files, require_class_logits
+        from recog.confidence.features import require_class_logits
         from recog.confidence.rules import OOD_REPORT_NAME
         from recog.data import find_images
 
@@ -199,16 +198,13 @@ class TrustMethods:
 
         require_class_logits(self.task)
         outside_files = files(out)
-        batch = self._batch()
-        args = (self.task, self.model, self.spec)
+        at = self._model_at()
         if inputs is None:
-            inside = collect_dataset(*args, self._dataset(None), self.device, batch_size=batch)
+            inside = at.outputs(self._dataset(None))
         else:
-            inside = collect_files(*args, files(inputs), self.device, batch_size=batch)
-        outside = collect_files(*args, outside_files, self.device, batch_size=batch)
-        stats = fitting.reference_stats(
-            *args, type(self.task).load_reference(self.config), self.device, batch_size=batch
-        )
+            inside = at.file_outputs(files(inputs))
+        outside = at.file_outputs(outside_files)
+        stats = fitting.reference_stats(at, CONFIDENCE.of(self.task).load_reference(self.config))
         table = fitting.ood_table(inside, outside, stats)
         target = Path(save_dir) if save_dir is not None else self.run_dir
         rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")

@@ -9,11 +9,13 @@ it returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recog.confidence.calibration import Calibration
-from recog.confidence.features import Outputs, collect_dataset
+from recog.confidence.features import Outputs, collect_dataset, collect_files
 from recog.confidence.ood import FEATURE_SCORES, SCORES, FeatureStats, OODRule, auroc_fpr95, score
 from recog.errors import RecogError
 
@@ -39,60 +41,62 @@ def check_score(name: str) -> str:
     return name
 
 
-def calibrate(
-    task: Task,
-    model: nn.Module,
-    spec: ModelSpec,
-    held_out: Dataset,
-    device: torch.device,
-    *,
-    data: str,
-    batch_size: int = 64,
-) -> Calibration:
+@dataclass(frozen=True)
+class ModelAt:
+    """The model the fitting measures with: its task, network, spec and device, and the
+    images one forward pass takes."""
+
+    task: Task
+    model: nn.Module
+    spec: ModelSpec
+    device: torch.device
+    batch_size: int = 64
+
+    def outputs(self, dataset: Dataset) -> Outputs:
+        """Logits, features and labels over the labelled `dataset`."""
+        return collect_dataset(
+            self.task, self.model, self.spec, dataset, self.device, batch_size=self.batch_size
+        )
+
+    def file_outputs(self, files: Sequence[Path]) -> Outputs:
+        """Logits and features of image files, prepared as `recog predict` prepares them."""
+        return collect_files(
+            self.task, self.model, self.spec, files, self.device, batch_size=self.batch_size
+        )
+
+
+def calibrate(at: ModelAt, held_out: Dataset, *, data: str) -> Calibration:
     """Temperature scaling fitted on the labelled `held_out` images."""
-    out = collect_dataset(task, model, spec, held_out, device, batch_size=batch_size)
+    out = at.outputs(held_out)
     assert out.labels is not None
     return Calibration.fit(out.logits, out.labels, data=data)
 
 
 def reference_stats(
-    task: Task,
-    model: nn.Module,
-    spec: ModelSpec,
-    reference: Dataset,
-    device: torch.device,
-    *,
-    scores: tuple[str, ...] = tuple(FEATURE_SCORES),
-    batch_size: int = 64,
+    at: ModelAt, reference: Dataset, *, scores: tuple[str, ...] = tuple(FEATURE_SCORES)
 ) -> FeatureStats:
     """The feature scores' statistics from the training images (no augmentation)."""
-    out = collect_dataset(task, model, spec, reference, device, batch_size=batch_size)
+    out = at.outputs(reference)
     assert out.labels is not None
     return FeatureStats.fit(out.features, out.labels, scores=scores)
 
 
 def fit_rule(
-    task: Task,
-    model: nn.Module,
-    spec: ModelSpec,
+    at: ModelAt,
     held_out: Dataset,
     reference: Callable[[], Dataset],
-    device: torch.device,
     *,
     score_name: str,
     tpr: float,
     data: str,
-    batch_size: int = 64,
 ) -> OODRule:
     """The reject rule: `score_name`'s threshold keeping `tpr` of the `held_out` images."""
     check_score(score_name)
     check_tpr(tpr)
-    val = collect_dataset(task, model, spec, held_out, device, batch_size=batch_size)
+    val = at.outputs(held_out)
     stats = None
     if score_name in FEATURE_SCORES:
-        stats = reference_stats(
-            task, model, spec, reference(), device, scores=(score_name,), batch_size=batch_size
-        )
+        stats = reference_stats(at, reference(), scores=(score_name,))
     return OODRule.fit(score_name, val.logits, val.features, stats, tpr=tpr, data=data)
 
 
