@@ -168,7 +168,6 @@ class TrustMethods:
             score_name=score,
             tpr=tpr,
             data=name,
-            batch_size=self._batch(),
         )
         if save:
             rule.save(self.run_dir)
