@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from recog.cli import main
+from recog.confidence.facet import CONFIDENCE
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_only_classifiers_are_calibrated(tmp_path):
     from recog.errors import RecogError
     from recog.tasks import TASKS
 
-    assert {name for name, cls in TASKS.items() if cls.class_logits} == {"classify"}
+    assert {name for name, cls in TASKS.items() if CONFIDENCE.has(cls)} == {"classify"}
     detector = SimpleNamespace(name="detect", class_logits=False)
     with pytest.raises(RecogError, match="detect models have no class logits"):
         require_class_logits(detector)
@@ -176,7 +177,7 @@ def test_the_reference_images_are_the_training_split_as_evaluation_sees_them(dig
     import recog
 
     rec = recog.load(digits_run, device="cpu")
-    reference = type(rec.task).load_reference(rec.config)
+    reference = CONFIDENCE.of(rec.task).load_reference(rec.config)
     train = type(rec.task).load_splits(rec.config).train
     assert len(reference) == len(train) == 1438
     first, again = reference[0], reference[0]

@@ -12,6 +12,7 @@ import torch
 
 import recog
 from recog.cli import main
+from recog.confidence.facet import CONFIDENCE
 from recog.deploy import parity
 from recog.deploy.backend import META_KEYS, ExportedModel
 from recog.deploy.export import write_onnx
@@ -55,7 +56,7 @@ def test_the_file_alone_predicts_what_the_run_does(run, exported):
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"images": images.numpy()})
     with torch.inference_mode():
-        expected = rec.task.logits(rec.model, images).numpy()
+        expected = CONFIDENCE.of(rec.task).logits(rec.task, rec.model, images).numpy()
     assert np.abs(logits - expected).max() < 1e-4
     meta = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
     assert set(META_KEYS) <= set(meta)
@@ -251,7 +252,7 @@ def test_torchscript_is_traced_checked_and_only_recog_export_opens_it(run, tmp_p
     images = _val_images(rec, 5)  # another batch than the traced one (2)
     with torch.inference_mode():
         logits = torch.jit.load(str(out))(images)
-        expected = rec.task.logits(rec.model, images)
+        expected = CONFIDENCE.of(rec.task).logits(rec.task, rec.model, images)
     assert (logits - expected).abs().max() < 1e-4
     from recog.deploy.backend import read_meta
 

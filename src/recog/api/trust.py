@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from recog import io as rio
 from recog.api.images import ImageInput, _as_image_list, _to_tensor
 from recog.confidence import DEFAULT_SCORE, Calibration, Confidence, OODRule
+from recog.confidence.facet import CONFIDENCE
 from recog.errors import RecogError
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class TrustMethods:
         rule = fitting.fit_rule(
             self._model_at(),
             dataset,
-            lambda: type(self.task).load_reference(self.config),
+            lambda: CONFIDENCE.of(self.task).load_reference(self.config),
             score_name=score,
             tpr=tpr,
             data=name,
@@ -202,7 +203,7 @@ class TrustMethods:
         else:
             inside = at.file_outputs(files(inputs))
         outside = at.file_outputs(outside_files)
-        stats = fitting.reference_stats(at, type(self.task).load_reference(self.config))
+        stats = fitting.reference_stats(at, CONFIDENCE.of(self.task).load_reference(self.config))
         table = fitting.ood_table(inside, outside, stats)
         target = Path(save_dir) if save_dir is not None else self.run_dir
         rio.atomic_write_text(target / OOD_REPORT_NAME, json.dumps(table, indent=2) + "\n")

@@ -8,9 +8,10 @@
 - `features`: the penultimate features of any registered classifier (a hook
   on the input of its head) and one pass over a dataset or image files.
 - `rules`: what a loaded run applies at prediction time (`Confidence`).
+- `facet`: what differs by task (`CONFIDENCE`: which tasks answer class logits, the
+  logits, the reference images).
 
-Everything here asks the Task (`Task.class_logits`, `Task.logits`) what
-differs by task; it sits beside explain/robust/deploy, below the API.
+Everything here asks the facet, never the task, what differs by task; it sits beside explain/robust/deploy, below the API.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from recog.confidence.facet import CONFIDENCE
 from recog.errors import RecogError
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def logits_and_features(
     """(B, C) logits and (B, D) penultimate features of a uint8 (B, 3, H, W) batch (on the CPU)."""
     tap = FeatureTap(head)
     with tap.attached():
-        logits = task.logits(model, images)
+        logits = CONFIDENCE.of(task).logits(task, model, images)
     if tap.features is None or tap.features.shape[0] != logits.shape[0]:
         raise RecogError("the model's head was not reached by the forward pass")
     return logits.float().cpu(), tap.features.cpu()
@@ -93,11 +94,7 @@ def logits_and_features(
 
 def require_class_logits(task: Task) -> None:
     """A RecogError unless the task's model answers class logits (a classifier)."""
-    if not task.class_logits:
-        raise RecogError(
-            f"{task.name} models have no class logits: calibration and out-of-distribution "
-            "scores are for classifiers"
-        )
+    CONFIDENCE.of(task)  # the facet's own sentence for any other task
 
 
 @torch.no_grad()

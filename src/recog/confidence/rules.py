@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from recog.confidence.calibration import CALIBRATION_NAME, Calibration, TemperatureScaled
+from recog.confidence.facet import CONFIDENCE
 from recog.confidence.features import FeatureTap, head_module
 from recog.confidence.ood import BANK_NAME, RULE_NAME, OODRule
 from recog.errors import RecogError
@@ -65,7 +66,7 @@ class Confidence:
         calibration, rule = Calibration.load(run_dir), OODRule.load(run_dir)
         if calibration is None and rule is None:
             return None
-        if not task.class_logits:
+        if not CONFIDENCE.has(task):
             name = CALIBRATION_NAME if calibration is not None else RULE_NAME
             raise RecogError(
                 f"{Path(run_dir) / name}: {task.name} runs cannot apply it (remove it)"

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from recog.confidence.facet import CONFIDENCE
 from recog.deploy.backend import ExportedModel
 from recog.deploy.export import pixel_graph
 from recog.deploy.graph import TrainedRun
@@ -65,14 +66,14 @@ def output_agreement(
             for a, b in zip(ours, theirs, strict=True):
                 if a.numel():
                     worst = max(worst, float((a.float() - b.float()).abs().max()))
-        if rec.task.class_logits:
+        if CONFIDENCE.has(rec.task):
             same += int(ours[0].argmax(1).item() == theirs[0].argmax(1).item())
         seen += 1
     out = {"max_abs_diff": worst, "images_compared": float(seen)}
     if unequal:
         out["outputs_of_another_length"] = float(unequal)
     out |= {f"not_finite_{side}": float(n) for side, n in broken.items() if n}
-    if rec.task.class_logits and seen:
+    if CONFIDENCE.has(rec.task) and seen:
         out["top1_agreement"] = same / seen
     return out
 

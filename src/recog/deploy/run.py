@@ -7,7 +7,7 @@ with `export.json` beside it; a failed check leaves nothing behind but the messa
 int8 (`--int8`) quantizes the checked fp32 ONNX graph (`recog.deploy.quantize`:
 onnxruntime's static QDQ for `--format onnx`, NNCF for `--format openvino`) on
 `calibration_images` training images, seen as evaluation sees them where the task
-can (`Task.load_reference`), else the training split as loaded.  With `max_drop`,
+can (the confidence facet's `load_reference`), else the training split as loaded.  With `max_drop`,
 the search is accuracy-controlled: when the metric falls more than that, the
 weighted layers are kept in float in this order until it does not: the last one
 (the classifier or the head's output), the first one (the stem, which sees raw
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from recog.confidence.facet import CONFIDENCE
 from recog.deploy import parity
 from recog.deploy.backend import ExportedModel
 from recog.deploy.export import (
@@ -69,10 +70,11 @@ def calibration_batches(
     """`count` training images (evenly spread over the split), uint8, batches of one size;
     `size` resizes them for a graph made at another input size than the run's (bench)."""
     task_cls = type(rec.task)
-    try:
-        dataset: Dataset = task_cls.load_reference(rec.config)
-    except RecogError:
-        dataset = task_cls.load_splits(rec.config).train
+    dataset: Dataset = (
+        CONFIDENCE.of(task_cls).load_reference(rec.config)
+        if CONFIDENCE.has(task_cls)
+        else task_cls.load_splits(rec.config).train
+    )
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise RecogError(f"{rec.config.data}: no training images to calibrate int8 on")

@@ -257,9 +257,10 @@ def pretrained_features(
 
 def run_features(recognizer: Any, paths: Sequence[Path]) -> np.ndarray | None:
     """The run's penultimate features of `paths` (classifiers; None for other tasks)."""
+    from recog.confidence.facet import CONFIDENCE
     from recog.confidence.features import collect_files
 
-    if not recognizer.task.class_logits:
+    if not CONFIDENCE.has(recognizer.task):
         return None
     out = collect_files(recognizer.task, recognizer.model, recognizer.spec, list(paths),
                         recognizer.device)  # fmt: skip

@@ -2,7 +2,7 @@
 standard AutoAttack, wrapped, not re-written.
 
 They apply where the task's model answers one row of class logits per image
-(`Task.class_logits`).  The wrapped model takes [0, 1] pixels and normalizes inside
+(`CONFIDENCE.has(task)`, `recog.confidence.facet`).  The wrapped model takes [0, 1] pixels and normalizes inside
 (`PixelClassifier`), so eps is in pixel units whatever the run's mean and std.
 
 AutoAttack is torchattacks' port of Croce and Hein's standard suite (APGD-CE,

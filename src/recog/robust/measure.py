@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from recog.confidence.facet import CONFIDENCE
 from recog.console import progress_bar
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import evaluate
@@ -70,14 +71,14 @@ class AttackPlan:
             raise RecogError("--eps: an L-inf radius is at most 1 (pixels lie in [0, 1])")
         if self.steps < 1 or self.images < 1:
             raise RecogError("--steps and --images must be at least 1")
-        if self.attack in ("cw", "autoattack") and not task.class_logits:
+        if self.attack in ("cw", "autoattack") and not CONFIDENCE.has(task):
             raise RecogError(
                 f"--attack {self.attack} attacks classifiers only; {task.name} models take "
                 "pgd, fgsm or square on their own loss (detectors also vanish)"
             )
-        if self.attack == "square" and not task.class_logits and self.norm != "linf":
+        if self.attack == "square" and not CONFIDENCE.has(task) and self.norm != "linf":
             raise RecogError("--attack square on detectors/segmenters takes --norm linf")
-        if task.class_logits and self.attack in library.LIBRARY_NORMS:
+        if CONFIDENCE.has(task) and self.attack in library.LIBRARY_NORMS:
             if self.norm not in library.LIBRARY_NORMS[self.attack] and self.attack != "fgsm":
                 norms = " or ".join(library.LIBRARY_NORMS[self.attack])
                 raise RecogError(f"--attack {self.attack} takes --norm {norms}")
@@ -88,7 +89,7 @@ class AttackPlan:
                 f"{task.num_classes}): use pgd, cw or square"
             )
         if self.targeted is not None:
-            if not task.class_logits:
+            if not CONFIDENCE.has(task):
                 raise RecogError(
                     f"--targeted needs class logits; {task.name} models do not answer them "
                     "(--attack vanish removes a detector's objects)"
@@ -98,7 +99,7 @@ class AttackPlan:
 
     def backend(self, task: Task) -> str:
         """ "torchattacks" where the library has the attack for this model, else "recog"."""
-        use_library = task.class_logits and self.attack in library.LIBRARY_NORMS
+        use_library = CONFIDENCE.has(task) and self.attack in library.LIBRARY_NORMS
         if self.attack == "fgsm" and self.norm != "linf":
             use_library = False  # torchattacks' FGSM is L-inf only
         return "torchattacks" if use_library else "recog"

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.dropout import _DropoutNd
 
+from recog.confidence.facet import CONFIDENCE
 from recog.errors import RecogError
 from recog.robust.facet import ROBUST
 from recog.tasks.base import Task
@@ -98,7 +99,7 @@ def vanish_objective(task: Task, model: nn.Module) -> Objective:
 
 def targeted_objective(task: Task, model: nn.Module, label: int) -> Objective:
     """Minus the cross-entropy towards class `label` (class-logit models only)."""
-    if not task.class_logits:
+    if not CONFIDENCE.has(task):
         raise RecogError(
             f"--targeted needs a model that answers class logits; {task.name} models do not "
             "(for a detector, --attack vanish removes its objects)"

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recog.confidence.facet import CONFIDENCE
 from recog.config import TrainConfig
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import evaluate
@@ -51,7 +52,7 @@ class AdversarialObjective:
     """Each training batch attacked first; see the module docstring."""
 
     def __init__(self, kind: str, eps: float, steps: int, task: Task, mix: float = 0.0) -> None:
-        if kind == "trades" and not task.class_logits:
+        if kind == "trades" and not CONFIDENCE.has(task):
             raise RecogError(
                 f"--adv-train trades needs a model that answers class logits; {task.name} "
                 "models train with --adv-train pgd or fgsm-rs"

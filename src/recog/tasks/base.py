@@ -53,9 +53,6 @@ class Task(ABC):
     scores: ClassVar[TaskScores]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
-    #: whether the model answers one row of class logits per image (`logits`), so
-    #: temperature scaling and out-of-distribution scores apply (recog.confidence)
-    class_logits: ClassVar[bool] = False
     #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
     #: what a row shows when it is more than one sample
     sample_columns: ClassVar[int] = 6
@@ -177,18 +174,6 @@ class Task(ABC):
         no_grad on the same normalized, augmented inputs), differentiable in the student
         only; other `kd_*` entries are its detached parts.  `student` may be a DDP wrapper."""
         raise RecogError(f"{self.name} models have no distillation")
-
-    # ------------------------------------------------------------- confidence
-    def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """(B, C) float class logits of a uint8 (B, 3, H, W) batch, before any soft-max;
-        only where `class_logits` (temperature scaling divides them)."""
-        raise RecogError(f"{self.name} models have no class logits to calibrate or score")
-
-    @staticmethod
-    def load_reference(cfg: TrainConfig) -> Dataset:
-        """The training images as evaluation sees them (no augmentation): the reference
-        the out-of-distribution feature scores compare with; only where `class_logits`."""
-        raise RecogError(f"{cfg.data}: no reference images for this task")
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""

@@ -54,7 +54,6 @@ class ClassifyTask(Task):
     )
     # cnn for tiny images (digits 8 px: top-1 0.997), resnet18 for photos; 2e-3 at batch 32 and
     # label smoothing 0.1 as the plain loop that set the bar (docs/recipe.md)
-    class_logits: ClassVar[bool] = True
     recipe: ClassVar[TaskRecipe] = TaskRecipe(
         models=((64, "cnn"), (1 << 30, "resnet18")),
         size_cap_cpu=128,
@@ -126,19 +125,6 @@ class ClassifyTask(Task):
         return survey_classification(
             cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by
         )
-
-    @staticmethod
-    def load_reference(cfg: TrainConfig) -> Dataset:
-        from recog.data import eval_transform
-
-        # the run's own training split, each image under the evaluation transform instead
-        # of the augmentation (the validation images' resize and centre crop)
-        train = ClassifyTask.load_splits(cfg).train
-        train.transform = eval_transform(
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
-            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
-        )
-        return train
 
     @staticmethod
     def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
@@ -223,14 +209,10 @@ class ClassifyTask(Task):
         return {"loss": loss, "kd": softened_kl(logits, target, temperature)}
 
     @torch.no_grad()
-    def logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return model(self.normalize(images)).float()
-
-    @torch.no_grad()
     def predict(
         self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
     ) -> list[Prediction]:
-        probs = self.logits(model, images).softmax(dim=1).cpu()
+        probs = model(self.normalize(images)).float().softmax(dim=1).cpu()
         return [Prediction(labels=p.argmax(), scores=p) for p in probs]
 
     def metrics(self) -> Accumulator:
