@@ -71,7 +71,7 @@ class ClassifyExplain:
         *,
         gradient: bool = False,
     ) -> torch.Tensor:
-        logits = model(task.normalize_float(images)).float()
+        logits = model(task.normalize(images)).float()
         return logits[:, target.label] if gradient else logits.softmax(1)[:, target.label]
 
 
@@ -113,7 +113,7 @@ class DetectExplain:
         from torchvision.ops import box_iou
 
         out = []
-        for det in model(task.normalize_float(images)):
+        for det in model(task.normalize(images)):
             same = det["labels"] == target.label
             if not bool(same.any()):
                 out.append(det["scores"].sum() * 0.0)  # nothing of that class: 0, still a graph
@@ -149,7 +149,7 @@ class SegmentExplain:
     ) -> torch.Tensor:
         """The class's mean logit (gradient) or probability over its predicted region
         (the whole image where the class was not found)."""
-        logits = model(task.normalize_float(images)).float()
+        logits = model(task.normalize(images)).float()
         region = target.region.to(logits.device, torch.float32)
         if region.shape != logits.shape[-2:] or not bool(region.any()):
             region = torch.ones(logits.shape[-2:], device=logits.device)

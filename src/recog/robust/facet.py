@@ -111,7 +111,7 @@ class DetectAttacks(TaskLossAttacks):
         second half of the vanish objective: SSD's loss mines negatives in proportion to
         the objects, so against an empty truth it is 0 with no gradient at all."""
         return torch.stack(
-            [det["scores"].float().square().sum() for det in model(task.normalize_float(images))]
+            [det["scores"].float().square().sum() for det in model(task.normalize(images))]
         )
 
 

@@ -48,7 +48,7 @@ class PixelClassifier(nn.Module):
             # the run's channels-last model hands back a channels-last input gradient, which
             # torchattacks' L2 attacks `.view` (an error); they get it in the usual layout
             images.register_hook(lambda grad: grad.contiguous())
-        return self.model(self.task.normalize_float(images)).float()
+        return self.model(self.task.normalize(images)).float()
 
 
 def require_torchattacks() -> Any:

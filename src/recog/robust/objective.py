@@ -107,7 +107,7 @@ def targeted_objective(task: Task, model: nn.Module, label: int) -> Objective:
 
     def objective(images: torch.Tensor) -> torch.Tensor:
         with eval_mode(model):
-            logits = model(task.normalize_float(images)).float()
+            logits = model(task.normalize(images)).float()
         wanted = torch.full((len(images),), int(label), dtype=torch.long, device=images.device)
         return -F.cross_entropy(logits, wanted)
 

@@ -83,20 +83,20 @@ class AdversarialObjective:
             blend = self.mix * plain["loss"] + (1 - self.mix) * attacked["loss"]
             return {**attacked, "loss": blend, "clean_loss": plain["loss"].detach()}
         with eval_mode(model), torch.no_grad():
-            target = F.softmax(model(task.normalize_float(clean)).float(), dim=1)
+            target = F.softmax(model(task.normalize(clean)).float(), dim=1)
         adv = (clean + 0.001 * torch.randn_like(clean)).clamp(0, 1)
 
         def divergence(images: torch.Tensor) -> torch.Tensor:
             with eval_mode(model):
-                logits = model(task.normalize_float(images)).float()
+                logits = model(task.normalize(images)).float()
             return F.kl_div(F.log_softmax(logits, dim=1), target, reduction="sum")
 
         adv = attacks.pgd(divergence, adv, eps=self.eps, alpha=attacks.default_alpha(self.eps, self.steps),
                           steps=self.steps, random_start=False)  # fmt: skip
         adv = attacks.project(adv, clean, self.eps, "linf")
         parts = task.loss(net, batch)
-        clean_logits = net(task.normalize_float(clean)).float()
-        adv_logits = net(task.normalize_float(adv)).float()
+        clean_logits = net(task.normalize(clean)).float()
+        adv_logits = net(task.normalize(adv)).float()
         robust = F.kl_div(F.log_softmax(adv_logits, dim=1), F.softmax(clean_logits, dim=1),
                           reduction="batchmean")  # fmt: skip
         return {**parts, "loss": parts["loss"] + TRADES_BETA * robust, "trades_kl": robust.detach()}

@@ -90,13 +90,11 @@ class Task(ABC):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> float normalized, on the images' device.  Float images are
-        taken as already in [0, 1] (an attacked batch), and stay differentiable."""
+        taken as already in [0, 1] (an attacked batch, an explanation's), and stay
+        differentiable."""
         if images.dtype == torch.uint8:
             images = images.float().div_(255.0)
-        return self.normalize_float(images.float())
-
-    def normalize_float(self, images: torch.Tensor) -> torch.Tensor:
-        """float (B, 3, H, W) in [0, 1] -> normalized, differentiably (explanations, attacks)."""
+        images = images.float()
         return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
     @abstractmethod
