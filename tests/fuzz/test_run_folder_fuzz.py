@@ -31,8 +31,9 @@ from recog import cli
 from recog import io as rio
 from recog.api.runs import build_model
 from recog.engine import checkpoint
+from recog.engine.budget import Budget
 from recog.engine.optim import build_optimizer, build_scheduler
-from recog.engine.trainer import _State
+from recog.engine.trainer import _counters, _State
 from recog.errors import RecogError
 
 FILES = ("config.yaml", "labels.json", "model.safetensors", "last.ckpt")
@@ -216,7 +217,8 @@ def resume_loader(run: Path) -> None:
     path = run / "last.ckpt"
     rng = checkpoint.rng_state()
     try:
-        checkpoint.restore(path, rio.load_checkpoint(path), parts, state=vars(_State()),
+        counters = _counters(_State(), Budget())
+        checkpoint.restore(path, rio.load_checkpoint(path), parts, state=counters,
                            model_name=str(cfg.model), epochs=cfg.epochs, steps=cfg.steps)  # fmt: skip
     finally:
         checkpoint.set_rng_state(rng)

@@ -113,7 +113,8 @@ def check(
     check_counters(path, saved, epochs=epochs, steps=steps)
 
 
-#: what each of the loop's counters (`recog.engine.trainer._State`) holds
+#: what each of the loop's counters holds (`recog.engine.trainer._State`, and the
+#: budget's "seconds", `recog.engine.budget.Budget.state_dict`)
 KINDS: dict[str, tuple[type, ...]] = {
     "epoch": (int,),
     "best_epoch": (int,),

@@ -6,10 +6,11 @@ accumulation and clipping, the per-step schedule, EMA, early stopping,
 best-by-metric checkpointing, exact resume from `last.ckpt`, DDP, progress
 and `results.csv` (each of whose rows `on_epoch` hears: experiment trackers).
 
-Time budget (`cfg.time` seconds, `--time`): the learning rate follows the
-fraction of the time used; an epoch starts only while at least half an
-epoch's time is left, and its training stops early enough to leave time for
-its validation, so the run ends on time with the best epoch's weights.
+Time budget (`cfg.time` seconds, `--time`; `recog.engine.budget`): the
+learning rate follows the fraction of the time used; an epoch starts only
+while at least half an epoch's time is left, and its training stops early
+enough to leave time for its validation, so the run ends on time with the
+best epoch's weights.  A step budget (`--steps`) stops at its step.
 
 Objective: what a training step minimizes is `objective.loss(task, net, model,
 batch)` (by default the task's own loss; adversarial training, `recog.robust.training`,
@@ -38,12 +39,16 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from recog import io as rio
-from recog.config import TrainConfig, require_resolved
+from recog.config import TrainConfig
 from recog.console import progress_bar
 from recog.engine import checkpoint as ckpt
+from recog.engine.budget import Budget
 from recog.engine.distributed import DistContext
 from recog.engine.evaluator import ShardSampler, evaluate
 from recog.engine.logging import EpochTable, ResultsTable
@@ -115,28 +120,22 @@ class FitResult:
     objective_metrics: dict[str, float] = field(default_factory=dict)
 
 
-class _Clock:
-    """Seconds of the run so far: finished epochs plus the current one's elapsed time."""
-
-    def __init__(self, state: _State) -> None:
-        self.state = state
-        self.start: float | None = None
-
-    def __call__(self) -> float:
-        running = time.perf_counter() - self.start if self.start is not None else 0.0
-        return self.state.seconds + running
-
-
 @dataclass
 class _State:
+    """The loop's counters, saved in `last.ckpt` beside the budget's (`_counters`)."""
+
     epoch: int = 0  # next epoch to run
     best: float = -math.inf
     best_epoch: int = -1
     best_metrics: dict[str, Any] = field(default_factory=dict)
     best_extra: dict[str, float] = field(default_factory=dict)  # the objective's columns
     bad_epochs: int = 0
-    seconds: float = 0.0
     first_loss: float | None = None  # the run's first step's loss (BLOWUP)
+
+
+def _counters(state: _State, budget: Budget) -> dict[str, Any]:
+    """The loop's counters as `last.ckpt` saves them (its "state")."""
+    return {**vars(state), **budget.state_dict()}
 
 
 class _LossWatch:
@@ -164,6 +163,36 @@ class _LossWatch:
             )
 
 
+@dataclass
+class _Fit:
+    """What one `fit` trains with: the network (DDP-wrapped or not) and the model inside it,
+    the loader, the optimizer and its schedule, the scaler, the EMA, the counters, the budget."""
+
+    net: nn.Module
+    model: nn.Module
+    loader: DataLoader
+    steps_per_epoch: int
+    optimizer: Optimizer
+    scheduler: LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None
+    budget: Budget
+    selected: str  # the validation column the best epoch is picked on
+    state: _State = field(default_factory=_State)
+    table: ResultsTable = field(default_factory=lambda: ResultsTable(None, []))
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated and saved: the EMA's average where the run keeps one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def parts(self) -> dict[str, Any]:
+        """The objects whose states `last.ckpt` holds, by their names there."""
+        parts = {"model": self.model, "optimizer": self.optimizer}
+        parts |= {"scheduler": self.scheduler, "scaler": self.scaler}
+        return parts | ({"ema": self.ema} if self.ema is not None else {})
+
+
 class Trainer:
     """Fits `model` on `train` for `cfg.epochs`, evaluating on `val` after each epoch."""
 
@@ -186,7 +215,7 @@ class Trainer:
     ) -> None:
         """`head`: parameter-name prefixes of a new head, which fine-tuning (`head_epochs`,
         `backbone_lr`) trains apart from the rest of the network."""
-        self.cfg, self.task, self.ctx = require_resolved(cfg, "trainer"), task, ctx
+        self.cfg, self.task, self.ctx = cfg, task, ctx
         self.head = head
         self.objective = objective or TaskObjective()
         # channels-last convolutions: +25-40% training throughput on CPU for our CNNs (measured,
@@ -237,9 +266,17 @@ class Trainer:
 
     # -------------------------------------------------------------------- fit
     def fit(self) -> FitResult:
-        cfg, ctx, task = self.cfg, self.ctx, self.task
         if len(self.train_set) == 0:  # type: ignore[arg-type]
             raise RecogError("no training images")
+        run = self._prepare()
+        rows = self._restore(run) if self.resume else []
+        run.table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
+        stopped_early = self._epochs(run)
+        return self._result(run, stopped_early)
+
+    def _prepare(self) -> _Fit:
+        """The network, its optimizer, schedule, scaler and EMA, and the run's budget."""
+        cfg, ctx = self.cfg, self.ctx
         model = self.model
         if ctx.enabled and cfg.sync_bn == "on":
             # in place below the root: `model`'s parameters stay the optimizer's
@@ -248,169 +285,165 @@ class Trainer:
         loader = self.train_loader()
         steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
         optimizer = build_optimizer(cfg, model, head=self.head)
-        state = _State()
-        budget = float(cfg.time or 0.0)
-        clock = _Clock(state)
-        scheduler = build_scheduler(
-            cfg, optimizer, steps_per_epoch, progress=(lambda: clock() / budget) if budget else None
+        epochs = int(cfg.epochs)
+        budget = Budget.of(
+            seconds=cfg.time, steps=cfg.steps, epochs=epochs, steps_per_epoch=steps_per_epoch
         )
+        progress = budget.progress if budget.time_cap else None
+        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch, progress=progress)
         ema = build_ema(model, cfg.ema) if cfg.ema else None
         scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.amp == torch.float16)
-        rows: list[dict[str, Any]] = []
-        if self.resume:
-            assert self.ckpt_dir is not None
-            path = self.ckpt_dir / CHECKPOINT_NAME
-            ckpt.restore(
-                path,
-                rio.load_checkpoint(path),
-                {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-                | ({"ema": ema} if ema is not None else {}),
-                state=vars(state),  # the clock reads this same object
-                model_name=str(cfg.model),
-                epochs=int(cfg.epochs),  # type: ignore[arg-type]
-                steps=int(cfg.epochs) * steps_per_epoch,  # type: ignore[arg-type]
-            )
-            rows = ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: state.epoch]
-        table = ResultsTable(self.run_dir / RESULTS_NAME if self.run_dir else None, rows)
-        stopped_early = False
-        epochs = int(cfg.epochs)  # type: ignore[arg-type]
-        # `--steps N` trains N optimizer steps, not the whole epochs they round up to
-        limit = int(cfg.steps or 0) if int(cfg.steps or 0) < epochs * steps_per_epoch else 0
-        val_seconds = 0.0
+        selected = self.objective.selects(str(self.task.scores.primary))
+        return _Fit(net, model, loader, steps_per_epoch, optimizer, scheduler, scaler, ema,
+                    budget, selected)  # fmt: skip
+
+    def _restore(self, run: _Fit) -> list[dict[str, Any]]:
+        """Puts `last.ckpt` back into `run` (its objects, counters, budget and the RNGs);
+        returns the finished epochs' rows of `results.csv`."""
+        cfg = self.cfg
+        assert self.ckpt_dir is not None
+        path = self.ckpt_dir / CHECKPOINT_NAME
+        counters = _counters(run.state, run.budget)
+        ckpt.restore(
+            path,
+            rio.load_checkpoint(path),
+            run.parts(),
+            state=counters,
+            model_name=str(cfg.model),
+            epochs=int(cfg.epochs),
+            steps=int(cfg.epochs) * run.steps_per_epoch,
+        )
+        run.state = _State(**{name: counters[name] for name in vars(run.state)})
+        run.budget.load_state_dict(counters)
+        return ResultsTable.read(self.ckpt_dir / RESULTS_NAME)[: run.state.epoch]
+
+    def _epochs(self, run: _Fit) -> bool:
+        """Runs the epochs left, while the budget allows; True when early stopping ended them."""
+        cfg, ctx, task = self.cfg, self.ctx, self.task
+        epochs = int(cfg.epochs)
         lines = EpochTable(task.scores.primary, val_loss=task.scores.val_loss, epochs=epochs)
-        selected = self.objective.selects(str(task.scores.primary))  # the best epoch's column
         with progress_bar(enabled=ctx.is_main) as bar:
             out = bar.console  # prints above the live bars; a console of its own writes over them
-            for epoch in range(state.epoch, epochs):
-                if limit and scheduler.last_epoch >= limit:  # --steps reached (a resume, too)
+            for epoch in range(run.state.epoch, epochs):
+                if run.budget.steps_reached(run.scheduler.last_epoch):  # a resume, too
                     break
-                planned = epochs
-                if budget:
-                    per_epoch = state.seconds / max(1, epoch) if epoch else 0.0
-                    # agreed by every rank: rank 0's clock decides
-                    left = ctx.broadcast(budget - state.seconds)
-                    if epoch and left < per_epoch / 2:
-                        break
-                    planned = min(epochs, round(budget / per_epoch)) if per_epoch else epochs
-                seed_all(cfg.seed * 1000 + epoch, deterministic=cfg.deterministic)
-                if isinstance(loader.sampler, DistributedSampler):
-                    loader.sampler.set_epoch(epoch)
-                # datasets whose sampling changes over the run (a mosaic switched off
-                # for the last epochs) hear the epoch the same way
-                if callable(getattr(self.train_set, "set_epoch", None)):
-                    self.train_set.set_epoch(epoch, planned)  # type: ignore[attr-defined]
-                start = time.perf_counter()
-                clock.start = start
-                bar_id = bar.add_task(
-                    f"epoch {epoch + 1}/{planned if budget else epochs}",
-                    total=len(self.train_set),
-                    info="",
-                )  # type: ignore[arg-type]
-
-                # under a time budget an epoch's training stops where its validation still fits;
-                # a `--steps` budget stops at its step, inside the last epoch
-                def deadline(v: float = val_seconds) -> bool:
-                    over_time = bool(budget) and clock() >= budget - v
-                    return over_time or bool(limit) and scheduler.last_epoch >= limit
-
-                kept = (
-                    f"{self.run_dir / CHECKPOINT_NAME} keeps epoch {state.epoch}"
-                    if self.run_dir and state.epoch
-                    else "no epoch was finished"
-                )
-                advice = f"{kept}; try a lower --lr (now {cfg.lr:g}) or --clip-grad"
-                losses, images = self._train_epoch(
-                    net,
-                    model,
-                    loader,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    ema,
-                    bar,
-                    bar_id,
-                    deadline if budget or limit else None,
-                    watch=_LossWatch(state, epoch, advice),
-                )
-                train_time = time.perf_counter() - start
-                bar.remove_task(bar_id)
-                eval_model = ema.module if ema is not None else model
-                val_id = bar.add_task("  validate", total=len(self.val_set), info="")  # type: ignore[arg-type]
-                # full precision (evaluate): the best epoch is picked on the numbers the
-                # run reports (mask_rcnn, bf16 on CPU: mask_map 0.81 under autocast vs
-                # 0.79 in float32 for the same weights)
-                acc = evaluate(
-                    eval_model,
-                    task,
-                    self.val_loader(),
-                    ctx,
-                    on_batch=lambda n, i=val_id: bar.advance(i, n),
-                )
-                bar.remove_task(val_id)
-                metrics = acc.compute()
-                extra = self.objective.validate(eval_model, task, self.val_loader(), ctx)
-                # rank 0's verdict, so every rank stops together
-                why = ctx.broadcast(_not_finite(eval_model, metrics, task.scores.val_loss))
-                if why:  # before anything of this epoch is saved
-                    raise RecogError(f"training diverged at epoch {epoch + 1}: {why}; {advice}")
-                seconds = time.perf_counter() - start
-                val_seconds = time.perf_counter() - start - train_time
-                score = float({**metrics, **extra}.get(selected, -math.inf))
-                improved = score > state.best
-                row = {
-                    "epoch": epoch + 1,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "seconds": seconds,
-                    "train_images_per_second": ctx.world_size * images / max(train_time, 1e-9),
-                    **{f"train_{k}": v for k, v in losses.items()},
-                    **flat_metrics(metrics),
-                    **extra,
-                }
-                state.seconds += seconds
-                clock.start = None
-                state.epoch = epoch + 1
-                if improved:
-                    state.best, state.best_epoch = score, epoch + 1
-                    state.best_metrics, state.best_extra = metrics, extra
-                    state.bad_epochs = 0
-                    if self.run_dir:
-                        rio.save_weights(
-                            self.run_dir / WEIGHTS_NAME,
-                            eval_model.state_dict(),
-                            self.weights_metadata,
-                        )
-                else:
-                    state.bad_epochs += 1
-                if self.run_dir:
-                    table.append(row)
-                    rio.save_checkpoint(
-                        self.run_dir / CHECKPOINT_NAME,
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(),
-                            "scaler": scaler.state_dict(),
-                            **({"ema": ema.state_dict()} if ema is not None else {}),
-                            "state": vars(state),
-                            "rng": ckpt.rng_state(),
-                            "format_version": rio.FORMAT_VERSION,
-                        },
-                    )
-                else:
-                    table.rows.append(row)
+                planned = run.budget.plan(epoch, epochs, ctx.broadcast)
+                if planned is None:  # less than half an epoch's time is left
+                    break
+                row = self._epoch(run, epoch, planned, bar)
                 if ctx.is_main:
                     out.print("\n".join(lines.lines(epoch, planned, row)), markup=False)
                     self.on_epoch(row)
-                if cfg.patience and state.bad_epochs >= cfg.patience:
+                if cfg.patience and run.state.bad_epochs >= cfg.patience:
                     stopped_early = epoch + 1 < epochs
                     if ctx.is_main and stopped_early:
-                        out.print(f"early stop: no {selected} gain in {cfg.patience} epochs")
-                    break
+                        out.print(f"early stop: no {run.selected} gain in {cfg.patience} epochs")
+                    return stopped_early
                 ctx.barrier()
+        return False
+
+    def _begin_epoch(self, run: _Fit, epoch: int, planned: int) -> None:
+        """Seeds the epoch (exact resume) and tells the sampler and the dataset which it is."""
+        seed_all(self.cfg.seed * 1000 + epoch, deterministic=self.cfg.deterministic)
+        if isinstance(run.loader.sampler, DistributedSampler):
+            run.loader.sampler.set_epoch(epoch)
+        # datasets whose sampling changes over the run (a mosaic switched off
+        # for the last epochs) hear the epoch the same way
+        if callable(getattr(self.train_set, "set_epoch", None)):
+            self.train_set.set_epoch(epoch, planned)  # type: ignore[attr-defined]
+
+    def _epoch(self, run: _Fit, epoch: int, planned: int, bar: Any) -> dict[str, Any]:
+        """Trains and validates epoch `epoch` of `planned`, keeps its weights when they are
+        the best so far, writes its checkpoint; returns its row of `results.csv`."""
+        ctx, task, state = self.ctx, self.task, run.state
+        self._begin_epoch(run, epoch, planned)
+        start = run.budget.start_epoch()
+        images = len(self.train_set)  # type: ignore[arg-type]
+        bar_id = bar.add_task(f"epoch {epoch + 1}/{planned}", total=images, info="")
+        kept = (
+            f"{self.run_dir / CHECKPOINT_NAME} keeps epoch {state.epoch}"
+            if self.run_dir and state.epoch
+            else "no epoch was finished"
+        )
+        advice = f"{kept}; try a lower --lr (now {self.cfg.lr:g}) or --clip-grad"
+        losses, seen = self._train_epoch(run, bar, bar_id, watch=_LossWatch(state, epoch, advice))
+        train_time = time.perf_counter() - start
+        bar.remove_task(bar_id)
+        metrics, extra = self._validate(run, bar)
+        # rank 0's verdict, so every rank stops together
+        why = ctx.broadcast(_not_finite(run.eval_model, metrics, task.scores.val_loss))
+        if why:  # before anything of this epoch is saved
+            raise RecogError(f"training diverged at epoch {epoch + 1}: {why}; {advice}")
+        seconds = time.perf_counter() - start
+        val_seconds = time.perf_counter() - start - train_time
+        row = {
+            "epoch": epoch + 1,
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "train_images_per_second": ctx.world_size * seen / max(train_time, 1e-9),
+            **{f"train_{k}": v for k, v in losses.items()},
+            **flat_metrics(metrics),
+            **extra,
+        }
+        run.budget.end_epoch(seconds, val_seconds)
+        state.epoch = epoch + 1
+        self._keep_best(run, epoch, metrics, extra)
+        self._save(run, row)
+        return row
+
+    def _validate(self, run: _Fit, bar: Any) -> tuple[dict[str, Any], dict[str, float]]:
+        """The epoch's validation metrics and the objective's columns."""
+        val_id = bar.add_task("  validate", total=len(self.val_set), info="")  # type: ignore[arg-type]
+        # full precision (evaluate): the best epoch is picked on the numbers the
+        # run reports (mask_rcnn, bf16 on CPU: mask_map 0.81 under autocast vs
+        # 0.79 in float32 for the same weights)
+        acc = evaluate(
+            run.eval_model,
+            self.task,
+            self.val_loader(),
+            self.ctx,
+            on_batch=lambda n, i=val_id: bar.advance(i, n),
+        )
+        bar.remove_task(val_id)
+        metrics = acc.compute()
+        extra = self.objective.validate(run.eval_model, self.task, self.val_loader(), self.ctx)
+        return metrics, extra
+
+    def _keep_best(
+        self, run: _Fit, epoch: int, metrics: dict[str, Any], extra: dict[str, float]
+    ) -> None:
+        """Counts the epoch toward early stopping, or saves its weights as the best so far."""
+        state = run.state
+        score = float({**metrics, **extra}.get(run.selected, -math.inf))
+        if score <= state.best:
+            state.bad_epochs += 1
+            return
+        state.best, state.best_epoch = score, epoch + 1
+        state.best_metrics, state.best_extra = metrics, extra
+        state.bad_epochs = 0
+        if self.run_dir:
+            rio.save_weights(
+                self.run_dir / WEIGHTS_NAME, run.eval_model.state_dict(), self.weights_metadata
+            )
+
+    def _save(self, run: _Fit, row: dict[str, Any]) -> None:
+        """Appends the epoch's row to `results.csv` and writes `last.ckpt` (rank 0 alone)."""
+        if not self.run_dir:
+            run.table.rows.append(row)
+            return
+        run.table.append(row)
+        saved = {name: part.state_dict() for name, part in run.parts().items()}
+        saved |= {"state": _counters(run.state, run.budget), "rng": ckpt.rng_state()}
+        rio.save_checkpoint(
+            self.run_dir / CHECKPOINT_NAME, saved | {"format_version": rio.FORMAT_VERSION}
+        )
+
+    def _result(self, run: _Fit, stopped_early: bool) -> FitResult:
+        """The best epoch's weights, in memory too, and what the run did."""
+        state, ctx = run.state, self.ctx
         if state.best_epoch < 0:
-            raise RecogError(f"training ran no epoch (epochs={cfg.epochs})")
-        # The run's weights are the best epoch's; hand them back in memory too.
-        best = ema.module if ema is not None else model
+            raise RecogError(f"training ran no epoch (epochs={self.cfg.epochs})")
+        best = run.eval_model
         if self.ckpt_dir is not None and (self.ckpt_dir / WEIGHTS_NAME).is_file():
             ctx.barrier()
             best.load_state_dict(rio.load_weights(self.ckpt_dir / WEIGHTS_NAME))
@@ -420,33 +453,24 @@ class Trainer:
             metrics=state.best_metrics,
             best_epoch=state.best_epoch,
             epochs_run=state.epoch,
-            train_seconds=state.seconds,
+            train_seconds=run.budget.spent,
             stopped_early=stopped_early,
-            history=table.rows,
+            history=run.table.rows,
             objective_metrics=state.best_extra,
-            steps=int(scheduler.last_epoch),  # LambdaLR counts the optimizer steps taken
+            steps=int(run.scheduler.last_epoch),  # LambdaLR counts the optimizer steps taken
         )
 
     def _train_epoch(
-        self,
-        net,
-        model,
-        loader,
-        optimizer,
-        scheduler,
-        scaler,
-        ema,
-        bar,
-        bar_id,
-        deadline=None,
-        *,
-        watch: _LossWatch,
+        self, run: _Fit, bar: Any, bar_id: Any, *, watch: _LossWatch
     ) -> tuple[dict[str, float], int]:
-        """One epoch; a loss that is not finite or has exploded stops the run (`watch`)."""
+        """One epoch; a loss that is not finite or has exploded stops the run (`watch`), and
+        the budget may stop it early (`Budget.over`)."""
         cfg, ctx = self.cfg, self.ctx
+        optimizer, scheduler, scaler, ema = run.optimizer, run.scheduler, run.scaler, run.ema
+        loader, model = run.loader, run.model
         # each step's loss is checked one step later, so the device is never waited for
         pending: tuple[int, torch.Tensor] | None = None
-        net.train()
+        run.net.train()
         optimizer.zero_grad(set_to_none=True)
         sums: dict[str, torch.Tensor] = {}
         seen = 0
@@ -459,7 +483,7 @@ class Trainer:
             with torch.autocast(
                 ctx.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
             ):
-                parts = self.objective.loss(self.task, net, model, batch)
+                parts = self.objective.loss(self.task, run.net, model, batch)
             if pending is not None:
                 watch(*pending)
             pending = (step, parts["loss"].detach())
@@ -478,9 +502,11 @@ class Trainer:
                 sums[key] = sums.get(key, 0) + value.detach().float() * n
             seen += n
             bar.advance(bar_id, n)
-            # only at an optimizer step, and the same on every rank (rank 0's clock)
-            if deadline is not None and (step + 1) % cfg.accumulate == 0 and step < last:
-                if ctx.broadcast(bool(deadline())):
+            # under a time budget an epoch's training stops where its validation still fits;
+            # a `--steps` budget stops at its step, inside the last epoch.  Only at an
+            # optimizer step, and the same on every rank (rank 0's clock)
+            if run.budget.bounded and (step + 1) % cfg.accumulate == 0 and step < last:
+                if ctx.broadcast(run.budget.over(scheduler.last_epoch)):
                     break
         if pending is not None:
             watch(*pending)
