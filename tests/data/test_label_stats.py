@@ -11,14 +11,14 @@ from recog.data.detect import DetectionDataset, _RecordLoader, load_detection
 from recog.data.formats.records import DetectionRecord
 from recog.data.label_stats import box_labels, class_labels, mask_labels, spread
 from recog.data.segment import load_segmentation
+from recog.report.facet import REPORT
 from recog.tasks.classify import ClassifyTask
 
 
 def test_class_counts_are_the_training_split_counts():
     splits = load_classification("digits", img_size=8, augment="none")
-    figure = ClassifyTask(splits.class_names, [0.5] * 3, [0.5] * 3, img_size=8).label_figures(
-        splits
-    )[0]
+    task = ClassifyTask(splits.class_names, [0.5] * 3, [0.5] * 3, img_size=8)
+    figure = REPORT.of(task).label_figures(task, splits)[0]
     # counted again from the dataset's own samples
     counted = torch.zeros(len(splits.class_names), dtype=torch.int64)
     for i in range(len(splits.train)):

@@ -42,10 +42,11 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Write metrics.json, plots and report.html under `out_dir`; returns the metrics.
 
-    splits: the run's data, for the training labels' statistics (`Task.label_figures`);
-    train_batch: a batch from the training loader (`Task.train_panels`); both left out
+    splits: the run's data, for the training labels' statistics (`ReportFacet.label_figures`);
+    train_batch: a batch from the training loader (`ReportFacet.train_panels`); both left out
     by `recog val`, which trains nothing."""
     from recog.report.curves import panels, read_columns
+    from recog.report.facet import REPORT
     from recog.report.html import write_report
     from recog.report.plots import draw_figures, plot_curves, plot_sample_grid
 
@@ -58,21 +59,22 @@ def write_outputs(
     if results_csv is not None and results_csv.is_file():
         curves = plot_curves(results_csv, plots_dir / "curves.png", labels=labels)
         curve_panels = [labels.get(t, t) for t in panels(read_columns(results_csv))]
-    label_plots = draw_figures(task.label_figures(splits), plots_dir) if splits else []
+    views = REPORT.of(task)
+    label_plots = draw_figures(views.label_figures(task, splits), plots_dir) if splits else []
     shown = None
     if train_batch is not None:
-        panels = task.train_panels(train_batch)[:TRAIN_PANELS]
+        panels = views.train_panels(task, train_batch)[:TRAIN_PANELS]
         if panels:
             images, titles, correct = (list(column) for column in zip(*panels, strict=True))
             shown = plot_sample_grid(images, titles, correct, plots_dir / "train_batch.png",
                                      cols=4)  # fmt: skip
     plots = draw_figures(acc.figures(task.class_names), plots_dir)
     grid = None
-    panels = task.sample_panels(samples)
+    panels = views.sample_panels(task, samples)
     if panels:
         images, titles, correct = (list(column) for column in zip(*panels, strict=True))
         grid = plot_sample_grid(images, titles, correct, plots_dir / "samples.png",
-                                cols=task.sample_columns, legend=task.legend())  # fmt: skip
+                                cols=views.sample_columns, legend=views.legend(task))  # fmt: skip
     write_report(
         out_dir / "report.html",
         title=title,
@@ -87,7 +89,7 @@ def write_outputs(
         label_plots=label_plots,
         train_samples=shown,
         samples=grid,
-        sample_caption=task.sample_caption,
-        legend=task.legend(),
+        sample_caption=views.sample_caption,
+        legend=views.legend(task),
     )
     return metrics

@@ -1,11 +1,11 @@
-"""What each task draws for the report's training samples and segmentation triplets.
+"""What the report draws of each task's training batch and segmentation samples.
 
-The report asks the Task (`train_panels`, `sample_panels`, `legend`); the
-tasks' modules keep one line each and the drawing lives here.  Panels are
-(image (3, H, W) uint8, title, correct or None) as `Task.sample_panels`
-gives them.  Training panels show the batch as the loss sees it: after the
-loader's transforms (crops, flips, the mosaic) and, for classification, after
-the batch's Mixup/CutMix, with the targets the loss is given drawn on.
+`recog.report.facet` says which of these each task shows; the drawing lives
+here.  Panels are (image (3, H, W) uint8, title, correct or None) as
+`ReportFacet.sample_panels` gives them.  Training panels show the batch as
+the loss sees it: after the loader's transforms (crops, flips, the mosaic)
+and, for classification, after the batch's Mixup/CutMix, with the targets
+the loss is given drawn on.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from recog.tasks.drawing import palette  # noqa: F401  (re-exported: one palette everywhere)
 from recog.types import IGNORE_INDEX, Batch, Prediction, Sample
 
 Panel = tuple[torch.Tensor, str, bool | None]

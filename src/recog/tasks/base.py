@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator, Figure
+from recog.metrics.base import Accumulator
 from recog.types import (
     Batch,
     DataFacts,
@@ -53,10 +53,6 @@ class Task(ABC):
     scores: ClassVar[TaskScores]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
-    #: columns of the report's sample grid (`sample_panels` gives rows of this many), and
-    #: what a row shows when it is more than one sample
-    sample_columns: ClassVar[int] = 6
-    sample_caption: ClassVar[str] = ""
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)
@@ -177,26 +173,3 @@ class Task(ABC):
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
 
-    def sample_panels(
-        self, samples: Sequence[tuple[Sample, Prediction]]
-    ) -> list[tuple[torch.Tensor, str, bool | None]]:
-        """The report's grid of predictions: per sample, the (3, H, W) uint8 image to
-        show (drawn on), its title, and whether it is right (None: not a yes/no
-        question); default none."""
-        return []
-
-    def label_figures(self, splits: DataSplits) -> list[Figure]:
-        """The training split's label statistics as report figures (`labels`, drawn by
-        recog.report: counts per class, box sizes and centres, mask areas); default none."""
-        return []
-
-    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
-        """A training batch as the model sees it (after the train transforms, the mosaic and
-        any batch mixing), each image with its targets drawn and a title; by default the
-        images alone."""
-        return [(image, "", None) for image in batch.images.cpu()]
-
-    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
-        """(class name, RGB colour) of what `draw` colours by class (segmentation masks), for
-        the report's legend; default none."""
-        return []

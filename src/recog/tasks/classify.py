@@ -18,7 +18,7 @@ from torch import nn
 
 from recog.config import require_resolved
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator, Figure
+from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.distill import softened_kl
@@ -277,26 +277,3 @@ class ClassifyTask(Task):
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
 
-    def sample_panels(
-        self, samples: Sequence[tuple[Sample, Prediction]]
-    ) -> list[tuple[torch.Tensor, str, bool | None]]:
-        panels: list[tuple[torch.Tensor, str, bool | None]] = []
-        for sample, pred in samples:
-            label = int(pred.labels)
-            truth = int(sample.target.labels) if sample.target.labels is not None else None
-            title = self._title(pred)
-            if truth is not None and truth != label:
-                title += f"\ntrue: {self.class_names[truth]}"
-            panels.append((sample.image, title, None if truth is None else truth == label))
-        return panels
-
-    def label_figures(self, splits: DataSplits) -> list[Figure]:
-        from recog.data.label_stats import class_labels
-
-        return [class_labels(splits.train_labels, self.class_names)]
-
-    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
-        from recog.tasks.report_views import mixed_panels
-
-        return mixed_panels(batch, self.class_names, normalize=self.normalize, mean=self.mean,
-                            std=self.std, mix=self.batch_mix)  # fmt: skip

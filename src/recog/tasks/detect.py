@@ -20,7 +20,7 @@ from torch import nn
 
 from recog.config import require_resolved
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator, Figure
+from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.distill import bins_kl, sigmoid_kl
@@ -322,29 +322,3 @@ class DetectTask(Task):
             ]
         }
 
-    def sample_panels(
-        self, samples: Sequence[tuple[Sample, Prediction]]
-    ) -> list[tuple[torch.Tensor, str, bool | None]]:
-        images, titles = [], []
-        for sample, pred in samples:
-            scaled = Prediction(
-                boxes=pred.boxes * sample.meta.get("scale", 1.0),
-                labels=pred.labels,
-                scores=pred.scores,
-            )
-            images.append(self.draw(sample.image, scaled, sample.target))
-            titles.append(
-                f"{int(self._shown(pred).sum())} found / {len(sample.target.labels)} true"
-            )
-        return [(image, title, None) for image, title in zip(images, titles, strict=True)]
-
-    def label_figures(self, splits: DataSplits) -> list[Figure]:
-        from recog.data.label_stats import box_labels
-
-        return [box_labels(splits.train, self.class_names)]
-
-    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
-        from recog.tasks.drawing import palette
-        from recog.tasks.report_views import box_panels
-
-        return box_panels(batch, self.class_names, palette(self.num_classes))

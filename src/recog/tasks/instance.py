@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import require_resolved
-from recog.metrics.base import Accumulator, Figure
+from recog.metrics.base import Accumulator
 from recog.tasks.base import normalization
 from recog.tasks.detect import DetectTask
 from recog.tasks.drawing import palette
@@ -35,7 +35,6 @@ from recog.types import (
 
 if TYPE_CHECKING:
     from recog.config import TrainConfig
-    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
@@ -141,28 +140,3 @@ class InstanceSegmentTask(DetectTask):
         record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": png_b64(index)}
         return record
 
-    def label_figures(self, splits: DataSplits) -> list[Figure]:
-        from recog.data.label_stats import instance_labels
-
-        return [instance_labels(splits.train, self.class_names)]
-
-    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
-        from recog.tasks.report_views import legend
-
-        return legend(self.class_names, palette(self.num_classes), range(self.num_classes))
-
-    def sample_panels(
-        self, samples: Sequence[tuple[Sample, Prediction]]
-    ) -> list[tuple[torch.Tensor, str, bool | None]]:
-        images, titles = [], []
-        for sample, pred in samples:
-            truth = sample.meta.get("truth", sample.target)
-            h, w = sample.orig_size
-            scale = sample.meta.get("scale", 1.0)
-            image = sample.image[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
-            image = (
-                F.interpolate(image[None].float(), size=(h, w), mode="bilinear")[0].round().byte()
-            )
-            images.append(self.draw(image, pred, truth))
-            titles.append(f"{int(self._shown(pred).sum())} found / {len(truth.labels)} true")
-        return [(image, title, None) for image, title in zip(images, titles, strict=True)]

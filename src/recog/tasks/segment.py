@@ -30,7 +30,7 @@ from torchvision.utils import draw_segmentation_masks
 from recog.config import parse_class_weights, require_resolved
 from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
-from recog.metrics.base import Accumulator, Figure
+from recog.metrics.base import Accumulator
 from recog.models.factory import get_spec
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
@@ -119,11 +119,6 @@ class SegmentTask(Task):
         primary=MetricName.MIOU,
         headline=(MetricName.MIOU, MetricName.DICE, MetricName.PIXEL_ACC),
         labels={"per_class": "IoU"},
-    )
-    #: a sample is shown as image, truth, prediction
-    sample_columns: ClassVar[int] = 3
-    sample_caption: ClassVar[str] = (
-        "Each row: the image, its ground truth and the prediction, in the legend's colours."
     )
     # unet at 256 px and strong augmentation below 100 images: membrane (24 images) 0.786 mIoU
     # with 300 steps of 8 (docs/recipe.md); shapes (2,000) 0.91 with standard augmentation
@@ -318,31 +313,3 @@ class SegmentTask(Task):
             }
         }
 
-    def sample_panels(
-        self, samples: Sequence[tuple[Sample, Prediction]]
-    ) -> list[tuple[torch.Tensor, str, bool | None]]:
-        """Rows of image, truth and prediction (its mIoU), in the `legend`'s colours."""
-        from recog.metrics.segmentation import SemanticAccumulator
-        from recog.tasks.report_views import triplets
-
-        def miou(pred: Prediction, sample: Sample) -> float:
-            acc = SemanticAccumulator(self.class_names)
-            acc.update([pred], [sample.target])
-            return float(acc.compute()["miou"])
-
-        return triplets(samples, palette(self.num_classes), self._shown_classes(), miou)
-
-    def legend(self) -> list[tuple[str, tuple[int, int, int]]]:
-        from recog.tasks.report_views import legend
-
-        return legend(self.class_names, palette(self.num_classes), self._shown_classes())
-
-    def label_figures(self, splits: DataSplits) -> list[Figure]:
-        from recog.data.label_stats import mask_labels
-
-        return [mask_labels(splits.train, self.class_names)]
-
-    def train_panels(self, batch: Batch) -> list[tuple[torch.Tensor, str, bool | None]]:
-        from recog.tasks.report_views import mask_panels
-
-        return mask_panels(batch, palette(self.num_classes), self._shown_classes())

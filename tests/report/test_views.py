@@ -1,4 +1,4 @@
-"""What tasks draw for the report: training panels, segmentation triplets, the legend, instance labels."""
+"""What the report draws of each task: training panels, segmentation triplets, the legend, instance labels."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from torchvision.ops import masks_to_boxes
 from recog.data.classify import batch_mix
 from recog.data.label_stats import instance_labels
 from recog.data.segment import load_segmentation
-from recog.tasks.report_views import (
+from recog.report.views import (
     MIN_SIDE,
     box_panels,
     legend,
     mask_panels,
     mixed_panels,
-    palette,
     triplets,
 )
+from recog.tasks.drawing import palette
 from recog.types import Batch, Prediction, Sample, Target
 
 RED, GREEN = (255, 0, 0), (0, 255, 0)
