@@ -48,7 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the traceback of an internal error (RECOG_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_val(sub)
+    predict.add_parsers(sub)
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--task", choices=[str(t) for t in TaskName])
+    weights.add_parser(sub)
+    _add_data(sub)
+    _add_serve(sub)
+    trust.add_parsers(sub)
+    confidence.add_parsers(sub)
+    robust.add_parsers(sub)
+    deploy.add_parsers(sub)
+    help_texts.finish(parser, skip=frozenset({"train"}))  # train's help is its own
+    return parser
 
+
+# The parsers of the subcommands this module runs, one function each; the others' live beside
+# their commands (predict, weights, trust, confidence, robust, deploy).
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model; writes a run directory",
@@ -62,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train_options.add_arguments(p)
 
+
+def _add_val(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("val", help="evaluate a run (its own validation split, or --data)")
     p.add_argument("run", type=Path)
     p.add_argument("--data", help="data to evaluate on (same classes as the run)")
@@ -75,12 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_selection(p, conf_default="default: none, every box the model keeps (yolo: "
                           "down to 0.001), as mAP needs; set it to measure what predict shows")  # fmt: skip
 
-    predict.add_parsers(sub)
 
-    p = sub.add_parser("models", help="list registered models")
-    p.add_argument("--task", choices=[str(t) for t in TaskName])
-    weights.add_parser(sub)
-
+def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     for action, text in (
@@ -91,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("path")
         q.add_argument("--json", action="store_true", help="print JSON")
         q.add_argument("--classes", help="class names of mask values 0, 1, ... (mask folders)")
+    _add_data_files(dsub)
+    doctor.add_parser(dsub)
+    q = dsub.add_parser(
+        "export-feedback",
+        help="write user corrections from a `recog serve` history as a training set",
+    )
+    q.add_argument("--db", required=True, metavar="URL", help="the history's SQLAlchemy URL")
+    q.add_argument("--model", help="only this served model's corrections")
+    q.add_argument("out", type=Path)
+
+
+def _add_data_files(dsub: argparse._SubParsersAction) -> None:
+    """`recog data convert` and `split`: the actions that write a set in another format."""
     q = dsub.add_parser(
         "convert",
         help="convert detection annotations between COCO, YOLO and VOC; "
@@ -113,15 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--group-by", default="", metavar="PATTERN",
                    help="keep each session whole on one side: a file-name pattern whose (group) "
                         "names it, e.g. '^(\\d+)_' (041_066.jpg -> 041)")  # fmt: skip
-    doctor.add_parser(dsub)
-    q = dsub.add_parser(
-        "export-feedback",
-        help="write user corrections from a `recog serve` history as a training set",
-    )
-    q.add_argument("--db", required=True, metavar="URL", help="the history's SQLAlchemy URL")
-    q.add_argument("--model", help="only this served model's corrections")
-    q.add_argument("out", type=Path)
 
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="REST API and web page for one or more runs")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN")
     predict.add_selection(p, conf_default=predict.PREDICT_CONF +
@@ -168,12 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch, or each run's export on onnxruntime or OpenVINO; an exported file may also be given as RUN")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true")
-    trust.add_parsers(sub)
-    confidence.add_parsers(sub)
-    robust.add_parsers(sub)
-    deploy.add_parsers(sub)
-    help_texts.finish(parser, skip=frozenset({"train"}))  # train's help is its own
-    return parser
 
 
 def _version() -> str:
