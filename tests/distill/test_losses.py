@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from recog.distill import DistillObjective
+from recog.distill.divergences import bins_kl, sigmoid_kl, softened_kl
+from recog.distill.facet import DISTILL
 from recog.errors import RecogError
 from recog.models.factory import create_model
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
-from recog.tasks.distill import bins_kl, sigmoid_kl, softened_kl
 from recog.tasks.segment import SegmentTask
 from recog.types import Batch
 
@@ -96,8 +97,12 @@ def test_yolo_distillation_is_lower_when_the_student_is_the_teacher():
     same = _yolo(1)  # the teacher's weights, in eval mode as the teacher (batch norm)
     same.load_state_dict(teacher.state_dict())
     other = _yolo(7).train()
-    kd_same = float(task.distill_loss(same.eval(), teacher, batch, temperature=4.0)["kd"].detach())
-    kd_other = float(task.distill_loss(other, teacher, batch, temperature=4.0)["kd"].detach())
+    kd_same = float(
+        DISTILL.of(task).loss(task, same.eval(), teacher, batch, temperature=4.0)["kd"].detach()
+    )
+    kd_other = float(
+        DISTILL.of(task).loss(task, other, teacher, batch, temperature=4.0)["kd"].detach()
+    )
     assert kd_same == pytest.approx(0.0, abs=1e-5)
     assert kd_other > kd_same + 0.01
 
@@ -121,16 +126,20 @@ def test_classify_distillation_blends_cross_entropy_and_kd():
 def test_the_teacher_checks_of_each_task():
     det = _detect_task()
     with pytest.raises(RecogError, match="trained at 128 px and the student trains at 64 px"):
-        det.check_teacher(_yolo(0), _yolo(1), img_size=64, teacher_img_size=128, source="T")
+        DISTILL.of(det).check_teacher(
+            det, _yolo(0), _yolo(1), img_size=64, teacher_img_size=128, source="T"
+        )
     cnn = create_model("cnn", num_classes=2, img_size=16)
     with pytest.raises(RecogError, match="T: the teacher is not a recog YOLO"):
-        det.check_teacher(_yolo(0), cnn, img_size=64, teacher_img_size=64, source="T")
+        DISTILL.of(det).check_teacher(
+            det, _yolo(0), cnn, img_size=64, teacher_img_size=64, source="T"
+        )
     vit = create_model("vit_tiny", num_classes=2, img_size=32)
     cls = ClassifyTask(["a", "b"], (0.5,) * 3, (0.25,) * 3, img_size=64)
     with pytest.raises(RecogError, match="T: the teacher .trained at 32 px. cannot answer at"):
-        cls.check_teacher(cnn, vit, img_size=64, teacher_img_size=32, source="T")
+        DISTILL.of(cls).check_teacher(cls, cnn, vit, img_size=64, teacher_img_size=32, source="T")
     seg = SegmentTask.__new__(SegmentTask)
     with pytest.raises(RecogError, match="segment models have no distillation"):
-        seg.check_teacher(cnn, cnn, img_size=64, teacher_img_size=64, source="T")
+        DISTILL.of(seg)
     with pytest.raises(RecogError, match="weight"):
         DistillObjective(cnn, det, 0.0, 4.0)

@@ -4,8 +4,8 @@
   (1 - w) * task loss + w * KD), and `distill_objective`, which checks that a teacher
   can teach the run (task, classes, preprocessing, the task's own conditions) first.
 
-The divergences themselves are the tasks' (`Task.distill_loss`, with the formulas in
-`recog.tasks.distill`): Hinton et al. (2015) for classifiers; for recog's YOLO, the
+What differs by task is the distill facet (`facet`: `DISTILL`, the teacher's check and
+the loss with its KD term), with the formulas in `divergences`: Hinton et al. (2015) for classifiers; for recog's YOLO, the
 teacher's per-point class probabilities as soft targets plus Localization Distillation
 (Zheng et al., CVPR 2022) on the DFL box bins.  See docs/distill.md.
 """

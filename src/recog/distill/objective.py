@@ -2,9 +2,9 @@
 
 The engine calls `objective.loss(task, net, model, batch)` where it would call
 `task.loss(net, batch)`; it never learns that a teacher is there.  What differs
-by task (which outputs are matched, and how) is the Task seam's `distill_loss`;
-what a teacher must be to teach (same task, same classes, same preprocessing,
-and whatever the task adds in `check_teacher`) is checked once, before training,
+by task (which outputs are matched, and how) is the distill facet's `loss`
+(`recog.distill.facet`); what a teacher must be to teach (same task, same classes,
+same preprocessing, and whatever the facet adds in `check_teacher`) is checked once, before training,
 by `distill_objective`.
 
 The blend is Hinton et al.'s (2015): loss = (1 - w) * task loss + w * KD, with
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from recog.config import TrainConfig
+from recog.distill.facet import DISTILL
 from recog.engine.objective import TaskObjective
 from recog.errors import RecogError
 from recog.tasks.base import Task
@@ -51,7 +52,7 @@ class DistillObjective(TaskObjective):
         self, task: Task, net: nn.Module, model: nn.Module, batch: Batch
     ) -> dict[str, torch.Tensor]:
         teacher = self._teacher_on(batch.images.device)
-        parts = task.distill_loss(net, teacher, batch, temperature=self.temperature)
+        parts = DISTILL.of(task).loss(task, net, teacher, batch, temperature=self.temperature)
         kd = parts.pop("kd")
         own = parts["loss"]
         blend = (1.0 - self.weight) * own + self.weight * kd
@@ -83,7 +84,12 @@ def distill_objective(
             f"{run / 'config.yaml'}: the teacher ({teacher.config.model}) normalizes its input "
             f"differently from the student ({cfg.model}); pick a teacher of the same family"
         )
-    task.check_teacher(
+    try:
+        distiller = DISTILL.of(task)
+    except RecogError as exc:  # named after the teacher's run, as every check here is
+        raise RecogError(f"{run}: {exc}") from None
+    distiller.check_teacher(
+        task,
         model,
         teacher.model,
         img_size=int(cfg.img_size),  # type: ignore[arg-type]

@@ -146,29 +146,6 @@ class Task(ABC):
     ) -> torch.Tensor:
         """(3, H, W) uint8 image with the prediction drawn on it."""
 
-    # ----------------------------------------------------------- distillation
-    def check_teacher(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
-    ) -> None:
-        """Nothing, or a RecogError naming `source` (the teacher's run) when `teacher` cannot
-        teach `student` at this task (`recog.distill`); run before any training."""
-        raise RecogError(f"{source}: {self.name} models have no distillation")
-
-    def distill_loss(
-        self, student: nn.Module, teacher: nn.Module, batch: Batch, *, temperature: float
-    ) -> dict[str, torch.Tensor]:
-        """The task's own training losses of `batch` (`loss` its total, one student forward)
-        with `kd` added: the distillation term against `teacher` (in eval mode, run under
-        no_grad on the same normalized, augmented inputs), differentiable in the student
-        only; other `kd_*` entries are its detached parts.  `student` may be a DDP wrapper."""
-        raise RecogError(f"{self.name} models have no distillation")
-
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)

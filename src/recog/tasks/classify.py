@@ -21,7 +21,6 @@ from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
-from recog.tasks.distill import softened_kl
 from recog.tasks.drawing import banner
 from recog.types import (
     Batch,
@@ -174,39 +173,6 @@ class ClassifyTask(Task):
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return {"loss": loss}
-
-    def check_teacher(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
-    ) -> None:
-        """Any classifier of the same classes teaches, if it answers at the student's input
-        size (a model with a fixed-size head may not: tried once on a blank image)."""
-        try:
-            with torch.no_grad():
-                teacher.eval()(torch.zeros(1, 3, img_size, img_size))
-        except (RuntimeError, AssertionError, ValueError) as exc:  # timm's size check asserts
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-            raise RecogError(
-                f"{source}: the teacher (trained at {teacher_img_size} px) cannot answer at the "
-                f"student's {img_size} px ({first}); give --img-size {teacher_img_size}"
-            ) from None
-
-    def distill_loss(
-        self, student: nn.Module, teacher: nn.Module, batch: Batch, *, temperature: float
-    ) -> dict[str, torch.Tensor]:
-        """Cross-entropy of the student (as `loss`) and Hinton's softened KL to the teacher's
-        logits on the same (mixed) images (`recog.tasks.distill.softened_kl`)."""
-        x, y = self._inputs(student, batch)
-        logits = student(x).float()
-        with torch.no_grad():
-            target = teacher(x).float()
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        return {"loss": loss, "kd": softened_kl(logits, target, temperature)}
 
     @torch.no_grad()
     def predict(

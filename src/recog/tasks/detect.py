@@ -19,11 +19,9 @@ import torch
 from torch import nn
 
 from recog.config import require_resolved
-from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
-from recog.tasks.distill import bins_kl, sigmoid_kl
 from recog.tasks.drawing import draw_boxes
 from recog.types import (
     Batch,
@@ -167,66 +165,6 @@ class DetectTask(Task):
 
     def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         return model(self.normalize(batch.images), batch.targets)
-
-    def check_teacher(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
-    ) -> None:
-        """recog's YOLO teaches recog's YOLO at the same input size: the same point grid, so
-        each student point has its teacher point."""
-        from recog.models.yolo import YOLO
-
-        if not isinstance(student, YOLO):
-            raise RecogError(
-                "--teacher: detection distillation needs a recog YOLO student (yolo_n, yolo_s)"
-            )
-        if not isinstance(teacher, YOLO):
-            raise RecogError(
-                f"{source}: the teacher is not a recog YOLO (yolo_n, yolo_s); detection "
-                "distillation matches the two models point by point"
-            )
-        if teacher_img_size != img_size:
-            raise RecogError(
-                f"{source}: the teacher was trained at {teacher_img_size} px and the student "
-                f"trains at {img_size} px; give --img-size {teacher_img_size}"
-            )
-
-    def distill_loss(
-        self, student: nn.Module, teacher: nn.Module, batch: Batch, *, temperature: float
-    ) -> dict[str, torch.Tensor]:
-        """YOLO's own losses and, per point of the shared anchor-free grid, the Bernoulli KL
-        to the teacher's class probabilities (`kd_cls`) plus LD's KL on the DFL bins of each
-        side at `temperature` (`kd_box`), both weighted by the teacher's confidence (its
-        highest class probability at the point) and divided by that weight's sum, as YOLO's
-        own losses divide by the sum of their target scores (`recog.tasks.distill`)."""
-        inner = getattr(student, "module", student)  # DDP: the wrapper runs the forward
-        x = self.normalize(batch.images)
-        maps: list[list[torch.Tensor]] = []
-        # the head's output is caught on its way to the loss: one student forward, through
-        # the wrapper (DDP's gradient hooks), for both the task loss and the distillation
-        hook = inner.head.register_forward_hook(lambda _m, _i, out: maps.append(out))
-        try:
-            parts = student(x, batch.targets)
-        finally:
-            hook.remove()
-        with torch.no_grad():
-            t_dfl, t_cls, _, _ = teacher.split(teacher.forward_maps(x))
-        s_dfl, s_cls, _, _ = inner.split(maps[-1])
-        weight = t_cls.float().sigmoid().amax(-1)  # (B, A)
-        norm = weight.sum().clamp(min=1.0)
-        kd_cls = sigmoid_kl(s_cls, t_cls).sum() / norm
-        kd_box = (bins_kl(s_dfl, t_dfl, temperature) * weight).sum() / norm
-        return {
-            **parts,
-            "kd": kd_cls + kd_box,
-            "kd_cls": kd_cls.detach(),
-            "kd_box": kd_box.detach(),
-        }
 
     @torch.no_grad()
     def predict(

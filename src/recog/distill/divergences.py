@@ -1,7 +1,7 @@
-"""The divergences knowledge distillation minimizes, for the tasks' `distill_loss`.
+"""The divergences knowledge distillation minimizes, for the distill facet (`recog.distill.facet`).
 
-Pure tensor functions, no model and no task: the classification task uses
-`softened_kl`, the detection task (recog's YOLO) `sigmoid_kl` and `bins_kl`.
+Pure tensor functions, no model and no task: the classifier's facet uses
+`softened_kl`, the detector's (recog's YOLO) `sigmoid_kl` and `bins_kl`.
 The objective that blends them with the task loss is `recog.distill`.
 
 - `softened_kl`: Hinton, Vinyals and Dean (2015), "Distilling the knowledge in a
