@@ -326,53 +326,17 @@ def load_segmentation(
     """
     if not 0.0 < val_split < 1.0:
         raise RecogError(f"--val-split must be between 0 and 1, not {val_split}")
-    if instance:
-        aug: Any = instance_train_transform(hflip=hflip, augment=augment, min_scale=min_scale)
-
-        def make(load: Callable, n: int, train: bool) -> Dataset:
-            return InstanceDataset(load, n, img_size=img_size, augment=aug if train else None)
-    else:
-        aug = semantic_train_transform(
-            img_size=img_size, augment=augment, hflip=hflip, elastic=elastic, min_scale=min_scale
-        )
-
-        def make(load: Callable, n: int, train: bool) -> Dataset:
-            return SemanticDataset(load, n, augment=aug if train else None)
-
+    make = _maker(
+        instance, img_size, augment=augment, hflip=hflip, elastic=elastic, min_scale=min_scale
+    )
     fmt = segmentation_format(spec)
     if fmt is DataFormat.SHAPES:
-        n_train, n_val = parse_shapes(spec)  # type: ignore[misc]
-        cfg = ShapesConfig(img_size=max(img_size, 64))
-        loader = _ShapesInstance if instance else _ShapesSemantic
-        names = list(cfg.classes) if instance else ["background", *cfg.classes]
-        return DataSplits(
-            make(loader(0, cfg), n_train, True),
-            make(loader(SHAPES_VAL_OFFSET, cfg), n_val, False),
-            names,
-            "shapes",
-            TaskName.SEGMENT,
-        )
+        return _shapes_splits(spec, instance, img_size, make)
     path = Path(spec)
     if not path.exists():
         raise RecogError(f"{spec}: no such file or directory")
     if fmt is DataFormat.COCO:
-        train_images, val_images, cat_index, names = split_coco_masks(
-            path, val_split=val_split, seed=seed
-        )
-        (train_images, val_images), skipped = drop_unreadable(
-            [train_images, val_images], _coco_files, strict=strict, desc="images"
-        )
-        require_both(train_images, val_images, spec=spec, skipped=skipped)
-        if not instance:
-            names = ["background", *names]
-        return DataSplits(
-            make(_CocoLoader(train_images, cat_index, not instance), len(train_images), True),
-            make(_CocoLoader(val_images, cat_index, not instance), len(val_images), False),
-            names,
-            path.stem,
-            TaskName.SEGMENT,
-            skipped=skipped,
-        )
+        return _coco_splits(spec, instance, make, val_split=val_split, seed=seed, strict=strict)
     if fmt is not DataFormat.MASK_FOLDERS:
         raise RecogError(f"{spec}: {NOT_SEGMENTATION}")
     if instance:
@@ -380,6 +344,83 @@ def load_segmentation(
             f"{spec}: image/mask folders hold class masks, not instances; "
             "instance models (mask_rcnn) train on COCO JSON or shapes"
         )
+    return _folder_splits(
+        spec, make, val_split=val_split, seed=seed, classes=classes, strict=strict
+    )
+
+
+#: builds a split's dataset from its loader, its size and whether it is the training split
+_Make = Callable[[Callable, int, bool], Dataset]
+
+
+def _maker(
+    instance: bool, img_size: int, *, augment: str, hflip: float, elastic: float,
+    min_scale: float | None,
+) -> _Make:  # fmt: skip
+    """How a split's dataset is made: instance or semantic, augmented when training."""
+    if instance:
+        aug: Any = instance_train_transform(hflip=hflip, augment=augment, min_scale=min_scale)
+
+        def make(load: Callable, n: int, train: bool) -> Dataset:
+            return InstanceDataset(load, n, img_size=img_size, augment=aug if train else None)
+
+        return make
+    aug = semantic_train_transform(
+        img_size=img_size, augment=augment, hflip=hflip, elastic=elastic, min_scale=min_scale
+    )
+
+    def make_semantic(load: Callable, n: int, train: bool) -> Dataset:
+        return SemanticDataset(load, n, augment=aug if train else None)
+
+    return make_semantic
+
+
+def _shapes_splits(spec: str, instance: bool, img_size: int, make: _Make) -> DataSplits:
+    """shapes[:TRAIN:VAL]: scenes drawn on the fly, the validation ones from their own offset."""
+    n_train, n_val = parse_shapes(spec)  # type: ignore[misc]
+    cfg = ShapesConfig(img_size=max(img_size, 64))
+    loader = _ShapesInstance if instance else _ShapesSemantic
+    names = list(cfg.classes) if instance else ["background", *cfg.classes]
+    return DataSplits(
+        make(loader(0, cfg), n_train, True),
+        make(loader(SHAPES_VAL_OFFSET, cfg), n_val, False),
+        names,
+        "shapes",
+        TaskName.SEGMENT,
+    )
+
+
+def _coco_splits(
+    spec: str, instance: bool, make: _Make, *, val_split: float, seed: int, strict: bool
+) -> DataSplits:
+    """A COCO JSON's polygons / RLE, split by image; semantic tasks add a background class."""
+    path = Path(spec)
+    train_images, val_images, cat_index, names = split_coco_masks(
+        path, val_split=val_split, seed=seed
+    )
+    (train_images, val_images), skipped = drop_unreadable(
+        [train_images, val_images], _coco_files, strict=strict, desc="images"
+    )
+    require_both(train_images, val_images, spec=spec, skipped=skipped)
+    if not instance:
+        names = ["background", *names]
+    return DataSplits(
+        make(_CocoLoader(train_images, cat_index, not instance), len(train_images), True),
+        make(_CocoLoader(val_images, cat_index, not instance), len(val_images), False),
+        names,
+        path.stem,
+        TaskName.SEGMENT,
+        skipped=skipped,
+    )
+
+
+def _folder_splits(
+    spec: str, make: _Make, *, val_split: float, seed: int, classes: str | list[str] | None,
+    strict: bool,
+) -> DataSplits:  # fmt: skip
+    """image/mask folders (class masks), split by pair; the classes from `classes` or the
+    masks' values."""
+    path = Path(spec)
     train, val, warnings = split_pairs(path, val_split=val_split, seed=seed)
     for line in warnings:
         warn(line)

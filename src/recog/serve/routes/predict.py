@@ -24,10 +24,11 @@ from recog.api.results import NON_FINITE, all_finite
 from recog.errors import RecogError
 from recog.serve.batcher import QueueFull
 from recog.serve.errors import ApiError, error_responses
-from recog.serve.limits import UploadError, decode_upload
+from recog.serve.limits import DecodedImage, Limits, UploadError, decode_upload
 from recog.serve.schemas import PredictResponse
-from recog.serve.state import ServingDep
+from recog.serve.state import ServedModel, Serving, ServingDep
 from recog.serve.upload import read_upload
+from recog.tasks.base import Task
 from recog.types import Selection
 
 log = logging.getLogger("recog.serve")
@@ -99,52 +100,42 @@ async def predict(
     frames (413); anything that is not a decodable image is a 4xx.
     """
     start = time.perf_counter()
-    models, limits = state.models, state.config.limits
-    name = state.default_model if model is None else model
-    served = models.get(name)
-    if served is None:
-        raise ApiError(404, "unknown_model", f"no model {name!r}; served: {', '.join(models)}")
-    task = served.recognizer.task
-    chosen = _selection(state.config.selection, conf=conf, iou=iou, max_det=max_det)
-    try:
-        task.check_selection(chosen)
-    except RecogError as exc:
-        # the CLI's words for the request's parameters: --max-det -> max_det
-        text = str(exc).replace("--", "").replace("max-det", "max_det").replace("top-k", "top_k")
-        raise ApiError(422, "invalid_option", text) from None
+    name, served, chosen = _model_and_selection(state, model, conf=conf, iou=iou, max_det=max_det)
+    limits = state.config.limits
     data = await read_upload(request, limits)
-
-    def decode() -> tuple[Any, Any, dict[str, Any], str]:
-        decoded = decode_upload(data, limits)
-        prepared, meta = task.prepare(decoded.image)
-        return decoded, prepared, meta, hashlib.sha256(data).hexdigest()
-
-    try:
-        decoded, prepared, meta, sha = await run_in_threadpool(decode)
-    except UploadError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    decoded, prepared, meta, sha = await _decode(data, limits, served.recognizer.task)
     height, width = int(decoded.image.shape[-2]), int(decoded.image.shape[-1])
-    try:
-        record = await asyncio.wait_for(
-            served.batcher.submit(prepared, meta, top_k=top_k, reject=reject, selection=chosen),
-            limits.predict_timeout_s,
-        )
-    except QueueFull:
-        raise ApiError(503, "busy", "the model's queue is full; retry shortly") from None
-    except TimeoutError:
-        raise ApiError(504, "timeout", "the model did not answer in time") from None
-    if not all_finite(record):  # a diverged model's NaN: no answer, no history row, no bare 500
-        raise ApiError(422, "non_finite_scores", f"{NON_FINITE} for this image (NaN or inf)")
+    options = {"top_k": top_k, "reject": reject, "selection": chosen}
+    record = await _answer(served, prepared, meta, limits, options)
     latency_ms = round((time.perf_counter() - start) * 1000.0, 3)
     prediction_id = uuid.uuid4().hex
-    try:  # only queued: never waits for the database (store.py, writer.py)
+    task = str(served.recognizer.config.task)
+    image = {"sha256": sha, "width": width, "height": height}
+    _remember(state, prediction_id, name, task, data, decoded, record, latency_ms, image)
+    return {
+        "id": prediction_id,
+        "model": name,
+        "task": task,
+        "image": image,
+        "result": record,
+        "latency_ms": latency_ms,
+    }
+
+
+def _remember(
+    state: Serving, prediction_id: str, model: str, task: str, data: bytes,
+    decoded: DecodedImage, record: dict[str, Any], latency_ms: float, image: dict[str, Any],
+) -> None:  # fmt: skip
+    """Queues the answer for the history; only queued: it never waits for the database
+    (store.py, writer.py)."""
+    try:
         state.store.record(
             prediction_id=prediction_id,
-            model=name,
-            task=str(served.recognizer.config.task),
-            image_sha256=sha,
-            width=width,
-            height=height,
+            model=model,
+            task=task,
+            image_sha256=image["sha256"],
+            width=image["width"],
+            height=image["height"],
             result=record,
             latency_ms=latency_ms,
             image=data if state.config.keep_images else None,
@@ -152,14 +143,63 @@ async def predict(
         )
     except Exception:  # the answer is still right; it just will not be in the history
         log.exception("could not queue prediction %s for the history", prediction_id)
-    return {
-        "id": prediction_id,
-        "model": name,
-        "task": str(served.recognizer.config.task),
-        "image": {"sha256": sha, "width": width, "height": height},
-        "result": record,
-        "latency_ms": latency_ms,
-    }
+
+
+def _model_and_selection(
+    state: Serving, model: str | None, **given: Any
+) -> tuple[str, ServedModel, Selection]:
+    """The served model the request names (404 when none) and its selection (422 when the
+    task refuses it)."""
+    models = state.models
+    name = state.default_model if model is None else model
+    served = models.get(name)
+    if served is None:
+        raise ApiError(404, "unknown_model", f"no model {name!r}; served: {', '.join(models)}")
+    chosen = _selection(state.config.selection, **given)
+    try:
+        served.recognizer.task.check_selection(chosen)
+    except RecogError as exc:
+        # the CLI's words for the request's parameters: --max-det -> max_det
+        text = str(exc).replace("--", "").replace("max-det", "max_det").replace("top-k", "top_k")
+        raise ApiError(422, "invalid_option", text) from None
+    return name, served, chosen
+
+
+async def _decode(
+    data: bytes, limits: Limits, task: Task
+) -> tuple[DecodedImage, Any, dict[str, Any], str]:
+    """The upload sniffed, decoded and prepared for the model, and its sha256, in a worker
+    thread; an upload that is not a decodable image within the limits is its 4xx."""
+
+    def decode() -> tuple[DecodedImage, Any, dict[str, Any], str]:
+        decoded = decode_upload(data, limits)
+        prepared, meta = task.prepare(decoded.image)
+        return decoded, prepared, meta, hashlib.sha256(data).hexdigest()
+
+    try:
+        return await run_in_threadpool(decode)
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+
+
+async def _answer(
+    served: ServedModel, prepared: Any, meta: dict[str, Any], limits: Limits, options: dict
+) -> dict[str, Any]:
+    """The model's answer through its micro-batcher (`options`: top_k, reject, selection):
+    503 when its queue is full, 504 when it does not answer in time, 422 for a diverged
+    model's NaN (no answer, no history row)."""
+    try:
+        record = await asyncio.wait_for(
+            served.batcher.submit(prepared, meta, **options),
+            limits.predict_timeout_s,
+        )
+    except QueueFull:
+        raise ApiError(503, "busy", "the model's queue is full; retry shortly") from None
+    except TimeoutError:
+        raise ApiError(504, "timeout", "the model did not answer in time") from None
+    if not all_finite(record):
+        raise ApiError(422, "non_finite_scores", f"{NON_FINITE} for this image (NaN or inf)")
+    return record
 
 
 def _selection(defaults: dict[str, Any], **given: Any) -> Selection:
