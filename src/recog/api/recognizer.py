@@ -257,23 +257,6 @@ class Recognizer(TrustMethods):
         values = {f.name: getattr(pred, f.name) for f in dataclasses.fields(pred)}
         return Result(**{**values, "class_names": self.class_names, "task": self.task})
 
-    def predict_files(
-        self,
-        paths: Sequence[str],
-        *,
-        batch_size: int = 32,
-        reject: bool = True,
-        conf: float | None = None,
-        iou: float | None = None,
-        max_det: int | None = None,
-    ) -> tuple[list[Path], list[Result]]:
-        from recog.data import find_images
-
-        files = find_images(list(paths))
-        return files, self.predict(
-            files, batch_size=batch_size, reject=reject, conf=conf, iou=iou, max_det=max_det
-        )
-
     def _dataset(self, data: str | None) -> Any:
         """`data` with the run's classes at its input size; None: the run's validation split."""
         if data is None:

@@ -306,14 +306,6 @@ def load_into(
     return LoadReport(len(loaded), tuple(fresh), tuple(unused))
 
 
-def for_model(arch: str) -> PretrainedWeights | None:
-    """The table's record for a registered model built on `arch` (timm's name), if any."""
-    for record in TABLE.values():
-        if record.timm_arch == arch:
-            return record
-    return None
-
-
 def load_start(
     model: nn.Module, spec: ModelSpec, weights: str, *, model_args: Mapping[str, Any]
 ) -> str:
