@@ -56,7 +56,7 @@ def resolve_config(
     from recog.data import data_defaults
 
     task_cls = _task_class(cfg)
-    facts = task_cls.survey(cfg)
+    facts = task_cls.data.survey(cfg)
     _check_class_weights(cfg, task_cls, facts)
     device = device_type or (cfg.device if cfg.device != "auto" else pick_device("auto").type)
     res = recipe.resolve(

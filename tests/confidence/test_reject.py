@@ -178,7 +178,7 @@ def test_the_reference_images_are_the_training_split_as_evaluation_sees_them(dig
 
     rec = recog.load(digits_run, device="cpu")
     reference = CONFIDENCE.of(rec.task).load_reference(rec.config)
-    train = type(rec.task).load_splits(rec.config).train
+    train = rec.task.data.splits(rec.config).train
     assert len(reference) == len(train) == 1438
     first, again = reference[0], reference[0]
     assert torch.equal(first.image, again.image)  # no augmentation: the same every time

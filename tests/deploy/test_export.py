@@ -45,7 +45,7 @@ def exported(run):
 
 
 def _val_images(rec, n: int = 16) -> torch.Tensor:
-    val = type(rec.task).load_splits(rec.config).val
+    val = rec.task.data.splits(rec.config).val
     return torch.stack([val[i].image for i in range(n)])
 
 

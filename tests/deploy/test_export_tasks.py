@@ -181,7 +181,7 @@ def test_mask_rcnn_exports_whole_with_its_masks(tmp_path):
     record = export_run(rec, out=tmp_path / "mrcnn.onnx")
     assert record["metric"] == "mask_map" and abs(record["drop"]) <= 0.005
     exported = ExportedModel(tmp_path / "mrcnn.onnx")
-    val = type(rec.task).load_splits(rec.config).val
+    val = rec.task.data.splits(rec.config).val
     pixels = torch.stack([val[i].image for i in range(2)])
     x = pixels.float().div(255)  # mask_rcnn normalizes inside (mean 0, std 1)
     with torch.inference_mode():

@@ -14,7 +14,7 @@ def test_lr_column_follows_the_schedule(digits):
     cfg = digits.config
     rows = ResultsTable.read(digits.run_dir / "results.csv")
     assert [row["epoch"] for row in rows] == [1, 2] and all("lr" in row for row in rows)
-    train = type(digits.task).load_splits(cfg).train
+    train = digits.task.data.splits(cfg).train
     steps = math.ceil(math.ceil(len(train) / cfg.batch_size) / cfg.accumulate)
     # the same schedule stepped alone: each row holds the rate after its epoch's last step
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=float(cfg.lr))

@@ -15,7 +15,7 @@ from recog.types import ExplainTarget
 
 
 def test_every_method_maps_a_digit(digits):
-    val = type(digits.task).load_splits(digits.config).val
+    val = digits.task.data.splits(digits.config).val
     image = val[0].image
     explainer = Explainer(digits.task, digits.model, head=digits.spec.head)
     maps = explainer.explain(image, "d0", methods=list(METHODS), steps=5)

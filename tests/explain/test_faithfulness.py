@@ -111,7 +111,7 @@ def test_gradcam_passes_the_checks_and_maps_that_ignore_or_invert_the_model_fail
         head=digits.spec.head,
         extra_methods={"edges": _edges, "inverted": _inverted_gradcam},
     )
-    val = type(digits.task).load_splits(digits.config).val
+    val = digits.task.data.splits(digits.config).val
     images = [val[i].image for i in range(0, 120, 10)]
     table, examples = explainer.score(
         images, methods=["gradcam", "edges", "inverted"], steps=10, randomization_images=4

@@ -236,7 +236,7 @@ def test_parity_counts_nan_outputs_of_the_file_as_a_failure(run, tmp_path, monke
     exported = ExportedModel(write_onnx(rec, tmp_path / "model.onnx", dynamic_batch=True))
     real_raw = exported.raw
     monkeypatch.setattr(exported, "raw", lambda px: [o * math.nan for o in real_raw(px)])
-    val = Subset(type(rec.task).load_splits(rec.config).val, range(32))  # fast: 32 images
+    val = Subset(rec.task.data.splits(rec.config).val, range(32))  # fast: 32 images
     with pytest.raises(parity.ParityError, match="outputs not finite \\(NaN or inf\\) on 32 of 32"):
         parity.check_parity(rec, exported, val, tolerance=0.0, before={"top1": 0.0})
 

@@ -94,7 +94,7 @@ def test_adv_mix_blends_the_clean_and_the_attacked_loss(tmp_path):
 
     run = recog.train("digits", "cnn", epochs=1, batch_size=64, img_size=16,
                       out=str(tmp_path / "std"))  # fmt: skip
-    val = type(run.task).load_splits(run.config).val
+    val = run.task.data.splits(run.config).val
     batch = run.task.collate([val[i] for i in range(16)])
     model = run.model.eval()  # no dropout: the three losses see the same network
 

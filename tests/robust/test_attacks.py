@@ -16,7 +16,7 @@ from recog.types import Batch
 
 
 def _val(digits, n: int = 96) -> Batch:
-    val = type(digits.task).load_splits(digits.config).val
+    val = digits.task.data.splits(digits.config).val
     return digits.task.collate([val[i] for i in range(0, len(val), max(1, len(val) // n))][:n])
 
 
@@ -86,7 +86,7 @@ class _Detached(_Rounded):
 
 @pytest.mark.parametrize("wrapper", [_Rounded, _Detached])
 def test_a_model_with_a_non_differentiable_input_step_is_reported(digits, wrapper):
-    val = type(digits.task).load_splits(digits.config).val
+    val = digits.task.data.splits(digits.config).val
     model = wrapper(digits.model).eval()
     result = measure(digits.task, model, val, AttackPlan(eps=(0.03, 0.1), images=48), batch_size=48)
     assert result.checks["gradient_reaches_input"] is False

@@ -49,7 +49,7 @@ def test_square_stays_in_the_ball_and_is_repeatable():
 
 def _attack(run, model: nn.Module, attack: str, eps: float, steps: int) -> Robustness:
     """`attack` at `eps` on 4 validation images of `run`'s data, `model` in its place."""
-    val = type(run.task).load_splits(run.config).val
+    val = run.task.data.splits(run.config).val
     plan = AttackPlan(attack=attack, eps=(eps,), steps=steps, images=4)
     return measure(run.task, model, val, plan, batch_size=8)
 
@@ -64,7 +64,7 @@ def _first_loss(task, model, result: Robustness, dataset) -> tuple[float, float]
 
 
 def _raises_the_loss_and_never_beats_clean(run, metric: str) -> None:
-    val = type(run.task).load_splits(run.config).val
+    val = run.task.data.splits(run.config).val
     result = _attack(run, run.model, "square", EPS, 100)
     assert result.backend == "recog" and result.metric == metric and result.clean[metric] > 0
     assert result.robust[0][metric] <= result.clean[metric] + 1e-9, result

@@ -41,7 +41,7 @@ def test_pgd_on_the_detection_loss_and_vanish_lower_map(yolo, tmp_path):
 
 
 def test_l2_pgd_and_fgsm_run_on_a_segmenter(unet):
-    val = type(unet.task).load_splits(unet.config).val
+    val = unet.task.data.splits(unet.config).val
     for plan in (AttackPlan(norm="l2", eps=(0.5, 4.0), steps=3, images=8),
                  AttackPlan(attack="fgsm", eps=(2 / 255, 16 / 255), images=8)):  # fmt: skip
         result = measure(unet.task, unet.model, val, plan, batch_size=8)

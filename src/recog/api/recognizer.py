@@ -260,8 +260,8 @@ class Recognizer(TrustMethods):
     def _dataset(self, data: str | None) -> Any:
         """`data` with the run's classes at its input size; None: the run's validation split."""
         if data is None:
-            return type(self.task).load_splits(self.config).val
-        return type(self.task).load_eval(data, self.config, self.class_names)
+            return self.task.data.splits(self.config).val
+        return self.task.data.evaluation(data, self.config, self.class_names)
 
     def export(self, fmt: str = "onnx", *, int8: bool = False, out: str | Path | None = None,
                **options: Any) -> dict[str, Any]:  # fmt: skip

@@ -228,7 +228,7 @@ def _build(res: recipe.Resolution, task_cls: type[Task], ctx: DistContext) -> _B
     from recog.data import balanced_sampler
 
     cfg = res.config
-    splits = task_cls.load_splits(cfg)
+    splits = task_cls.data.splits(cfg)
     if ctx.enabled and cfg.balanced:
         raise RecogError(
             "--balanced is not supported with torchrun (DistributedSampler shards the data)"
@@ -274,7 +274,7 @@ def _fit_budget(
         )  # fmt: skip
     fitted = recipe.resolve_budget(res, facts, probe=measured, world_size=ctx.world_size)
     if any(getattr(fitted.config, k) != getattr(res.config, k) for k in recipe.LOADER_FIELDS):
-        built.splits = task_cls.load_splits(fitted.config)
+        built.splits = task_cls.data.splits(fitted.config)
     return fitted
 
 

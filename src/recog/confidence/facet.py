@@ -48,7 +48,7 @@ class ClassifyConfidence:
 
         # the run's own training split, each image under the evaluation transform instead
         # of the augmentation (the validation images' resize and centre crop)
-        train = ClassifyTask.load_splits(cfg).train
+        train = ClassifyTask.data.splits(cfg).train
         train.transform = eval_transform(img_size=cfg.img_size, crop_pct=cfg.crop_pct)
         return train
 

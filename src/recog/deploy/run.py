@@ -73,7 +73,7 @@ def calibration_batches(
     dataset: Dataset = (
         CONFIDENCE.of(task_cls).load_reference(rec.config)
         if CONFIDENCE.has(task_cls)
-        else task_cls.load_splits(rec.config).train
+        else task_cls.data.splits(rec.config).train
     )
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
@@ -176,7 +176,7 @@ def export_run(
     dynamic_batch = batch_is_dynamic(rec, dynamic_batch)
     start = time.perf_counter()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    val = type(rec.task).load_splits(rec.config).val
+    val = rec.task.data.splits(rec.config).val
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".export-") as tmp:
         work = Path(tmp)
         before = parity.metric_of(rec, rec.model, val)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -20,7 +19,6 @@ from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.types import (
     Batch,
-    DataFacts,
     Prediction,
     Sample,
     Selection,
@@ -30,12 +28,10 @@ from recog.types import (
 )
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
     from recog.config import TrainConfig
-    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
     from recog.recipe import TaskRecipe
+    from recog.tasks.data import TaskData
 
 
 def normalization(cfg: TrainConfig, spec: ModelSpec) -> tuple[list[float], list[float]]:
@@ -53,6 +49,8 @@ class Task(ABC):
     scores: ClassVar[TaskScores]
     #: the task's part of the training recipe (recog.recipe): default model, sizes, batch, lr
     recipe: ClassVar[TaskRecipe]
+    #: where the task's data comes from (recog.tasks.data): its survey, splits, eval sets
+    data: ClassVar[TaskData]
 
     def __init__(self, class_names: list[str], mean: Sequence[float], std: Sequence[float]):
         self.class_names = list(class_names)
@@ -64,21 +62,6 @@ class Task(ABC):
     @abstractmethod
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> Task:
         """The task as a run's config describes it."""
-
-    @staticmethod
-    @abstractmethod
-    def load_splits(cfg: TrainConfig) -> DataSplits:
-        """Train and validation datasets for `cfg.data` (samples already at `cfg.img_size`)."""
-
-    @staticmethod
-    @abstractmethod
-    def survey(cfg: TrainConfig) -> DataFacts:
-        """Counts, classes and image sides of `cfg.data`, before anything is decoded."""
-
-    @staticmethod
-    @abstractmethod
-    def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-        """An evaluation dataset from other data, with the run's classes."""
 
     @property
     def num_classes(self) -> int:
@@ -149,4 +132,3 @@ class Task(ABC):
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """A JSON-ready summary of one prediction for CLI tables, files and the API."""
         return prediction.to_dict(self.class_names)
-

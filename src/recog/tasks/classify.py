@@ -21,10 +21,10 @@ from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
+from recog.tasks.data import CLASSIFY_DATA, TaskData
 from recog.tasks.drawing import banner
 from recog.types import (
     Batch,
-    DataFacts,
     MetricName,
     Prediction,
     Sample,
@@ -35,15 +35,13 @@ from recog.types import (
 )
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
     from recog.config import TrainConfig
-    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
 class ClassifyTask(Task):
     name: ClassVar[TaskName] = TaskName.CLASSIFY
+    data: ClassVar[TaskData] = CLASSIFY_DATA
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.TOP1,
         headline=(MetricName.TOP1, MetricName.TOP5, MetricName.MACRO_F1, MetricName.ECE),
@@ -94,48 +92,6 @@ class ClassifyTask(Task):
             crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
             label_smoothing=float(cfg.label_smoothing),  # type: ignore[arg-type]
             batch_mix=batch_mix(mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(class_names)),
-        )
-
-    @staticmethod
-    def load_splits(cfg: TrainConfig) -> DataSplits:
-        from recog.data import load_classification
-
-        require_resolved(cfg, "classify", budget=False)
-        return load_classification(
-            cfg.data,
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
-            val_split=cfg.val_split,
-            seed=cfg.seed,
-            augment=str(cfg.augment),
-            auto_augment=cfg.auto_augment,
-            hflip=float(cfg.hflip),  # type: ignore[arg-type]
-            min_scale=float(cfg.min_scale),  # type: ignore[arg-type]
-            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
-            cache=cfg.cache,
-            strict=cfg.strict,
-            class_names=cfg.classes,
-            group_by=cfg.group_by,
-        )
-
-    @staticmethod
-    def survey(cfg: TrainConfig) -> DataFacts:
-        from recog.data.survey import survey_classification
-
-        return survey_classification(
-            cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by
-        )
-
-    @staticmethod
-    def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-        from recog.data import load_eval_dataset
-
-        return load_eval_dataset(
-            data,
-            class_names=class_names,
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
-            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
-            cache=cfg.cache,
-            strict=cfg.strict,
         )
 
     def prepare(
@@ -242,4 +198,3 @@ class ClassifyTask(Task):
             record["unknown"] = bool(prediction.unknown)
             record["ood_score"] = round(float(prediction.ood_score), 6)
         return record
-

@@ -22,10 +22,10 @@ from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
+from recog.tasks.data import DETECT_DATA, TaskData
 from recog.tasks.drawing import draw_boxes
 from recog.types import (
     Batch,
-    DataFacts,
     MetricName,
     Prediction,
     Sample,
@@ -36,15 +36,13 @@ from recog.types import (
 )
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
     from recog.config import TrainConfig
-    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 
 class DetectTask(Task):
     name: ClassVar[TaskName] = TaskName.DETECT
+    data: ClassVar[TaskData] = DETECT_DATA
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MAP, headline=(MetricName.MAP, MetricName.MAP50),
         labels={"per_class": "AP"},
@@ -103,40 +101,6 @@ class DetectTask(Task):
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> DetectTask:
         require_resolved(cfg, "detect", budget=False)
         return cls(class_names, *normalization(cfg, spec), img_size=int(cfg.img_size))  # type: ignore[arg-type]
-
-    @staticmethod
-    def load_splits(cfg: TrainConfig) -> DataSplits:
-        from recog.data.detect import load_detection
-
-        require_resolved(cfg, "detect", budget=False)
-        return load_detection(
-            cfg.data,
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
-            val_split=cfg.val_split,
-            seed=cfg.seed,
-            augment=str(cfg.augment),
-            hflip=float(cfg.hflip),  # type: ignore[arg-type]
-            min_scale=float(cfg.min_scale),  # type: ignore[arg-type]
-            mosaic=float(cfg.mosaic),  # type: ignore[arg-type]
-            mosaic_off_epochs=int(cfg.mosaic_off_epochs),  # type: ignore[arg-type]
-            class_names=cfg.classes,
-            strict=cfg.strict,
-            group_by=cfg.group_by,
-        )
-
-    @staticmethod
-    def survey(cfg: TrainConfig) -> DataFacts:
-        from recog.data.survey import survey_detection
-
-        return survey_detection(
-            cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by
-        )
-
-    @staticmethod
-    def load_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-        from recog.data.detect import load_detection_eval
-
-        return load_detection_eval(data, img_size=int(cfg.img_size), class_names=class_names)  # type: ignore[arg-type]
 
     def prepare(
         self, image: torch.Tensor, full_size: tuple[int, int] | None = None
@@ -259,4 +223,3 @@ class DetectTask(Task):
                 )
             ]
         }
-

@@ -20,9 +20,10 @@ from torchvision.utils import draw_segmentation_masks
 from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.tasks.base import normalization
+from recog.tasks.data import SEGMENT_DATA, TaskData
 from recog.tasks.detect import DetectTask
 from recog.tasks.drawing import palette
-from recog.tasks.segment import load_segment_eval, load_segment_splits, png_b64, survey_segment
+from recog.tasks.segment import png_b64
 from recog.types import (
     Batch,
     MetricName,
@@ -42,6 +43,7 @@ class InstanceSegmentTask(DetectTask):
     """Instance segmentation (Mask R-CNN): detection plus a mask per object."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
+    data: ClassVar[TaskData] = SEGMENT_DATA
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MASK_MAP,
         headline=(MetricName.MASK_MAP, MetricName.MASK_MAP50, MetricName.MAP, MetricName.MAP50),
@@ -63,10 +65,6 @@ class InstanceSegmentTask(DetectTask):
         # Mask R-CNN scores each class of a box separately, so one object also comes
         # back as other classes at low scores; those count for mAP but clutter a picture
         return cls(class_names, *normalization(cfg, spec), img_size=img_size, display_threshold=0.5)
-
-    load_splits = staticmethod(load_segment_splits)
-    load_eval = staticmethod(load_segment_eval)
-    survey = staticmethod(survey_segment)
 
     def collate(self, samples: Sequence[Sample]) -> Batch:
         batch = super().collate(samples)
@@ -139,4 +137,3 @@ class InstanceSegmentTask(DetectTask):
             index[masks[j]] = j + 1
         record["segmentation"] = {"width": int(w), "height": int(h), "mask_png": png_b64(index)}
         return record
-

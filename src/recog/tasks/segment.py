@@ -31,14 +31,13 @@ from recog.config import parse_class_weights, require_resolved
 from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
-from recog.models.factory import get_spec
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
+from recog.tasks.data import SEGMENT_DATA, TaskData
 from recog.tasks.drawing import palette
 from recog.types import (
     IGNORE_INDEX,
     Batch,
-    DataFacts,
     MetricName,
     Prediction,
     Sample,
@@ -48,10 +47,7 @@ from recog.types import (
 )
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
     from recog.config import TrainConfig
-    from recog.data.splits import DataSplits
     from recog.models.registry import ModelSpec
 
 #: fraction of a tile shared with its neighbour in sliding-window inference
@@ -70,51 +66,11 @@ def _parse_weights(text: str | None, n: int) -> torch.Tensor | None:
     return None if values is None else torch.tensor(values, dtype=torch.float32)
 
 
-def load_segment_splits(cfg: TrainConfig) -> DataSplits:
-    from recog.data.segment import load_segmentation
-
-    require_resolved(cfg, "segment", budget=False)
-    return load_segmentation(
-        cfg.data,
-        instance=get_spec(str(cfg.model)).instance,
-        img_size=int(cfg.img_size),  # type: ignore[arg-type]
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=str(cfg.augment),
-        hflip=float(cfg.hflip),  # type: ignore[arg-type]
-        elastic=float(cfg.elastic),  # type: ignore[arg-type]
-        min_scale=float(cfg.min_scale),  # type: ignore[arg-type]
-        classes=cfg.classes,
-        strict=cfg.strict,
-    )
-
-
-def survey_segment(cfg: TrainConfig) -> DataFacts:
-    from recog.data.survey import survey_segmentation
-
-    instance = cfg.model is not None and get_spec(cfg.model).instance
-    return survey_segmentation(
-        cfg.data, instance=instance, val_split=cfg.val_split, seed=cfg.seed, classes=cfg.classes,
-        group_by=cfg.group_by,
-    )  # fmt: skip
-
-
-def load_segment_eval(data: str, cfg: TrainConfig, class_names: list[str]) -> Dataset:
-    from recog.data.segment import load_segmentation_eval
-
-    return load_segmentation_eval(
-        data,
-        instance=get_spec(str(cfg.model)).instance,
-        img_size=int(cfg.img_size),  # type: ignore[arg-type]
-        class_names=class_names,
-        classes=cfg.classes,
-    )
-
-
 class SegmentTask(Task):
     """Semantic segmentation: one class per pixel."""
 
     name: ClassVar[TaskName] = TaskName.SEGMENT
+    data: ClassVar[TaskData] = SEGMENT_DATA
     scores: ClassVar[TaskScores] = TaskScores(
         primary=MetricName.MIOU,
         headline=(MetricName.MIOU, MetricName.DICE, MetricName.PIXEL_ACC),
@@ -181,10 +137,6 @@ class SegmentTask(Task):
             loss=cfg.seg_loss,
             class_weights=_parse_weights(cfg.class_weights, len(class_names)),
         )
-
-    load_splits = staticmethod(load_segment_splits)
-    load_eval = staticmethod(load_segment_eval)
-    survey = staticmethod(survey_segment)
 
     # ------------------------------------------------------------- batches
     def prepare(
@@ -312,4 +264,3 @@ class SegmentTask(Task):
                 },
             }
         }
-
