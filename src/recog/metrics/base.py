@@ -47,6 +47,13 @@ class Figure:
 class Accumulator(ABC):
     """Collects predictions over an evaluation pass and reduces them to metrics."""
 
+    #: the C class names, in label order (keys of the `per_class*` maps)
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
     @abstractmethod
     def update(self, predictions: Sequence[Prediction], targets: Sequence[Target]) -> None: ...
 
@@ -57,6 +64,14 @@ class Accumulator(ABC):
     @abstractmethod
     def merge(self, other: Accumulator) -> None:
         """Fold in another rank's accumulator (distributed evaluation)."""
+
+    def _check_merge(self, other: Accumulator) -> None:
+        """A TypeError unless `other` is an accumulator of this kind, a ValueError unless it
+        counts as many classes: what a `merge` checks first."""
+        if not isinstance(other, type(self)):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        if other.num_classes != self.num_classes:
+            raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
 
     def figures(self, class_names: list[str]) -> list[Figure]:
         """Task-specific plots (confusion matrix, PR curves) as data; default none."""

@@ -44,10 +44,6 @@ class ClassificationAccumulator(Accumulator):
         self._labels: list[Tensor] = []
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
     def num_samples(self) -> int:
         return sum(int(t.shape[0]) for t in self._labels)
 
@@ -79,10 +75,7 @@ class ClassificationAccumulator(Accumulator):
 
     def merge(self, other: Accumulator) -> None:
         """Append another accumulator's rows (another rank's shard)."""
-        if not isinstance(other, ClassificationAccumulator):
-            raise TypeError(f"cannot merge {type(other).__name__} into ClassificationAccumulator")
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
+        self._check_merge(other)
         self._probs.extend(other._probs)
         self._labels.extend(other._labels)
 

@@ -102,10 +102,6 @@ class DetectionAccumulator(Accumulator):
         self._matches: tuple[int, Tensor, Tensor] | None = None
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
     def num_images(self) -> int:
         return len(self._gt_boxes)
 
@@ -162,10 +158,7 @@ class DetectionAccumulator(Accumulator):
 
     def merge(self, other: Accumulator) -> None:
         """Append another accumulator's images after this one's (ids follow on)."""
-        if not isinstance(other, DetectionAccumulator):
-            raise TypeError(f"cannot merge {type(other).__name__} into DetectionAccumulator")
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot merge {other.num_classes} classes into {self.num_classes}")
+        self._check_merge(other)
         self._gt_boxes.extend(other._gt_boxes)
         self._gt_labels.extend(other._gt_labels)
         self._dt_boxes.extend(other._dt_boxes)

@@ -38,10 +38,6 @@ class SemanticAccumulator(Accumulator):
         #: rows = true class, columns = predicted class, pixel counts
         self.confusion = torch.zeros((c, c), dtype=torch.int64)
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     def update(self, predictions: Sequence[Prediction], targets: Sequence[Target]) -> None:
         """prediction.mask and target.mask: (H, W) int class ids, same size."""
         if len(predictions) != len(targets):

@@ -14,6 +14,7 @@ not answer).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from prometheus_client import (
@@ -38,46 +39,30 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "recog_http_requests",
-            "HTTP requests answered",
-            ["method", "route", "status"],
-            registry=self.registry,
+        # every metric of the app in its registry: named here once
+        counter, histogram, gauge = (
+            partial(kind, registry=self.registry) for kind in (Counter, Histogram, Gauge)
         )
-        self.latency = Histogram(
-            "recog_http_request_duration_seconds",
-            "time from request to response",
-            ["method", "route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+        self.requests = counter(
+            "recog_http_requests", "HTTP requests answered", ["method", "route", "status"]
         )
-        self.errors = Counter(
-            "recog_errors",
-            "error answers by code (4xx and 5xx)",
-            ["route", "error"],
-            registry=self.registry,
+        self.latency = histogram(
+            "recog_http_request_duration_seconds", "time from request to response",
+            ["method", "route"], buckets=_LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.errors = counter(
+            "recog_errors", "error answers by code (4xx and 5xx)", ["route", "error"]
         )
         self.camera = CameraMetrics(self.registry)
-        self.predictions = Counter(
-            "recog_predictions", "images predicted", ["model"], registry=self.registry
+        self.predictions = counter("recog_predictions", "images predicted", ["model"])
+        self.batch_size = histogram(
+            "recog_batch_size", "images per forward pass", ["model"], buckets=_BATCH_BUCKETS
         )
-        self.batch_size = Histogram(
-            "recog_batch_size",
-            "images per forward pass",
-            ["model"],
-            buckets=_BATCH_BUCKETS,
-            registry=self.registry,
-        )
-        self.inference = Histogram(
-            "recog_inference_seconds",
-            "time of one batched forward pass with post-processing",
-            ["model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.queue_depth = Gauge(
-            "recog_queue_depth", "requests waiting for a model", ["model"], registry=self.registry
-        )
+        self.inference = histogram(
+            "recog_inference_seconds", "time of one batched forward pass with post-processing",
+            ["model"], buckets=_LATENCY_BUCKETS,
+        )  # fmt: skip
+        self.queue_depth = gauge("recog_queue_depth", "requests waiting for a model", ["model"])
 
     def batch_observer(self, model: str) -> Callable[[int, float], None]:
         batch, inference, predictions = (

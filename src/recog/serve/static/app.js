@@ -137,28 +137,36 @@ async function predictFile(file) {
 // The server attacks the image the model saw (PGD on the task's own loss, the model's own
 // answer standing in for the truth) and answers on the result: the clean and adversarial
 // images with their answers drawn, and the perturbation magnified around mid-grey.
-async function attackFile() {
-  const box = $("adversarial");
+// The heavy routes (/v1/attack, /v1/explain) answer the picked file in their own box, shown
+// while its checkbox is on: `route` is posted the file with the model and `params`, `hint`
+// shows while it works, and `refusal` heads an error. Null when there is nothing to show.
+async function postHeavy(box, checkbox, route, params, hint, refusal) {
   box.replaceChildren();
-  if (!state.file || !$("attack").checked) {
+  if (!state.file || !$(checkbox).checked) {
     box.hidden = true;
-    return;
+    return null;
   }
   box.hidden = false;
-  const eps = $("attack-eps").value;
-  box.append(el("p", { class: "hint", text: `Attacking with PGD at eps ${eps}…` }));
+  box.append(el("p", { class: "hint", text: hint }));
   const form = new FormData();
   form.append("file", state.file, state.file.name || "pasted-image");
-  let response;
+  const query = Object.entries({ model: $("model").value, ...params })
+    .map(([key, value]) => `${key}=${encodeURIComponent(value)}`)
+    .join("&");
   try {
-    response = await api(
-      `/v1/attack?model=${encodeURIComponent($("model").value)}&eps=${encodeURIComponent(eps)}`,
-      { method: "POST", body: form },
-    );
+    return await api(`${route}?${query}`, { method: "POST", body: form });
   } catch (error) {
-    box.replaceChildren(el("p", { class: "error", text: `No attack: ${error.message}` }));
-    return;
+    box.replaceChildren(el("p", { class: "error", text: `${refusal}: ${error.message}` }));
+    return null;
   }
+}
+
+async function attackFile() {
+  const box = $("adversarial");
+  const eps = $("attack-eps").value;
+  const response = await postHeavy(box, "attack", "/v1/attack", { eps },
+    `Attacking with PGD at eps ${eps}…`, "No attack");
+  if (!response) return;
   const before = summary({ result: response.clean });
   const after = summary({ result: response.adversarial });
   box.replaceChildren(
@@ -185,26 +193,10 @@ async function attackFile() {
 // random map on the same image (lower deletion, higher insertion: more faithful).
 async function explainFile() {
   const box = $("explanations");
-  box.replaceChildren();
-  if (!state.file || !$("explain").checked) {
-    box.hidden = true;
-    return;
-  }
-  box.hidden = false;
   const method = $("explain-method").value;
-  box.append(el("p", { class: "hint", text: `Explaining with ${method}…` }));
-  const form = new FormData();
-  form.append("file", state.file, state.file.name || "pasted-image");
-  let response;
-  try {
-    response = await api(
-      `/v1/explain?model=${encodeURIComponent($("model").value)}&method=${encodeURIComponent(method)}`,
-      { method: "POST", body: form },
-    );
-  } catch (error) {
-    box.replaceChildren(el("p", { class: "error", text: `No explanation: ${error.message}` }));
-    return;
-  }
+  const response = await postHeavy(box, "explain", "/v1/explain", { method },
+    `Explaining with ${method}…`, "No explanation");
+  if (!response) return;
   box.replaceChildren();
   if (!response.maps.length) {
     box.append(el("p", { class: "hint", text: "Nothing to explain: the model found nothing." }));
