@@ -17,15 +17,8 @@ from torch import nn
 
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
-from recog.types import (
-    Batch,
-    Prediction,
-    Sample,
-    Selection,
-    Target,
-    TaskName,
-    TaskScores,
-)
+from recog.names import TaskName
+from recog.types import Batch, Prediction, Sample, Selection, Target, TaskScores
 
 if TYPE_CHECKING:
     from recog.config import TrainConfig

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recog.models.factory import get_spec
 
@@ -34,6 +34,20 @@ class TaskData:
     evaluation: Callable[[str, TrainConfig, list[str]], Dataset]
 
 
+def _split_options(cfg: TrainConfig) -> dict[str, Any]:
+    """What every task's training splits take from a run: the input size, the split and
+    the augmentation common to all, and whether an unreadable file stops the run."""
+    return {
+        "img_size": int(cfg.img_size),
+        "val_split": cfg.val_split,
+        "seed": cfg.seed,
+        "augment": str(cfg.augment),
+        "hflip": float(cfg.hflip),
+        "min_scale": float(cfg.min_scale),
+        "strict": cfg.strict,
+    }
+
+
 def _classify_survey(cfg: TrainConfig) -> DataFacts:
     from recog.data.survey import survey_classification
 
@@ -47,16 +61,10 @@ def _classify_splits(cfg: TrainConfig) -> DataSplits:
 
     return load_classification(
         cfg.data,
-        img_size=int(cfg.img_size),
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=str(cfg.augment),
+        **_split_options(cfg),
         auto_augment=cfg.auto_augment,
-        hflip=float(cfg.hflip),
-        min_scale=float(cfg.min_scale),
         crop_pct=float(cfg.crop_pct),
         cache=cfg.cache,
-        strict=cfg.strict,
         class_names=cfg.classes,
         group_by=cfg.group_by,
     )
@@ -86,16 +94,10 @@ def _detect_splits(cfg: TrainConfig) -> DataSplits:
 
     return load_detection(
         cfg.data,
-        img_size=int(cfg.img_size),
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=str(cfg.augment),
-        hflip=float(cfg.hflip),
-        min_scale=float(cfg.min_scale),
+        **_split_options(cfg),
         mosaic=float(cfg.mosaic),
         mosaic_off_epochs=int(cfg.mosaic_off_epochs),
         class_names=cfg.classes,
-        strict=cfg.strict,
         group_by=cfg.group_by,
     )
 
@@ -121,16 +123,10 @@ def _segment_splits(cfg: TrainConfig) -> DataSplits:
 
     return load_segmentation(
         cfg.data,
+        **_split_options(cfg),
         instance=get_spec(str(cfg.model)).instance,
-        img_size=int(cfg.img_size),
-        val_split=cfg.val_split,
-        seed=cfg.seed,
-        augment=str(cfg.augment),
-        hflip=float(cfg.hflip),
         elastic=float(cfg.elastic),
-        min_scale=float(cfg.min_scale),
         classes=cfg.classes,
-        strict=cfg.strict,
     )
 
 

@@ -20,20 +20,12 @@ from torch import nn
 
 from recog.config import require_resolved
 from recog.metrics.base import Accumulator
+from recog.names import MetricName, TaskName
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.data import DETECT_DATA, TaskData
 from recog.tasks.drawing import draw_boxes
-from recog.types import (
-    Batch,
-    MetricName,
-    Prediction,
-    Sample,
-    Selection,
-    Target,
-    TaskName,
-    TaskScores,
-)
+from recog.types import Batch, Prediction, Sample, Selection, Target, TaskScores
 
 if TYPE_CHECKING:
     from recog.config import TrainConfig

@@ -19,20 +19,13 @@ from torchvision.utils import draw_segmentation_masks
 
 from recog.config import require_resolved
 from recog.metrics.base import Accumulator
+from recog.names import MetricName, TaskName
 from recog.tasks.base import normalization
 from recog.tasks.data import SEGMENT_DATA, TaskData
 from recog.tasks.detect import DetectTask
 from recog.tasks.drawing import palette
 from recog.tasks.segment import png_b64
-from recog.types import (
-    Batch,
-    MetricName,
-    Prediction,
-    Sample,
-    Target,
-    TaskName,
-    TaskScores,
-)
+from recog.types import Batch, Prediction, Sample, Target, TaskScores
 
 if TYPE_CHECKING:
     from recog.config import TrainConfig

@@ -31,20 +31,12 @@ from recog.config import parse_class_weights, require_resolved
 from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
+from recog.names import MetricName, TaskName
 from recog.recipe import FineTune, TaskRecipe
 from recog.tasks.base import Task, normalization
 from recog.tasks.data import SEGMENT_DATA, TaskData
 from recog.tasks.drawing import palette
-from recog.types import (
-    IGNORE_INDEX,
-    Batch,
-    MetricName,
-    Prediction,
-    Sample,
-    Target,
-    TaskName,
-    TaskScores,
-)
+from recog.types import IGNORE_INDEX, Batch, Prediction, Sample, Target, TaskScores
 
 if TYPE_CHECKING:
     from recog.config import TrainConfig
