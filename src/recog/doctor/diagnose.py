@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,43 +112,77 @@ def _fix(
     return {k: v for k, v in log.items() if k != "changes"}
 
 
-def diagnose(
-    data: str,
-    *,
-    run: str | Path | None = None,
-    out: str | Path | None = None,
-    fix: str | Path | None = None,
-    classes: str | None = None,
-    val_split: float = 0.2,
-    seed: int = 0,
-    fold_steps: int | None = None,
-    group_by: str = "",
-) -> Diagnosis:
-    from recog.data.formats import infer_task
+@dataclass
+class _LabelEvidence:
+    """The two ways `DoctorFacet.label_findings` may ask a model, and what the asking found.
 
-    start = time.perf_counter()
-    path = Path(data)
-    task_name = infer_task(data)
-    doctor = DOCTOR.of(task_name)
-    inv = doctor.inventory(
-        data, val_split=val_split, seed=seed, classes=classes, group_by=group_by
-    )
-    out = Path(out) if out is not None else Path(f"doctor-{path.resolve().stem}")
-    _check_out(out, path, "doctor.json")
-    if fix is not None:
-        _check_out(Path(fix), path, None)
-    rec = None
-    if run is not None:
-        from recog.api import load
+    `how` gathers what the label check's model was and how strong it is
+    (`evidence.strength`): the page says it, and `--fix` acts on the check's
+    suspects only when it is `trusted`."""
 
-        rec = load(run)
-        evidence.check_run_classes(rec, inv.class_names, str(task_name))
-    paths = [e.path for e in inv.entries]
+    clean_inv: Inventory
+    embeddings: Any  # (n, d) the run's embeddings of every scanned file, or None
+    readable: list[int]
+    sides: list[int]  # the shorter side of each readable image
+    seed: int
+    fold_steps: int | None
+    rec: Any  # the loaded run (a Recognizer), or None
+    how: dict[str, Any] = field(default_factory=dict)
+
+    def cross_validated(self) -> Any:
+        """Out-of-fold class probabilities of every readable image (`evidence`)."""
+        probs = self._out_of_fold()
+        self.how.update(evidence.strength(probs, [e.label for e in self.clean_inv.entries]))
+        return probs
+
+    def _out_of_fold(self) -> Any:
+        labels = [e.label for e in self.clean_inv.entries]
+        if self.embeddings is not None:
+            self.how["how"] = f"{evidence.FOLDS}-fold logistic regression on the run's embeddings"
+            return evidence.probe_out_of_fold(self.embeddings[self.readable], labels, self.seed)
+        paths = [e.path for e in self.clean_inv.entries]
+        with progress_bar() as bar:
+            jobs: dict[str, Any] = {}
+
+            def progress(what: str, done: int, total: int) -> None:
+                if what not in jobs:
+                    jobs[what] = bar.add_task(f"label check: {what}", total=total, info="")
+                bar.update(jobs[what], completed=done)
+
+            if self.fold_steps is None:  # --fold-steps asks for the fold models by name
+                found = evidence.pretrained_features(paths, self.sides, progress)
+                if found is not None:
+                    self.how["how"] = f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
+                    return evidence.probe_out_of_fold(found[0], labels, self.seed)
+            probs, how = evidence.trained_out_of_fold(
+                paths, labels, len(self.clean_inv.class_names), self.sides,
+                recipe=evidence.FoldRecipe(steps=self.fold_steps, seed=self.seed),
+                progress=progress,
+            )  # fmt: skip
+        self.how.update(how)
+        return probs
+
+    def predict(self) -> Callable[[Sequence[Path]], list] | None:
+        """The run's predictions of files (None without a run)."""
+        if self.rec is None:
+            return None
+        recognizer = self.rec
+
+        def predict(files: Sequence[Path]) -> list:
+            # every candidate, low scores too: cleanlab's box check weighs them all
+            return recognizer.predict(list(files), reject=False, keep_all=True)
+
+        return predict
+
+
+def _scan(paths: list[Path], rec: Any, checks: list[str]) -> tuple[list[Any], list[int], Any]:
+    """Scan every file once (`scan`); the scans, which were readable, and the run's
+    embeddings of those (None without a run or embeddings); `checks` hears what ran."""
     with progress_bar() as bar:
         job = bar.add_task("scanning", total=len(paths), info="")
         scans = scan_files(paths, progress=lambda n: bar.advance(job, n))
     readable = [i for i, s in enumerate(scans) if not s.problem]
-    checks = [f"{len(paths)} images scanned (SHA-256, pHash + dHash)"]
+    checks.append(f"{len(paths)} images scanned (SHA-256, pHash + dHash)")
     embeddings = None
     if rec is not None and readable:
         feats = evidence.run_features(rec, [paths[i] for i in readable])
@@ -158,71 +192,34 @@ def diagnose(
             embeddings = np.zeros((len(paths), feats.shape[1]), dtype=feats.dtype)
             embeddings[readable] = feats
             checks.append(f"near duplicates also by the run's embeddings ({feats.shape[1]} dims)")
-    findings = find_duplicates(inv.entries, scans, embeddings)
-    findings += image_findings(inv.entries, scans)
-    clean_inv = replace(inv, entries=[inv.entries[i] for i in readable])
-    findings += doctor.annotation_findings(clean_inv)
-    label_how: dict[str, Any] = {}
+    return scans, readable, embeddings
 
-    def cross_validated() -> Any:
-        probs = out_of_fold()
-        label_how.update(evidence.strength(probs, [e.label for e in clean_inv.entries]))
-        return probs
 
-    def out_of_fold() -> Any:
-        labels = [e.label for e in clean_inv.entries]
-        if embeddings is not None:
-            label_how["how"] = f"{evidence.FOLDS}-fold logistic regression on the run's embeddings"
-            return evidence.probe_out_of_fold(embeddings[readable], labels, seed)
-        sides = [min(scans[i].width, scans[i].height) for i in readable]
-        with progress_bar() as bar:
-            jobs: dict[str, Any] = {}
-
-            def progress(what: str, done: int, total: int) -> None:
-                if what not in jobs:
-                    jobs[what] = bar.add_task(f"label check: {what}", total=total, info="")
-                bar.update(jobs[what], completed=done)
-
-            if fold_steps is None:  # --fold-steps asks for the fold models by name
-                found = evidence.pretrained_features(
-                    [e.path for e in clean_inv.entries], sides, progress
-                )
-                if found is not None:
-                    label_how["how"] = f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
-                    return evidence.probe_out_of_fold(found[0], labels, seed)
-            probs, how = evidence.trained_out_of_fold(
-                [e.path for e in clean_inv.entries], labels, len(inv.class_names), sides,
-                recipe=evidence.FoldRecipe(steps=fold_steps, seed=seed), progress=progress,
-            )  # fmt: skip
-        label_how.update(how)
-        return probs
-
-    predict = None
-    if rec is not None:
-        recognizer = rec
-
-        def predict(files: Sequence[Path]) -> list:
-            # every candidate, low scores too: cleanlab's box check weighs them all
-            return recognizer.predict(list(files), reject=False, keep_all=True)
-
-    labels, how = doctor.label_findings(clean_inv, cross_validated=cross_validated,
-                                        predict=predict)  # fmt: skip
-    findings += labels
-    checks.append(how + (f" ({label_how['how']})" if label_how.get("how") else ""))
+def _label_check_lines(how: str, label_how: dict[str, Any]) -> list[str]:
+    """What the page says of the label check: how it ran, and whether --fix trusts it."""
+    lines = [how + (f" ({label_how['how']})" if label_how.get("how") else "")]
     if "trusted" in label_how:
-        checks.append(
+        lines.append(
             f"the label check's model agrees with {label_how['oof_accuracy']:.0%} of the given "
             f"labels (one class for all: {label_how['chance']:.0%}): "
             + ("strong enough for --fix to drop its suspects" if label_how["trusted"]
                else "too weak to act on; its suspects are listed for review, --fix keeps them")
         )  # fmt: skip
+    return lines
+
+
+def _result(
+    data: str, task: str, inv: Inventory, findings: list[Finding], *, run: str | Path | None,
+    checks: list[str], label_how: dict[str, Any], val_split: float, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """doctor.json's content (less `fix` and `seconds`, added after)."""
     counts = {s: sum(1 for e in inv.entries if e.split == s) for s in ("train", "val")}
     leaks = metadata_leaks(inv.entries, inv.class_names)
     if any(e.meta for e in inv.entries):
         checks.append("metadata columns: does a lookup learned on train name the val labels?")
-    result: dict[str, Any] = {
+    return {
         "data": str(data),
-        "task": str(task_name),
+        "task": task,
         "format": str(inv.fmt),
         "classes": inv.class_names,
         "split": "given by the data"
@@ -239,10 +236,59 @@ def diagnose(
         "effects": effects(findings, counts) + [m["effect"] for m in leaks],
         "metadata_leaks": leaks,
     }
+
+
+def diagnose(
+    data: str,
+    *,
+    run: str | Path | None = None,
+    out: str | Path | None = None,
+    fix: str | Path | None = None,
+    classes: str | None = None,
+    val_split: float = 0.2,
+    seed: int = 0,
+    fold_steps: int | None = None,
+    group_by: str = "",
+) -> Diagnosis:
+    """Read `data` as training would, run every check, write the page to `out` (and the
+    cleaned copy to `fix`)."""
+    from recog.data.formats import infer_task
+
+    start = time.perf_counter()
+    path = Path(data)
+    task_name = infer_task(data)
+    doctor = DOCTOR.of(task_name)
+    inv = doctor.inventory(data, val_split=val_split, seed=seed, classes=classes, group_by=group_by)
+    out = Path(out) if out is not None else Path(f"doctor-{path.resolve().stem}")
+    _check_out(out, path, "doctor.json")
+    if fix is not None:
+        _check_out(Path(fix), path, None)
+    rec = None
+    if run is not None:
+        from recog.api import load
+
+        rec = load(run)
+        evidence.check_run_classes(rec, inv.class_names, str(task_name))
+    paths = [e.path for e in inv.entries]
+    checks: list[str] = []
+    scans, readable, embeddings = _scan(paths, rec, checks)
+    findings = find_duplicates(inv.entries, scans, embeddings)
+    findings += image_findings(inv.entries, scans)
+    clean_inv = replace(inv, entries=[inv.entries[i] for i in readable])
+    findings += doctor.annotation_findings(clean_inv)
+    sides = [min(scans[i].width, scans[i].height) for i in readable]
+    ask = _LabelEvidence(clean_inv, embeddings, readable, sides, seed=seed,
+                         fold_steps=fold_steps, rec=rec)  # fmt: skip
+    labels, how = doctor.label_findings(clean_inv, cross_validated=ask.cross_validated,
+                                        predict=ask.predict())  # fmt: skip
+    findings += labels
+    checks += _label_check_lines(how, ask.how)
+    result = _result(data, str(task_name), inv, findings, run=run, checks=checks,
+                     label_how=ask.how, val_split=val_split, seed=seed)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     fixed = None
     if fix is not None:
-        trusted = bool(label_how.get("trusted", True))
+        trusted = bool(ask.how.get("trusted", True))
         result["fix"] = _fix(doctor, inv, findings, Path(fix), trusted)
         fixed = Path(fix)
     result["seconds"] = round(time.perf_counter() - start, 1)

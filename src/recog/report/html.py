@@ -226,6 +226,36 @@ def write_report(
         _headline(metrics, names),
         _run_facts(metrics, names),
         _per_class(metrics, class_names, names),
+        *_figure_sections(
+            curves=curves,
+            curve_panels=curve_panels,
+            label_plots=label_plots,
+            train_samples=train_samples,
+            plots=plots,
+            samples=samples,
+            sample_caption=sample_caption,
+            legend=legend,
+        ),
+        '<h2 id="configuration">Configuration</h2>',
+        _key_value_table(_flatten(config)) if config else '<p class="muted">No configuration.</p>',
+    ]
+    atomic_write_text(out, _page(title, sections))
+    return out
+
+
+def _figure_sections(
+    *,
+    curves: Path | None,
+    curve_panels: list[str] | None,
+    label_plots: list[Path] | None,
+    train_samples: Path | None,
+    plots: list[Path],
+    samples: Path | None,
+    sample_caption: str,
+    legend: list[tuple[str, tuple[int, int, int]]] | None,
+) -> list[str]:
+    """The report's pictures, one section each (`write_report` says what each is)."""
+    return [
         _section(
             "training-curves",
             "Training curves",
@@ -253,18 +283,18 @@ def write_report(
             caption=sample_caption,
         ),
         _legend(list(legend or [])) if samples else "",
-        '<h2 id="configuration">Configuration</h2>',
-        _key_value_table(_flatten(config)) if config else '<p class="muted">No configuration.</p>',
     ]
-    page = (
+
+
+def _page(title: str, sections: list[str]) -> str:
+    """The whole page around its sections (empty ones left out), styles inline."""
+    return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head>\n"
         f"<body><main>\n{chr(10).join(s for s in sections if s)}\n</main></body></html>\n"
     )
-    atomic_write_text(out, page)
-    return out
 
 
 def upsert_section(report: Path, key: str, heading: str, body: str) -> Path:
