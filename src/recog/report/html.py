@@ -217,6 +217,8 @@ def write_report(
     """
     out = Path(out)
     names = dict(labels or {})
+    pictures = _figure_sections(curves, curve_panels, label_plots, train_samples, plots,
+                                samples, sample_caption, legend)  # fmt: skip
     sections = [
         f"<h1>{_esc(title)}</h1>",
         '<h2 id="summary">Summary</h2>',
@@ -226,16 +228,7 @@ def write_report(
         _headline(metrics, names),
         _run_facts(metrics, names),
         _per_class(metrics, class_names, names),
-        *_figure_sections(
-            curves=curves,
-            curve_panels=curve_panels,
-            label_plots=label_plots,
-            train_samples=train_samples,
-            plots=plots,
-            samples=samples,
-            sample_caption=sample_caption,
-            legend=legend,
-        ),
+        *pictures,
         '<h2 id="configuration">Configuration</h2>',
         _key_value_table(_flatten(config)) if config else '<p class="muted">No configuration.</p>',
     ]
@@ -244,16 +237,10 @@ def write_report(
 
 
 def _figure_sections(
-    *,
-    curves: Path | None,
-    curve_panels: list[str] | None,
-    label_plots: list[Path] | None,
-    train_samples: Path | None,
-    plots: list[Path],
-    samples: Path | None,
-    sample_caption: str,
+    curves: Path | None, curve_panels: list[str] | None, label_plots: list[Path] | None,
+    train_samples: Path | None, plots: list[Path], samples: Path | None, sample_caption: str,
     legend: list[tuple[str, tuple[int, int, int]]] | None,
-) -> list[str]:
+) -> list[str]:  # fmt: skip
     """The report's pictures, one section each (`write_report` says what each is)."""
     return [
         _section(
