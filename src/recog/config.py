@@ -441,10 +441,6 @@ class TrainRequest:
         """The options the user gave, as given (checked)."""
         return dict(self._given)
 
-    def unset(self) -> list[str]:
-        """Names of the options left to the recipe."""
-        return [f.name for f, opt in options() if opt.chosen and f.name not in self._given]
-
     def replace(self, **values: Any) -> TrainRequest:
         """The same request with `values` given as well (None: taken back, left to the recipe)."""
         given = {**self._given, **values}
