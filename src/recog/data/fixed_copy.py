@@ -6,8 +6,8 @@ original.  Class folders become `DIR/train/<class>/` and `DIR/val/<class>/`
 (the split the doctor diagnosed, made explicit, so dropping a file does not
 re-draw a seeded split); detection sets are written in their own format by
 the format's writer, with the boxes the doctor kept; mask folders become
-`DIR/{train,val}/{images,masks}/`.  Each task's `doctor_write_fixed` calls its
-writer here.
+`DIR/{train,val}/{images,masks}/`.  The doctor's facet (`recog.doctor.facet`)
+names each task's writer here.
 """
 
 from __future__ import annotations

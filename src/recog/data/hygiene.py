@@ -6,8 +6,8 @@ bounds or degenerate), boxes under `MIN_BOX_SIDE` pixels, same-class boxes
 overlapping at IoU >= `DUPLICATE_IOU` (one object drawn twice), images without a
 box, and imbalance in boxes per class.  Segmentation: mask values that are no
 class id, masks whose size differs from their image, masks with no foreground,
-and imbalance in pixels per class.  Each task's `doctor_annotation_findings`
-calls its function here; image-level facts (sizes, modes, duplicates) are the
+and imbalance in pixels per class.  The doctor's facet (`recog.doctor.facet`)
+names each task's function here; image-level facts (sizes, modes, duplicates) are the
 doctor's own (`recog.doctor`), asked of every task alike.
 """
 

@@ -6,8 +6,8 @@ seeded split `recog train` makes, so a reported leak is one training would
 meet) and its annotation: a class index (class folders, CSV lists), boxes and
 labels (COCO, YOLO, VOC) or a mask file (image/mask folders).  The readers
 are the loaders' own (`formats/`), so the doctor sees what training sees,
-including the readers' warnings (boxes clipped or dropped).  Each task's
-`doctor_inventory` (recog.tasks) calls its builder here.
+including the readers' warnings (boxes clipped or dropped).  The doctor's
+facet (`recog.doctor.facet`) names each task's builder here.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ image's width and height), for masks how much of the labelled area each
 class covers.  Read from the annotations before augmentation (the mosaic
 and crops would change the sizes), from at most `limit` training images
 spread evenly over the split (each figure says how many of how many), so a
-large set costs a bounded read.  A task picks its function
-(`Task.label_figures`); the report draws the `Figure`.
+large set costs a bounded read.  The report's facet picks each task's
+function (`recog.report.facet`); the report draws the `Figure`.
 """
 
 from __future__ import annotations
