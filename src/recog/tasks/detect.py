@@ -130,21 +130,30 @@ class DetectTask(Task):
         preds = []
         for i, out in enumerate(outputs):
             info = meta[i] if meta else {}
-            scale = float(info.get("scale", 1.0))
-            boxes = out["boxes"].float().cpu() / scale
-            if "orig_size" in info and info["orig_size"][0]:
-                h, w = info["orig_size"]
-                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            keep = out["scores"].float().cpu().argsort(descending=True)[: self.max_detections]
+            known = "orig_size" in info and info["orig_size"][0]
+            keep, boxes = self._best_boxes(out, info, info["orig_size"] if known else None)
             preds.append(
                 Prediction(
-                    boxes=boxes[keep],
+                    boxes=boxes,
                     labels=out["labels"].cpu().long()[keep],
                     scores=out["scores"].float().cpu()[keep],
                 )
             )
         return preds
+
+    def _best_boxes(
+        self, out: dict[str, torch.Tensor], info: dict[str, Any], clip_to: Sequence[int] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The best `max_detections` of one image's model output (their indices, best first)
+        and their boxes in original pixels: divided by the letterbox scale, clipped to
+        `clip_to` (h, w) where given."""
+        keep = out["scores"].float().cpu().argsort(descending=True)[: self.max_detections]
+        boxes = out["boxes"].float().cpu()[keep] / float(info.get("scale", 1.0))
+        if clip_to is not None:
+            h, w = clip_to
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        return keep, boxes
 
     def metrics(self) -> Accumulator:
         from recog.metrics.detection import DetectionAccumulator

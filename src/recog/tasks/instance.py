@@ -75,10 +75,7 @@ class InstanceSegmentTask(DetectTask):
             info = meta[i] if meta else {}
             scale = float(info.get("scale", 1.0))
             h, w = info.get("orig_size") or images.shape[-2:]
-            keep = out["scores"].float().argsort(descending=True)[: self.max_detections]
-            boxes = out["boxes"].float()[keep].cpu() / scale
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            keep, boxes = self._best_boxes(out, info, (h, w))
             probs = out["masks"][keep].float()  # (N, 1, size, size) input pixels
             nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
             probs = probs[..., :nh, :nw]
