@@ -139,14 +139,8 @@ def upgrade_config(cfg: TrainConfig) -> TrainConfig:
         return cfg
     from recog.models.factory import get_spec
 
-    spec = get_spec(str(cfg.model))
-    return dataclasses.replace(
-        cfg,
-        mean=cfg.mean or list(spec.mean),
-        std=cfg.std or list(spec.std),
-        head_epochs=0.0 if cfg.head_epochs is None else cfg.head_epochs,
-        backbone_lr=1.0 if cfg.backbone_lr is None else cfg.backbone_lr,
-    )
+    spec = get_spec(cfg.model)
+    return dataclasses.replace(cfg, mean=list(spec.mean), std=list(spec.std))
 
 
 class Recognizer(TrustMethods):
@@ -179,7 +173,7 @@ class Recognizer(TrustMethods):
 
     @property
     def img_size(self) -> int:
-        return int(self.config.img_size)  # type: ignore[arg-type]
+        return int(self.config.img_size)
 
     def __repr__(self) -> str:
         return f"Recognizer({self.config.task}, {self.config.model}, {len(self.class_names)} classes, {self.run_dir})"
@@ -306,7 +300,7 @@ class Recognizer(TrustMethods):
             model,
             dataset,
             ctx,
-            batch_size=int(self.config.batch_size) * 2,  # type: ignore[arg-type]
+            batch_size=int(self.config.batch_size) * 2,
             select=select,
         )
         extra = {"eval_seconds": round(time.perf_counter() - start, 3), "data": str(name)}

@@ -129,7 +129,7 @@ class TrustMethods:
         return self._dataset(data), name
 
     def _batch(self) -> int:
-        return int(self.config.batch_size) * 2  # type: ignore[arg-type]
+        return int(self.config.batch_size) * 2
 
     def calibrate(self, data: str | None = None, *, save: bool = True) -> Calibration:
         """Fit temperature scaling on held-out labelled images (default: the validation split);

@@ -84,7 +84,7 @@ def metric_of(rec: TrainedRun, model: torch.nn.Module, dataset: Dataset) -> dict
         model,
         dataset,
         DistContext(device=torch.device("cpu")),
-        batch_size=int(rec.config.batch_size) * 2,  # type: ignore[arg-type]
+        batch_size=int(rec.config.batch_size) * 2,
     )
     return {k: float(v) for k, v in acc.compute().items() if isinstance(v, int | float)}
 

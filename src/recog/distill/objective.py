@@ -92,7 +92,7 @@ def distill_objective(
         task,
         model,
         teacher.model,
-        img_size=int(cfg.img_size),  # type: ignore[arg-type]
+        img_size=int(cfg.img_size),
         teacher_img_size=int(teacher.config.img_size),
         source=str(run),
     )

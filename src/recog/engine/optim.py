@@ -41,10 +41,10 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module, *, head: tuple[str, ...]
             body = split and not _is_head(name, head)
             buckets.setdefault((body, param.ndim <= 1), []).append(param)
     groups = [
-        {"params": params, "weight_decay": 0.0 if flat else float(cfg.weight_decay), "body": body}  # type: ignore[arg-type]
+        {"params": params, "weight_decay": 0.0 if flat else float(cfg.weight_decay), "body": body}
         for (body, flat), params in sorted(buckets.items())
     ]
-    lr = float(cfg.lr)  # type: ignore[arg-type]
+    lr = float(cfg.lr)
     if cfg.optimizer == "sgd":
         return SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
     return AdamW(groups, lr=lr)
@@ -63,9 +63,9 @@ def build_scheduler(
     cosine follows it, or the step count where that is further along (one-cycle
     then behaves as cosine).
     """
-    total = int(cfg.epochs) * steps_per_epoch  # type: ignore[arg-type]
+    total = int(cfg.epochs) * steps_per_epoch
     total = max(1, min(total, int(cfg.steps or total)))  # `--steps` ends inside an epoch
-    warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))  # type: ignore[arg-type]
+    warmup = min(total - 1, int(round(float(cfg.warmup_epochs) * steps_per_epoch)))
     body_groups = [bool(g.get("body")) for g in optimizer.param_groups]
     if progress is not None:
 

@@ -23,5 +23,5 @@ def first_train_batch(trainer: Trainer) -> Batch:
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(0)
     if callable(getattr(trainer.train_set, "set_epoch", None)):
-        trainer.train_set.set_epoch(0, int(cfg.epochs))  # type: ignore[attr-defined, arg-type]
+        trainer.train_set.set_epoch(0, int(cfg.epochs))  # type: ignore[attr-defined]
     return next(iter(loader))

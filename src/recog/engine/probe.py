@@ -43,7 +43,7 @@ def probe(
     objective = objective or TaskObjective()
     net = copy.deepcopy(model).to(ctx.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, net)
-    batch_size = int(cfg.batch_size)  # type: ignore[arg-type]
+    batch_size = int(cfg.batch_size)
     loader = DataLoader(
         train,
         batch_size=batch_size,

@@ -17,7 +17,7 @@ have no distillation`), not an AttributeError.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from recog.errors import RecogError
 from recog.names import TaskName
@@ -83,4 +83,4 @@ def _task_name(task: Any) -> TaskName:
     """A task name from a Task, a Task class or a name."""
     if isinstance(task, str):  # a TaskName too (its enum `.name` is "CLASSIFY")
         return TaskName(task)
-    return TaskName(str(getattr(task, "name")))
+    return TaskName(str(task.name))
