@@ -127,19 +127,22 @@ class DetectTask(Task):
         self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
     ) -> list[Prediction]:
         outputs = model(self.normalize(images))
-        preds = []
-        for i, out in enumerate(outputs):
-            info = meta[i] if meta else {}
-            known = "orig_size" in info and info["orig_size"][0]
-            keep, boxes = self._best_boxes(out, info, info["orig_size"] if known else None)
-            preds.append(
-                Prediction(
-                    boxes=boxes,
-                    labels=out["labels"].cpu().long()[keep],
-                    scores=out["scores"].float().cpu()[keep],
-                )
-            )
-        return preds
+        return [
+            self._answer(out, meta[i] if meta else {}, images.shape[-2:])
+            for i, out in enumerate(outputs)
+        ]
+
+    def _answer(
+        self, out: dict[str, torch.Tensor], info: dict[str, Any], input_size: Sequence[int]
+    ) -> Prediction:
+        """One image's prediction from the model's output for it (`info`: its meta)."""
+        known = "orig_size" in info and info["orig_size"][0]
+        keep, boxes = self._best_boxes(out, info, info["orig_size"] if known else None)
+        return Prediction(
+            boxes=boxes,
+            labels=out["labels"].cpu().long()[keep],
+            scores=out["scores"].float().cpu()[keep],
+        )
 
     def _best_boxes(
         self, out: dict[str, torch.Tensor], info: dict[str, Any], clip_to: Sequence[int] | None

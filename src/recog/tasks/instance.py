@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
 from recog.config import require_resolved
@@ -65,36 +64,30 @@ class InstanceSegmentTask(DetectTask):
             target["masks"] = s.target.masks
         return batch
 
-    @torch.no_grad()
-    def predict(
-        self, model: nn.Module, images: torch.Tensor, meta: Sequence[dict[str, Any]] | None = None
-    ) -> list[Prediction]:
-        outputs = model(self.normalize(images))
-        preds = []
-        for i, out in enumerate(outputs):
-            info = meta[i] if meta else {}
-            scale = float(info.get("scale", 1.0))
-            h, w = info.get("orig_size") or images.shape[-2:]
-            keep, boxes = self._best_boxes(out, info, (h, w))
-            probs = out["masks"][keep].float()  # (N, 1, size, size) input pixels
-            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-            probs = probs[..., :nh, :nw]
-            if len(probs):
-                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-            masks = (
-                (probs[:, 0] > self.mask_threshold).cpu()
-                if len(probs)
-                else torch.zeros((0, h, w), dtype=torch.bool)
-            )
-            preds.append(
-                Prediction(
-                    boxes=boxes,
-                    labels=out["labels"][keep].cpu().long(),
-                    scores=out["scores"][keep].float().cpu(),
-                    masks=masks,
-                )
-            )
-        return preds
+    def _answer(
+        self, out: dict[str, torch.Tensor], info: dict[str, Any], input_size: Sequence[int]
+    ) -> Prediction:
+        """The detections, and each one's mask resized to the original pixels and cut at
+        `mask_threshold`."""
+        scale = float(info.get("scale", 1.0))
+        h, w = info.get("orig_size") or input_size
+        keep, boxes = self._best_boxes(out, info, (h, w))
+        probs = out["masks"][keep].float()  # (N, 1, size, size) input pixels
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        probs = probs[..., :nh, :nw]
+        if len(probs):
+            probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+        masks = (
+            (probs[:, 0] > self.mask_threshold).cpu()
+            if len(probs)
+            else torch.zeros((0, h, w), dtype=torch.bool)
+        )
+        return Prediction(
+            boxes=boxes,
+            labels=out["labels"][keep].cpu().long(),
+            scores=out["scores"][keep].float().cpu(),
+            masks=masks,
+        )
 
     def metrics(self) -> Accumulator:
         from recog.metrics.segmentation import InstanceAccumulator
