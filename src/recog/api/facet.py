@@ -64,7 +64,7 @@ class ClassifyOutput:
         self, task: ClassifyTask, prediction: Prediction, *, top_k: int = 5
     ) -> dict[str, Any]:
         """The top-k classes and scores; `unknown` and `ood_score` where the run has a rule."""
-        values, indices = task._top(prediction, top_k)
+        values, indices = task.top(prediction, top_k)
         columns: dict[str, Any] = {
             "labels": [task.class_names[int(i)] for i in indices],
             "scores": [float(v) for v in values],
@@ -96,7 +96,7 @@ class DetectOutput:
         self, task: DetectTask, prediction: Prediction, *, top_k: int = 5
     ) -> dict[str, Any]:
         """The detections above the display threshold (as drawn): labels, scores, boxes."""
-        keep = task._shown(prediction)
+        keep = task.shown(prediction)
         return {
             "labels": [task.class_names[int(c)] for c in prediction.labels[keep]],
             "scores": [float(s) for s in prediction.scores[keep]],
@@ -141,7 +141,7 @@ class InstanceOutput(DetectOutput):
         from recog.metrics.segmentation import encode_rle
 
         columns = super().columns(task, prediction, top_k=top_k)
-        keep = task._shown(prediction)
+        keep = task.shown(prediction)
         labels = prediction.labels[keep]
         columns["masks"] = [
             {"label": task.class_names[int(c)], "size": [int(v) for v in rle["size"]],
@@ -190,7 +190,7 @@ class SegmentOutput:
         from recog.metrics.segmentation import encode_rle
 
         mask = prediction.mask
-        counts = task._pixel_counts(mask)
+        counts = task.pixel_counts(mask)
         present = [k for k in range(task.num_classes) if counts[k] > 0]
         regions = (
             torch.stack([mask == k for k in present])

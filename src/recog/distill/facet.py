@@ -92,7 +92,7 @@ class ClassifyDistill:
         teacher's logits on the same (mixed) images (`softened_kl`)."""
         # the very inputs the task's loss trains on (normalized, Mixup/CutMix when training):
         # the task's one rule for them, so the teacher sees what the student sees
-        x, y = task._inputs(student, batch)
+        x, y = task.inputs(student, batch)
         logits = student(x).float()
         with torch.no_grad():
             target = teacher(x).float()

@@ -84,7 +84,7 @@ class DetectExplain:
         """One target per shown box (score >= the display threshold), best first."""
         # the boxes the task draws and lists (its own rule: the selected conf, else the
         # display threshold), so a map is of a box the user sees
-        keep = task._shown(prediction)
+        keep = task.shown(prediction)
         if label is not None:
             keep &= prediction.labels == int(label)
         order = prediction.scores[keep].argsort(descending=True)[:MAX_BOXES]

@@ -93,7 +93,7 @@ class ClassifyViews(_Views):
         for sample, pred in samples:
             label = int(pred.labels)
             truth = int(sample.target.labels) if sample.target.labels is not None else None
-            title = task._title(pred)
+            title = task.title(pred)
             if truth is not None and truth != label:
                 title += f"\ntrue: {task.class_names[truth]}"
             panels.append((sample.image, title, None if truth is None else truth == label))
@@ -119,9 +119,7 @@ class DetectViews(_Views):
                 scores=pred.scores,
             )
             images.append(task.draw(sample.image, scaled, sample.target))
-            titles.append(
-                f"{int(task._shown(pred).sum())} found / {len(sample.target.labels)} true"
-            )
+            titles.append(f"{int(task.shown(pred).sum())} found / {len(sample.target.labels)} true")
         return [(image, title, None) for image, title in zip(images, titles, strict=True)]
 
     def label_figures(self, task: DetectTask, splits: DataSplits) -> list[Figure]:
@@ -146,7 +144,7 @@ class InstanceViews(DetectViews):
                 F.interpolate(image[None].float(), size=(h, w), mode="bilinear")[0].round().byte()
             )
             images.append(task.draw(image, pred, truth))
-            titles.append(f"{int(task._shown(pred).sum())} found / {len(truth.labels)} true")
+            titles.append(f"{int(task.shown(pred).sum())} found / {len(truth.labels)} true")
         return [(image, title, None) for image, title in zip(images, titles, strict=True)]
 
     def legend(self, task: InstanceSegmentTask) -> list[tuple[str, Colour]]:
@@ -172,16 +170,16 @@ class SemanticViews(_Views):
             acc.update([pred], [sample.target])
             return float(acc.compute()["miou"])
 
-        return triplets(samples, palette(task.num_classes), task._shown_classes(), miou)
+        return triplets(samples, palette(task.num_classes), task.shown_classes(), miou)
 
     def legend(self, task: SegmentTask) -> list[tuple[str, Colour]]:
-        return legend(task.class_names, palette(task.num_classes), task._shown_classes())
+        return legend(task.class_names, palette(task.num_classes), task.shown_classes())
 
     def label_figures(self, task: SegmentTask, splits: DataSplits) -> list[Figure]:
         return [mask_labels(splits.train, task.class_names)]
 
     def train_panels(self, task: SegmentTask, batch: Batch) -> list[Panel]:
-        return mask_panels(batch, palette(task.num_classes), task._shown_classes())
+        return mask_panels(batch, palette(task.num_classes), task.shown_classes())
 
 
 _VIEWS = {TaskName.CLASSIFY: ClassifyViews, TaskName.DETECT: DetectViews, TaskName.SEGMENT: SemanticViews}  # fmt: skip

@@ -85,7 +85,7 @@ class SegmentAttacks(TaskLossAttacks):
 class DetectAttacks(TaskLossAttacks):
     def as_target(self, task: DetectTask, prediction: Prediction) -> Target:
         """The shown boxes (and their masks, for instances)."""
-        keep = task._shown(prediction)  # the boxes the task draws and lists (its own rule)
+        keep = task.shown(prediction)  # the boxes the task draws and lists (its own rule)
         masks = None if prediction.masks is None else prediction.masks[keep]
         return Target(boxes=prediction.boxes[keep].clone(), labels=prediction.labels[keep].clone(),
                       masks=masks)  # fmt: skip

@@ -107,7 +107,7 @@ class ClassifyTask(Task):
         meta = [{"path": s.path, "orig_size": s.orig_size} for s in samples]
         return Batch(images, labels, [s.target for s in samples], meta)
 
-    def _inputs(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized images and their targets, mixed when training with Mixup/CutMix
         (y then (B, C) soft labels)."""
         x = self.normalize(batch.images)
@@ -117,7 +117,7 @@ class ClassifyTask(Task):
         return x, y
 
     def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        x, y = self._inputs(model, batch)
+        x, y = self.inputs(model, batch)
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return {"loss": loss}
@@ -150,7 +150,7 @@ class ClassifyTask(Task):
         self.check_selection(selection)
         return replace(prediction, conf=0.0 if selection.conf is None else selection.conf)
 
-    def _top(self, prediction: Prediction, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def top(self, prediction: Prediction, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The best `top_k` (probabilities, class ids), less those below the selected conf."""
         values, indices = prediction.scores.topk(min(top_k, prediction.scores.numel()))
         listed = values >= (prediction.conf or 0.0)
@@ -160,19 +160,19 @@ class ClassifyTask(Task):
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
         """The image with a banner: predicted class and confidence (and the truth when known)."""
-        text = self._title(prediction)
+        text = self.title(prediction)
         if target is not None and target.labels is not None:
             text += f" (true: {self.class_names[int(target.labels)]})"
         return banner(image, text)
 
-    def _title(self, prediction: Prediction) -> str:
+    def title(self, prediction: Prediction) -> str:
         """`cat 93%`, or `unknown (cat 41%)` for an image the run's rule rejected."""
         label = int(prediction.labels)
         text = f"{self.class_names[label]} {float(prediction.scores[label]):.0%}"
         return f"unknown ({text})" if prediction.unknown else text
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        values, indices = self._top(prediction, top_k)
+        values, indices = self.top(prediction, top_k)
         top = [
             {"label": self.class_names[int(i)], "score": round(float(v), 6)}
             for v, i in zip(values, indices, strict=True)

@@ -163,7 +163,7 @@ class DetectTask(Task):
 
         return DetectionAccumulator(self.class_names)
 
-    def _shown(self, prediction: Prediction) -> torch.Tensor:
+    def shown(self, prediction: Prediction) -> torch.Tensor:
         """The boxes drawn and listed: those at or above the threshold the prediction was
         selected at (`select`), else the display threshold (a raw `predict`'s output)."""
         conf = self.display_threshold if prediction.conf is None else prediction.conf
@@ -197,7 +197,7 @@ class DetectTask(Task):
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
         """Shown boxes in their class's colour with `name score` labels (truth: thin white)."""
-        keep = self._shown(prediction)
+        keep = self.shown(prediction)
         labels = [
             f"{self.class_names[int(c)]} {float(s):.2f}"
             for c, s in zip(prediction.labels[keep], prediction.scores[keep], strict=True)
@@ -211,7 +211,7 @@ class DetectTask(Task):
                           self.num_classes)  # fmt: skip
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
-        keep = self._shown(prediction)
+        keep = self.shown(prediction)
         return {
             "detections": [
                 {

@@ -97,7 +97,7 @@ class InstanceSegmentTask(DetectTask):
     def draw(
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
-        keep = self._shown(prediction)
+        keep = self.shown(prediction)
         out = image.cpu()
         if keep.any():
             colours = palette(self.num_classes)
@@ -112,7 +112,7 @@ class InstanceSegmentTask(DetectTask):
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         """Detections above the display threshold and one PNG: pixel = 1 + detection index."""
         record = super().to_record(prediction, top_k=top_k)
-        keep = self._shown(prediction)
+        keep = self.shown(prediction)
         masks = prediction.masks[keep]
         h, w = prediction.masks.shape[-2:]
         index = torch.zeros((h, w), dtype=torch.int64)

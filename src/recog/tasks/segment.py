@@ -220,7 +220,7 @@ class SegmentTask(Task):
         return SemanticAccumulator(self.class_names)
 
     # -------------------------------------------------------------- output
-    def _shown_classes(self) -> list[int]:
+    def shown_classes(self) -> list[int]:
         """Classes coloured in drawings: all but one named background."""
         return [
             k
@@ -231,20 +231,20 @@ class SegmentTask(Task):
     def draw(
         self, image: torch.Tensor, prediction: Prediction, target: Target | None = None
     ) -> torch.Tensor:
-        classes = self._shown_classes()
+        classes = self.shown_classes()
         masks = torch.stack([prediction.mask == k for k in classes])
         colours = palette(self.num_classes)
         return draw_segmentation_masks(
             image.cpu(), masks.cpu(), alpha=0.45, colors=[colours[k] for k in classes]
         )
 
-    def _pixel_counts(self, mask: torch.Tensor) -> torch.Tensor:
+    def pixel_counts(self, mask: torch.Tensor) -> torch.Tensor:
         """Pixels of each class id (ignored pixels counted at IGNORE_INDEX)."""
         return torch.bincount(mask.flatten().clamp(0, IGNORE_INDEX), minlength=self.num_classes)
 
     def to_record(self, prediction: Prediction, *, top_k: int = 5) -> dict[str, Any]:
         mask = prediction.mask
-        counts = self._pixel_counts(mask)
+        counts = self.pixel_counts(mask)
         total = max(1, mask.numel())
         return {
             "segmentation": {
