@@ -1,9 +1,12 @@
-"""The Task seam: everything the engine must not know about a task.
+"""The Task core: what the engine, the evaluator and prediction ask of a task.
 
 The engine (train loop, evaluator, checkpointing) talks to a task only
 through `Task` and `Accumulator`; it never inspects a target, a prediction or
 a model type.  Classification, detection and segmentation each implement
-this protocol in their own module.
+this core in their own module.  What one feature alone asks of a task is not
+here but a facet in that feature's package (`recog.tasks.facets`): the
+doctor's, the report's, explanations', attacks', distillation's, calibration's,
+and prediction outputs' (`recog.api.facet`), the server's and export's.
 """
 
 from __future__ import annotations
