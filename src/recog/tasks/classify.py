@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recog.config import require_resolved
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
 from recog.names import MetricName, TaskName
@@ -76,13 +75,12 @@ class ClassifyTask(Task):
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> ClassifyTask:
         from recog.data import batch_mix
 
-        require_resolved(cfg, "classify", budget=False)
         return cls(
             class_names,
             *normalization(cfg, spec),
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
-            crop_pct=float(cfg.crop_pct),  # type: ignore[arg-type]
-            label_smoothing=float(cfg.label_smoothing),  # type: ignore[arg-type]
+            img_size=int(cfg.img_size),
+            crop_pct=float(cfg.crop_pct),
+            label_smoothing=float(cfg.label_smoothing),
             batch_mix=batch_mix(mixup=cfg.mixup, cutmix=cfg.cutmix, num_classes=len(class_names)),
         )
 

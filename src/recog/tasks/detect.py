@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.names import MetricName, TaskName
 from recog.recipe import FineTune, TaskRecipe
@@ -91,8 +90,7 @@ class DetectTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> DetectTask:
-        require_resolved(cfg, "detect", budget=False)
-        return cls(class_names, *normalization(cfg, spec), img_size=int(cfg.img_size))  # type: ignore[arg-type]
+        return cls(class_names, *normalization(cfg, spec), img_size=int(cfg.img_size))
 
     def prepare(
         self, image: torch.Tensor, full_size: tuple[int, int] | None = None

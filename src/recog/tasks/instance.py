@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import draw_segmentation_masks
 
-from recog.config import require_resolved
 from recog.metrics.base import Accumulator
 from recog.names import MetricName, TaskName
 from recog.tasks.base import normalization
@@ -52,8 +51,7 @@ class InstanceSegmentTask(DetectTask):
     def from_config(
         cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec
     ) -> InstanceSegmentTask:
-        require_resolved(cfg, "segment", budget=False)
-        img_size = int(cfg.img_size)  # type: ignore[arg-type]
+        img_size = int(cfg.img_size)
         # Mask R-CNN scores each class of a box separately, so one object also comes
         # back as other classes at low scores; those count for mAP but clutter a picture
         return cls(class_names, *normalization(cfg, spec), img_size=img_size, display_threshold=0.5)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.utils import draw_segmentation_masks
 
-from recog.config import parse_class_weights, require_resolved
+from recog.config import parse_class_weights
 from recog.data.formats.masks import encode_png
 from recog.errors import RecogError
 from recog.metrics.base import Accumulator
@@ -121,11 +121,10 @@ class SegmentTask(Task):
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, class_names: list[str], spec: ModelSpec) -> SegmentTask:
-        require_resolved(cfg, "segment", budget=False)
         return cls(
             class_names,
             *normalization(cfg, spec),
-            img_size=int(cfg.img_size),  # type: ignore[arg-type]
+            img_size=int(cfg.img_size),
             loss=cfg.seg_loss,
             class_weights=_parse_weights(cfg.class_weights, len(class_names)),
         )
