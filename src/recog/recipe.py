@@ -231,14 +231,7 @@ def _start(
     spec: ModelSpec = get_spec(model)
     fine = recipe.finetune if weights != NONE else None
     if fine is not None:
-        recipe = dataclasses.replace(
-            recipe,
-            steps_per_sqrt_image=fine.steps_per_sqrt_image,
-            min_steps=fine.min_steps,
-            lr=fine.lr,
-            lr_batch=fine.lr_batch,
-            size_floor=fine.size_floor,
-        )
+        recipe = dataclasses.replace(recipe, **fine.recipe_settings())
     mean, std = (record.mean, record.std) if record is not None else (spec.mean, spec.std)
     ch.values["mean"], ch.values["std"] = list(mean), list(std)
     ch.values["pretrained"] = pretrained_record(weights, record)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recog.config import NONE, TrainRequest
 from recog.errors import RecogError
@@ -49,6 +50,13 @@ class FineTune:
     #: the input size is the weights' own (a classifier resizes whole images to it); False:
     #: from the data as from scratch (segmentation trains on crops at the image's own scale)
     size_from_weights: bool = True
+
+    #: the task recipe's settings a fine-tuning run takes from here instead
+    RECIPE_FIELDS = ("steps_per_sqrt_image", "min_steps", "lr", "lr_batch", "size_floor")
+
+    def recipe_settings(self) -> dict[str, Any]:
+        """What a fine-tuning run's task recipe takes from here (`RECIPE_FIELDS`)."""
+        return {name: getattr(self, name) for name in self.RECIPE_FIELDS}
 
 
 def choose_start(
