@@ -30,7 +30,7 @@ from recog.version import __version__
 if TYPE_CHECKING:
     from recog.api import Recognizer, load, train
     from recog.api.results import Result, coco_ids, to_coco, to_df
-    from recog.config import TrainConfig
+    from recog.config import TrainConfig, TrainRequest
     from recog.models.factory import create_model, list_models
 
 #: public name -> the module that defines it
@@ -43,6 +43,7 @@ _LAZY = {
     "coco_ids": "recog.api.results",
     "to_df": "recog.api.results",
     "TrainConfig": "recog.config",
+    "TrainRequest": "recog.config",
     "create_model": "recog.models.factory",
     "list_models": "recog.models.factory",
 }
@@ -52,6 +53,7 @@ __all__ = [
     "RecogError",
     "Result",
     "TrainConfig",
+    "TrainRequest",
     "coco_ids",
     "create_model",
     "list_models",

@@ -81,7 +81,7 @@ def test_model_args_from_the_api_and_a_config(tmp_path):
     config.write_text("data: digits\nmodel: cnn\nmodel_args: {depth: 0}\n")
     before = _tree(config)
     with pytest.raises(RecogError, match=r"--model-args depth=0: model cnn takes a whole number"):
-        recog.train(config=recog.TrainConfig.load(config), out=str(tmp_path / "b"))
+        recog.train(config=recog.TrainRequest.load(config), out=str(tmp_path / "b"))
     assert _tree(config) == before
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -19,15 +19,16 @@ from recog.models.factory import get_spec
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from recog.config import TrainConfig
+    from recog.config import TrainConfig, TrainRequest
     from recog.data.splits import DataSplits
     from recog.types import DataFacts
 
 
 @dataclass(frozen=True)
 class TaskData:
-    #: counts, classes and image sides of `cfg.data`, before anything is decoded
-    survey: Callable[[TrainConfig], DataFacts]
+    #: counts, classes and image sides of `cfg.data`, before anything is decoded (from
+    #: what the user asked: the recipe decides from these facts)
+    survey: Callable[[TrainRequest], DataFacts]
     #: train and validation datasets for `cfg.data` (samples already at `cfg.img_size`)
     splits: Callable[[TrainConfig], DataSplits]
     #: an evaluation dataset from other data (`data`), with the run's classes
@@ -48,7 +49,7 @@ def _split_options(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _classify_survey(cfg: TrainConfig) -> DataFacts:
+def _classify_survey(cfg: TrainRequest) -> DataFacts:
     from recog.data.survey import survey_classification
 
     return survey_classification(
@@ -83,7 +84,7 @@ def _classify_evaluation(data: str, cfg: TrainConfig, class_names: list[str]) ->
     )
 
 
-def _detect_survey(cfg: TrainConfig) -> DataFacts:
+def _detect_survey(cfg: TrainRequest) -> DataFacts:
     from recog.data.survey import survey_detection
 
     return survey_detection(cfg.data, val_split=cfg.val_split, seed=cfg.seed, group_by=cfg.group_by)
@@ -108,7 +109,7 @@ def _detect_evaluation(data: str, cfg: TrainConfig, class_names: list[str]) -> D
     return load_detection_eval(data, img_size=int(cfg.img_size), class_names=class_names)
 
 
-def _segment_survey(cfg: TrainConfig) -> DataFacts:
+def _segment_survey(cfg: TrainRequest) -> DataFacts:
     from recog.data.survey import survey_segmentation
 
     instance = cfg.model is not None and get_spec(cfg.model).instance
