@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from recog.distill import DistillObjective
 from recog.distill.divergences import bins_kl, sigmoid_kl, softened_kl
-from recog.distill.facet import DISTILL
+from recog.distill.facet import DISTILL, Teacher
 from recog.errors import RecogError
 from recog.models.factory import create_model
 from recog.tasks.classify import ClassifyTask
@@ -126,18 +126,14 @@ def test_classify_distillation_blends_cross_entropy_and_kd():
 def test_the_teacher_checks_of_each_task():
     det = _detect_task()
     with pytest.raises(RecogError, match="trained at 128 px and the student trains at 64 px"):
-        DISTILL.of(det).check_teacher(
-            det, _yolo(0), _yolo(1), img_size=64, teacher_img_size=128, source="T"
-        )
+        DISTILL.of(det).check_teacher(det, _yolo(0), Teacher(_yolo(1), 128, "T"), img_size=64)
     cnn = create_model("cnn", num_classes=2, img_size=16)
     with pytest.raises(RecogError, match="T: the teacher is not a recog YOLO"):
-        DISTILL.of(det).check_teacher(
-            det, _yolo(0), cnn, img_size=64, teacher_img_size=64, source="T"
-        )
+        DISTILL.of(det).check_teacher(det, _yolo(0), Teacher(cnn, 64, "T"), img_size=64)
     vit = create_model("vit_tiny", num_classes=2, img_size=32)
     cls = ClassifyTask(["a", "b"], (0.5,) * 3, (0.25,) * 3, img_size=64)
     with pytest.raises(RecogError, match="T: the teacher .trained at 32 px. cannot answer at"):
-        DISTILL.of(cls).check_teacher(cls, cnn, vit, img_size=64, teacher_img_size=32, source="T")
+        DISTILL.of(cls).check_teacher(cls, cnn, Teacher(vit, 32, "T"), img_size=64)
     seg = SegmentTask.__new__(SegmentTask)
     with pytest.raises(RecogError, match="segment models have no distillation"):
         DISTILL.of(seg)

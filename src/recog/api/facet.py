@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import torch
 
 from recog.io import atomic_write_bytes, atomic_write_text
-from recog.names import TaskName
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
@@ -235,10 +234,5 @@ class SegmentOutput:
 
 OUTPUT: FacetTable[OutputFacet] = FacetTable(
     "{task} predictions have no table columns",
-    {
-        TaskName.CLASSIFY: ClassifyOutput,
-        TaskName.DETECT: DetectOutput,
-        TaskName.SEGMENT: SegmentOutput,
-    },
-    by_class={InstanceSegmentTask: InstanceOutput},
-)
+    classify=ClassifyOutput, detect=DetectOutput, segment=SegmentOutput, instance=InstanceOutput,
+)  # fmt: skip

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import nn
 
-from recog.names import TaskName
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.facets import FacetTable
@@ -56,5 +55,5 @@ class ClassifyConfidence:
 CONFIDENCE: FacetTable[ConfidenceFacet] = FacetTable(
     "{task} models have no class logits: calibration and out-of-distribution scores are "
     "for classifiers",
-    {TaskName.CLASSIFY: ClassifyConfidence},
-)
+    classify=ClassifyConfidence,
+)  # fmt: skip

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from recog.names import TaskName
 from recog.tasks.facets import FacetTable
-from recog.tasks.instance import InstanceSegmentTask
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,5 @@ def _own_size() -> ExportFacet:
 
 EXPORT: FacetTable[ExportFacet] = FacetTable(
     "{task} models cannot be exported",
-    {TaskName.CLASSIFY: _fixed_size, TaskName.DETECT: _fixed_size, TaskName.SEGMENT: _own_size},
-    by_class={InstanceSegmentTask: _fixed_size},
-)
+    classify=_fixed_size, detect=_fixed_size, segment=_own_size, instance=_fixed_size,
+)  # fmt: skip

@@ -9,6 +9,7 @@ recog YOLO student and says so.  The divergences are `recog.distill.divergences`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -17,27 +18,28 @@ from torch import nn
 
 from recog.distill.divergences import bins_kl, sigmoid_kl, softened_kl
 from recog.errors import RecogError
-from recog.names import TaskName
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.facets import FacetTable
-from recog.tasks.instance import InstanceSegmentTask
 from recog.types import Batch
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A teacher run as the checks see it: its network, the input size it was trained at,
+    and its folder, which names it in every refusal."""
+
+    model: nn.Module
+    img_size: int
+    source: str
 
 
 class DistillFacet(Protocol):
     def check_teacher(
-        self,
-        task: Task,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
+        self, task: Task, student: nn.Module, teacher: Teacher, *, img_size: int
     ) -> None:
-        """Nothing, or a RecogError naming `source` (the teacher's run) when `teacher` cannot
-        teach `student` at this task; run before any training."""
+        """Nothing, or a RecogError naming the teacher's run when `teacher` cannot teach
+        `student` (at `img_size`) at this task; run before any training."""
         ...
 
     def loss(
@@ -58,25 +60,18 @@ class DistillFacet(Protocol):
 
 class ClassifyDistill:
     def check_teacher(
-        self,
-        task: Task,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
+        self, task: Task, student: nn.Module, teacher: Teacher, *, img_size: int
     ) -> None:
         """Any classifier of the same classes teaches, if it answers at the student's input
         size (a model with a fixed-size head may not: tried once on a blank image)."""
         try:
             with torch.no_grad():
-                teacher.eval()(torch.zeros(1, 3, img_size, img_size))
+                teacher.model.eval()(torch.zeros(1, 3, img_size, img_size))
         except (RuntimeError, AssertionError, ValueError) as exc:  # timm's size check asserts
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
             raise RecogError(
-                f"{source}: the teacher (trained at {teacher_img_size} px) cannot answer at the "
-                f"student's {img_size} px ({first}); give --img-size {teacher_img_size}"
+                f"{teacher.source}: the teacher (trained at {teacher.img_size} px) cannot answer "
+                f"at the student's {img_size} px ({first}); give --img-size {teacher.img_size}"
             ) from None
 
     def loss(
@@ -102,14 +97,7 @@ class ClassifyDistill:
 
 class DetectDistill:
     def check_teacher(
-        self,
-        task: Task,
-        student: nn.Module,
-        teacher: nn.Module,
-        *,
-        img_size: int,
-        teacher_img_size: int,
-        source: str,
+        self, task: Task, student: nn.Module, teacher: Teacher, *, img_size: int
     ) -> None:
         """recog's YOLO teaches recog's YOLO at the same input size: the same point grid, so
         each student point has its teacher point."""
@@ -119,15 +107,15 @@ class DetectDistill:
             raise RecogError(
                 "--teacher: detection distillation needs a recog YOLO student (yolo_n, yolo_s)"
             )
-        if not isinstance(teacher, YOLO):
+        if not isinstance(teacher.model, YOLO):
             raise RecogError(
-                f"{source}: the teacher is not a recog YOLO (yolo_n, yolo_s); detection "
+                f"{teacher.source}: the teacher is not a recog YOLO (yolo_n, yolo_s); detection "
                 "distillation matches the two models point by point"
             )
-        if teacher_img_size != img_size:
+        if teacher.img_size != img_size:
             raise RecogError(
-                f"{source}: the teacher was trained at {teacher_img_size} px and the student "
-                f"trains at {img_size} px; give --img-size {teacher_img_size}"
+                f"{teacher.source}: the teacher was trained at {teacher.img_size} px and the "
+                f"student trains at {img_size} px; give --img-size {teacher.img_size}"
             )
 
     def loss(
@@ -171,7 +159,6 @@ class DetectDistill:
 
 DISTILL: FacetTable[DistillFacet] = FacetTable(
     "{task} models have no distillation",
-    {TaskName.CLASSIFY: ClassifyDistill, TaskName.DETECT: DetectDistill},
     # Mask R-CNN's instances are a detector here, as before: the check asks for a YOLO student
-    by_class={InstanceSegmentTask: DetectDistill},
-)
+    classify=ClassifyDistill, detect=DetectDistill, instance=DetectDistill,
+)  # fmt: skip

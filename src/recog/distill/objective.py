@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from recog.config import TrainConfig
-from recog.distill.facet import DISTILL
+from recog.distill.facet import DISTILL, Teacher
 from recog.engine.objective import TaskObjective
 from recog.errors import RecogError
 from recog.tasks.base import Task
@@ -88,14 +88,8 @@ def distill_objective(
         distiller = DISTILL.of(task)
     except RecogError as exc:  # named after the teacher's run, as every check here is
         raise RecogError(f"{run}: {exc}") from None
-    distiller.check_teacher(
-        task,
-        model,
-        teacher.model,
-        img_size=int(cfg.img_size),
-        teacher_img_size=int(teacher.config.img_size),
-        source=str(run),
-    )
+    taught = Teacher(teacher.model, teacher.config.img_size, str(run))
+    distiller.check_teacher(task, model, taught, img_size=cfg.img_size)
     return DistillObjective(
         teacher.model, task, float(cfg.distill_weight), float(cfg.distill_temperature)
     )

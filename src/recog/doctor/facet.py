@@ -93,5 +93,5 @@ _ROWS = {
 
 DOCTOR: FacetTable[DoctorFacet] = FacetTable(
     "{task}: the data doctor does not read this task's data",
-    {task: partial(DoctorFacet, *row) for task, row in _ROWS.items()},
-)
+    **{str(task): partial(DoctorFacet, *row) for task, row in _ROWS.items()},
+)  # fmt: skip

@@ -14,12 +14,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from recog.names import TaskName
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
 from recog.tasks.facets import FacetTable
-from recog.tasks.instance import InstanceSegmentTask
 from recog.tasks.segment import SegmentTask
 from recog.types import ExplainTarget, Prediction
 
@@ -159,11 +157,6 @@ class SegmentExplain:
 
 EXPLAIN: FacetTable[ExplainFacet] = FacetTable(
     "{task} models have no explanations",
-    {
-        TaskName.CLASSIFY: ClassifyExplain,
-        TaskName.DETECT: DetectExplain,
-        TaskName.SEGMENT: SegmentExplain,
-    },
     # Mask R-CNN's instances are explained as a detector's boxes
-    by_class={InstanceSegmentTask: DetectExplain},
-)
+    classify=ClassifyExplain, detect=DetectExplain, segment=SegmentExplain, instance=DetectExplain,
+)  # fmt: skip

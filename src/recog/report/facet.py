@@ -37,7 +37,7 @@ from recog.tasks.drawing import palette
 from recog.tasks.facets import FacetTable
 from recog.tasks.instance import InstanceSegmentTask
 from recog.tasks.segment import SegmentTask
-from recog.types import Batch, Prediction, Sample, TaskName
+from recog.types import Batch, Prediction, Sample
 
 if TYPE_CHECKING:
     from recog.data.splits import DataSplits
@@ -182,9 +182,7 @@ class SemanticViews(_Views):
         return mask_panels(batch, palette(task.num_classes), task.shown_classes())
 
 
-_VIEWS = {TaskName.CLASSIFY: ClassifyViews, TaskName.DETECT: DetectViews, TaskName.SEGMENT: SemanticViews}  # fmt: skip
 REPORT: FacetTable[ReportFacet] = FacetTable(
     "{task}: the report has no views of this task",
-    _VIEWS,
-    by_class={InstanceSegmentTask: InstanceViews},
-)
+    classify=ClassifyViews, detect=DetectViews, segment=SemanticViews, instance=InstanceViews,
+)  # fmt: skip

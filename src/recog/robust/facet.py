@@ -19,12 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from recog.errors import RecogError
-from recog.names import TaskName
 from recog.tasks.base import Task
 from recog.tasks.classify import ClassifyTask
 from recog.tasks.detect import DetectTask
 from recog.tasks.facets import FacetTable
-from recog.tasks.instance import InstanceSegmentTask
 from recog.types import Batch, Prediction, Sample, Target
 
 
@@ -117,11 +115,6 @@ class DetectAttacks(TaskLossAttacks):
 
 ROBUST: FacetTable[RobustFacet] = FacetTable(
     "{task} models cannot be attacked",
-    {
-        TaskName.CLASSIFY: ClassifyAttacks,
-        TaskName.DETECT: DetectAttacks,
-        TaskName.SEGMENT: SegmentAttacks,
-    },
     # Mask R-CNN's instances are attacked as a detector's boxes (masks kept), and vanish
-    by_class={InstanceSegmentTask: DetectAttacks},
-)
+    classify=ClassifyAttacks, detect=DetectAttacks, segment=SegmentAttacks, instance=DetectAttacks,
+)  # fmt: skip

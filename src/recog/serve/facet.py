@@ -18,7 +18,6 @@ import torch
 from recog.data.formats.coco import write_coco
 from recog.data.formats.records import DetectionAnnotations, DetectionRecord
 from recog.io import atomic_write_bytes
-from recog.names import TaskName
 from recog.tasks.facets import FacetTable
 from recog.types import CorrectedExample, safe_file_name
 
@@ -92,5 +91,5 @@ class DetectServe:
 # page's box form corrects detections; its corrections of instances are not exported)
 SERVE: FacetTable[ServeFacet] = FacetTable(
     "corrections of {task} models are not exported",
-    {TaskName.CLASSIFY: ClassifyServe, TaskName.DETECT: DetectServe},
-)
+    classify=ClassifyServe, detect=DetectServe,
+)  # fmt: skip

@@ -16,7 +16,7 @@ have no distillation`), not an AttributeError.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from recog.errors import RecogError
@@ -26,29 +26,33 @@ F = TypeVar("F")
 
 
 class FacetTable(Generic[F]):
-    """Which implementation of one feature's facet each task gives.
+    """Which implementation of one feature's facet each task gives, named by keyword.
 
-    `by_task` maps a task name to a factory of the facet (a class, usually,
-    or a function that imports one: the table is built at import time, the
-    implementations when first asked).  `declined` is the RecogError's text
-    for a task that gives none, with `{task}` for its name.
-
-    `by_class` maps a Task class to a factory, looked up (through the task's
-    class hierarchy) before its name: Mask R-CNN's `InstanceSegmentTask` is
-    named "segment" but answers as a detector, so a name alone cannot tell it
-    from semantic segmentation.  A lookup by name alone never sees it.
+    `classify`, `detect`, `segment`: a factory of the facet for that task (a
+    class, usually: the table is built at import time, the implementations when
+    first asked); a task left out declines.  `instance`: Mask R-CNN's
+    `InstanceSegmentTask`, named "segment" but answering as a detector in most
+    features, so a name alone cannot tell it from semantic segmentation: it is
+    found by its class (through the hierarchy) before its name, and without an
+    entry of its own it takes the "segment" one.  `declined` is the
+    RecogError's text for a task that gives none, with `{task}` for its name.
     """
 
     def __init__(
         self,
         declined: str,
-        by_task: Mapping[TaskName, Callable[[], F]],
         *,
-        by_class: Mapping[type, Callable[[], F]] | None = None,
+        classify: Callable[[], F] | None = None,
+        detect: Callable[[], F] | None = None,
+        segment: Callable[[], F] | None = None,
+        instance: Callable[[], F] | None = None,
     ):
+        from recog.tasks.instance import InstanceSegmentTask
+
         self.declined = declined
-        self._factories = dict(by_task)
-        self._by_class = dict(by_class or {})
+        named = {TaskName.CLASSIFY: classify, TaskName.DETECT: detect, TaskName.SEGMENT: segment}
+        self._factories = {name: f for name, f in named.items() if f is not None}
+        self._by_class = {InstanceSegmentTask: instance} if instance is not None else {}
         self._made: dict[Callable[[], F], F] = {}
 
     def has(self, task: object) -> bool:
