@@ -33,6 +33,26 @@ LabelFinder = Callable[..., tuple[list[Finding], str]]
 NEEDS_RUN = "needs --run RUN (a model trained on this data) to compare the annotations with"
 
 
+def _compares_predictions(
+    what: str,
+) -> Callable[[Callable[..., tuple[list[Finding], str]]], LabelFinder]:
+    """A finder that compares the run's predictions of every image with the annotations:
+    given those predictions, or saying that `what` needs a run where there is none."""
+
+    def wrap(compare: Callable[..., tuple[list[Finding], str]]) -> LabelFinder:
+        def finder(
+            inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
+        ) -> tuple[list[Finding], str]:
+            if predict is None:
+                return [], f"{what}: {NEEDS_RUN}"
+            return compare(inv, predict([e.path for e in inv.entries]))
+
+        finder.__doc__, finder.__name__ = compare.__doc__, compare.__name__
+        return finder
+
+    return wrap
+
+
 def classify_label_findings(
     inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
 ) -> tuple[list[Finding], str]:
@@ -60,12 +80,8 @@ def _box(values: Sequence[float]) -> list[float]:
     return [round(float(v), 1) for v in values]
 
 
-def detect_label_findings(
-    inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
-) -> tuple[list[Finding], str]:
-    if predict is None:
-        return [], f"box errors: {NEEDS_RUN}"
-    preds = predict([e.path for e in inv.entries])
+@_compares_predictions("box errors")
+def detect_label_findings(inv: Inventory, preds: list[Prediction]) -> tuple[list[Finding], str]:
     given_b = [e.boxes.numpy() for e in inv.entries]  # type: ignore[union-attr]
     given_l = [e.box_labels.numpy() for e in inv.entries]  # type: ignore[union-attr]
     pred_b = [p.boxes.cpu().numpy() for p in preds]  # type: ignore[union-attr]
@@ -124,12 +140,8 @@ def _image_iou(pred: torch.Tensor, truth: torch.Tensor, num_classes: int) -> flo
     return float(np.mean(ious)) if ious else 1.0
 
 
-def segment_label_findings(
-    inv: Inventory, *, cross_validated: CrossValidated, predict: Predict | None
-) -> tuple[list[Finding], str]:
-    if predict is None:
-        return [], f"mask errors: {NEEDS_RUN}"
-    preds = predict([e.path for e in inv.entries])
+@_compares_predictions("mask errors")
+def segment_label_findings(inv: Inventory, preds: list[Prediction]) -> tuple[list[Finding], str]:
     decode = MaskDecoder(inv.mask_classes, inv.binary_masks)
     ious, kept = [], []
     for e, p in zip(inv.entries, preds, strict=True):
