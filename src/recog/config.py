@@ -352,6 +352,8 @@ class TrainConfig:
         """Every value is of its field's type and in its range, or a RecogError naming it."""
         hints = _hints()
         for f in dataclasses.fields(self):
+            if getattr(self, f.name) is None:  # `data: null` in an edited config.yaml
+                raise RecogError(f"{f.name} must be given a value, not null (None)")
             setattr(self, f.name, _checked(f.name, getattr(self, f.name), hints[f.name]))
         _check_together(self.to_dict(), placed=False)
 

@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recog import api, cli
-from recog.config import TrainConfig
+from recog.config import TrainConfig, TrainRequest
 from recog.errors import RecogError
+from recog.yaml_text import dump_yaml
 
 #: examples per target: (default suite, slow)
 BUDGET = {"config": (150, 2000), "cli": (150, 2000), "upload": (60, 800)}
@@ -112,13 +113,13 @@ def _check_config(scratch: Path):
     def check(text: str) -> str:
         path.write_bytes(text.encode("utf-8", "surrogatepass"))
         try:
-            cfg = TrainConfig.load(path)
+            cfg = TrainRequest.load(path)  # what `recog train --config` reads
         except RecogError as exc:
             assert str(path) in str(exc) or "config" in str(exc), exc
             return "refused"
-        # whatever loads is a valid config: it saves and loads back the same
-        cfg.save(path)
-        assert TrainConfig.load(path) == cfg
+        # whatever loads is a valid request: it writes and loads back the same
+        path.write_text(dump_yaml(cfg.to_dict()))
+        assert TrainRequest.load(path) == cfg
         return "loaded"
 
     return check
@@ -170,8 +171,8 @@ def _check_cli(pairs: list[tuple[str, str]]) -> str:
     for flag, value in pairs:
         argv += [flag, value]
 
-    def train(*args: Any, config: TrainConfig | None = None, **kwargs: Any) -> None:
-        assert isinstance(config, TrainConfig)
+    def train(*args: Any, config: TrainRequest | None = None, **kwargs: Any) -> None:
+        assert isinstance(config, TrainRequest)
         raise _WouldTrain
 
     err = io.StringIO()

@@ -119,7 +119,7 @@ def test_explanations_beyond_the_slots_are_answered_503_with_retry_after(make_cl
 
 
 def test_concurrent_explanations_decode_one_at_a_time(make_client, monkeypatch):
-    import recog.serve.routes.explain as route
+    import recog.serve.routes.heavy as route  # the explain and attack routes' shared frame
 
     client = make_client({"digits": "classify"}, heavy_slots=1, heavy_wait_s=60)
     lock, active, peak = threading.Lock(), [0], [0]
