@@ -1,7 +1,11 @@
-"""Detection training: recog's `yolo_n` against Ultralytics YOLOv8n, side by side.
+"""Detection training: recog against Ultralytics YOLOv8n, side by side.
 
-Both train from scratch (Ultralytics from `yolov8n.yaml`, no pretrained
-weights) on the same YOLO-format data, written once by `recog data split`
+Ultralytics trains from scratch (`yolov8n.yaml`, no pretrained weights);
+recog's rows are chosen with `--recog`: `noflags` (no flags at all: the
+recipe's default, `yolo_lite0` fine-tuned from the ImageNet weights that pip
+installed, where the package is there), `scratch` (`--weights none`: the
+from-scratch recipe, `yolo_n`), `epochs` (only `--epochs`), `same` (the
+peer's settings).  All train on the same YOLO-format data, written once by `recog data split`
 (the fixed-seed 160/40 split of ../shared/data/raccoon by default), at the
 same image size, batch size and number of epochs, on the CPU.  Reported:
 
@@ -133,6 +137,7 @@ def recog_rows(args) -> dict[str, list[str]]:
     ]  # fmt: skip
     rows = {
         "noflags": ("recog, no flags", []),
+        "scratch": ("recog, --weights none (from scratch)", ["--weights", "none"]),
         "epochs": (f"recog, --epochs {args.epochs}", ["--epochs", str(args.epochs)]),
         "same": ("recog, peer's settings", same),
     }
@@ -161,13 +166,13 @@ def main() -> None:
     ap.add_argument(
         "--recog",
         default="noflags,epochs",
-        help="recog runs, comma-separated: noflags (no flags at all), epochs (only --epochs), "
-        "same (the peer's epochs, size and batch)",
+        help="recog runs, comma-separated: noflags (no flags at all), scratch (--weights none), "
+        "epochs (only --epochs), same (the peer's epochs, size and batch)",
     )
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data}: not found (the raccoon set lives in ../shared/data)")
-    print(header("detection training: recog yolo_n vs Ultralytics YOLOv8n", seed=args.seed))
+    print(header("detection training: recog vs Ultralytics YOLOv8n", seed=args.seed))
     python = ensure_peer(args.peer_venv)
     peer_version = subprocess.run(
         [str(python), "-c", "import ultralytics; print(ultralytics.__version__)"],
