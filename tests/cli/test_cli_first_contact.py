@@ -347,6 +347,8 @@ def _screen(raw: str) -> list[str]:
     return ["".join(line).rstrip() for line in lines]
 
 
+# slow (12 s, a pseudo-terminal run); the plain-lines case above stays in the default suite
+@pytest.mark.slow
 def test_a_run_on_a_terminal_leaves_no_bar_under_its_lines(tmp_path):
     """On a terminal the bars are drawn (the raw output has them) and gone at the end: what the
     screen shows is the same clean table, no row written over a leftover validation bar."""

@@ -91,6 +91,8 @@ def _same_detections(rec, exported, images, *, at_least: int = 10) -> None:
     )
 
 
+# slow (30 s): the default suite keeps yolo's export and Faster R-CNN's whole graph below
+@pytest.mark.slow
 def test_ssdlite_exports_up_to_nms_and_answers_as_torchvision(tmp_path):
     """torchvision's SSDlite, trained at 64 px (its transform resizes to 320 inside): the
     file's detections are torchvision's postprocess's, box for box."""

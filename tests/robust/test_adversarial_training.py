@@ -37,7 +37,9 @@ def test_fgsm_rs_training_makes_the_digits_classifier_more_robust(digits, tmp_pa
 
 @pytest.mark.parametrize(
     "model,metric",
-    [("unet", "robust_miou"), ("yolo_n", "robust_map50")],
+    # the detector's case is slow (13 s); the default suite keeps the dense one beside the
+    # classifier's tests above
+    [("unet", "robust_miou"), pytest.param("yolo_n", "robust_map50", marks=pytest.mark.slow)],
 )
 def test_adversarial_training_runs_for_every_task(model, metric, tmp_path):
     run = recog.train("shapes:16:8", model, epochs=1, img_size=64, batch_size=8,

@@ -81,6 +81,8 @@ def test_square_raises_the_segmentation_loss_and_never_beats_clean(unet):
     _raises_the_loss_and_never_beats_clean(unet, "miou")
 
 
+# slow: its YOLO run takes 27 s to train; the segmentation case keeps Square's dense path
+@pytest.mark.slow
 def test_square_raises_the_detection_loss_and_never_beats_clean(yolo):
     _raises_the_loss_and_never_beats_clean(yolo, "map")
 
