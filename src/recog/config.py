@@ -1,5 +1,6 @@
-"""The options of `recog train`, declared once; what a user asks (`TrainRequest`) and what
-a run used (`TrainConfig`, its config.yaml).
+"""The options of `recog train`, declared once; what a user asks and what a run used (one job: each option's one declaration, with its help and range, hence over 450 lines).
+
+`TrainRequest` is what a user asks; `TrainConfig`, what a run used (its config.yaml).
 
 Each option is one field of `TrainConfig` with its type, and an `Opt` beside
 it: the help text, the `recog train --help` heading it stands under, its
@@ -20,6 +21,7 @@ Fixed vocabularies are `Literal`s here, once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -414,12 +416,11 @@ class TrainRequest:
 
     def __init__(self, **given: Any) -> None:
         hints = _hints()
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
         _refuse_unknown(given, "")
         checked: dict[str, Any] = {}
         for key, value in given.items():
             if value is None:
-                if "option" in fields[key].metadata and fields[key].metadata["option"].chosen:
+                if "option" in _FIELDS[key].metadata and _FIELDS[key].metadata["option"].chosen:
                     continue  # `epochs: null`: left to the recipe
                 raise RecogError(f"{key} must be given a value, not null (None)")
             checked[key] = _checked(key, value, hints[key])
@@ -429,12 +430,11 @@ class TrainRequest:
     def __getattr__(self, key: str) -> Any:
         if key.startswith("_"):
             raise AttributeError(key)
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        if key not in fields:
+        if key not in _FIELDS:
             raise AttributeError(f"TrainRequest has no option {key!r}")
         if key in self._given:
             return self._given[key]
-        f = fields[key]
+        f = _FIELDS[key]
         return (
             None if f.metadata.get("option", Opt("", "", chosen=True)).chosen else fixed_default(f)
         )
@@ -483,7 +483,7 @@ def _load_mapping(path: Path) -> dict[str, Any]:
 
 
 def _refuse_unknown(values: Mapping[str, Any], source: str) -> None:
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(TrainConfig)})
+    unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
         raise RecogError(f"{source + ': ' if source else ''}unknown setting {unknown[0]!r}")
 
@@ -501,9 +501,13 @@ def _migrated(values: dict[str, Any]) -> dict[str, Any]:
     return {**_BEFORE_V3, **values, "weights": values.get("weights") or NONE}
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
     return get_type_hints(TrainConfig)
 
+
+#: the record's fields by name (a request's options are these)
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 #: each option's range, from its declaration
 _RANGES: dict[str, Range] = {
