@@ -54,3 +54,19 @@ def record(**values):
     from recog.config import TrainConfig
 
     return TrainConfig.from_dict({**_RECORD, **values}, source="test")
+
+
+def noise_class_folders(root: Path, *, side: int, n_train: int, n_val: int) -> Path:
+    """A two-class (a, b) class-folder set of random `side` px images under `root/data`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for c in ("a", "b"):
+            folder = root / "data" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 255, (side, side, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root / "data"

@@ -232,6 +232,7 @@ def _start(
     fine = recipe.finetune if weights != NONE else None
     if fine is not None:
         recipe = dataclasses.replace(recipe, **fine.recipe_settings())
+    # the resolved record's preprocessing, whatever its source (timm's vit_tiny: 0.5, 0.5)
     mean, std = (record.mean, record.std) if record is not None else (spec.mean, spec.std)
     ch.values["mean"], ch.values["std"] = list(mean), list(std)
     ch.values["pretrained"] = pretrained_record(weights, record)
@@ -257,16 +258,18 @@ def _input_size(
     side = facts.median_side if recipe.size_side == "short" else facts.median_long_side
     cap = recipe.size_cap_gpu if device_type == "cuda" else recipe.size_cap_cpu
     fine = recipe.finetune
+    # the weights' own size; 0 where the record has none (a detector's, a user's file)
+    own_size = record.input_size if record is not None and fine and fine.size_from_weights else 0
     if data_defaults.img_size:
         why = f"{data_defaults.img_size} px: {ch.get('data')}'s own size"
         ch.choose("img_size", data_defaults.img_size, why)
-    elif side and record is not None and fine is not None and fine.size_from_weights:
-        size = min(record.input_size, max(recipe.size_floor, spec.min_img_size, _round32(side)))
+    elif side and own_size:
+        size = min(own_size, max(recipe.size_floor, spec.min_img_size, _round32(side)))
         ch.choose(
             "img_size",
             size,
-            f"{size} px: the weights' own {record.input_size} px"
-            + (f", median image {side} px" if size < record.input_size else ""),
+            f"{size} px: the weights' own {own_size} px"
+            + (f", median image {side} px" if size < own_size else ""),
         )
     elif side:
         size = min(cap, max(recipe.size_floor, spec.min_img_size, _round32(side)))

@@ -3,8 +3,10 @@
 The recipe's first decision (`recog.recipe.resolve` calls `choose_start` before
 any other rule, since the model and the weights decide the rest): a task's
 `FineTune` part names its pretrained default and the fine-tuning rules that
-replace the from-scratch ones; `pretrained_record` is the provenance a run
-keeps (name, source, file, sha256).  Evidence: docs/recipe.md, "Fine-tuning".
+replace the from-scratch ones; the weights resolve to one record of the table
+(`recog.models.weights.for_weights`: a pip package's, a library cache's or
+the user's file), whose preprocessing the run takes; `pretrained_record` is
+the provenance a run keeps (name, source, file, sha256).  Evidence: docs/recipe.md, "Fine-tuning".
 """
 
 from __future__ import annotations
@@ -19,10 +21,8 @@ from recog.errors import RecogError
 from recog.models import pretrained
 from recog.models.factory import get_spec
 from recog.models.pretrained import IMAGENET, PretrainedWeights
+from recog.models.weights import for_weights
 from recog.types import DataFacts
-
-#: `--weights` values that name a library's cache rather than a file
-HUB_NAMES = ("torchvision", "timm", "smp")
 
 
 @dataclass(frozen=True)
@@ -102,30 +102,26 @@ def choose_start(
                 f"{facts.task} data with images of ~{facts.median_side} px"
             )
     spec = get_spec(model)
-    record = pretrained.get(spec.pretrained) if spec.pretrained else None
     if weights is None:
-        weights = IMAGENET if record is not None and record.available() else NONE
-    if weights == IMAGENET:
-        if record is None:
-            raise RecogError(
-                f"--weights imagenet: model {model} has no ImageNet weights in recog's table "
-                "(`recog weights` lists them; or a file's path, or --weights none)"
-            )
-        record.path()  # the package and its file are here, or one line saying which is not
-        notes.append(f"weights {record.name}: ImageNet weights from {record.source()}")
-        return model, weights, record
-    if weights != NONE and record is not None and weights not in HUB_NAMES:
-        return model, weights, record  # the user's own file of the record's layout
-    return model, weights, None
+        own = pretrained.get(spec.pretrained) if spec.pretrained else None
+        weights = IMAGENET if own is not None and own.available() else NONE
+    # the one lookup: the pip package's, a library cache's or the user's file (None: none)
+    record = for_weights(spec, weights, cfg.model_args or {})
+    if record is not None and record.locator.kind != "file":
+        record.path()  # the file is here, or one line saying where to put it
+        what = "ImageNet weights" if weights == IMAGENET else f"{weights}'s weights"
+        notes.append(f"weights {record.name}: {what} from {record.source()}")
+    return model, weights, record
 
 
 def pretrained_record(weights: str, record: PretrainedWeights | None) -> dict[str, str]:
-    """What config.yaml records of the pretrained start: name, source, file, sha256."""
-    if weights == NONE:
+    """What config.yaml records of the pretrained start: name, source, file, sha256 (the
+    table's, else computed from the file), licence."""
+    if record is None:
         return {}
-    if record is None or weights != IMAGENET:
+    if record.locator.kind == "file":
         path = Path(weights)
-        info = {"name": weights, "source": "cache" if weights in HUB_NAMES else "file"}
+        info = {"name": weights, "source": "file"}
         if path.is_file():
             info |= {"file": str(path.resolve()), "sha256": pretrained.sha256_of(path)}
         return info

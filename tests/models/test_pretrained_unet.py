@@ -25,9 +25,9 @@ from recog.config import TrainRequest
 from recog.engine.optim import build_optimizer
 from recog.engine.trainer import WEIGHTS_NAME
 from recog.models.factory import create_model, get_spec
-from recog.models.pretrained import TABLE, load_into, load_start
+from recog.models.pretrained import TABLE, load_into
 from recog.models.segment import SemanticSegmenter, _StaticSameConv2d
-from recog.models.weights import load_pretrained
+from recog.models.weights import load_pretrained, load_start
 from recog.recipe import resolve
 from recog.resolve import resolve_config
 from recog.tasks import SegmentTask

@@ -235,7 +235,7 @@ def _build(res: recipe.Resolution, task_cls: type[Task], ctx: DistContext) -> _B
         )
     model, spec = build_model(cfg, len(splits.class_names))
     if cfg.weights != NONE:
-        from recog.models.pretrained import load_start
+        from recog.models.weights import load_start
 
         res.notes.append(
             "loaded " + load_start(model, spec, cfg.weights, model_args=cfg.model_args)

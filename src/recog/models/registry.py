@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -41,17 +40,17 @@ class ModelSpec:
     encoder: str = ""
     #: a segmentation model that separates instances (Mask R-CNN) rather than classes
     instance: bool = False
-    #: `--weights timm|smp`: (source, model_args) -> the local file of the library's
-    #: pretrained weights for the model or its encoder (`recog.models.hub`); None: neither
-    hub_weights: Callable[[str, Mapping[str, Any]], Path] | None = None
+    #: `--weights torchvision|timm|smp` -> the library's name of the file that fits the model
+    #: or its backbone: torchvision's builder (its default weights), timm's architecture,
+    #: smp's encoder (records of `recog.models.cached`)
+    library_weights: Mapping[str, str] = field(default_factory=dict)
+    #: the builder argument (`--model-args`) that names the encoder instead (unet: `encoder`)
+    library_arg: str = ""
     #: the record of `recog.models.pretrained.TABLE` that fits this model (`--weights
     #: imagenet`, and the recipe's default where its file is on the machine); "": none
     pretrained: str = ""
     #: dotted prefix of the timm network that record loads into ("": the whole model)
     pretrained_at: str = ""
-    #: torchvision's name of the model this one wraps (`--weights torchvision` looks up its
-    #: default weights' file in the torch hub cache); "": the registry name is torchvision's
-    torchvision_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,14 @@ U-Net comes from segmentation_models_pytorch (any of its encoders, e.g.
 resnet18/34, mobilenet_v2, efficientnet-b0, or a timm one as `tu-<name>`),
 always with `encoder_weights=None`: nothing is downloaded; `--weights` loads a
 local encoder file instead, or `--weights smp` the file smp would have downloaded
-if it is in the local Hugging Face cache (`recog.models.weights`, `recog.models.hub`).
+if it is in the local Hugging Face cache (`recog.models.weights`, `recog.models.cached`).
 `unet_lite0` is that U-Net on EfficientNet-Lite0, whose ImageNet encoder weights
 ship in a pip package (`--weights imagenet`, `recog.models.pretrained`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import torch
@@ -32,9 +31,7 @@ import torch.nn.functional as F
 import torchvision.models.detection as tvd
 from torch import nn
 
-from recog.errors import RecogError
 from recog.models.detect import TorchvisionDetector
-from recog.models.hub import smp_file, timm_weights
 from recog.models.registry import Range, register_model
 from recog.types import TaskName
 
@@ -129,24 +126,14 @@ def _static_same_padding(encoder: nn.Module) -> None:
             encoder.set_submodule(name, _StaticSameConv2d(module))
 
 
-def _unet_encoder_weights(source: str, model_args: Mapping[str, Any]) -> Path:
-    """`--weights smp`: smp's ImageNet weights of the U-Net's encoder (timm's for `tu-`
-    encoders, which `--weights timm` also names)."""
-    encoder = str(model_args.get("encoder", "resnet18"))
-    if source == "timm" and not encoder.startswith("tu-"):
-        raise RecogError(
-            f"--weights timm: unet's encoder {encoder} is smp's own; use --weights smp "
-            "(or --model-args encoder=tu-<timm name>)"
-        )
-    return smp_file(encoder)
-
-
 @register_model(
     "unet",
     default_img_size=256,
     head=("model.segmentation_head",),
     encoder="model.encoder",
-    hub_weights=_unet_encoder_weights,
+    # `--weights smp`: smp's ImageNet file of the `encoder` argument (timm's for `tu-` ones)
+    library_weights={"smp": "resnet18"},
+    library_arg="encoder",
     description="U-Net (segmentation_models_pytorch), encoder=resnet18 by default",
     # its lr 2e-3 held at batch 8 (membrane, 0.786 mIoU) and 16 (shapes, 0.91): used as is
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
@@ -195,7 +182,7 @@ _LITE0_AT = "model.encoder.model"
     # the decoder and the segmentation head are new: fine-tuning's head, the encoder its body
     head=("model.decoder", "model.segmentation_head"),
     encoder=_LITE0_AT,
-    hub_weights=timm_weights("tf_efficientnet_lite0"),
+    library_weights={"timm": "tf_efficientnet_lite0"},
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     pretrained="efficientnet_lite0.imagenet",
@@ -233,7 +220,7 @@ def _register_torchvision(
 
     @register_model(
         name,
-        torchvision_name=torchvision_name,
+        library_weights={"torchvision": torchvision_name},
         default_img_size=256,
         head=("model.classifier.4",),
         encoder="model.backbone",
@@ -263,7 +250,7 @@ _register_torchvision(
     head=("model.classifier.4",),
     encoder="model.backbone",
     description="FCN head on a dilated ResNet-18 (timm), output stride 16",
-    hub_weights=timm_weights("resnet18"),
+    library_weights={"timm": "resnet18"},
     train_defaults={"lr": 2e-3, "weight_decay": 1e-4},
     **_SEMANTIC,
 )
@@ -297,7 +284,7 @@ class InstanceSegmenter(TorchvisionDetector):
 
 @register_model(
     "mask_rcnn",
-    torchvision_name="maskrcnn_resnet50_fpn_v2",
+    library_weights={"torchvision": "maskrcnn_resnet50_fpn_v2"},
     default_img_size=512,
     head=("model.roi_heads.box_predictor", "model.roi_heads.mask_predictor.mask_fcn_logits"),
     encoder="model.backbone.body",

@@ -1,17 +1,17 @@
 """Local pretrained weights: read safely, match to a model, replace the head.
 
 `--weights` takes a path (safetensors, or a torch/timm state dict read with
-`weights_only=True`) or `torchvision`, meaning the file torchvision would
-have downloaded for this architecture, if it is already in the local torch
-hub cache; `timm` and `smp` name the file timm or segmentation_models_pytorch
-would have downloaded for the model or its encoder, if it is in the local
-Hugging Face cache (`recog.models.hub`).  Nothing is ever downloaded.  Classifier-head tensors whose shape
-differs (a new set of classes) are left at their fresh initialisation; any
-other mismatch is an error naming the first mismatching layer.
+`weights_only=True`) or `torchvision`, `timm`, `smp`: the file the library
+would have downloaded for the model or its backbone, if it is in its local
+cache (records of `recog.models.cached`).  Nothing is ever downloaded.  A load
+is strict (`load_record`): classifier-head tensors whose shape differs (a new
+set of classes) are left at their fresh initialisation; any other mismatch is
+an error naming the first mismatching layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,76 +20,88 @@ import torch
 from torch import nn
 
 from recog.errors import RecogError
-from recog.io import load_weights
-from recog.models.hub import HUB_SOURCES
+from recog.models import cached, pretrained
+from recog.models.pretrained import LoadReport, PretrainedWeights, UserFile
 from recog.models.registry import ModelSpec
-
-_WRAPPER_KEYS = ("state_dict", "model", "model_state", "module", "ema")
-_PREFIXES = ("module.", "model.", "_orig_mod.")
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file or a (possibly wrapped) torch state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecogError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        state = load_weights(path)
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - anything unreadable is a bad file
-            raise RecogError(
-                f"{path}: not a safetensors file or a torch state dict ({exc.__class__.__name__})"
-            ) from exc
-        for key in _WRAPPER_KEYS:
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise RecogError(f"{path}: holds no state dict of tensors")
-    for prefix in _PREFIXES:
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
-    return state
-
-
-def cached_torchvision_weights(model_name: str) -> Path:
-    """The torch hub cache file of torchvision's default weights for `model_name`."""
-    import torchvision.models as tvm
-
-    try:
-        weights = tvm.get_model_weights(model_name).DEFAULT
-    except (ValueError, KeyError) as exc:
-        raise RecogError(
-            f"--weights torchvision: torchvision has no weights for {model_name}"
-        ) from exc
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not path.is_file():
-        raise RecogError(
-            f"--weights torchvision: {path} is not in the local torch cache and recog never downloads; "
-            "copy the file there or pass its path"
-        )
-    return path
+from recog.models.state_file import read_state_dict
 
 
 def _is_head(key: str, head: tuple[str, ...]) -> bool:
     return any(key == h or key.startswith(h + ".") for h in head)
 
 
-def _source_file(
-    spec: ModelSpec, source: str, tv_name: str | None, model_args: Mapping[str, Any]
-) -> Path:
-    if source == "torchvision":
-        return cached_torchvision_weights(tv_name or spec.torchvision_name or spec.name)
-    if source in HUB_SOURCES:
-        if spec.hub_weights is None:
+def _place(
+    state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor], spec: ModelSpec, path: Path
+) -> tuple[str, dict[str, torch.Tensor]]:
+    """Where the file's tensors sit in the model: its own names (""), a wrapped library model
+    (`model.`: torchvision's detector), the backbone (`spec.encoder`), or smp's
+    timm-universal encoder's timm network (`<encoder>.model`); file names may carry one
+    extra leading part (`features.` of a MobileNet).  The placing that finds most wins."""
+    prefixes = ["", "model."]
+    if spec.encoder:
+        prefixes += [spec.encoder + ".", spec.encoder + ".model."]
+    stripped = {k.split(".", 1)[1]: v for k, v in state.items() if "." in k}
+    best, count = ("", state), 0
+    for candidate in (state, stripped):
+        for prefix in prefixes:
+            found = sum(prefix + k in own for k in candidate)
+            if found > count:
+                best, count = (prefix, candidate), found
+    if not count:
+        region = [k for k in own if k.startswith(spec.encoder + ".")] if spec.encoder else own
+        whose = f"{spec.name}'s encoder" if spec.encoder else spec.name
+        raise RecogError(
+            f"{path}: matches 0 of the {len(region)} tensors of {whose} "
+            "(is this the right architecture?)"
+        )
+    return best
+
+
+def load_record(model: nn.Module, spec: ModelSpec, record: PretrainedWeights) -> LoadReport:
+    """Load a file in the model's own names (a library cache's, a user's) into `model`,
+    strictly: the whole model, where every tensor but the head's must find its place and
+    every file tensor its layer (but the record's `unused_ok`); or the backbone alone, where
+    every backbone tensor must find its place and the file's others (its classifier) stay
+    unused.  The head of another class count, and all outside the backbone, are left fresh."""
+    path = record.path()
+    own = model.state_dict()
+    prefix, state = _place(read_state_dict(path), own, spec, path)
+    region = {k: v for k, v in own.items() if k.startswith(prefix)}
+    whole = len(region) == len(own)
+    if not whole:
+        found = sum(k[len(prefix) :] in state for k in region)
+        if found < len(region):
             raise RecogError(
-                f"--weights {source}: {spec.name} is not built on {source}'s weights "
-                "(--weights torchvision, or a file's path)"
+                f"{path}: matches {found} of the {len(region)} tensors of {spec.name}'s encoder "
+                "(is this the right architecture?)"
             )
-        return spec.hub_weights(source, model_args)
-    return Path(source)
+    fresh: list[str] = []
+    for key, tensor in region.items():
+        mine = state.get(key[len(prefix) :])
+        if mine is not None and mine.shape == tensor.shape:
+            continue
+        if _is_head(key, spec.head):
+            fresh.append(key)
+        elif mine is None:
+            raise RecogError(
+                f"{path}: no tensor for layer {key!r} of {spec.name} (is this the right architecture?)"
+            )
+        else:
+            raise RecogError(
+                f"{path}: layer {key!r} has shape {tuple(mine.shape)} in the file "
+                f"but {tuple(tensor.shape)} in {spec.name}"
+            )
+    unused = tuple(k for k in state if prefix + k not in region)
+    stray = [k for k in unused if not k.startswith(record.unused_ok)]
+    if whole and stray:
+        raise RecogError(
+            f"{path}: layer {stray[0]!r} is not in {spec.name} (is this the right architecture?)"
+        )
+    loaded = {prefix + k: v for k, v in state.items() if prefix + k in region}
+    loaded = {k: v for k, v in loaded.items() if k not in fresh}
+    model.load_state_dict(loaded, strict=False)
+    left = tuple(k for k in own if k not in loaded)
+    return LoadReport(len(loaded), left, unused)
 
 
 def load_pretrained(
@@ -97,81 +109,63 @@ def load_pretrained(
     spec: ModelSpec,
     source: str,
     *,
-    tv_name: str | None = None,
     model_args: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Load `source` into `model`; returns the head keys left freshly initialised.
+    """Load `source` (a `--weights` value: a file's path, or `torchvision`, `timm`, `smp`)
+    into `model` in the model's own names; returns the model keys left fresh.
 
     `model_args` are the builder's (`--model-args`): which encoder a U-Net has."""
-    path = _source_file(spec, source, tv_name, model_args or {})
-    state = read_state_dict(path)
-    own = model.state_dict()
-    if not any(k in own for k in state):
-        # a wrapped model's own checkpoint: torchvision's detector inside our `model.`
-        wrapped = {f"model.{k}": v for k, v in state.items()}
-        if any(k in own for k in wrapped):
-            state = wrapped
-    if spec.encoder and not any(k in own for k in state):
-        return load_encoder(model, spec, state, path)
-    fresh: list[str] = []
-    for key, tensor in own.items():
-        if key not in state:
-            if _is_head(key, spec.head):
-                fresh.append(key)
-                continue
+    record = for_weights(spec, source, model_args)
+    if record is None:
+        return list(model.state_dict())
+    if record.mapped:  # a file for the model's pip record: read in the model's own names here
+        record = dataclasses.replace(record, mapped=False)
+    return list(load_record(model, spec, record).fresh)
+
+
+def for_weights(
+    spec: ModelSpec, weights: str, model_args: Mapping[str, Any] | None = None
+) -> PretrainedWeights | None:
+    """The one lookup of `--weights` (resolved): the record a run starts from, None for
+    `none`.  `imagenet`: the model's pip record; `torchvision`, `timm`, `smp`: the library's
+    file in its local cache (`recog.models.cached`); anything else, a file's path: read in the
+    layout of the model's pip record where it has one, else in the model's own."""
+    if weights == "none":
+        return None
+    if weights == pretrained.IMAGENET:
+        if not spec.pretrained:
             raise RecogError(
-                f"{path}: no tensor for layer {key!r} of {spec.name} (is this the right architecture?)"
+                f"--weights imagenet: model {spec.name} has no ImageNet weights in recog's table "
+                "(`recog weights` lists them; or a file's path, or --weights none)"
             )
-        if state[key].shape != tensor.shape:
-            if _is_head(key, spec.head):
-                fresh.append(key)
-                continue
-            raise RecogError(
-                f"{path}: layer {key!r} has shape {tuple(state[key].shape)} in the file "
-                f"but {tuple(tensor.shape)} in {spec.name}"
-            )
-    extra = [k for k in state if k not in own]
-    if extra:
-        raise RecogError(
-            f"{path}: layer {extra[0]!r} is not in {spec.name} (is this the right architecture?)"
+        return pretrained.get(spec.pretrained)
+    if weights in cached.LIBRARIES:
+        return cached.library_record(spec, weights, model_args or {})
+    path = Path(weights)
+    if spec.pretrained:
+        return dataclasses.replace(
+            pretrained.get(spec.pretrained), name=path.name, locator=UserFile(path), sha256=""
         )
-    model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
-    return fresh
+    return PretrainedWeights(
+        name=path.name, arch=spec.name, locator=UserFile(path), sha256="", mean=spec.mean,
+        std=spec.std, input_size=0, interpolation="", crop_pct=0.0, imagenet_top1=None,
+        params_m=None, gmacs=None, licence="",
+    )  # fmt: skip
 
 
-def load_encoder(
-    model: nn.Module, spec: ModelSpec, state: dict[str, torch.Tensor], path: Path
-) -> list[str]:
-    """Backbone-only weights (e.g. an ImageNet ResNet for a U-Net encoder) into `spec.encoder`.
-
-    File keys may carry one extra leading part (`features.` of a MobileNet); keys the
-    encoder lacks (the classifier `fc.`) are skipped.  Returns the model keys left fresh.
-    """
-    prefix = spec.encoder + "."
-    own = {k[len(prefix) :]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
-
-    def matches(candidate: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in candidate.items() if k in own}
-
-    found = matches(state)
-    stripped = {k.split(".", 1)[1]: v for k, v in state.items() if "." in k}
-    if len(matches(stripped)) > len(found):
-        found = matches(stripped)
-    if len(found) < len(own) / 2:
-        raise RecogError(
-            f"{path}: matches {len(found)} of the {len(own)} tensors of {spec.name}'s encoder "
-            "(is this the right architecture?)"
-        )
-    for key, tensor in found.items():
-        if tensor.shape != own[key].shape:
-            raise RecogError(
-                f"{path}: encoder layer {key!r} has shape {tuple(tensor.shape)} in the file "
-                f"but {tuple(own[key].shape)} in {spec.name}"
-            )
-    model.load_state_dict({prefix + k: v for k, v in found.items()}, strict=False)
-    return [
-        k for k in model.state_dict() if not (k.startswith(prefix) and k[len(prefix) :] in found)
-    ]
+def load_start(
+    model: nn.Module, spec: ModelSpec, weights: str, *, model_args: Mapping[str, Any]
+) -> str:
+    """Load the run's starting weights (`--weights`, resolved) into `model`, strictly; returns
+    the line the start block prints: which file, from where, what was loaded and left fresh."""
+    record = for_weights(spec, weights, model_args)
+    if record is None:
+        raise RecogError("--weights none: there is nothing to load")
+    if record.mapped:
+        report = pretrained.load_into(model, record, prefix=spec.pretrained_at, head=spec.head)
+    else:
+        report = load_record(model, spec, record)
+    return f"{record.name} from {record.source()}: {report.summary()}"
 
 
 def freeze_backbone(model: nn.Module, spec: ModelSpec) -> int:
