@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from recog.config import NONE, TrainRequest
-from recog.errors import RecogError
 from recog.models import pretrained
 from recog.models.factory import get_spec
 from recog.models.pretrained import IMAGENET, PretrainedWeights
@@ -125,10 +124,11 @@ def pretrained_record(weights: str, record: PretrainedWeights | None) -> dict[st
         if path.is_file():
             info |= {"file": str(path.resolve()), "sha256": pretrained.sha256_of(path)}
         return info
+    path = record.path()
     return {
         "name": record.name,
         "source": record.source(),
-        "file": str(record.path()),
-        "sha256": record.sha256,
+        "file": str(path),
+        "sha256": record.sha256 or pretrained.sha256_of(path),
         "licence": record.licence,
     }
