@@ -23,7 +23,7 @@ from typing import Any
 from recog.console import progress_bar
 from recog.data.inventory import Finding, Inventory
 from recog.doctor import evidence
-from recog.doctor.duplicates import find_duplicates
+from recog.doctor.duplicates import IMAGENET_RULE, RUN_RULE, find_duplicates
 from recog.doctor.facet import DOCTOR, DoctorFacet
 from recog.doctor.images import image_findings
 from recog.doctor.metadata import metadata_leaks
@@ -127,6 +127,7 @@ class _LabelEvidence:
     seed: int
     fold_steps: int | None
     rec: Any  # the loaded run (a Recognizer), or None
+    imagenet: tuple[Any, str] | None = None  # `_Scanned.imagenet`: computed once, shared
     how: dict[str, Any] = field(default_factory=dict)
 
     def cross_validated(self) -> Any:
@@ -150,7 +151,7 @@ class _LabelEvidence:
                 bar.update(jobs[what], completed=done)
 
             if self.fold_steps is None:  # --fold-steps asks for the fold models by name
-                found = evidence.pretrained_features(paths, self.sides, progress)
+                found = self.imagenet
                 if found is not None:
                     self.how["how"] = f"{evidence.FOLDS}-fold logistic regression on {found[1]}"
                     return evidence.probe_out_of_fold(found[0], labels, self.seed)
@@ -175,24 +176,71 @@ class _LabelEvidence:
         return predict
 
 
-def _scan(paths: list[Path], rec: Any, checks: list[str]) -> tuple[list[Any], list[int], Any]:
-    """Scan every file once (`scan`); the scans, which were readable, and the run's
-    embeddings of those (None without a run or embeddings); `checks` hears what ran."""
+@dataclass
+class _Scanned:
+    """One read of every file (`scan`) and what models say of the readable ones, computed
+    once: the run's embeddings (for the label probe) and the untouched ImageNet features
+    (for the near duplicates and, without a run, the label probe)."""
+
+    scans: list[Any]
+    readable: list[int]
+    run_embeddings: Any = None  # (n, d) over every scanned file, or None
+    imagenet: tuple[Any, str] | None = None  # ((len(readable), 1280), what they are), or None
+
+    def near_duplicates(self, entries: Sequence[Any], checks: list[str]) -> list[Finding]:
+        """`find_duplicates` with the ImageNet features where there are some (they separate
+        near copies better than a fine-tuned run's own: docs/doctor.md), else the run's."""
+        if self.imagenet is not None:
+            import numpy as np
+
+            feats, what = self.imagenet
+            full = np.zeros((len(self.scans), feats.shape[1]), dtype=feats.dtype)
+            full[self.readable] = feats
+            rule = IMAGENET_RULE
+            checks.append(
+                f"near duplicates also by {what}: cosine >= {rule.cosine} of the features "
+                "centred on the set's mean"
+                + (", not the run's embeddings (they separate near copies less)"
+                   if self.run_embeddings is not None else "")
+            )  # fmt: skip
+            return find_duplicates(entries, self.scans, full, rule)
+        if self.run_embeddings is not None:
+            rule = RUN_RULE
+            checks.append(
+                f"near duplicates also by the run's embeddings ({self.run_embeddings.shape[1]} "
+                f"dims): cosine >= {rule.cosine} with the hashes within {rule.within_bits} bits"
+            )
+        return find_duplicates(entries, self.scans, self.run_embeddings, RUN_RULE)
+
+
+def _scan(paths: list[Path], rec: Any, checks: list[str]) -> _Scanned:
+    """Scan every file once (`scan`), then the run's embeddings and the ImageNet features of
+    the readable ones (`evidence`); `checks` hears what ran."""
     with progress_bar() as bar:
         job = bar.add_task("scanning", total=len(paths), info="")
         scans = scan_files(paths, progress=lambda n: bar.advance(job, n))
-    readable = [i for i, s in enumerate(scans) if not s.problem]
+        readable = [i for i, s in enumerate(scans) if not s.problem]
+        out = _Scanned(scans, readable)
+        if readable:
+            jobs: dict[str, Any] = {}
+
+            def progress(what: str, done: int, total: int) -> None:
+                if what not in jobs:
+                    jobs[what] = bar.add_task(what, total=total, info="")
+                bar.update(jobs[what], completed=done)
+
+            sides = [min(scans[i].width, scans[i].height) for i in readable]
+            out.imagenet = evidence.pretrained_features([paths[i] for i in readable], sides,
+                                                        progress)  # fmt: skip
     checks.append(f"{len(paths)} images scanned (SHA-256, pHash + dHash)")
-    embeddings = None
     if rec is not None and readable:
         feats = evidence.run_features(rec, [paths[i] for i in readable])
         if feats is not None:
             import numpy as np
 
-            embeddings = np.zeros((len(paths), feats.shape[1]), dtype=feats.dtype)
-            embeddings[readable] = feats
-            checks.append(f"near duplicates also by the run's embeddings ({feats.shape[1]} dims)")
-    return scans, readable, embeddings
+            out.run_embeddings = np.zeros((len(paths), feats.shape[1]), dtype=feats.dtype)
+            out.run_embeddings[readable] = feats
+    return out
 
 
 def _label_check_lines(how: str, label_how: dict[str, Any]) -> list[str]:
@@ -271,14 +319,15 @@ def diagnose(
         evidence.check_run_classes(rec, inv.class_names, str(task_name))
     paths = [e.path for e in inv.entries]
     checks: list[str] = []
-    scans, readable, embeddings = _scan(paths, rec, checks)
-    findings = find_duplicates(inv.entries, scans, embeddings)
+    scanned = _scan(paths, rec, checks)
+    scans, readable = scanned.scans, scanned.readable
+    findings = scanned.near_duplicates(inv.entries, checks)
     findings += image_findings(inv.entries, scans)
     clean_inv = replace(inv, entries=[inv.entries[i] for i in readable])
     findings += doctor.annotation_findings(clean_inv)
     sides = [min(scans[i].width, scans[i].height) for i in readable]
-    ask = _LabelEvidence(clean_inv, embeddings, readable, sides, seed=seed,
-                         fold_steps=fold_steps, rec=rec)  # fmt: skip
+    ask = _LabelEvidence(clean_inv, scanned.run_embeddings, readable, sides, seed=seed,
+                         fold_steps=fold_steps, rec=rec, imagenet=scanned.imagenet)  # fmt: skip
     labels, how = doctor.label_findings(clean_inv, cross_validated=ask.cross_validated,
                                         predict=ask.predict())  # fmt: skip
     findings += labels
