@@ -178,9 +178,10 @@ def test_the_flags_are_the_declarations():
 
 def test_confidence_choices_match_the_library():
     from recog.cli import confidence
-    from recog.confidence.ood import DEFAULT_SCORE, SCORES
+    from recog.confidence.ood import DEFAULT_SCORE, FALLBACK_SCORE, SCORES
 
     assert confidence.SCORES == SCORES and confidence.DEFAULT_SCORE == DEFAULT_SCORE
+    assert confidence.FALLBACK_SCORE == FALLBACK_SCORE
 
 
 # ------------------------------------------------------------------ shell completion

@@ -9,6 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from recog.confidence.ood import (
+    FEATURE_SCORES,
+    IMAGENET_SCORES,
     SCORES,
     FeatureStats,
     OODRule,
@@ -80,12 +82,15 @@ def test_rule_round_trips_through_its_files(tmp_path, name):
     train, labels = _clusters(300, seed=0)
     val, _ = _clusters(100, seed=1)
     logits = torch.randn(100, 3, generator=torch.Generator().manual_seed(3))
-    rule = OODRule.fit(name, logits, val, FeatureStats.fit(train, labels), tpr=0.9, data="syn")
+    rule = OODRule.fit(name, logits, val, FeatureStats.fit(train, labels), tpr=0.9, data="syn",
+                       features_from="efficientnet_lite0.imagenet")  # fmt: skip
     written = rule.save(tmp_path)
     assert (tmp_path / "ood_rule.json") in written
-    assert (tmp_path / "ood_bank.safetensors").is_file() == (name in ("knn", "mahalanobis"))
+    assert (tmp_path / "ood_bank.safetensors").is_file() == (name in FEATURE_SCORES)
     back = OODRule.load(tmp_path)
     assert back is not None and back.score == name and back.threshold == rule.threshold
+    # an imagenet_* rule names the record whose features it reads; the others none
+    assert back.features == ("efficientnet_lite0.imagenet" if name in IMAGENET_SCORES else "")
     torch.testing.assert_close(back.scores(logits, val), rule.scores(logits, val))
     assert float((rule.scores(logits, val) >= rule.threshold).double().mean()) >= 0.9
 
@@ -97,6 +102,7 @@ def test_rule_round_trips_through_its_files(tmp_path, name):
         ({"score": "msp", "threshold": "high", "tpr": 0.95}, "threshold"),
         ({"score": "msp", "threshold": 0.5, "tpr": 1.5}, "tpr"),
         ({"score": "knn", "threshold": 0.5, "tpr": 0.95, "k": 1}, "ood_bank.safetensors"),
+        ({"score": "imagenet_knn", "threshold": 0.5, "tpr": 0.95, "k": 1}, "ood_bank.safetensors"),
     ],
 )
 def test_a_bad_rule_file_is_one_line_naming_it(tmp_path, record, message):

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from recog import io as rio
 from recog.api.images import ImageInput, _as_image_list, _to_tensor
-from recog.confidence import DEFAULT_SCORE, Calibration, Confidence, OODRule
+from recog.confidence import DEFAULT_SCORE, FALLBACK_SCORE, Calibration, Confidence, OODRule
 from recog.confidence.facet import CONFIDENCE
+from recog.confidence.ood import IMAGENET_SCORES
 from recog.errors import RecogError
 
 if TYPE_CHECKING:
@@ -114,11 +115,20 @@ class TrustMethods:
 
     # ---------------------------------------- confidence: calibrate, fit_ood, ood_report
     # (the logic is recog.confidence's; these pick the data and keep the results in the run)
-    def _model_at(self) -> ModelAt:
-        """This run's model as `recog.confidence.fitting` measures with it."""
+    def _model_at(self, imagenet: bool | None = False) -> ModelAt:
+        """This run's model as `recog.confidence.fitting` measures with it; `imagenet`: with
+        the untouched ImageNet network beside it (True: or the line saying why not; None:
+        where its package is installed)."""
+        from recog.confidence import imagenet as inet
         from recog.confidence.fitting import ModelAt
 
-        return ModelAt(self.task, self.model, self.spec, self.device, batch_size=self._batch())
+        extractor = None
+        if imagenet or (imagenet is None and inet.available(self.config.pretrained)):
+            extractor = inet.ImageNetFeatures(inet.record_for(self.config.pretrained))
+        return ModelAt(
+            self.task, self.model, self.spec, self.device, batch_size=self._batch(),
+            imagenet=extractor,
+        )  # fmt: skip
 
     def _held_out(self, data: str | None) -> tuple[Any, str]:
         """Labelled held-out images: `data`, or the run's own validation split."""
@@ -148,21 +158,26 @@ class TrustMethods:
         self,
         data: str | None = None,
         *,
-        score: str = DEFAULT_SCORE,
+        score: str | None = None,
         tpr: float = 0.95,
         save: bool = True,
     ) -> OODRule:
         """Fit the "none of these" rule: `score`'s threshold keeping `tpr` of the held-out images
         (default: the validation split); the feature scores compare with the training images.
+        `score` None: `DEFAULT_SCORE` (k-NN on untouched ImageNet features) where the ImageNet
+        network's package is installed, else `FALLBACK_SCORE` (msp).
         With `save`, `RUN/ood_rule.json` (and `ood_bank.safetensors`)."""
         self.require_torch("out-of-distribution rules")
         from recog.confidence import fitting
+        from recog.confidence import imagenet as inet
 
+        if score is None:
+            score = DEFAULT_SCORE if inet.available(self.config.pretrained) else FALLBACK_SCORE
         fitting.check_score(score)
         fitting.check_tpr(tpr)
         dataset, name = self._held_out(data)
         rule = fitting.fit_rule(
-            self._model_at(),
+            self._model_at(imagenet=score in IMAGENET_SCORES),
             dataset,
             lambda: CONFIDENCE.of(self.task).load_reference(self.config),
             score_name=score,
@@ -197,7 +212,7 @@ class TrustMethods:
 
         require_class_logits(self.task)
         outside_files = files(out)
-        at = self._model_at()
+        at = self._model_at(imagenet=None)
         if inputs is None:
             inside = at.outputs(self._dataset(None))
         else:

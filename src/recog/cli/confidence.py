@@ -14,8 +14,9 @@ from pathlib import Path
 
 #: recog.confidence.ood.SCORES and DEFAULT_SCORE, written out so `--help` imports no torch
 #: (tests/cli/test_cli_first_contact.py keeps them equal)
-SCORES = ("msp", "energy", "knn", "mahalanobis")
-DEFAULT_SCORE = "msp"
+SCORES = ("msp", "energy", "knn", "mahalanobis", "imagenet_knn", "imagenet_mahalanobis")
+DEFAULT_SCORE = "imagenet_knn"
+FALLBACK_SCORE = "msp"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ood-score",
         choices=SCORES,
-        default=DEFAULT_SCORE,
-        help=f"the score the reject rule thresholds (default {DEFAULT_SCORE})",
+        help=f"the score the reject rule thresholds (default {DEFAULT_SCORE}: k-NN on the "
+        f"untouched ImageNet features of EfficientNet-Lite0, or {FALLBACK_SCORE} where its "
+        "package is not installed)",
     )
     p.add_argument("--no-ood", action="store_true", help="fit the temperature only, no reject rule")
     p.add_argument("--device", default="auto")

@@ -30,6 +30,7 @@ from recog.errors import RecogError
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
+    from recog.confidence.imagenet import ImageNetFeatures
     from recog.models.registry import ModelSpec
     from recog.tasks.base import Task
 
@@ -70,14 +71,22 @@ class FeatureTap:
 
 @dataclass
 class Outputs:
-    """One pass over some images: logits (N, C), features (N, D), labels (N,) or None."""
+    """One pass over some images: logits (N, C), features (N, D), labels (N,) or None, and
+    the untouched ImageNet features (N, D') of the same images where they were asked for."""
 
     logits: Tensor
     features: Tensor
     labels: Tensor | None = None
+    imagenet: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.logits.shape[0])
+
+    def features_for(self, score: str) -> Tensor | None:
+        """The features `score` reads: ImageNet's for an `imagenet_*` score, else the run's."""
+        from recog.confidence.ood import IMAGENET_SCORES
+
+        return self.imagenet if score in IMAGENET_SCORES else self.features
 
 
 def logits_and_features(
@@ -106,19 +115,25 @@ def collect_dataset(
     device: torch.device,
     *,
     batch_size: int = 64,
+    imagenet: ImageNetFeatures | None = None,
 ) -> Outputs:
-    """Logits, features and labels over a labelled dataset (the task's collation)."""
+    """Logits, features and labels over a labelled dataset (the task's collation); with
+    `imagenet`, also its features of the same prepared images."""
     require_class_logits(task)
     model.eval()
     head = head_module(model, spec)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=task.collate)
     parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    extra: list[Tensor] = []
     for batch in loader:
         logits, feats = logits_and_features(task, model, head, batch.images.to(device))
         parts.append((logits, feats, batch.targets.reshape(-1).cpu()))
+        if imagenet is not None:
+            extra.append(imagenet(batch.images))
     if not parts:
         raise RecogError("no images to measure on")
-    return Outputs(*(torch.cat([p[i] for p in parts]) for i in range(3)))
+    logits, feats, labels = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return Outputs(logits, feats, labels, torch.cat(extra) if extra else None)
 
 
 @torch.no_grad()
@@ -130,8 +145,10 @@ def collect_files(
     device: torch.device,
     *,
     batch_size: int = 64,
+    imagenet: ImageNetFeatures | None = None,
 ) -> Outputs:
-    """Logits and features of image files, read and prepared as `recog predict` reads them."""
+    """Logits and features of image files, read and prepared as `recog predict` reads them
+    (with `imagenet`, also its features of the same prepared images)."""
     from recog.data import read_image
 
     require_class_logits(task)
@@ -139,10 +156,16 @@ def collect_files(
         raise RecogError("no image files to measure on")
     model.eval()
     head = head_module(model, spec)
-    logits_parts, feature_parts = [], []
+    logits_parts, feature_parts, extra = [], [], []
     for start in range(0, len(files), batch_size):
         prepared = [task.prepare(read_image(p))[0] for p in files[start : start + batch_size]]
-        logits, feats = logits_and_features(task, model, head, torch.stack(prepared).to(device))
+        images = torch.stack(prepared)
+        logits, feats = logits_and_features(task, model, head, images.to(device))
         logits_parts.append(logits)
         feature_parts.append(feats)
-    return Outputs(torch.cat(logits_parts), torch.cat(feature_parts))
+        if imagenet is not None:
+            extra.append(imagenet(images))
+    return Outputs(
+        torch.cat(logits_parts), torch.cat(feature_parts), None,
+        torch.cat(extra) if extra else None,
+    )  # fmt: skip

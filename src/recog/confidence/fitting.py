@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from recog.confidence.calibration import Calibration
 from recog.confidence.features import Outputs, collect_dataset, collect_files
-from recog.confidence.ood import FEATURE_SCORES, SCORES, FeatureStats, OODRule, auroc_fpr95, score
+from recog.confidence.ood import (
+    FEATURE_SCORES,
+    IMAGENET_SCORES,
+    SCORES,
+    FeatureStats,
+    OODRule,
+    auroc_fpr95,
+    score,
+)
 from recog.errors import RecogError
 
 if TYPE_CHECKING:
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from recog.confidence.imagenet import ImageNetFeatures
     from recog.models.registry import ModelSpec
     from recog.tasks.base import Task
 
@@ -43,26 +52,34 @@ def check_score(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelAt:
-    """The model the fitting measures with: its task, network, spec and device, and the
-    images one forward pass takes."""
+    """The model the fitting measures with: its task, network, spec and device, the images
+    one forward pass takes, and the untouched ImageNet network beside it (None: the
+    `imagenet_*` scores are not measured)."""
 
     task: Task
     model: nn.Module
     spec: ModelSpec
     device: torch.device
     batch_size: int = 64
+    imagenet: ImageNetFeatures | None = None
 
     def outputs(self, dataset: Dataset) -> Outputs:
         """Logits, features and labels over the labelled `dataset`."""
         return collect_dataset(
-            self.task, self.model, self.spec, dataset, self.device, batch_size=self.batch_size
-        )
+            self.task, self.model, self.spec, dataset, self.device,
+            batch_size=self.batch_size, imagenet=self.imagenet,
+        )  # fmt: skip
 
     def file_outputs(self, files: Sequence[Path]) -> Outputs:
         """Logits and features of image files, prepared as `recog predict` prepares them."""
         return collect_files(
-            self.task, self.model, self.spec, files, self.device, batch_size=self.batch_size
-        )
+            self.task, self.model, self.spec, files, self.device,
+            batch_size=self.batch_size, imagenet=self.imagenet,
+        )  # fmt: skip
+
+    def scores(self) -> tuple[str, ...]:
+        """The scores this model can be measured with."""
+        return tuple(s for s in SCORES if self.imagenet is not None or s not in IMAGENET_SCORES)
 
 
 def calibrate(at: ModelAt, held_out: Dataset, *, data: str) -> Calibration:
@@ -73,12 +90,21 @@ def calibrate(at: ModelAt, held_out: Dataset, *, data: str) -> Calibration:
 
 
 def reference_stats(
-    at: ModelAt, reference: Dataset, *, scores: tuple[str, ...] = tuple(FEATURE_SCORES)
-) -> FeatureStats:
-    """The feature scores' statistics from the training images (no augmentation)."""
+    at: ModelAt, reference: Dataset, *, scores: tuple[str, ...] | None = None
+) -> dict[str, FeatureStats]:
+    """Each feature score's statistics from the training images (no augmentation): one
+    `FeatureStats` for the scores on the run's features, one for those on ImageNet's."""
+    wanted = [s for s in (scores or at.scores()) if s in FEATURE_SCORES]
     out = at.outputs(reference)
     assert out.labels is not None
-    return FeatureStats.fit(out.features, out.labels, scores=scores)
+    stats: dict[str, FeatureStats] = {}
+    for group in ([s for s in wanted if s not in IMAGENET_SCORES],
+                  [s for s in wanted if s in IMAGENET_SCORES]):  # fmt: skip
+        features = out.features_for(group[0]) if group else None
+        if features is not None:
+            fitted = FeatureStats.fit(features, out.labels, scores=tuple(group))
+            stats |= dict.fromkeys(group, fitted)
+    return stats
 
 
 def fit_rule(
@@ -93,18 +119,29 @@ def fit_rule(
     """The reject rule: `score_name`'s threshold keeping `tpr` of the `held_out` images."""
     check_score(score_name)
     check_tpr(tpr)
+    if score_name in IMAGENET_SCORES and at.imagenet is None:
+        raise RecogError(f"--ood-score {score_name}: no ImageNet network to read features from")
     val = at.outputs(held_out)
     stats = None
     if score_name in FEATURE_SCORES:
-        stats = reference_stats(at, reference(), scores=(score_name,))
-    return OODRule.fit(score_name, val.logits, val.features, stats, tpr=tpr, data=data)
+        stats = reference_stats(at, reference(), scores=(score_name,))[score_name]
+    return OODRule.fit(
+        score_name, val.logits, val.features_for(score_name), stats, tpr=tpr, data=data,
+        features_from=at.imagenet.name if at.imagenet is not None else "",
+    )  # fmt: skip
 
 
-def ood_table(inside: Outputs, outside: Outputs, stats: FeatureStats) -> dict[str, dict[str, Any]]:
-    """{score: {"auroc", "fpr95"}} for every score, in-distribution images as positives."""
+def ood_table(
+    inside: Outputs, outside: Outputs, stats: dict[str, FeatureStats]
+) -> dict[str, dict[str, Any]]:
+    """{score: {"auroc", "fpr95"}} for every score the outputs allow (the `imagenet_*` ones
+    where ImageNet features were collected), in-distribution images as positives."""
     table: dict[str, dict[str, Any]] = {}
     for name in SCORES:
-        a = score(name, inside.logits, inside.features, stats)
-        b = score(name, outside.logits, outside.features, stats)
+        a_features, b_features = inside.features_for(name), outside.features_for(name)
+        if a_features is None or b_features is None:
+            continue
+        a = score(name, inside.logits, a_features, stats.get(name))
+        b = score(name, outside.logits, b_features, stats.get(name))
         table[name] = auroc_fpr95(a, b)
     return table

@@ -4,7 +4,8 @@
 (with `ood_bank.safetensors`) when the run has them.  `predict` runs the
 task's own `predict` on the temperature-scaled model; with a rule (and
 `reject`), the raw logits and penultimate features of that same forward pass
-give each image its OOD score, and an image scoring below the threshold is
+(for an `imagenet_*` score, the untouched ImageNet network's features of the
+same prepared images) give each image its OOD score, and an image scoring below the threshold is
 marked `unknown` (its `labels` and `scores` stay, for whoever wants the
 nearest class).
 """
@@ -100,12 +101,15 @@ class Confidence:
         outputs, features = _OutputTap(), None
         with contextlib.ExitStack() as stack:
             stack.enter_context(outputs.attached(model))
-            if rule.needs_features:
+            if rule.needs_run_features:
                 features = stack.enter_context(FeatureTap(head_module(model, spec)).attached())
             predictions = task.predict(scaled, images, meta)
         if outputs.output is None:
             raise RecogError("the model was not run: no logits to score")
         feats = None if features is None or features.features is None else features.features.cpu()
+        if rule.needs_features and not rule.needs_run_features:
+            # the same prepared images through the untouched ImageNet network
+            feats = rule.imagenet()(images)
         values = rule.scores(outputs.output.cpu(), feats)
         return [
             dataclasses.replace(p, ood_score=float(s), unknown=bool(s < rule.threshold))
