@@ -74,11 +74,12 @@ class ImageNetFeatures:
 
     @torch.inference_mode()
     def __call__(self, images: Tensor, *, batch_size: int = 32) -> Tensor:
-        """(B, D) float features of uint8 (B, 3, H, W) images (on the CPU)."""
+        """(B, D) float features of uint8 (B, 3, H, W) images, or float ones in [0, 1]."""
         parts = []
         size = self.record.input_size
+        scale = 255.0 if images.dtype == torch.uint8 else 1.0
         for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].cpu().float() / 255.0
+            x = images[start : start + batch_size].cpu().float() / scale
             if tuple(x.shape[-2:]) != (size, size):
                 x = F.interpolate(
                     x, size=(size, size), mode=self.record.interpolation, antialias=True,

@@ -228,30 +228,26 @@ def pretrained_features(
     on hymenoptera with 10% of the training labels flipped, out-of-fold agreement rose
     from 0.67 (resnet18 from scratch, 64 px) to 0.9+ and cleanlab's suspects became the
     flipped images (tests/doctor/test_doctor_bars.py, docs/doctor.md)."""
+    from recog.confidence.imagenet import ImageNetFeatures
     from recog.models import pretrained
-    from recog.models.factory import create_model, get_spec
+    from recog.models.factory import get_spec
 
     record = pretrained.get(get_spec(PRETRAINED_MODEL).pretrained)
     if not record.available() or float(np.median(sides)) <= PRETRAINED_MIN_SIDE:
         return None
-    model = create_model(PRETRAINED_MODEL, num_classes=0)
-    pretrained.load_into(model, record)
-    model.eval()
+    network = ImageNetFeatures(record)  # the same network the OOD scores read
     size = record.input_size
-    mean = torch.tensor(record.mean).view(1, 3, 1, 1)
-    std = torch.tensor(record.std).view(1, 3, 1, 1)
-    out = np.zeros((len(paths), model.num_features), dtype=np.float32)
+    out = np.zeros((len(paths), network.dim), dtype=np.float32)
     batch = 32
-    with torch.inference_mode():
-        for start in range(0, len(paths), batch):
-            chunk = paths[start : start + batch]
-            # the weights' own preprocessing: shorter side to size / crop_pct, centre crop
-            x = _load(chunk, int(round(size / record.crop_pct / 1.15)), None)
-            margin = (x.shape[-1] - size) // 2
-            x = x[:, :, margin : margin + size, margin : margin + size]
-            out[start : start + len(chunk)] = model((x - mean) / std).numpy()
-            if progress is not None:
-                progress("ImageNet features", start + len(chunk), len(paths))
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        # the weights' own preprocessing: shorter side to size / crop_pct, centre crop
+        x = _load(chunk, int(round(size / record.crop_pct / 1.15)), None)
+        margin = (x.shape[-1] - size) // 2
+        x = x[:, :, margin : margin + size, margin : margin + size]
+        out[start : start + len(chunk)] = network(x).numpy()
+        if progress is not None:
+            progress("ImageNet features", start + len(chunk), len(paths))
     return out, f"{record.name} ImageNet features ({record.source()})"
 
 
