@@ -78,14 +78,18 @@ class ImageNetFeatures:
         parts = []
         size = self.record.input_size
         scale = 255.0 if images.dtype == torch.uint8 else 1.0
+        device = images.device  # beside the run's model: a server on a GPU keeps it there
+        if self.mean.device != device:
+            self.network.to(device)
+            self.mean, self.std = self.mean.to(device), self.std.to(device)
         for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].cpu().float() / scale
+            x = images[start : start + batch_size].float() / scale
             if tuple(x.shape[-2:]) != (size, size):
                 x = F.interpolate(
                     x, size=(size, size), mode=self.record.interpolation, antialias=True,
                     align_corners=False,
                 ).clamp_(0.0, 1.0)  # fmt: skip
-            parts.append(self.network((x - self.mean) / self.std).float())
+            parts.append(self.network((x - self.mean) / self.std).float().cpu())
         if not parts:
             return torch.zeros(0, self.dim)
         return torch.cat(parts)
