@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from recog.confidence.facet import CONFIDENCE
+from recog.confidence.ood import IMAGENET_SCORES
 from recog.errors import RecogError
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ class Outputs:
 
     def features_for(self, score: str) -> Tensor | None:
         """The features `score` reads: ImageNet's for an `imagenet_*` score, else the run's."""
-        from recog.confidence.ood import IMAGENET_SCORES
-
         return self.imagenet if score in IMAGENET_SCORES else self.features
 
 

@@ -19,6 +19,7 @@ from recog.confidence.features import Outputs, collect_dataset, collect_files
 from recog.confidence.ood import (
     FEATURE_SCORES,
     IMAGENET_SCORES,
+    RUN_FEATURE_SCORES,
     SCORES,
     FeatureStats,
     OODRule,
@@ -98,12 +99,11 @@ def reference_stats(
     out = at.outputs(reference)
     assert out.labels is not None
     stats: dict[str, FeatureStats] = {}
-    for group in ([s for s in wanted if s not in IMAGENET_SCORES],
-                  [s for s in wanted if s in IMAGENET_SCORES]):  # fmt: skip
-        features = out.features_for(group[0]) if group else None
+    for source in (RUN_FEATURE_SCORES, IMAGENET_SCORES):  # one fit for each kind of feature
+        names = tuple(s for s in wanted if s in source)
+        features = out.features_for(names[0]) if names else None
         if features is not None:
-            fitted = FeatureStats.fit(features, out.labels, scores=tuple(group))
-            stats |= dict.fromkeys(group, fitted)
+            stats |= dict.fromkeys(names, FeatureStats.fit(features, out.labels, scores=names))
     return stats
 
 

@@ -215,6 +215,10 @@ class OODRule:
     def needs_run_features(self) -> bool:
         return self.score in RUN_FEATURE_SCORES
 
+    @property
+    def needs_imagenet_features(self) -> bool:
+        return self.score in IMAGENET_SCORES
+
     def imagenet(self) -> Any:
         """The `ImageNetFeatures` an `imagenet_*` score reads, loaded once (strictly)."""
         if self._extractor is None:

@@ -107,7 +107,7 @@ class Confidence:
         if outputs.output is None:
             raise RecogError("the model was not run: no logits to score")
         feats = None if features is None or features.features is None else features.features.cpu()
-        if rule.needs_features and not rule.needs_run_features:
+        if rule.needs_imagenet_features:
             # the same prepared images through the untouched ImageNet network
             feats = rule.imagenet()(images)
         values = rule.scores(outputs.output.cpu(), feats)

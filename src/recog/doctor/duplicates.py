@@ -56,11 +56,10 @@ class CosineRule:
     cosine: float
     within_bits: int | None
     centred: bool
-    what: str
 
 
-IMAGENET_RULE = CosineRule(0.8, None, True, "ImageNet")
-RUN_RULE = CosineRule(0.97, 40, False, "the run's")
+IMAGENET_RULE = CosineRule(0.8, None, True)
+RUN_RULE = CosineRule(0.97, 40, False)
 
 
 def near_limit(nearest: np.ndarray) -> float:

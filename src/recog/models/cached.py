@@ -64,7 +64,6 @@ def torchvision_record(builder: str) -> PretrainedWeights:
         name=f"{builder}.torchvision",
         arch=builder,
         locator=TorchHubFile(weights.url, "torchvision"),
-        sha256="",
         mean=_rgb(getattr(transform, "mean", (0.0, 0.0, 0.0))),
         std=_rgb(getattr(transform, "std", (1.0, 1.0, 1.0))),
         input_size=int(crop[0]) if crop else 0,
@@ -74,7 +73,6 @@ def torchvision_record(builder: str) -> PretrainedWeights:
         params_m=round(weights.meta["num_params"] / 1e6, 1)
         if "num_params" in weights.meta
         else None,
-        gmacs=None,
         # torchvision states no licence per file (its weights come from many datasets)
         licence="",
         # torchvision's segmentation weights carry the auxiliary classifier recog builds without
@@ -98,15 +96,11 @@ def timm_record(arch: str, kind: str = "timm") -> PretrainedWeights:
         name=f"{arch}.timm",
         arch=arch,
         locator=locator,
-        sha256="",
         mean=_rgb(cfg.mean),
         std=_rgb(cfg.std),
         input_size=int(cfg.input_size[-1]),
         interpolation=cfg.interpolation or "",
         crop_pct=float(cfg.crop_pct or 0.0),
-        imagenet_top1=None,
-        params_m=None,
-        gmacs=None,
         licence=cfg.license or "",
     )
 
@@ -128,16 +122,11 @@ def smp_record(encoder: str, weights: str = "imagenet") -> PretrainedWeights:
         name=f"{encoder}.smp",
         arch=encoder,
         locator=HubFile(repo, "smp", files=HubFile.files[:1], revision=revision),
-        sha256="",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         input_size=224,
         interpolation="bilinear",
         crop_pct=0.875,
-        imagenet_top1=None,
-        params_m=None,
-        gmacs=None,
-        licence="",
     )
 
 

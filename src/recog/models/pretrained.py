@@ -31,16 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from recog.errors import RecogError
 from recog.models.state_file import read_state_dict
-
-if TYPE_CHECKING:
-    pass
 
 #: the value of `--weights` that names the table's record for the model
 IMAGENET = "imagenet"
@@ -110,28 +107,29 @@ class UserFile:
         return self.file
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PretrainedWeights:
-    """One pretrained file and everything needed to use it correctly."""
+    """One pretrained file and everything needed to use it correctly (a field left out is
+    one its source does not state: no checksum, size, figures or licence)."""
 
     name: str
     #: the architecture whose layout the file has: timm's name (pip and timm records),
     #: torchvision's builder, smp's encoder
     arch: str
     locator: Locator
-    #: "": none published (the library caches'); a run computes and records the file's own
-    sha256: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    #: "": none published (the library caches'); a run computes and records the file's own
+    sha256: str = ""
     #: 0: no size of its own (a detector resizes inside; a user's file)
-    input_size: int
-    interpolation: str
-    crop_pct: float
+    input_size: int = 0
+    interpolation: str = ""
+    crop_pct: float = 0.0
     #: None where the library states none
-    imagenet_top1: float | None
-    params_m: float | None
-    gmacs: float | None
-    licence: str
+    imagenet_top1: float | None = None
+    params_m: float | None = None
+    gmacs: float | None = None
+    licence: str = ""
     #: file tensor names -> timm's names (given the timm model's own names)
     key_map: Callable[[dict[str, torch.Tensor], list[str]], dict[str, torch.Tensor]] = field(
         repr=False, compare=False, default=lambda s, _: s

@@ -146,11 +146,8 @@ def for_weights(
         return dataclasses.replace(
             pretrained.get(spec.pretrained), name=path.name, locator=UserFile(path), sha256=""
         )
-    return PretrainedWeights(
-        name=path.name, arch=spec.name, locator=UserFile(path), sha256="", mean=spec.mean,
-        std=spec.std, input_size=0, interpolation="", crop_pct=0.0, imagenet_top1=None,
-        params_m=None, gmacs=None, licence="",
-    )  # fmt: skip
+    return PretrainedWeights(name=path.name, arch=spec.name, locator=UserFile(path),
+                             mean=spec.mean, std=spec.std)  # fmt: skip
 
 
 def load_start(
